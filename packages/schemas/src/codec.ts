@@ -1,0 +1,103 @@
+/** Encoding and decoding of bus values: size rule, JSON, schema; one place for every worker. */
+import { z } from "zod";
+import { parseOptions } from "./error-messages.js";
+import { SchemaValidationError, ValueTooLargeError, type ValueContext } from "./errors.js";
+import { findJsonSyntaxProblem } from "./json-syntax.js";
+import { messageTypeNameOf } from "./registry.js";
+import { MAX_ACCEPTED_VALUE_BYTES, tooLargeMessage } from "./size.js";
+
+/** Why a received value was refused. */
+export type DecodeFailureReason = "too-large" | "malformed-json" | "schema";
+
+/** A value that passed every check. */
+export interface DecodeSuccess<T> {
+  readonly ok: true;
+  /** The parsed value, defaults applied, unknown keys of non-strict objects dropped. */
+  readonly value: T;
+}
+
+/** A value that was refused, and why, for a human. */
+export interface DecodeFailure {
+  readonly ok: false;
+  readonly reason: DecodeFailureReason;
+  /** One or more lines for a human, naming sizes, the JSON error position or the field paths. */
+  readonly message: string;
+  /** For `reason: "schema"`, the zod issues with their paths. */
+  readonly issues?: readonly z.core.$ZodIssue[];
+}
+
+/** The result of {@link decodeValue}. */
+export type DecodeResult<T> = DecodeSuccess<T> | DecodeFailure;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+const encoder = new TextEncoder();
+
+/**
+ * Checks a received value, in this order: at most {@link MAX_ACCEPTED_VALUE_BYTES} (else
+ * `too-large`), UTF-8 JSON (else `malformed-json`), valid for `schema` (else `schema`, with one
+ * line per issue naming its field path). Never throws.
+ */
+export function decodeValue<S extends z.ZodType>(schema: S, bytes: Uint8Array): DecodeResult<z.output<S>> {
+  if (bytes.byteLength > MAX_ACCEPTED_VALUE_BYTES) {
+    return { ok: false, reason: "too-large", message: tooLargeMessage(bytes.byteLength) };
+  }
+  if (bytes.byteLength === 0) {
+    return { ok: false, reason: "malformed-json", message: "malformed JSON: the value is empty" };
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return { ok: false, reason: "malformed-json", message: "malformed JSON: the value is not valid UTF-8" };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return {
+      ok: false,
+      reason: "malformed-json",
+      message: `malformed JSON: ${describeJsonError(error, text)}`,
+    };
+  }
+  const result = schema.safeParse(json, parseOptions);
+  if (!result.success) {
+    return {
+      ok: false,
+      reason: "schema",
+      message: z.prettifyError(result.error),
+      issues: result.error.issues,
+    };
+  }
+  return { ok: true, value: result.data };
+}
+
+/** Where the text stops being JSON, else V8's own message. */
+function describeJsonError(error: unknown, text: string): string {
+  const found = findJsonSyntaxProblem(text);
+  if (found !== undefined) {
+    return `${found.problem} at line ${found.line} column ${found.column} (position ${found.position})`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Validates `value` with `schema` and encodes the parsed value (defaults applied) as UTF-8 JSON.
+ * Throws {@link SchemaValidationError} if invalid and {@link ValueTooLargeError} if the result
+ * exceeds {@link MAX_ACCEPTED_VALUE_BYTES}. `context` names the type and key in messages; the
+ * type defaults to the registry's name for `schema`.
+ */
+export function encodeValue<S extends z.ZodType>(
+  schema: S,
+  value: z.input<S>,
+  context: ValueContext = {},
+): Uint8Array {
+  const named: ValueContext = { type: context.type ?? messageTypeNameOf(schema), key: context.key };
+  const result = schema.safeParse(value, parseOptions);
+  if (!result.success) throw new SchemaValidationError(result.error, named);
+  const bytes = encoder.encode(JSON.stringify(result.data));
+  if (bytes.byteLength > MAX_ACCEPTED_VALUE_BYTES) {
+    throw new ValueTooLargeError(bytes.byteLength, MAX_ACCEPTED_VALUE_BYTES, named);
+  }
+  return bytes;
+}

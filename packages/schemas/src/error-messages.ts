@@ -1,0 +1,19 @@
+// Helpers for the messages of zod issues.
+import type { z } from "zod";
+
+/**
+ * A zod error function for a schema's own issues: `is required` when the field is missing, else
+ * `text` (or zod's default message when `text` is omitted). Used on type constructors so a
+ * missing field does not read as "must be a string".
+ */
+export function expected(text?: string): (issue: { readonly input?: unknown }) => string | undefined {
+  return (issue) => (issue.input === undefined ? "is required" : text);
+}
+
+/**
+ * Parse options that word every missing field as `is required` where the schema sets no message
+ * of its own; {@link decodeValue} and {@link encodeValue} parse with them.
+ */
+export const parseOptions: z.core.ParseContext<z.core.$ZodIssue> = {
+  error: (issue) => (issue.code === "invalid_type" && issue.input === undefined ? "is required" : undefined),
+};

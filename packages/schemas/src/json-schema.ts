@@ -1,0 +1,35 @@
+/**
+ * JSON Schema documents generated from the zod schemas, one per message, committed under
+ * `packages/schemas/json-schema/<Type>.schema.json` (regenerate with `npm run generate -w
+ * @eve-tasks/schemas`). They describe what a publisher may send (zod's `io: "input"`): defaulted
+ * fields are optional. Cross-field rules (e.g. a VM has no root) live only in the zod schemas.
+ */
+import { z } from "zod";
+import { messageTypes } from "./registry.js";
+import { SignalReplySchema } from "./signal-reply.js";
+import { SignalRequestSchema } from "./signal-request.js";
+import { TaskEventSchema } from "./task-event.js";
+
+/** Every message with a JSON Schema file: the KV types plus events and the signal RPC. */
+export const jsonSchemaMessages: Readonly<Record<string, z.ZodType>> = {
+  ...Object.fromEntries(Object.entries(messageTypes).map(([name, info]) => [name, info.schema])),
+  TaskEvent: TaskEventSchema,
+  SignalRequest: SignalRequestSchema,
+  SignalReply: SignalReplySchema,
+};
+
+/** The JSON Schema (draft 2020-12) of `schema` as a publisher's input, titled `title`. */
+export function jsonSchemaOf(title: string, schema: z.ZodType): Record<string, unknown> {
+  const { $schema, ...rest } = z.toJSONSchema(schema, { io: "input", target: "draft-2020-12" });
+  return { $schema, title, ...rest };
+}
+
+/** The file name and text (2-space JSON, final newline) of every JSON Schema file. */
+export function generateJsonSchemaFiles(): { fileName: string; text: string }[] {
+  return Object.entries(jsonSchemaMessages)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, schema]) => ({
+      fileName: `${name}.schema.json`,
+      text: `${JSON.stringify(jsonSchemaOf(name, schema), null, 2)}\n`,
+    }));
+}

@@ -1,0 +1,58 @@
+/** Names on the bus and on the node that the public contract fixes. */
+import { join } from "node:path";
+import { sha256Hex } from "./canonical-json.js";
+
+/** JetStream stream holding every task event. */
+export const EVENTS_STREAM = "TASK_EVENTS";
+/** Subjects of {@link EVENTS_STREAM}: `eve.events.<uuid>`. */
+export const EVENTS_SUBJECTS = "eve.events.*";
+
+/** Subject of the events of app `uuid`: `eve.events.<uuid>`. */
+export function eventSubject(uuid: string): string {
+  return `eve.events.${uuid}`;
+}
+
+/** Request subject to signal anchors on `node`: `eve.rpc.task-executor.<node>.signal`. */
+export function signalSubject(node: string): string {
+  return `eve.rpc.task-executor.${node}.signal`;
+}
+
+/** containerd namespace of every app container and task. */
+export const CONTAINERD_NAMESPACE = "eve-user-apps";
+
+/** containerd runtime of every task. */
+export const CONTAINERD_RUNTIME = "io.containerd.runc.v2";
+
+/** Type URL of the runtime spec in a container's `Any`. */
+export const OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+/** The cgroup (`linux.cgroupsPath`) of app `uuid`: `/eve-user-apps/<uuid>`. */
+export function cgroupsPathFor(uuid: string): string {
+  return `/${CONTAINERD_NAMESPACE}/${uuid}`;
+}
+
+/**
+ * Labels on every container, enough to rebuild the executor's view from containerd alone:
+ * the app's uuid, its config's version label, its configRevision (decimal) and specSha256.
+ */
+export const TASK_LABELS = {
+  uuid: "org.lfedge.eve-tasks.uuid",
+  version: "org.lfedge.eve-tasks.version",
+  configRevision: "org.lfedge.eve-tasks.config-revision",
+  specSha256: "org.lfedge.eve-tasks.spec-sha256",
+} as const;
+
+/** The console log of app `uuid`: `<dataDir>/tasks/<uuid>/console.log`. */
+export function taskLogPath(dataDir: string, uuid: string): string {
+  return join(dataDir, "tasks", uuid, "console.log");
+}
+
+/** Key (within type HypervisorSeed) of the hypervisor tools `name` on `node`: `<node>.<name>`. */
+export function hypervisorSeedKey(node: string, name: string): string {
+  return `${node}.${name}`;
+}
+
+/** Key (within type ImageSeed) of image `ref` on `node`: `<node>.<sha256Hex(ref)>`. */
+export function imageSeedKey(node: string, ref: string): string {
+  return `${node}.${sha256Hex(ref)}`;
+}
