@@ -1,0 +1,30 @@
+/**
+ * `npm run prerequisites`: makes sure nats-server, containerd, runc, containerd-shim-runc-v2 and
+ * ctr are installed (installing the Debian packages when run as root on Debian) and that cgroups
+ * are mounted. Exits non-zero with the reason on failure.
+ */
+import { PrerequisiteError } from "./errors.js";
+import { ensurePrerequisites } from "./prerequisites.js";
+
+async function main(): Promise<number> {
+  try {
+    const report = await ensurePrerequisites({ log: (line) => console.log(`prerequisites: ${line}`) });
+    for (const [command, path] of Object.entries(report.found))
+      console.log(`prerequisites: ${command}: ${path}`);
+    if (!report.root) {
+      console.log(
+        "prerequisites: warning: not running as root; containerd (and so task-executor and the tests) need root",
+      );
+    }
+    console.log(
+      `prerequisites: ok${report.installed.length > 0 ? ` (installed ${report.installed.join(" ")})` : ""}`,
+    );
+    return 0;
+  } catch (err) {
+    const message = err instanceof PrerequisiteError || err instanceof Error ? err.message : String(err);
+    console.error(`prerequisites: ${message}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main();
