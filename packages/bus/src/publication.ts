@@ -1,0 +1,235 @@
+import type { KV, KvEntry } from "@nats-io/kv";
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import type { z } from "zod";
+import { canonicalJson, decodeValue, encodeValue } from "@eve-tasks/schemas";
+import type { Bus } from "./connection.js";
+import { PublishError } from "./errors.js";
+import { RESTARTED_MARKER, assertTypeName, assertUserKey, kvKey, userKeyOf } from "./keys.js";
+
+/** Which table a publication writes: the agent's bucket and the value type. */
+export interface TableOptions<S extends z.ZodType> {
+  /** The publishing agent, which is also its bucket's name. */
+  agent: string;
+  /** The type name, e.g. `TaskStatus`: the first token of every key. */
+  type: string;
+  /** The zod schema every value is checked against, on publish and on receipt. */
+  schema: S;
+}
+
+/** The value of the restarted marker. */
+export interface RestartedMarker {
+  counter: number;
+  at: string;
+}
+
+/** Result of a compare-and-set write ordered by configRevision. */
+export type OrderedWriteResult = "written" | "unchanged" | "stale" | "deleted" | "absent";
+
+const MAX_CAS_ATTEMPTS = 20;
+
+function isWrongLastSequence(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
+
+function configRevisionOf(entry: KvEntry): number | undefined {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(entry.value)) as { configRevision?: unknown };
+    return typeof v.configRevision === "number" ? v.configRevision : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One agent's table of one type, EVE-style: publish, unpublish, get, get all, and
+ * the restarted signal. Every value is validated with its zod schema before it is
+ * sent. Writing a value identical to the one this process last wrote is skipped.
+ */
+export class Publication<S extends z.ZodType> {
+  readonly agent: string;
+  readonly type: string;
+  readonly schema: S;
+  readonly #bus: Bus;
+  /** What this process last wrote per key (canonical JSON), to skip identical writes. */
+  readonly #written = new Map<string, string>();
+
+  constructor(bus: Bus, options: TableOptions<S>) {
+    assertTypeName(options.type);
+    this.#bus = bus;
+    this.agent = options.agent;
+    this.type = options.type;
+    this.schema = options.schema;
+  }
+
+  #kv(): Promise<KV> {
+    return this.#bus.bucket(this.agent);
+  }
+
+  #encode(key: string, value: z.input<S>): { bytes: Uint8Array; canonical: string } {
+    assertUserKey(key);
+    const bytes = encodeValue(this.schema, value, { type: this.type, key });
+    const parsed = this.schema.parse(value);
+    return { bytes, canonical: canonicalJson(parsed) };
+  }
+
+  /**
+   * Publishes `value` under `key` (acked by JetStream). Throws SchemaValidationError or
+   * ValueTooLargeError (from @eve-tasks/schemas) before sending a bad value, and
+   * PublishError when NATS refuses it. Returns the KV revision, or undefined when the
+   * value equals what this process last published and nothing was sent.
+   */
+  async publish(key: string, value: z.input<S>): Promise<number | undefined> {
+    const { bytes, canonical } = this.#encode(key, value);
+    if (this.#written.get(key) === canonical) return undefined;
+    const kv = await this.#kv();
+    try {
+      const rev = await kv.put(kvKey(this.type, key), bytes);
+      this.#written.set(key, canonical);
+      return rev;
+    } catch (err) {
+      throw new PublishError(this.agent, kvKey(this.type, key), `publish failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** Removes `key` (a KV delete: subscribers see unpublish). Removing an absent key succeeds. */
+  async unpublish(key: string): Promise<void> {
+    assertUserKey(key);
+    const kv = await this.#kv();
+    this.#written.delete(key);
+    try {
+      await kv.delete(kvKey(this.type, key));
+    } catch (err) {
+      throw new PublishError(
+        this.agent,
+        kvKey(this.type, key),
+        `unpublish failed: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  /** The current valid value of `key`, or undefined when absent, deleted or invalid. */
+  async get(key: string): Promise<z.infer<S> | undefined> {
+    assertUserKey(key);
+    const kv = await this.#kv();
+    const e = await kv.get(kvKey(this.type, key));
+    if (!e || e.operation !== "PUT") return undefined;
+    const d = decodeValue(this.schema, e.value);
+    return d.ok ? d.value : undefined;
+  }
+
+  /** Every current valid value of the table, by key. */
+  async getAll(): Promise<Map<string, z.infer<S>>> {
+    const kv = await this.#kv();
+    const out = new Map<string, z.infer<S>>();
+    const keys = await kv.keys(`${this.type}.>`);
+    const full: string[] = [];
+    for await (const k of keys) full.push(k);
+    for (const k of full) {
+      const key = userKeyOf(this.type, k);
+      if (key === undefined || key.startsWith("_")) continue;
+      const e = await kv.get(k);
+      if (!e || e.operation !== "PUT") continue;
+      const d = decodeValue(this.schema, e.value);
+      if (d.ok) out.set(key, d.value);
+    }
+    return out;
+  }
+
+  /**
+   * Says "I have republished everything" (EVE's SignalRestarted): subscribers'
+   * restarted handlers get the counter, which grows with every signal.
+   */
+  async signalRestarted(): Promise<number> {
+    const kv = await this.#kv();
+    const key = kvKey(this.type, RESTARTED_MARKER);
+    const cur = await kv.get(key);
+    let counter = 1;
+    if (cur?.operation === "PUT") {
+      try {
+        counter = (JSON.parse(cur.string()) as RestartedMarker).counter + 1;
+      } catch {
+        counter = 1;
+      }
+    }
+    const marker: RestartedMarker = { counter, at: new Date().toISOString() };
+    await kv.put(key, JSON.stringify(marker));
+    return counter;
+  }
+
+  /** Withdraws the restarted signal at start-up (EVE's ClearRestarted). */
+  async clearRestarted(): Promise<void> {
+    const kv = await this.#kv();
+    await kv.delete(kvKey(this.type, RESTARTED_MARKER));
+  }
+
+  /**
+   * Writes `value` only if no value with a higher `configRevision` is stored,
+   * with compare-and-set on the key's KV revision, so replicas racing on one key never
+   * put an older revision over a newer one. Returns "written", "unchanged" (the same
+   * value is stored) or "stale" (a newer configRevision is stored).
+   */
+  async putIfNewer(
+    key: string,
+    value: z.input<S> & { configRevision: number },
+  ): Promise<"written" | "unchanged" | "stale"> {
+    const { bytes, canonical } = this.#encode(key, value);
+    const kv = await this.#kv();
+    const full = kvKey(this.type, key);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const cur = await kv.get(full);
+      let previousSeq = 0;
+      if (cur) {
+        previousSeq = cur.revision;
+        if (cur.operation === "PUT") {
+          const stored = configRevisionOf(cur);
+          if (stored !== undefined && stored > value.configRevision) return "stale";
+          const d = decodeValue(this.schema, cur.value);
+          if (d.ok && canonicalJson(d.value) === canonical) return "unchanged";
+        }
+      }
+      try {
+        await kv.put(full, bytes, { previousSeq });
+        this.#written.set(key, canonical);
+        return "written";
+      } catch (err) {
+        if (isWrongLastSequence(err)) continue;
+        throw new PublishError(this.agent, full, `write failed: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    throw new PublishError(this.agent, full, `gave up after ${MAX_CAS_ATTEMPTS} compare-and-set conflicts`);
+  }
+
+  /**
+   * Removes `key` only if the stored value's `configRevision` is not higher than
+   * `configRevision`, with compare-and-set. Returns "deleted", "absent" or "stale".
+   */
+  async deleteIfNotNewer(key: string, configRevision: number): Promise<"deleted" | "absent" | "stale"> {
+    assertUserKey(key);
+    const kv = await this.#kv();
+    const full = kvKey(this.type, key);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const cur = await kv.get(full);
+      if (!cur || cur.operation !== "PUT") return "absent";
+      const stored = configRevisionOf(cur);
+      if (stored !== undefined && stored > configRevision) return "stale";
+      try {
+        await kv.delete(full, { previousSeq: cur.revision });
+        this.#written.delete(key);
+        return "deleted";
+      } catch (err) {
+        if (isWrongLastSequence(err)) continue;
+        throw new PublishError(this.agent, full, `delete failed: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    throw new PublishError(this.agent, full, `gave up after ${MAX_CAS_ATTEMPTS} compare-and-set conflicts`);
+  }
+}

@@ -1,0 +1,220 @@
+import type { KvWatchEntry } from "@nats-io/kv";
+import type { QueuedIterator } from "@nats-io/nats-core";
+import type { z } from "zod";
+import { canonicalJson, decodeValue } from "@eve-tasks/schemas";
+import type { Bus } from "./connection.js";
+import { RESTARTED_MARKER, assertTypeName, userKeyOf } from "./keys.js";
+import type { RestartedMarker, TableOptions } from "./publication.js";
+
+/** Why a received value was not handed to the create/modify handlers. */
+export interface InvalidValue<T> {
+  key: string;
+  /** KV revision of the bad value. */
+  revision: number;
+  reason: "too-large" | "malformed-json" | "schema" | "key";
+  /** A message for a human, naming the field or limit. */
+  message: string;
+  /** The last valid value of the key, if any: it stays current in the subscription. */
+  previous: T | undefined;
+}
+
+/** A value as the subscription knows it, with the KV revision it was stored at. */
+export interface Known<T> {
+  revision: number;
+  value: T;
+}
+
+/** Handlers and options of a subscription; only `onCreate` is required, as in EVE. */
+export interface SubscribeOptions<S extends z.ZodType> extends TableOptions<S> {
+  /** Only keys under this prefix (dot-separated tokens), e.g. a node name for seeds. */
+  keyPrefix?: string;
+  onCreate(key: string, value: z.infer<S>, revision: number): void | Promise<void>;
+  onModify?(key: string, value: z.infer<S>, old: z.infer<S>, revision: number): void | Promise<void>;
+  onDelete?(key: string, old: z.infer<S>, revision: number): void | Promise<void>;
+  /** Once, after the current state has been delivered; also for an empty table. */
+  onSynchronized?(): void | Promise<void>;
+  /** The publisher said it has republished everything. */
+  onRestarted?(counter: number): void | Promise<void>;
+  /** A value that is malformed, too large, fails the schema or fails `checkKey`. Never thrown. */
+  onInvalid?(invalid: InvalidValue<z.infer<S>>): void | Promise<void>;
+  /** A handler threw; the subscription goes on with the next change. */
+  onHandlerError?(key: string, err: unknown): void;
+  /** Extra check of a valid value against its key, e.g. a uuid field equal to the key: a message, or null. */
+  checkKey?(key: string, value: z.infer<S>): string | null;
+  /**
+   * What this subscriber already knew (a persistent subscriber's saved view): keys at
+   * the same revision are not delivered again, changed keys arrive as modify, and
+   * known keys that are gone arrive as delete before synchronized.
+   */
+  known?: ReadonlyMap<string, Known<z.infer<S>>>;
+}
+
+/**
+ * A live subscription: the current state of the table (valid values only), the
+ * synchronized promise, and close.
+ */
+export class Subscription<S extends z.ZodType> {
+  readonly #opts: SubscribeOptions<S>;
+  readonly #bus: Bus;
+  readonly #table = new Map<string, Known<z.infer<S>> & { canonical: string }>();
+  #iterator: QueuedIterator<KvWatchEntry> | undefined;
+  #synchronized = false;
+  #resolveSync!: () => void;
+  /** Resolves once the current state has been delivered (also for an empty table). */
+  readonly synchronized: Promise<void>;
+  /** Resolves when the subscription has stopped. */
+  done: Promise<void> = Promise.resolve();
+
+  constructor(bus: Bus, options: SubscribeOptions<S>) {
+    assertTypeName(options.type);
+    this.#bus = bus;
+    this.#opts = options;
+    this.synchronized = new Promise((r) => (this.#resolveSync = r));
+    for (const [k, v] of options.known ?? []) {
+      this.#table.set(k, { ...v, canonical: canonicalJson(v.value) });
+    }
+  }
+
+  get isSynchronized(): boolean {
+    return this.#synchronized;
+  }
+
+  /** The current valid value of `key`. */
+  get(key: string): z.infer<S> | undefined {
+    return this.#table.get(key)?.value;
+  }
+
+  /** Every current valid value, with its revision. */
+  getAll(): Map<string, Known<z.infer<S>>> {
+    return new Map([...this.#table].map(([k, v]) => [k, { revision: v.revision, value: v.value }]));
+  }
+
+  /** Starts watching: call once. Resolves when the watch is open (not when synchronized). */
+  async start(): Promise<this> {
+    const kv = await this.#bus.bucket(this.#opts.agent);
+    const prefix = this.#opts.keyPrefix ? `${this.#opts.type}.${this.#opts.keyPrefix}` : this.#opts.type;
+    const filter = `${prefix}.>`;
+    // Not ignoreDeletes: with it, a snapshot ending in a delete never yields the delta-0 entry.
+    this.#iterator = await kv.watch({ key: filter });
+    const seen = new Set<string>();
+    this.done = this.#run(this.#iterator, seen);
+    // NATS v3 gives no "initialized" signal for an empty match: if the table holds no key
+    // now, nothing will come before the first change, so the snapshot is complete.
+    const keys = await kv.keys(filter);
+    let any = false;
+    for await (const k of keys) {
+      if (!k.endsWith(`.${RESTARTED_MARKER}`)) any = true;
+    }
+    if (!any && !this.#synchronized) await this.#enqueue(() => this.#markSynchronized(seen));
+    return this;
+  }
+
+  #chain: Promise<void> = Promise.resolve();
+
+  /** Runs `fn` after every change handler already queued, so handlers never overlap. */
+  #enqueue(fn: () => Promise<void>): Promise<void> {
+    const next = this.#chain.then(fn);
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async #run(it: QueuedIterator<KvWatchEntry>, seen: Set<string>): Promise<void> {
+    for await (const e of it) {
+      await this.#enqueue(() => this.#process(e, seen));
+    }
+  }
+
+  async #call(key: string, fn: () => void | Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (this.#opts.onHandlerError) this.#opts.onHandlerError(key, err);
+      else this.#bus.logger.error({ err, key, type: this.#opts.type }, "subscription handler failed");
+    }
+  }
+
+  async #process(e: KvWatchEntry, seen: Set<string>): Promise<void> {
+    const o = this.#opts;
+    const key = userKeyOf(o.type, e.key);
+    if (key === undefined) return;
+    if (key === RESTARTED_MARKER) {
+      if (e.operation === "PUT" && o.onRestarted) {
+        try {
+          const m = JSON.parse(e.string()) as RestartedMarker;
+          await this.#call(key, () => o.onRestarted!(m.counter));
+        } catch (err) {
+          this.#bus.logger.warn({ err, type: o.type }, "unreadable restarted marker");
+        }
+      }
+    } else if (!key.startsWith("_")) {
+      if (!this.#synchronized) seen.add(key);
+      await this.#apply(key, e);
+    }
+    if (!this.#synchronized && e.delta === 0) await this.#markSynchronized(seen);
+  }
+
+  async #apply(key: string, e: KvWatchEntry): Promise<void> {
+    const o = this.#opts;
+    const cur = this.#table.get(key);
+    if (e.operation !== "PUT") {
+      if (!cur) return;
+      this.#table.delete(key);
+      if (o.onDelete) await this.#call(key, () => o.onDelete!(key, cur.value, e.revision));
+      return;
+    }
+    if (cur && cur.revision === e.revision) return; // already known (persistent subscriber)
+    const d = decodeValue(o.schema, e.value);
+    let invalid: InvalidValue<z.infer<S>> | undefined;
+    if (!d.ok) {
+      invalid = { key, revision: e.revision, reason: d.reason, message: d.message, previous: cur?.value };
+    } else {
+      const keyProblem = o.checkKey?.(key, d.value) ?? null;
+      if (keyProblem !== null) {
+        invalid = { key, revision: e.revision, reason: "key", message: keyProblem, previous: cur?.value };
+      }
+    }
+    if (invalid || !d.ok) {
+      if (o.onInvalid) await this.#call(key, () => o.onInvalid!(invalid!));
+      else this.#bus.logger.warn({ key, type: o.type, reason: invalid?.reason }, invalid?.message);
+      return;
+    }
+    const canonical = canonicalJson(d.value);
+    this.#table.set(key, { revision: e.revision, value: d.value, canonical });
+    if (!cur) {
+      await this.#call(key, () => o.onCreate(key, d.value, e.revision));
+    } else if (cur.canonical !== canonical) {
+      if (o.onModify) await this.#call(key, () => o.onModify!(key, d.value, cur.value, e.revision));
+    }
+    // An identical update is suppressed, as in EVE.
+  }
+
+  async #markSynchronized(seen: Set<string>): Promise<void> {
+    if (this.#synchronized) return;
+    // Keys the subscriber knew from before but that are gone now.
+    for (const [key, cur] of [...this.#table]) {
+      if (!seen.has(key)) {
+        this.#table.delete(key);
+        if (this.#opts.onDelete)
+          await this.#call(key, () => this.#opts.onDelete!(key, cur.value, cur.revision));
+      }
+    }
+    this.#synchronized = true;
+    if (this.#opts.onSynchronized) await this.#call("", () => this.#opts.onSynchronized!());
+    this.#resolveSync();
+  }
+
+  /** Stops the watch; handlers already running finish. */
+  async close(): Promise<void> {
+    this.#iterator?.stop();
+    await this.done.catch(() => undefined);
+    await this.#chain;
+  }
+}
+
+/** Subscribes to a table: create/modify/delete handlers, synchronized and restarted signals. */
+export async function subscribe<S extends z.ZodType>(
+  bus: Bus,
+  options: SubscribeOptions<S>,
+): Promise<Subscription<S>> {
+  return new Subscription(bus, options).start();
+}

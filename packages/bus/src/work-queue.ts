@@ -1,0 +1,207 @@
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import type { ConsumerConfig, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import type { z } from "zod";
+import { decodeValue } from "@eve-tasks/schemas";
+import type { Bus } from "./connection.js";
+import { ConfigMismatchError } from "./errors.js";
+import { assertTypeName, kvKey, streamOf } from "./keys.js";
+import type { TableOptions } from "./publication.js";
+
+/**
+ * The latest state of a source key, read when a change is handled (level-triggered):
+ * a handler always works from the newest revision, whichever message woke it.
+ */
+export type SourceState<T> =
+  | { kind: "value"; key: string; revision: number; value: T }
+  | { kind: "deleted"; key: string; revision: number }
+  | { kind: "invalid"; key: string; revision: number; reason: string; message: string };
+
+/** Context of one delivery. */
+export interface WorkContext {
+  /** 1 for the first delivery of this message, 2 for the first redelivery, ... */
+  deliveryCount: number;
+  /** True when this is the last delivery before the work is given up. */
+  lastAttempt: boolean;
+}
+
+/** A shared work queue over one table: replicas of a worker split its changes between them. */
+export interface WorkQueueOptions<S extends z.ZodType> {
+  /** The table whose changes are the work. */
+  source: TableOptions<S>;
+  /** The durable consumer's name, shared by every replica, e.g. `spec-builder`. */
+  durable: string;
+  /** Deliveries before a key's change is given up (default 5). */
+  maxDeliver?: number;
+  /** Delay before each redelivery after a failure, in ms (default 1 s, 5 s, 15 s, 30 s). */
+  backoffMs?: readonly number[];
+  /** Changes handled at once by this replica (default 8); one key is never handled twice at once. */
+  concurrency?: number;
+  /** How long a delivery may go unacknowledged before the server redelivers it (default 30 s). */
+  ackWaitMs?: number;
+  handle(state: SourceState<z.infer<S>>, ctx: WorkContext): Promise<void>;
+  /** The change failed `maxDeliver` times: report it (e.g. publish the error downstream). */
+  onGiveUp?(state: { key: string; revision: number }, err: unknown): Promise<void>;
+}
+
+const DEFAULT_BACKOFF_MS = [1000, 5000, 15000, 30000] as const;
+
+/** The durable consumer configuration owned by the bus for a work queue. */
+export function workQueueConsumerConfig(
+  options: Pick<WorkQueueOptions<z.ZodType>, "source" | "durable" | "maxDeliver" | "ackWaitMs">,
+): Partial<ConsumerConfig> & { durable_name: string } {
+  return {
+    durable_name: options.durable,
+    ack_policy: AckPolicy.Explicit,
+    // A new consumer starts from the latest value of every key, then follows changes.
+    deliver_policy: DeliverPolicy.LastPerSubject,
+    filter_subject: `$KV.${options.source.agent}.${options.source.type}.>`,
+    max_deliver: options.maxDeliver ?? 5,
+    ack_wait: (options.ackWaitMs ?? 30_000) * 1e6,
+    max_ack_pending: 1000,
+  };
+}
+
+/**
+ * A running share of a work queue. Replicas (separate processes) each run one; the
+ * server hands every change to one of them. Handlers must be idempotent and write
+ * with compare-and-set (Publication.putIfNewer), since a change may be handled again.
+ */
+export class WorkQueue<S extends z.ZodType> {
+  readonly #bus: Bus;
+  readonly #opts: WorkQueueOptions<S>;
+  #messages: ConsumerMessages | undefined;
+  readonly #busyKeys = new Map<string, Promise<void>>();
+  readonly #inFlight = new Set<Promise<void>>();
+  #slots: number;
+  #waiters: (() => void)[] = [];
+  /** Resolves when the queue has stopped and in-flight work has finished. */
+  done: Promise<void> = Promise.resolve();
+
+  constructor(bus: Bus, options: WorkQueueOptions<S>) {
+    assertTypeName(options.source.type);
+    this.#bus = bus;
+    this.#opts = options;
+    this.#slots = options.concurrency ?? 8;
+  }
+
+  /** Creates the durable consumer if needed (or checks it) and starts consuming. */
+  async start(): Promise<this> {
+    const stream = streamOf(this.#opts.source.agent);
+    const wanted = workQueueConsumerConfig(this.#opts);
+    try {
+      const info = await this.#bus.jsm.consumers.info(stream, wanted.durable_name);
+      const diff: string[] = [];
+      for (const k of ["filter_subject", "max_deliver", "ack_wait", "ack_policy"] as const) {
+        if (info.config[k] !== wanted[k])
+          diff.push(`${k} is ${String(info.config[k])}, expected ${String(wanted[k])}`);
+      }
+      if (diff.length) throw new ConfigMismatchError(`consumer ${stream}/${wanted.durable_name}`, diff);
+    } catch (err) {
+      if (err instanceof ConfigMismatchError) throw err;
+      // Not found (or another replica is creating it): add is idempotent for an identical config.
+      await this.#bus.jsm.consumers.add(stream, wanted);
+    }
+    const consumer = await this.#bus.js.consumers.get(stream, wanted.durable_name);
+    this.#messages = await consumer.consume({
+      max_messages: Math.max(2 * (this.#opts.concurrency ?? 8), 16),
+    });
+    this.done = this.#run(this.#messages);
+    return this;
+  }
+
+  async #acquire(): Promise<void> {
+    if (this.#slots > 0) {
+      this.#slots--;
+      return;
+    }
+    await new Promise<void>((r) => this.#waiters.push(r));
+  }
+
+  #release(): void {
+    const w = this.#waiters.shift();
+    if (w) w();
+    else this.#slots++;
+  }
+
+  async #run(messages: ConsumerMessages): Promise<void> {
+    const prefix = `$KV.${this.#opts.source.agent}.${this.#opts.source.type}.`;
+    for await (const m of messages) {
+      const key = m.subject.startsWith(prefix) ? m.subject.slice(prefix.length) : "";
+      if (!key || key.startsWith("_")) {
+        m.ack();
+        continue;
+      }
+      await this.#acquire();
+      // One key at a time within a replica; other keys run concurrently.
+      const before = this.#busyKeys.get(key) ?? Promise.resolve();
+      const p: Promise<void> = before
+        .then(() => this.#handle(key, m))
+        .finally(() => {
+          this.#release();
+          if (this.#busyKeys.get(key) === p) this.#busyKeys.delete(key);
+          this.#inFlight.delete(p);
+        });
+      this.#busyKeys.set(key, p);
+      this.#inFlight.add(p);
+    }
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  async #readLatest(key: string): Promise<SourceState<z.infer<S>>> {
+    const kv = await this.#bus.bucket(this.#opts.source.agent);
+    const e = await kv.get(kvKey(this.#opts.source.type, key));
+    if (!e || e.operation !== "PUT") return { kind: "deleted", key, revision: e?.revision ?? 0 };
+    const d = decodeValue(this.#opts.source.schema, e.value);
+    if (!d.ok) return { kind: "invalid", key, revision: e.revision, reason: d.reason, message: d.message };
+    return { kind: "value", key, revision: e.revision, value: d.value };
+  }
+
+  async #handle(key: string, m: JsMsg): Promise<void> {
+    const maxDeliver = this.#opts.maxDeliver ?? 5;
+    const deliveryCount = m.info.deliveryCount;
+    const ctx: WorkContext = { deliveryCount, lastAttempt: deliveryCount >= maxDeliver };
+    const ackWait = this.#opts.ackWaitMs ?? 30_000;
+    const keepAlive = setInterval(() => m.working(), Math.max(1000, ackWait / 3));
+    let state: SourceState<z.infer<S>> | undefined;
+    try {
+      state = await this.#readLatest(key);
+      await this.#opts.handle(state, ctx);
+      m.ack();
+    } catch (err) {
+      const log = this.#bus.logger;
+      if (ctx.lastAttempt) {
+        log.error(
+          { err, key, deliveryCount, durable: this.#opts.durable },
+          "work given up after last delivery",
+        );
+        try {
+          await this.#opts.onGiveUp?.({ key, revision: state?.revision ?? m.info.streamSequence }, err);
+        } catch (reportErr) {
+          log.error({ err: reportErr, key }, "reporting a given-up change failed");
+        }
+        m.term(`gave up after ${deliveryCount} deliveries`);
+      } else {
+        const backoff = this.#opts.backoffMs ?? DEFAULT_BACKOFF_MS;
+        const delay = backoff[Math.min(deliveryCount - 1, backoff.length - 1)] ?? 1000;
+        log.warn({ err, key, deliveryCount, retryInMs: delay }, "work failed; will retry");
+        m.nak(delay);
+      }
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  /** Stops taking new work and waits for in-flight handlers to finish. */
+  async stop(): Promise<void> {
+    await this.#messages?.close();
+    await this.done;
+  }
+}
+
+/** Joins a shared work queue over a table. */
+export async function shareWork<S extends z.ZodType>(
+  bus: Bus,
+  options: WorkQueueOptions<S>,
+): Promise<WorkQueue<S>> {
+  return new WorkQueue(bus, options).start();
+}

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import { StorageType } from "@nats-io/jetstream";
+import {
+  BUCKET_CONFIG,
+  ConfigMismatchError,
+  ServerVersionError,
+  assertMinimumServer,
+  assertServerSupports,
+  compareVersions,
+  connectBus,
+  ensureBucket,
+  ensureBuckets,
+  ensureEventsStream,
+} from "@eve-tasks/bus";
+import type { Bus } from "@eve-tasks/bus";
+import { agents, EVENTS_STREAM } from "@eve-tasks/schemas";
+
+describe("server version", () => {
+  it("compares versions numerically", () => {
+    expect(compareVersions("2.9.10", "2.9.2")).toBe(1);
+    expect(compareVersions("v2.10.0", "2.9.99")).toBe(1);
+    expect(compareVersions("2.9.0", "2.9")).toBe(0);
+    expect(compareVersions("2.8.4", "2.9.0")).toBe(-1);
+  });
+
+  it("refuses an old server and features the server would silently ignore", () => {
+    expect(() => assertMinimumServer("2.8.4")).toThrow(ServerVersionError);
+    expect(() => assertMinimumServer("2.8.4")).toThrow(
+      /requires nats-server 2\.9\.0 or newer; the server is 2\.8\.4/,
+    );
+    expect(() => assertMinimumServer("2.9.10")).not.toThrow();
+    expect(() => assertServerSupports("2.9.10", "perMessageTtl")).toThrow(
+      /perMessageTtl requires nats-server 2\.11\.0/,
+    );
+    expect(() => assertServerSupports("2.9.10", "jetstreamKv")).not.toThrow();
+  });
+});
+
+describe("buckets", () => {
+  let bus: Bus;
+  beforeAll(async () => {
+    bus = await connectBus({ servers: inject("natsUrl"), name: "buckets-test" });
+  });
+  afterAll(async () => {
+    await bus.close();
+  });
+
+  it("connects and reports the server version", () => {
+    expect(bus.serverVersion).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it("creates one bucket per agent with file storage and 1 MiB values, idempotently", async () => {
+    await ensureBuckets(bus);
+    await ensureBuckets(bus);
+    await ensureEventsStream(bus);
+    await ensureEventsStream(bus);
+    for (const agent of agents) {
+      const info = await bus.jsm.streams.info(`KV_${agent}`);
+      expect(info.config.storage).toBe(StorageType.File);
+      expect(info.config.max_msg_size).toBe(BUCKET_CONFIG.maxValueSize);
+    }
+    const ev = await bus.jsm.streams.info(EVENTS_STREAM);
+    expect(ev.config.subjects).toEqual(["eve.events.>"]);
+  });
+
+  it("refuses to run against a bucket with another configuration", async () => {
+    await bus.jsm.streams.add({
+      name: "KV_odd-agent",
+      subjects: ["$KV.odd-agent.>"],
+      storage: StorageType.Memory,
+      max_msgs_per_subject: 1,
+      max_msg_size: 1024,
+      allow_rollup_hdrs: true,
+      deny_delete: true,
+    });
+    const err = await ensureBucket(bus, "odd-agent").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigMismatchError);
+    expect((err as Error).message).toMatch(/bucket odd-agent exists with another configuration/);
+    expect((err as Error).message).toMatch(/max_msg_size is 1024, expected 1048576/);
+    await bus.jsm.streams.delete("KV_odd-agent");
+  });
+
+  it("says clearly when NATS is not there", async () => {
+    await expect(
+      connectBus({ servers: "nats://127.0.0.1:1", name: "nowhere", connectTimeoutMs: 1000 }),
+    ).rejects.toThrow(/cannot connect to NATS at nats:\/\/127\.0\.0\.1:1/);
+  });
+});
