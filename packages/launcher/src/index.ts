@@ -1,0 +1,40 @@
+/**
+ * @eve-tasks/launcher: what `npm start` runs (see main.ts), and its parts for tools and tests.
+ */
+export { DEFAULT_NATS_PORT, LauncherError, SERVICE_STOP_GRACE_MS, runLauncher } from "./launcher.js";
+export type { LauncherOptions } from "./launcher.js";
+export { UsageError, defaultServicesDir, parseLauncherArgs, usage } from "./args.js";
+export type { LauncherArgs } from "./args.js";
+export { launcherEnvSchema } from "./config.js";
+export type { LauncherConfig } from "./config.js";
+export {
+  BACKOFF_RESET_AFTER_MS,
+  INITIAL_BACKOFF_MS,
+  MAX_BACKOFF_MS,
+  backoffDelayMs,
+  nextFailureCount,
+} from "./backoff.js";
+export { KNOWN_WORKERS, discoverWorkers } from "./workers.js";
+export type { Discovery, WorkerEntry } from "./workers.js";
+export { readStateFile, stateFilePath } from "./state-file.js";
+export type { LauncherPhase, LauncherStateRecord, ServiceRecord, WorkerRecord } from "./state-file.js";
+export { WorkerSupervisor } from "./worker-supervisor.js";
+export type {
+  WorkerExit,
+  WorkerSnapshot,
+  WorkerState,
+  WorkerSupervisorOptions,
+} from "./worker-supervisor.js";
+export {
+  STALE_HEARTBEAT_MS,
+  formatDuration,
+  formatHeartbeat,
+  formatWorkerLine,
+  workerHeader,
+} from "./status-format.js";
+export { ConsoleView } from "./console-view.js";
+export type { ViewOutput } from "./console-view.js";
+export { buildBanner } from "./banner.js";
+export type { BannerInfo } from "./banner.js";
+export { isSameProcessAlive, readStartTicks } from "./proc.js";
+export type { ProcessRef } from "./proc.js";

@@ -1,0 +1,410 @@
+/**
+ * The launcher behind `npm start`: host prerequisites → nats-server → containerd → buckets and
+ * the events stream → one supervised process per worker → status, until SIGINT/SIGTERM; then the
+ * reverse: workers, containerd, nats-server (each by its exact PID), and exit 0.
+ */
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { pino } from "pino";
+import { connectBus, ensureBuckets, ensureEventsStream } from "@eve-tasks/bus";
+import {
+  DEFAULT_PREREQUISITE_COMMANDS,
+  canConnect,
+  ensurePrerequisites,
+  startContainerd,
+  startNatsServer,
+} from "@eve-tasks/embedded";
+import type { RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
+import { createLogger, healthDir, installShutdown, readHeartbeats, redactUrl } from "@eve-tasks/runtime";
+import type { HeartbeatReading, Logger } from "@eve-tasks/runtime";
+import type { LauncherArgs } from "./args.js";
+import { buildBanner } from "./banner.js";
+import type { LauncherConfig } from "./config.js";
+import { ConsoleView } from "./console-view.js";
+import type { ViewOutput } from "./console-view.js";
+import { LauncherError } from "./errors.js";
+import { portIsFree } from "./port-probe.js";
+import { readStartTicks } from "./proc.js";
+import { StateFileWriter, stateFilePath } from "./state-file.js";
+import type { LauncherPhase, LauncherStateRecord, WorkerRecord } from "./state-file.js";
+import { STALE_HEARTBEAT_MS, formatHeartbeat, formatWorkerLine, workerHeader } from "./status-format.js";
+import { takeOver } from "./take-over.js";
+import { WorkerSupervisor } from "./worker-supervisor.js";
+import type { WorkerSnapshot } from "./worker-supervisor.js";
+import { discoverWorkers } from "./workers.js";
+
+/** The port a private nats-server gets when it is free. */
+export const DEFAULT_NATS_PORT = 4222;
+/** How long nats-server and containerd get after SIGTERM. */
+export const SERVICE_STOP_GRACE_MS = 10_000;
+/** How often the status is refreshed. */
+export const STATUS_INTERVAL_MS = 1_000;
+
+/** Options of {@link runLauncher}. */
+export interface LauncherOptions {
+  readonly config: LauncherConfig;
+  readonly args: LauncherArgs;
+  /** The environment the workers inherit (plus NATS_URL, CONTAINERD_ADDRESS, EVE_*). */
+  readonly env: NodeJS.ProcessEnv;
+  /** Where the banner and status go: stdout. */
+  readonly out: ViewOutput;
+  /** Default `process.exit`. */
+  readonly exit?: (code: number) => void;
+}
+
+/** Thrown inside the start sequence when a signal arrived meanwhile: not an error. */
+class StartAborted extends Error {
+  override readonly name = "StartAborted";
+}
+
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** Runs the launcher until it is stopped; the process exits when the stop is done. */
+export async function runLauncher(opts: LauncherOptions): Promise<void> {
+  const { config, args } = opts;
+  const dataDir = config.EVE_DATA_DIR;
+  const runDir = config.EVE_RUN_DIR;
+  const logDir = path.join(dataDir, "logs");
+  const stateFile = stateFilePath(dataDir);
+  await mkdir(logDir, { recursive: true });
+  await mkdir(runDir, { recursive: true });
+
+  const logger: Logger = createLogger({
+    worker: "launcher",
+    node: config.EVE_NODE,
+    level: config.LOG_LEVEL,
+    destination: pino.destination({ dest: path.join(logDir, "launcher.log"), sync: true }),
+  });
+  const view = new ConsoleView(opts.out);
+  const say = (line: string, fields: Record<string, unknown> = {}): void => {
+    logger.info(fields, line);
+    view.note(line);
+  };
+
+  await takeOver(stateFile, logger, say);
+
+  const lifecycle = installShutdown({
+    logger,
+    // SIGHUP too: closing the terminal stops everything as Ctrl-C does.
+    signals: ["SIGINT", "SIGTERM", "SIGHUP"],
+    graceMs: args.workerGraceMs + 2 * SERVICE_STOP_GRACE_MS + 15_000,
+    exit: opts.exit,
+  });
+  const startedAt = new Date().toISOString();
+  const launcherTicks = readStartTicks(process.pid);
+  let phase: LauncherPhase = "starting";
+  let nats: RunningNatsServer | undefined;
+  let natsUrl: string | undefined = config.NATS_URL;
+  let natsAlive = false;
+  let containerd: RunningContainerd | undefined;
+  let containerdAddress: string | undefined = config.CONTAINERD_ADDRESS;
+  let containerdAlive = false;
+  const supervisors: WorkerSupervisor[] = [];
+  let heartbeats: HeartbeatReading[] = [];
+
+  const snapshot = (): LauncherStateRecord => {
+    const workers: Record<string, WorkerRecord> = {};
+    for (const s of supervisors.map((w) => w.snapshot())) {
+      workers[s.name] = {
+        name: s.name,
+        main: s.main,
+        logFile: s.logFile,
+        state: s.state,
+        pid: s.pid,
+        startTicks: s.startTicks,
+        restarts: s.restarts,
+        startedAt: s.startedAt === null ? null : new Date(s.startedAt).toISOString(),
+        lastExit: s.lastExit && {
+          code: s.lastExit.code,
+          signal: s.lastExit.signal,
+          at: new Date(s.lastExit.at).toISOString(),
+        },
+      };
+    }
+    const ref = (pid: number): { pid: number; startTicks?: number } => ({
+      pid,
+      startTicks: readStartTicks(pid),
+    });
+    const pids = [
+      ...(nats && natsAlive ? [nats.pid] : []),
+      ...(containerd && containerdAlive ? [containerd.pid] : []),
+      ...Object.values(workers).flatMap((w) => (w.pid === null ? [] : [w.pid])),
+    ];
+    return {
+      schemaVersion: 1,
+      launcher: { pid: process.pid, startTicks: launcherTicks, startedAt, phase },
+      keepTasks: args.keepTasks,
+      servicesDir: args.servicesDir,
+      dataDir,
+      runDir,
+      logDir,
+      nats: {
+        url: natsUrl ?? null,
+        startedByLauncher: config.NATS_URL === undefined,
+        process: nats && natsAlive ? ref(nats.pid) : null,
+        storeDir: nats?.storeDir ?? null,
+        logFile: nats?.logFile ?? null,
+      },
+      containerd: {
+        address: containerdAddress ?? null,
+        startedByLauncher: config.CONTAINERD_ADDRESS === undefined,
+        process: containerd && containerdAlive ? ref(containerd.pid) : null,
+        dir: containerd ? path.dirname(containerd.root) : null,
+        logFile: containerd?.logFile ?? null,
+      },
+      workers,
+      pids,
+      updatedAt: new Date().toISOString(),
+    };
+  };
+  const writer = new StateFileWriter(stateFile);
+  const save = (): void => {
+    writer
+      .write(snapshot)
+      .catch((err: unknown) => logger.error({ err, stateFile }, "cannot write state file"));
+  };
+  const fail = (reason: string, err?: unknown): void => {
+    logger.error({ err }, reason);
+    view.note(`error: ${reason}`);
+    void lifecycle.exitAfterShutdown(reason, 1);
+  };
+  const ensureRunning = (): void => {
+    if (lifecycle.state !== "running") throw new StartAborted("stopped while starting");
+  };
+
+  // Registered first, so it runs last: the file then says the launcher owns nothing alive.
+  lifecycle.onShutdown("record the stop in launcher.json", async () => {
+    phase = "stopped";
+    await writer.write(snapshot);
+  });
+  lifecycle.signal.addEventListener("abort", () => {
+    phase = "stopping";
+    save();
+    view.close();
+    say(`stopping (${message(lifecycle.signal.reason)})`);
+  });
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  void lifecycle.stopped.then(() => clearInterval(keepAlive));
+  save();
+
+  try {
+    // Host prerequisites of what is started here only (apt-get installs them on Debian as root).
+    const commands = DEFAULT_PREREQUISITE_COMMANDS.filter((c) =>
+      c === "nats-server" ? config.NATS_URL === undefined : config.CONTAINERD_ADDRESS === undefined,
+    );
+    if (commands.length > 0) {
+      await ensurePrerequisites({ commands, log: (line: string) => say(`prerequisites: ${line}`) });
+      ensureRunning();
+    }
+
+    // nats-server
+    if (natsUrl !== undefined) {
+      say(`using NATS at ${redactUrl(natsUrl)} (NATS_URL is set; not starting nats-server)`);
+    } else {
+      const free = await portIsFree(DEFAULT_NATS_PORT, "127.0.0.1");
+      if (!free) {
+        say(
+          `note: 127.0.0.1:${DEFAULT_NATS_PORT} is taken (another nats-server?); ` +
+            `the private nats-server gets a random port, and workers are told via NATS_URL`,
+        );
+      }
+      const starting = startNatsServer({
+        storeDir: path.join(dataDir, "nats"),
+        host: "127.0.0.1",
+        port: free ? DEFAULT_NATS_PORT : -1,
+        logFile: path.join(logDir, "nats-server.log"),
+        stopGraceMs: SERVICE_STOP_GRACE_MS,
+      });
+      lifecycle.onShutdown("stop nats-server", async () => {
+        const n = await starting.catch(() => undefined);
+        if (n === undefined) return;
+        await n.stop();
+        say(`nats-server (pid ${n.pid}) stopped`);
+      });
+      nats = await starting;
+      natsAlive = true;
+      natsUrl = nats.url;
+      const n = nats;
+      void n.exited.then((code) => {
+        natsAlive = false;
+        save();
+        if (lifecycle.state === "running") {
+          fail(`nats-server (pid ${n.pid}) exited unexpectedly with code ${String(code)}; see ${n.logFile}`);
+        }
+      });
+      say(`nats-server started: ${n.url} (pid ${n.pid}, store ${n.storeDir})`);
+      save();
+      ensureRunning();
+    }
+
+    // containerd
+    if (containerdAddress !== undefined) {
+      const reachable = await canConnect({ path: containerdAddress }, 2_000);
+      say(
+        `using containerd at ${containerdAddress} (CONTAINERD_ADDRESS is set; not starting containerd)` +
+          (reachable ? "" : ` — warning: nothing answers there yet`),
+      );
+    } else {
+      const starting = startContainerd({
+        dir: path.join(dataDir, "containerd"),
+        socketDir: runDir,
+        logFile: path.join(logDir, "containerd.log"),
+        stopGraceMs: SERVICE_STOP_GRACE_MS,
+      });
+      lifecycle.onShutdown("stop containerd", async () => {
+        const c = await starting.catch(() => undefined);
+        if (c === undefined) return;
+        await c.stop();
+        say(`containerd (pid ${c.pid}) stopped`);
+      });
+      containerd = await starting;
+      containerdAlive = true;
+      containerdAddress = containerd.address;
+      const c = containerd;
+      void c.exited.then((code) => {
+        containerdAlive = false;
+        save();
+        if (lifecycle.state === "running") {
+          fail(`containerd (pid ${c.pid}) exited unexpectedly with code ${String(code)}; see ${c.logFile}`);
+        }
+      });
+      say(`containerd started: ${c.address} (pid ${c.pid}, root ${c.root})`);
+      save();
+      ensureRunning();
+    }
+
+    // TODO(task-executor): stop running tasks on exit unless --keep-tasks. That needs the
+    // containerd client (packages/containerd) and the executor's view of which tasks are ours;
+    // neither exists yet, so the launcher does not pretend: it says that tasks stay up, run by
+    // containerd's shims (which outlive containerd itself).
+    lifecycle.onShutdown("tasks", () => {
+      say(
+        args.keepTasks
+          ? "--keep-tasks: tasks are left running, kept alive by containerd's shims"
+          : "tasks are NOT stopped: that needs the task-executor's containerd client, which does not exist yet; " +
+              "running tasks are left running by containerd's shims",
+      );
+    });
+
+    // Buckets and the events stream.
+    const bus = await connectBus({ servers: natsUrl, name: "eve-tasks-launcher", logger });
+    try {
+      await ensureBuckets(bus);
+      await ensureEventsStream(bus);
+    } finally {
+      await bus.close();
+    }
+    say("buckets and the TASK_EVENTS stream are ready");
+    ensureRunning();
+
+    // Workers.
+    const discovery = await discoverWorkers(args.servicesDir);
+    const workerEnv: NodeJS.ProcessEnv = {
+      ...opts.env,
+      NATS_URL: natsUrl,
+      CONTAINERD_ADDRESS: containerdAddress,
+      EVE_DATA_DIR: dataDir,
+      EVE_RUN_DIR: runDir,
+      EVE_NODE: config.EVE_NODE,
+    };
+    const heartbeatOf = (s: WorkerSnapshot): HeartbeatReading | undefined =>
+      s.pid === null ? undefined : heartbeats.find((h) => h.pid === s.pid);
+    for (const entry of discovery.workers) {
+      supervisors.push(
+        new WorkerSupervisor({
+          entry,
+          logFile: path.join(logDir, `${entry.name}.log`),
+          env: workerEnv,
+          logger: logger.child({ child: entry.name }),
+          graceMs: args.workerGraceMs,
+          onChange: (s, event) => {
+            save();
+            if (event !== undefined) logger.info({ worker: s.name, pid: s.pid, state: s.state }, event);
+            if (view.live) {
+              if (event !== undefined) view.note(event);
+            } else {
+              const line = formatWorkerLine(s, heartbeatOf(s)?.ageMs, Date.now());
+              view.note(event === undefined ? line : `${line}  (${event})`);
+            }
+          },
+        }),
+      );
+    }
+    lifecycle.onShutdown("stop workers", async () => {
+      await Promise.all(supervisors.map((s) => s.stop()));
+    });
+    if (discovery.missing.length > 0) {
+      say(`not built yet (no dist/main.js in ${args.servicesDir}): ${discovery.missing.join(", ")}`);
+    }
+    for (const s of supervisors) s.start();
+    phase = "running";
+    save();
+
+    view.print(
+      buildBanner({
+        launcherPid: process.pid,
+        natsUrl,
+        natsPid: nats?.pid ?? null,
+        natsLog: nats?.logFile ?? null,
+        containerdAddress,
+        containerdPid: containerd?.pid ?? null,
+        containerdLog: containerd?.logFile ?? null,
+        dataDir,
+        runDir,
+        logDir,
+        stateFile,
+        servicesDir: args.servicesDir,
+        workers: discovery.workers.map((w) => w.name),
+        missingWorkers: discovery.missing,
+        keepTasks: args.keepTasks,
+      }),
+    );
+
+    // Status: redrawn every second on a TTY; otherwise a line when a heartbeat goes stale or comes back.
+    const stale = new Map<string, boolean>();
+    const natsLine = nats
+      ? `nats-server   pid ${nats.pid}  ${nats.url}`
+      : `nats          ${redactUrl(natsUrl)}`;
+    const ctrdLine = containerd
+      ? `containerd    pid ${containerd.pid}  ${containerd.address}`
+      : `containerd    ${containerdAddress}`;
+    const refresh = async (): Promise<void> => {
+      heartbeats = await readHeartbeats(healthDir(runDir)).catch(() => heartbeats);
+      const now = Date.now();
+      const snaps = supervisors.map((s) => s.snapshot());
+      if (view.live) {
+        view.setBlock([
+          "",
+          natsLine,
+          ctrdLine,
+          "",
+          workerHeader(),
+          ...snaps.map((s) => formatWorkerLine(s, heartbeatOf(s)?.ageMs, now)),
+        ]);
+        return;
+      }
+      for (const s of snaps) {
+        const hb = heartbeatOf(s);
+        const isStale = s.state === "running" && hb !== undefined && hb.ageMs > STALE_HEARTBEAT_MS;
+        if (isStale !== (stale.get(s.name) ?? false)) {
+          stale.set(s.name, isStale);
+          view.note(
+            `${s.name} (pid ${String(s.pid)}): heartbeat ${isStale ? formatHeartbeat(hb?.ageMs) : "back"}`,
+          );
+        }
+      }
+    };
+    const ticker = setInterval(() => void refresh(), STATUS_INTERVAL_MS);
+    lifecycle.signal.addEventListener("abort", () => clearInterval(ticker));
+    await refresh();
+  } catch (err) {
+    if (err instanceof StartAborted || lifecycle.state !== "running") {
+      logger.info({ err: message(err) }, "start interrupted by the stop");
+    } else {
+      fail(`cannot start: ${message(err)}`, err);
+    }
+  }
+  await lifecycle.stopped;
+}
+
+export { LauncherError };

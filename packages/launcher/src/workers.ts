@@ -1,0 +1,56 @@
+/** Which workers exist: `<servicesDir>/<name>/dist/main.js`. */
+import { access, readdir } from "node:fs/promises";
+import path from "node:path";
+
+/** The project's workers, in start order. */
+export const KNOWN_WORKERS = [
+  "spec-builder",
+  "task-executor",
+  "proc-monitor",
+  "hypervisor-seed-fetcher",
+] as const;
+
+/** A worker found on disk. */
+export interface WorkerEntry {
+  readonly name: string;
+  /** Its entry point. */
+  readonly main: string;
+}
+
+/** What {@link discoverWorkers} found. */
+export interface Discovery {
+  readonly workers: readonly WorkerEntry[];
+  /** Known workers with no `dist/main.js` (not written or not built yet). */
+  readonly missing: readonly string[];
+}
+
+const exists = async (file: string): Promise<boolean> =>
+  access(file).then(
+    () => true,
+    () => false,
+  );
+
+/**
+ * Every folder of `servicesDir` with a `dist/main.js` is a worker: the known ones first in their
+ * order, then any others by name.
+ */
+export async function discoverWorkers(servicesDir: string): Promise<Discovery> {
+  let names: string[] = [];
+  try {
+    names = (await readdir(servicesDir, { withFileTypes: true }))
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  const known: readonly string[] = KNOWN_WORKERS;
+  const ordered = [...known, ...names.filter((n) => !known.includes(n)).sort()];
+  const workers: WorkerEntry[] = [];
+  const missing: string[] = [];
+  for (const name of ordered) {
+    const main = path.join(servicesDir, name, "dist", "main.js");
+    if (await exists(main)) workers.push({ name, main });
+    else if (known.includes(name)) missing.push(name);
+  }
+  return { workers, missing };
+}

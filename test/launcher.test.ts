@@ -1,0 +1,206 @@
+// End to end: the built launcher (`npx tsc -b packages/launcher` first) brings up its own
+// nats-server and containerd in a temporary data dir, creates the buckets, runs a fixture worker,
+// restarts it when killed, and on SIGINT stops everything it started and exits 0.
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { connect as http2Connect } from "node:http2";
+import type { IncomingHttpHeaders } from "node:http2";
+import { connect as netConnect } from "node:net";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { isSameProcessAlive, readStateFile, stateFilePath } from "@eve-tasks/launcher";
+import type { LauncherStateRecord } from "@eve-tasks/launcher";
+import { healthDir, readHeartbeats } from "@eve-tasks/runtime";
+
+const repo = fileURLToPath(new URL("..", import.meta.url));
+const launcherMain = path.join(repo, "packages/launcher/dist/main.js");
+const fixtureWorker = path.join(repo, "test/fixtures/launcher/worker.js");
+const WORKER = "fixture-worker";
+
+let tmp: string;
+let dataDir: string;
+let launcher: ChildProcess;
+let output = "";
+let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+/** Every process the launcher said it owns, with its start time, so cleanup never hits a reused PID. */
+const seen = new Map<number, number | undefined>();
+
+async function state(): Promise<LauncherStateRecord | undefined> {
+  const s = await readStateFile(stateFilePath(dataDir));
+  if (s) {
+    const refs = [
+      s.nats.process,
+      s.containerd.process,
+      ...Object.values(s.workers).map((w) => w.pid && { pid: w.pid, startTicks: w.startTicks ?? undefined }),
+    ];
+    for (const r of refs) if (r) seen.set(r.pid, r.startTicks);
+  }
+  return s;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${what}\n--- launcher output ---\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const alive = (pid: number, startTicks?: number): boolean => isSameProcessAlive({ pid, startTicks });
+
+/** Calls containerd's Version service over its socket: a real gRPC answer, not just an open socket. */
+function containerdVersion(socket: string): Promise<{ grpcStatus: string | undefined; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const session = http2Connect("http://localhost", { createConnection: () => netConnect(socket) });
+    session.on("error", reject);
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/containerd.services.version.v1.Version/Version",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    const chunks: Buffer[] = [];
+    let grpcStatus: string | undefined;
+    req.on("response", (h) => (grpcStatus ??= h["grpc-status"] as string | undefined));
+    req.on("trailers", (t: IncomingHttpHeaders) => (grpcStatus = t["grpc-status"] as string | undefined));
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      session.close();
+      resolve({ grpcStatus, body: Buffer.concat(chunks) });
+    });
+    req.on("error", reject);
+    req.end(Buffer.alloc(5)); // one empty, uncompressed gRPC message
+  });
+}
+
+beforeAll(async () => {
+  // Short: containerd's sockets go in the run dir (108-byte limit).
+  tmp = await mkdtemp("/tmp/evl-");
+  dataDir = path.join(tmp, "data");
+  const runDir = path.join(tmp, "run");
+  const servicesDir = path.join(tmp, "services");
+  await mkdir(path.join(servicesDir, WORKER, "dist"), { recursive: true });
+  // The worker itself stays in the repo (its imports resolve from the repo's node_modules).
+  await writeFile(
+    path.join(servicesDir, WORKER, "dist", "main.js"),
+    `import ${JSON.stringify(pathToFileURL(fixtureWorker).href)};\n`,
+  );
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    EVE_DATA_DIR: dataDir,
+    EVE_RUN_DIR: runDir,
+    LOG_LEVEL: "info",
+  };
+  // The launcher must start its own services, whatever the test harness exported.
+  delete env.NATS_URL;
+  delete env.CONTAINERD_ADDRESS;
+  delete env.EVE_NODE;
+  launcher = spawn(
+    process.execPath,
+    [launcherMain, "--services-dir", servicesDir, "--worker-grace-ms", "5000"],
+    {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  launcher.stdout?.on("data", (c: Buffer) => (output += c.toString()));
+  launcher.stderr?.on("data", (c: Buffer) => (output += c.toString()));
+  exited = new Promise((resolve) => launcher.on("exit", (code, signal) => resolve({ code, signal })));
+}, 10_000);
+
+afterAll(async () => {
+  // Normally the SIGINT test has stopped everything; if not, kill exactly what was recorded.
+  if (launcher.exitCode === null && launcher.signalCode === null) launcher.kill("SIGKILL");
+  await state().catch(() => undefined);
+  for (const [pid, ticks] of seen) if (alive(pid, ticks)) process.kill(pid, "SIGKILL");
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+describe("launcher", () => {
+  it("brings up nats-server with every bucket and the events stream, and containerd", async () => {
+    const s = await until("the worker to run", async () => {
+      const s = await state();
+      return s?.launcher.phase === "running" && s.workers[WORKER]?.state === "running" ? s : undefined;
+    });
+    expect(s.nats.startedByLauncher).toBe(true);
+    expect(s.nats.process?.pid).toBeGreaterThan(0);
+    expect(s.containerd.process?.pid).toBeGreaterThan(0);
+    expect(s.containerd.address).toBe(path.join(tmp, "run", "containerd.sock"));
+    expect(s.pids).toEqual(
+      expect.arrayContaining([s.nats.process!.pid, s.containerd.process!.pid, s.workers[WORKER]!.pid]),
+    );
+    expect(s.nats.url).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    // The worker got NATS_URL and connected: the runtime says "running" only after its main() resolved.
+    const workerPid = s.workers[WORKER]!.pid;
+    await until("the worker's heartbeat", async () =>
+      (await readHeartbeats(healthDir(s.runDir))).find((h) => h.pid === workerPid && h.state === "running"),
+    );
+
+    const nc = await connect({ servers: s.nats.url!, name: "launcher-test" });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const streams: string[] = [];
+      for await (const si of jsm.streams.list()) streams.push(si.config.name);
+      expect(streams).toEqual(
+        expect.arrayContaining([
+          "KV_controller",
+          "KV_spec-builder",
+          "KV_task-executor",
+          "KV_proc-monitor",
+          "KV_hypervisor-seed-fetcher",
+          "TASK_EVENTS",
+        ]),
+      );
+    } finally {
+      await nc.close();
+    }
+
+    const v = await containerdVersion(s.containerd.address!);
+    expect(v.grpcStatus).toBe("0");
+    expect(v.body.toString("latin1")).toMatch(/\d+\.\d+\.\d+/);
+
+    expect(output).toContain(`NATS           ${s.nats.url}`);
+    expect(output).toContain("kv watch task-executor 'TaskStatus.>'");
+  });
+
+  it("restarts a worker that dies, with a new PID and a count", async () => {
+    const before = (await state())!.workers[WORKER]!;
+    expect(alive(before.pid!)).toBe(true);
+    process.kill(before.pid!, "SIGKILL");
+    const after = await until(
+      "a new worker PID",
+      async () => {
+        const w = (await state())?.workers[WORKER];
+        return w && w.state === "running" && w.pid !== null && w.pid !== before.pid ? w : undefined;
+      },
+      15_000,
+    );
+    expect(after.restarts).toBe(before.restarts + 1);
+    expect(after.lastExit).toMatchObject({ signal: "SIGKILL" });
+    expect(alive(after.pid!)).toBe(true);
+    expect(output).toMatch(/fixture-worker \(pid \d+\) exited with signal SIGKILL .* restart #1 in 1 s/);
+  });
+
+  it("on SIGINT stops everything it started, by PID, and exits 0", async () => {
+    const s = (await state())!;
+    const owned = [...seen.entries()];
+    expect(owned.length).toBeGreaterThanOrEqual(4); // nats, containerd, two worker PIDs
+    launcher.kill("SIGINT");
+    const { code, signal } = await exited;
+    expect({ code, signal, output: code === 0 ? "" : output }).toEqual({ code: 0, signal: null, output: "" });
+    for (const [pid, ticks] of [...owned, [s.launcher.pid, s.launcher.startTicks] as const]) {
+      expect({ pid, alive: alive(pid, ticks) }).toEqual({ pid, alive: false });
+    }
+    const final = (await readStateFile(stateFilePath(dataDir)))!;
+    expect(final.launcher.phase).toBe("stopped");
+    expect(final.pids).toEqual([]);
+    expect(output).toContain("tasks are NOT stopped");
+  });
+});
