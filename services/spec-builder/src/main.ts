@@ -1,0 +1,24 @@
+/**
+ * The spec-builder worker: turns AppInstanceConfig into node-independent TaskConfig. Run any
+ * number of replicas anywhere; they share the durable `spec-builder` consumer.
+ */
+import { connectBus, ensureBucket } from "@eve-tasks/bus";
+import { baseWorkerEnvSchema, runWorker } from "@eve-tasks/runtime";
+import { startSpecBuilder } from "./spec-builder.js";
+
+/** The worker's name: its NATS connection name, log `worker` field and liveness file. */
+const NAME = "spec-builder";
+
+await runWorker({
+  name: NAME,
+  envSchema: baseWorkerEnvSchema,
+  async main({ config, logger, lifecycle }) {
+    const bus = await connectBus({ servers: config.NATS_URL, name: NAME, logger });
+    // Steps run last-registered first: the queue stops (in-flight builds finish), then NATS drains.
+    lifecycle.onShutdown("drain NATS", () => bus.drain());
+    await ensureBucket(bus, "controller");
+    await ensureBucket(bus, "spec-builder");
+    const queue = await startSpecBuilder({ bus, logger });
+    lifecycle.onShutdown("stop the work queue", () => queue.stop());
+  },
+});

@@ -1,0 +1,41 @@
+/** What building one AppInstanceConfig revision gives: the TaskConfig to write, or why none can be. */
+import type { FailedTaskConfig, ReadyTaskConfig } from "@eve-tasks/schemas";
+
+/** Why a config revision gave a FAILED TaskConfig. */
+export type FailureReason =
+  /** The stored value is over 64 KiB. */
+  | "too-large"
+  /** The stored value is not JSON. */
+  | "malformed-json"
+  /** The value fails the AppInstanceConfig schema (an unknown virtualization mode included). */
+  | "schema"
+  /** The value's uuid is not its key. */
+  | "uuid-mismatch"
+  /** A valid config asks for something this spec-builder cannot build yet (VMs, image roots). */
+  | "unsupported"
+  /** The config's process or resources cannot be put into a spec (e.g. a user name). */
+  | "spec"
+  /** The built TaskConfig would be over 64 KiB. */
+  | "output-too-large"
+  /** Building kept failing until the work queue gave up. */
+  | "gave-up";
+
+/** The result of building one config revision. */
+export type BuildOutcome =
+  | { readonly status: "READY"; readonly taskConfig: ReadyTaskConfig }
+  | { readonly status: "FAILED"; readonly reason: FailureReason; readonly taskConfig: FailedTaskConfig }
+  /**
+   * Nothing can be written: the key is not a uuid, so no TaskConfig (keyed and identified by the
+   * uuid) can carry the error. The worker logs `message`.
+   */
+  | { readonly status: "UNREPORTABLE"; readonly message: string };
+
+/** Which key and KV revision is being built, and when. */
+export interface BuildContext {
+  /** The AppInstanceConfig's key: the app's uuid. */
+  readonly key: string;
+  /** The KV revision the config was stored at: the TaskConfig's `configRevision`. */
+  readonly revision: number;
+  /** When the build happens: the time of a FAILED TaskConfig's error. */
+  readonly time: Date;
+}
