@@ -1,0 +1,668 @@
+import { mkdir, rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import { Publication, subscribe } from "@eve-tasks/bus";
+import type { Bus, Outbox, Subscription } from "@eve-tasks/bus";
+import { exitSignal, fileUri, isNotFound, isUnavailable } from "@eve-tasks/containerd";
+import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
+import { readProcStat } from "@eve-tasks/procfs";
+import { TaskConfigSchema, TaskStatusSchema, canonicalJson, taskLogPath } from "@eve-tasks/schemas";
+import type { ReadyTaskConfig, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
+import { NodeFactError } from "./errors.js";
+import { KeyedRunner, Semaphore } from "./keyed-runner.js";
+import { EXECUTOR_LABELS, labelsFor, readLabels } from "./labels.js";
+import type { Ended } from "./labels.js";
+import type { NodeFacts } from "./node-facts.js";
+import { prepareTask } from "./prepare-task.js";
+import type { PreparedTask } from "./prepare-task.js";
+import { executorError, initialStatus } from "./status.js";
+
+/** What the executor is built from. */
+export interface TaskExecutorOptions {
+  bus: Bus;
+  /** A client on this node's containerd, in namespace `eve-user-apps`. */
+  containerd: ContainerdClient;
+  facts: NodeFacts;
+  logger: Logger;
+  /** Where task events go; without one, no events are emitted. */
+  outbox?: Outbox;
+  /** Tasks created and started at once (default 8). */
+  startConcurrency?: number;
+  /** How often every app is checked against containerd as a safety net (default 30 s; 0 = never). */
+  relistIntervalMs?: number;
+  /** How long the SIGKILL of a stop may take before the executor gives up waiting (default 10 s). */
+  killTimeoutMs?: number;
+}
+
+/** What the executor keeps per app between reconciles. */
+interface AppState {
+  readonly uuid: string;
+  /** The latest TaskConfig for this node; undefined when deleted or for another node. */
+  desired: TaskConfig | undefined;
+  /** The last TaskStatus this executor published. */
+  status: TaskStatus | undefined;
+  /** The pending Tasks.Wait for the current task. */
+  wait: { pid: number; exit: Promise<ExitStatus | undefined> } | undefined;
+  /** A stop is in progress: the exit it causes is HALTED whatever its code. */
+  stopping: boolean;
+  /** Stop timeout of the last READY config, for a stop after the config is gone. */
+  stopTimeoutMs: number;
+  retryDelayMs: number;
+  retryTimer: NodeJS.Timeout | undefined;
+}
+
+const DEFAULT_STOP_TIMEOUT_MS = 10_000;
+
+/**
+ * The task-executor's reconciler: for every app of this node it drives containerd from
+ * the app's TaskConfig and publishes TaskStatus at every transition.
+ *
+ * Every reconcile is level-triggered and idempotent: it reads what containerd has
+ * (container, task) and what is wanted (the latest TaskConfig), and does the steps in
+ * between, in the design's call order. Reconciles of one app never overlap and coalesce;
+ * different apps proceed concurrently.
+ */
+export class TaskExecutor {
+  readonly #o: TaskExecutorOptions;
+  readonly #log: Logger;
+  readonly #status: Publication<typeof TaskStatusSchema>;
+  readonly #apps = new Map<string, AppState>();
+  readonly #runner: KeyedRunner;
+  readonly #starts: Semaphore;
+  #sub: Subscription<typeof TaskConfigSchema> | undefined;
+  #synchronized = false;
+  #stopping = false;
+  #relist: NodeJS.Timeout | undefined;
+
+  constructor(options: TaskExecutorOptions) {
+    this.#o = options;
+    this.#log = options.logger;
+    this.#status = new Publication(options.bus, {
+      agent: "task-executor",
+      type: "TaskStatus",
+      schema: TaskStatusSchema,
+    });
+    this.#runner = new KeyedRunner((uuid) => this.#reconcile(uuid));
+    this.#starts = new Semaphore(options.startConcurrency ?? 8);
+  }
+
+  /**
+   * Starts: loads the statuses it published before, follows TaskConfig until it is
+   * synchronized, and only then looks at containerd and reconciles every app it finds
+   * in either (adopting running tasks that match, removing containers nobody wants).
+   * Resolves when that first pass is done.
+   */
+  async start(): Promise<void> {
+    const node = this.#o.facts.node;
+    for (const [uuid, s] of await this.#status.getAll()) {
+      if (s.node === node) this.#app(uuid).status = s;
+    }
+    this.#sub = await subscribe(this.#o.bus, {
+      agent: "spec-builder",
+      type: "TaskConfig",
+      schema: TaskConfigSchema,
+      checkKey: (key, v) => (v.uuid === key ? null : `TaskConfig ${key} carries uuid ${v.uuid}`),
+      onCreate: (key, v) => this.#desire(key, v),
+      onModify: (key, v) => this.#desire(key, v),
+      onDelete: (key) => this.#desire(key, undefined),
+      onInvalid: (i) =>
+        this.#log.error(
+          { uuid: i.key, reason: i.reason, revision: i.revision },
+          `unusable TaskConfig: ${i.message}`,
+        ),
+    });
+    await this.#sub.synchronized;
+    for (const c of await this.#o.containerd.containers.list()) this.#app(c.id);
+    this.#synchronized = true;
+    this.#log.info(
+      { event: "resync", apps: this.#apps.size },
+      "TaskConfig synchronized; reconciling every app",
+    );
+    for (const uuid of [...this.#apps.keys()]) this.#runner.kick(uuid);
+    await this.#runner.idle();
+    const every = this.#o.relistIntervalMs ?? 30_000;
+    if (every > 0) {
+      this.#relist = setInterval(() => {
+        for (const uuid of this.#apps.keys()) this.#runner.kick(uuid);
+      }, every);
+    }
+  }
+
+  /** Stops reconciling; tasks keep running (containerd's shims own them). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#relist) clearInterval(this.#relist);
+    for (const a of this.#apps.values()) if (a.retryTimer) clearTimeout(a.retryTimer);
+    await this.#sub?.close();
+    await this.#runner.stop();
+  }
+
+  /** Resolves when no reconcile is running (for tests and benchmarks). */
+  idle(): Promise<void> {
+    return this.#runner.idle();
+  }
+
+  #app(uuid: string): AppState {
+    let a = this.#apps.get(uuid);
+    if (!a) {
+      a = {
+        uuid,
+        desired: undefined,
+        status: undefined,
+        wait: undefined,
+        stopping: false,
+        stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS,
+        retryDelayMs: 0,
+        retryTimer: undefined,
+      };
+      this.#apps.set(uuid, a);
+    }
+    return a;
+  }
+
+  #desire(uuid: string, config: TaskConfig | undefined): void {
+    const ours = config && config.node === this.#o.facts.node ? config : undefined;
+    if (!ours && !this.#apps.has(uuid)) return; // another node's app, never ours
+    const app = this.#app(uuid);
+    app.desired = ours;
+    if (ours?.status === "READY") app.stopTimeoutMs = ours.stopTimeoutMs;
+    if (this.#synchronized) this.#runner.kick(uuid);
+  }
+
+  // ---- reconcile -------------------------------------------------------------------------
+
+  async #reconcile(uuid: string): Promise<void> {
+    const app = this.#apps.get(uuid);
+    if (!app || this.#stopping) return;
+    try {
+      await this.#reconcileApp(app);
+      app.retryDelayMs = 0;
+    } catch (err) {
+      if (this.#stopping) return;
+      app.retryDelayMs = Math.min(Math.max(app.retryDelayMs * 2, 1000), 30_000);
+      const log = this.#log.child({ uuid });
+      if (isUnavailable(err)) {
+        log.warn(
+          { err, retryInMs: app.retryDelayMs },
+          "containerd unreachable; state UNKNOWN, nothing killed",
+        );
+        if (app.status) await this.#publish(app, { state: "UNKNOWN" }).catch(() => undefined);
+      } else {
+        log.error({ err, retryInMs: app.retryDelayMs }, "reconcile failed; will retry");
+        const rev = app.desired?.configRevision ?? app.status?.configRevision ?? 1;
+        await this.#publish(app, { error: executorError((err as Error).message, rev) }).catch(
+          () => undefined,
+        );
+      }
+      if (app.retryTimer) clearTimeout(app.retryTimer);
+      app.retryTimer = setTimeout(() => {
+        app.retryTimer = undefined;
+        this.#runner.kick(uuid);
+      }, app.retryDelayMs);
+    }
+  }
+
+  async #reconcileApp(app: AppState): Promise<void> {
+    const uuid = app.uuid;
+    const d = app.desired;
+    let container = await this.#getContainer(uuid);
+    let task = container ? await this.#getTask(uuid) : undefined;
+
+    // A task that ended: record how (before Tasks.Delete, which takes the cgroup with it).
+    if (task && task.status === "STOPPED") {
+      await this.#finishTask(app, task.pid, container);
+      task = undefined;
+      container = await this.#getContainer(uuid);
+    } else if (task && task.status === "CREATED") {
+      // Left behind between Tasks.Create and Tasks.Start (an executor crash): roll back.
+      await this.#discardTask(app, task.pid);
+      task = undefined;
+    }
+
+    if (!d) return this.#remove(app, container, task);
+    if (d.status === "FAILED") {
+      if (task) return void (await this.#publish(app, { error: d.error }));
+      return void (await this.#publish(app, {
+        state: "FAILED",
+        configRevision: d.configRevision,
+        version: d.version ?? null,
+        taskId: 0,
+        anchorStartTicks: null,
+        waitingFor: null,
+        error: d.error,
+      }));
+    }
+    if (d.status === "PENDING") {
+      if (task) return void (await this.#publish(app, { waitingFor: d.waitingFor }));
+      return void (await this.#publish(app, {
+        state: "PENDING",
+        configRevision: d.configRevision,
+        version: d.version,
+        waitingFor: d.waitingFor,
+        error: null,
+      }));
+    }
+
+    let prepared: PreparedTask;
+    try {
+      prepared = await prepareTask(d, this.#o.facts);
+    } catch (err) {
+      if (!(err instanceof NodeFactError)) throw err;
+      return this.#reject(app, d, err.message, task !== undefined);
+    }
+
+    let labels = container ? readLabels(container.labels) : undefined;
+    if (container && labels?.specSha256 !== d.specSha256) {
+      // Any change that alters the built spec replaces the task.
+      if (task) await this.#stopTask(app, task.pid, "the spec changed: replacing the task");
+      await this.#deleteContainer(uuid);
+      container = undefined;
+      labels = undefined;
+      task = undefined;
+    }
+
+    if (!d.activate) {
+      let ended: Ended = labels?.ended ?? "";
+      if (task) {
+        await this.#stopTask(app, task.pid, "activate is false");
+        ended = "stopped";
+      }
+      if (!container) {
+        await this.#createContainer(d, prepared, "");
+        return void (await this.#publish(
+          app,
+          this.#builtFrom(d, prepared, { state: "INSTALLED", error: null }),
+        ));
+      }
+      await this.#updateLabels(uuid, labelsFor(d, ended));
+      const state =
+        app.status && ["HALTED", "BROKEN"].includes(app.status.state) ? app.status.state : "INSTALLED";
+      return void (await this.#publish(
+        app,
+        this.#builtFrom(d, prepared, { state, error: null, waitingFor: null }),
+      ));
+    }
+
+    let restartRequested = false;
+    if (task && labels && labels.restartCounter < d.restartCounter) {
+      await this.#stopTask(app, task.pid, `restart requested (restartCounter ${d.restartCounter})`);
+      task = undefined;
+      restartRequested = true;
+    }
+
+    if (task) {
+      // Running, and it is what is wanted: adopt it as it is (same PID, no restart).
+      if (labels && (labels.configRevision !== d.configRevision || labels.version !== d.version)) {
+        await this.#updateLabels(uuid, labelsFor(d, ""));
+      }
+      this.#ensureWait(app, task.pid);
+      const ticks =
+        app.status?.taskId === task.pid && app.status.anchorStartTicks !== null
+          ? app.status.anchorStartTicks
+          : ((await readProcStat(task.pid))?.startTimeTicks ?? null);
+      return void (await this.#publish(
+        app,
+        this.#builtFrom(d, prepared, {
+          state: "RUNNING",
+          taskId: task.pid,
+          lastTaskId: task.pid,
+          anchorStartTicks: ticks,
+          startedAt: app.status?.taskId === task.pid ? app.status.startedAt : (app.status?.startedAt ?? null),
+          error: null,
+          waitingFor: null,
+        }),
+      ));
+    }
+
+    const endedByItself =
+      labels?.ended === "exited" && labels.restartCounter >= d.restartCounter && !restartRequested;
+    if (endedByItself) {
+      // It exited by itself and nothing since asks for another run (restart policies: a later issue).
+      if (labels && (labels.configRevision !== d.configRevision || labels.version !== d.version)) {
+        await this.#updateLabels(uuid, labelsFor(d, "exited"));
+      }
+      const state = app.status?.state === "BROKEN" ? "BROKEN" : "HALTED";
+      return void (await this.#publish(
+        app,
+        this.#builtFrom(d, prepared, { state, error: null, waitingFor: null }),
+      ));
+    }
+
+    await this.#startTask(app, d, prepared, container);
+  }
+
+  /** Fields describing the config the current task is (or would be) built from. */
+  #builtFrom(d: ReadyTaskConfig, p: PreparedTask, rest: Partial<TaskStatus>): Partial<TaskStatus> {
+    return {
+      configRevision: d.configRevision,
+      version: d.version,
+      memoryLimitBytes: p.memoryLimitBytes,
+      anchorTaxBytes: p.anchorTaxBytes,
+      logPath: p.logPath,
+      ...rest,
+    };
+  }
+
+  /** A node fact rules this revision out: keep a running task on its last good config, else FAILED. */
+  async #reject(app: AppState, d: ReadyTaskConfig, message: string, running: boolean): Promise<void> {
+    const error = executorError(message, d.configRevision);
+    this.#log.warn({ uuid: app.uuid, configRevision: d.configRevision }, `config rejected: ${message}`);
+    await this.#event(app.uuid, "error", message, { configRevision: d.configRevision });
+    if (running) return void (await this.#publish(app, { error }));
+    await this.#publish(app, {
+      state: "FAILED",
+      configRevision: d.configRevision,
+      version: d.version,
+      taskId: 0,
+      anchorStartTicks: null,
+      waitingFor: null,
+      error,
+    });
+  }
+
+  // ---- containerd steps --------------------------------------------------------------------
+
+  async #getContainer(uuid: string): Promise<Container | undefined> {
+    try {
+      return await this.#o.containerd.containers.get(uuid);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async #getTask(uuid: string): Promise<Process | undefined> {
+    try {
+      return await this.#o.containerd.tasks.get(uuid);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async #createContainer(d: ReadyTaskConfig, p: PreparedTask, ended: Ended): Promise<void> {
+    await this.#o.containerd.containers.create({ id: d.uuid, labels: labelsFor(d, ended), spec: p.spec });
+  }
+
+  async #deleteContainer(uuid: string): Promise<void> {
+    try {
+      await this.#o.containerd.containers.delete(uuid);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async #updateLabels(uuid: string, labels: Record<string, string>): Promise<void> {
+    await this.#o.containerd.containers.update(
+      { id: uuid, labels },
+      { fieldPaths: Object.keys(labels).map((k) => `labels.${k}`) },
+    );
+  }
+
+  /** Issues Tasks.Wait for `pid` unless one is pending; its return wakes a reconcile. */
+  #ensureWait(app: AppState, pid: number): void {
+    if (app.wait?.pid === pid) return;
+    const exit = this.#o.containerd.tasks.wait(app.uuid).then(
+      (s) => {
+        if (!this.#stopping) this.#runner.kick(app.uuid);
+        return s;
+      },
+      (err: unknown) => {
+        if (app.wait?.pid === pid) app.wait = undefined;
+        if (!this.#stopping && !isNotFound(err)) {
+          this.#log.warn({ uuid: app.uuid, err }, "Tasks.Wait ended without an exit; checking again");
+          setTimeout(() => this.#runner.kick(app.uuid), 1000).unref();
+        }
+        return undefined;
+      },
+    );
+    app.wait = { pid, exit };
+  }
+
+  /**
+   * Creates and starts a task (Tasks.Create → Tasks.Wait, not awaited → Tasks.Start).
+   * A failure rolls back what this call created and leaves the app FAILED.
+   */
+  async #startTask(
+    app: AppState,
+    d: ReadyTaskConfig,
+    p: PreparedTask,
+    existing: Container | undefined,
+  ): Promise<void> {
+    const uuid = app.uuid;
+    const tasks = this.#o.containerd.tasks;
+    await mkdir(p.taskDir, { recursive: true });
+    let createdContainer = false;
+    let pid = 0;
+    try {
+      await this.#starts.use(async () => {
+        if (existing) {
+          // The spec is rebuilt with today's node facts (paths resolved again) at every start.
+          await this.#o.containerd.containers.update(
+            { id: uuid, spec: p.spec, labels: labelsFor(d, "") },
+            { fieldPaths: ["spec", ...Object.keys(labelsFor(d)).map((k) => `labels.${k}`)] },
+          );
+        } else {
+          await this.#createContainer(d, p, "");
+          createdContainer = true;
+        }
+        const log = fileUri(p.logPath);
+        pid = (await tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: log, stderr: log })).pid;
+        await this.#publish(
+          app,
+          this.#builtFrom(d, p, {
+            state: "BOOTING",
+            taskId: pid,
+            lastTaskId: pid,
+            anchorStartTicks: (await readProcStat(pid))?.startTimeTicks ?? null,
+            exitCode: null,
+            signal: null,
+            oomKilled: false,
+            finishedAt: null,
+            waitingFor: null,
+            error: null,
+          }),
+        );
+        await this.#event(uuid, "created", `task created with anchor PID ${pid}`, {
+          pid,
+          configRevision: d.configRevision,
+        });
+        this.#ensureWait(app, pid);
+        await tasks.start(uuid);
+      });
+    } catch (err) {
+      if (isUnavailable(err)) throw err;
+      const message = `cannot start the task: ${(err as Error).message}`;
+      this.#log.error({ uuid, err, pid }, message);
+      if (pid) await this.#discardTask(app, pid).catch(() => undefined);
+      if (createdContainer) await this.#deleteContainer(uuid).catch(() => undefined);
+      await this.#event(uuid, "error", message, { configRevision: d.configRevision });
+      await this.#publish(app, {
+        state: "FAILED",
+        configRevision: d.configRevision,
+        version: d.version,
+        taskId: 0,
+        anchorStartTicks: null,
+        error: executorError(message, d.configRevision),
+      });
+      return;
+    }
+    const startedAt = new Date().toISOString();
+    await this.#publish(app, {
+      state: "RUNNING",
+      taskId: pid,
+      lastTaskId: pid,
+      startedAt,
+      anchorStartTicks: app.status?.anchorStartTicks ?? (await readProcStat(pid))?.startTimeTicks ?? null,
+    });
+    this.#log.info({ uuid, event: "started", pid, configRevision: d.configRevision }, "task running");
+    await this.#event(uuid, "started", `task started, anchor PID ${pid}`, {
+      pid,
+      configRevision: d.configRevision,
+    });
+  }
+
+  /** Kills and deletes a task that must not run (a failed start, a left-over created task). */
+  async #discardTask(app: AppState, pid: number): Promise<void> {
+    const tasks = this.#o.containerd.tasks;
+    this.#ensureWait(app, pid);
+    try {
+      await tasks.kill(app.uuid, "SIGKILL", { all: true });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    await Promise.race([app.wait?.exit, sleep(this.#o.killTimeoutMs ?? 10_000)]);
+    try {
+      await tasks.delete(app.uuid);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    app.wait = undefined;
+  }
+
+  /**
+   * Stops a task as the design says: SIGTERM to all its processes, `stopTimeoutMs`, then
+   * SIGKILL; then records the exit and deletes the task. The container stays.
+   */
+  async #stopTask(app: AppState, pid: number, reason: string): Promise<void> {
+    const uuid = app.uuid;
+    const tasks = this.#o.containerd.tasks;
+    app.stopping = true;
+    try {
+      await this.#publish(app, { state: "HALTING" });
+      await this.#event(uuid, "stopping", `stopping: ${reason}`, { pid, timeoutMs: app.stopTimeoutMs });
+      this.#ensureWait(app, pid);
+      try {
+        await tasks.kill(uuid, "SIGTERM", { all: true });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+      const exited = await Promise.race([app.wait?.exit.then(() => true), sleep(app.stopTimeoutMs, false)]);
+      if (!exited) {
+        try {
+          await tasks.kill(uuid, "SIGKILL", { all: true });
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+        await this.#event(uuid, "killed", `no exit ${app.stopTimeoutMs} ms after SIGTERM: sent SIGKILL`, {
+          pid,
+        });
+        await Promise.race([app.wait?.exit, sleep(this.#o.killTimeoutMs ?? 10_000)]);
+      }
+      await this.#finishTask(app, pid, await this.#getContainer(uuid));
+    } finally {
+      app.stopping = false;
+    }
+  }
+
+  /**
+   * Records a task's exit in TaskStatus and deletes the task. HALTED when stopped on
+   * request or exited 0; BROKEN when it exited non-zero by itself.
+   */
+  async #finishTask(app: AppState, pid: number, container: Container | undefined): Promise<void> {
+    const uuid = app.uuid;
+    let exitStatus: number | undefined;
+    let exitedAt: Date | null = null;
+    try {
+      const del = await this.#o.containerd.tasks.delete(uuid);
+      exitStatus = del.exitStatus;
+      exitedAt = del.exitedAt;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    app.wait = undefined;
+    const requested = app.stopping;
+    const code = exitStatus === undefined ? null : Math.min(exitStatus, 255);
+    const state = requested || code === 0 ? "HALTED" : "BROKEN";
+    if (container) {
+      const labels = readLabels(container.labels);
+      await this.#updateLabels(uuid, { [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited" }).catch(
+        (err: unknown) => this.#log.warn({ uuid, err, labels }, "cannot record how the task ended"),
+      );
+    }
+    const signal = code === null ? null : exitSignal(code);
+    await this.#publish(app, {
+      state,
+      taskId: 0,
+      lastTaskId: pid,
+      anchorStartTicks: null,
+      exitCode: code,
+      signal,
+      oomKilled: false,
+      finishedAt: (exitedAt ?? new Date()).toISOString(),
+    });
+    const how = code === null ? "exit status unknown" : signal ? `killed by ${signal}` : `exit code ${code}`;
+    this.#log.info({ uuid, event: "exited", pid, exitCode: code, signal, requested }, `task ended: ${how}`);
+    await this.#event(uuid, "exited", `anchor PID ${pid} ended: ${how}`, { pid, exitCode: code, signal });
+  }
+
+  /** The config is gone (or moved to another node): stop, delete the container, then the status. */
+  async #remove(app: AppState, container: Container | undefined, task: Process | undefined): Promise<void> {
+    const uuid = app.uuid;
+    if (task) await this.#stopTask(app, task.pid, "the config was deleted");
+    if (container) await this.#deleteContainer(uuid);
+    if (app.status) {
+      await this.#status.unpublish(uuid);
+      await rm(taskLogPath(this.#o.facts.dataDir, uuid).replace(/\/console\.log$/, ""), {
+        recursive: true,
+        force: true,
+      });
+      this.#log.info({ uuid, event: "deleted" }, "app removed");
+      await this.#event(uuid, "deleted", "container and status deleted", {});
+    }
+    if (!app.desired) this.#apps.delete(uuid);
+  }
+
+  // ---- publishing --------------------------------------------------------------------------
+
+  /** Publishes the app's TaskStatus with `patch` applied; nothing is sent when only the time would change. */
+  async #publish(app: AppState, patch: Partial<TaskStatus>): Promise<void> {
+    const d = app.desired;
+    const base =
+      app.status ??
+      initialStatus({
+        uuid: app.uuid,
+        node: this.#o.facts.node,
+        configRevision: d?.configRevision ?? 1,
+        version: d?.version ?? null,
+        logPath: taskLogPath(this.#o.facts.dataDir, app.uuid),
+        now: new Date(),
+      });
+    const next: TaskStatus = {
+      ...base,
+      ...patch,
+      node: this.#o.facts.node,
+      updatedAt: new Date().toISOString(),
+    };
+    if (next.taskId === 0) next.anchorStartTicks = null;
+    if (
+      app.status &&
+      canonicalJson({ ...app.status, updatedAt: "" }) === canonicalJson({ ...next, updatedAt: "" })
+    ) {
+      return;
+    }
+    app.status = next;
+    await this.#status.publish(app.uuid, next);
+  }
+
+  async #event(
+    uuid: string,
+    type: TaskEventType,
+    message: string,
+    fields: Record<string, string | number | boolean | null>,
+  ): Promise<void> {
+    if (!this.#o.outbox) return;
+    try {
+      await this.#o.outbox.emit({
+        schemaVersion: 1,
+        uuid,
+        type,
+        time: new Date().toISOString(),
+        message,
+        fields,
+      });
+    } catch (err) {
+      this.#log.warn({ uuid, err, type }, "cannot record task event");
+    }
+  }
+}

@@ -1,0 +1,15 @@
+export { TaskExecutor } from "./executor.js";
+export type { TaskExecutorOptions } from "./executor.js";
+export { NodeFactError } from "./errors.js";
+export { loadNodeFacts } from "./node-facts.js";
+export type { NodeFacts, NodeFactsOptions } from "./node-facts.js";
+export { prepareTask } from "./prepare-task.js";
+export type { PreparedTask } from "./prepare-task.js";
+export { isWithin, resolveUnderRoots } from "./host-paths.js";
+export { clampRlimits, parseLimits, readHardLimits } from "./host-limits.js";
+export type { HardLimits, Rlimit } from "./host-limits.js";
+export { EXECUTOR_LABELS, labelsFor, readLabels } from "./labels.js";
+export type { Ended, LabelView } from "./labels.js";
+export { KeyedRunner, Semaphore } from "./keyed-runner.js";
+export { stopAllTasks } from "./stop-all.js";
+export type { StoppedTask } from "./stop-all.js";

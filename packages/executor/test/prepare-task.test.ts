@@ -1,0 +1,190 @@
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  NodeFactError,
+  clampRlimits,
+  parseLimits,
+  prepareTask,
+  resolveUnderRoots,
+} from "@eve-tasks/executor";
+import type { NodeFacts } from "@eve-tasks/executor";
+import { specSha256 } from "@eve-tasks/schemas";
+import type { OciSpec, ReadyTaskConfig } from "@eve-tasks/schemas";
+
+const UUID = "6f1c1c1e-0c9a-4d43-9d2c-4a1b7c3e2f10";
+
+function spec(): OciSpec {
+  return {
+    ociVersion: "1.0.2",
+    process: {
+      args: ["/bin/sh"],
+      cwd: "/",
+      user: { uid: 0, gid: 0 },
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1 << 20, soft: 1 << 20 }],
+    },
+    root: { path: "rootfs", readonly: false },
+    mounts: [{ destination: "/data", type: "bind", source: "/placeholder", options: ["rbind", "rw"] }],
+    linux: { resources: { memory: { limit: 64 * 2 ** 20 }, cpu: { period: 100000, quota: 100000 } } },
+  };
+}
+
+describe("prepareTask: node facts applied to a TaskConfig", () => {
+  let dir: string;
+  let facts: NodeFacts;
+  let config: (over?: Partial<ReadyTaskConfig>) => ReadyTaskConfig;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "eve-prepare-"));
+    const roots = join(dir, "volumes");
+    await mkdir(join(roots, "app", "rootfs"), { recursive: true });
+    await mkdir(join(roots, "app", "data"), { recursive: true });
+    await mkdir(join(dir, "outside"), { recursive: true });
+    await symlink(join(dir, "outside"), join(roots, "escape"));
+    await symlink(join(roots, "app", "data"), join(roots, "data-link"));
+    await writeFile(join(roots, "a-file"), "x");
+    facts = {
+      node: "local",
+      dataDir: join(dir, "data"),
+      runDir: join(dir, "run"),
+      volumeRoots: [roots],
+      memoryMiB: 1024,
+      memoryReserveMiB: 128,
+      hardLimits: parseLimits(
+        "Limit Soft Hard Units\nMax open files            1024                 4096                 files\n",
+      ),
+    };
+    config = (over = {}) => {
+      const s = over.spec ?? spec();
+      return {
+        schemaVersion: 1,
+        status: "READY",
+        uuid: UUID,
+        configRevision: 7,
+        node: "local",
+        version: "1",
+        displayName: "t",
+        activate: true,
+        restartCounter: 0,
+        virtualization: "NOHYPER",
+        spec: s,
+        specSha256: specSha256(s),
+        rootfs: { kind: "volume", path: join(roots, "app", "rootfs"), readOnly: false },
+        volumes: [{ path: join(roots, "data-link"), mountPoint: "/data", readOnly: true }],
+        memoryMiB: 64,
+        anchorTaxMiB: 0,
+        restartPolicy: {
+          mode: "never",
+          maxRestarts: 5,
+          windowMs: 600000,
+          backoffMs: 1000,
+          maxBackoffMs: 60000,
+        },
+        stopTimeoutMs: 10000,
+        ...over,
+      };
+    };
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("mounts resolved paths and sets cgroupsPath, memory limit and rlimits the host allows", async () => {
+    const p = await prepareTask(config(), facts);
+    expect(p.rootfs).toEqual([
+      { type: "bind", source: join(dir, "volumes", "app", "rootfs"), options: ["rbind", "rw"] },
+    ]);
+    expect(p.spec.root).toEqual({ path: "rootfs", readonly: false });
+    // The volume was given through a symlink; the resolved path is what gets mounted.
+    expect(p.spec.mounts).toEqual([
+      {
+        destination: "/data",
+        type: "bind",
+        source: join(dir, "volumes", "app", "data"),
+        options: ["rbind", "ro"],
+      },
+    ]);
+    expect(p.spec.linux.cgroupsPath).toBe(`/eve-user-apps/${UUID}`);
+    expect(p.spec.linux.resources.memory.limit).toBe(64 * 2 ** 20);
+    expect(p.memoryLimitBytes).toBe(64 * 2 ** 20);
+    expect(p.spec.process.rlimits).toEqual([{ type: "RLIMIT_NOFILE", hard: 4096, soft: 4096 }]);
+    expect(p.logPath).toBe(join(dir, "data", "tasks", UUID, "console.log"));
+  });
+
+  it("mounts the host root read-only and recursively", async () => {
+    const p = await prepareTask(config({ rootfs: { kind: "host", readOnly: true }, volumes: [] }), facts);
+    expect(p.rootfs).toEqual([{ type: "bind", source: "/", options: ["rbind", "ro"] }]);
+  });
+
+  it.each([
+    [
+      "a root that does not exist",
+      { kind: "volume", path: "/nope/rootfs", readOnly: false },
+      /root volume \/nope\/rootfs does not exist on this node/,
+    ],
+    [
+      "a root outside the volume roots",
+      { kind: "volume", path: "/tmp", readOnly: false },
+      /root volume \/tmp is outside EVE_VOLUME_ROOTS; allowed: /,
+    ],
+    ["a root that is a file", { kind: "volume", path: "FILE", readOnly: false }, /is not a directory/],
+  ] as const)("refuses %s", async (_name, rootfs, message) => {
+    const r = rootfs.path === "FILE" ? { ...rootfs, path: join(dir, "volumes", "a-file") } : rootfs;
+    const err = await prepareTask(config({ rootfs: r }), facts).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NodeFactError);
+    expect((err as Error).message).toMatch(message);
+  });
+
+  it("refuses a volume whose symlink leads outside the roots, naming where it leads", async () => {
+    const link = join(dir, "volumes", "escape");
+    const err = await prepareTask(
+      config({ volumes: [{ path: link, mountPoint: "/data", readOnly: false }] }),
+      facts,
+    ).catch((e: unknown) => e);
+    expect((err as Error).message).toBe(
+      `volume /data ${link} is outside EVE_VOLUME_ROOTS (it resolves to ${join(dir, "outside")}); allowed: ${join(dir, "volumes")}`,
+    );
+  });
+
+  it("refuses more memory than the node has after its reserve", async () => {
+    const err = await prepareTask(config({ memoryMiB: 1000 }), facts).catch((e: unknown) => e);
+    expect((err as Error).message).toBe(
+      "needs 1000 MiB of memory but node local has 896 MiB after the 128 MiB reserve",
+    );
+  });
+
+  it("refuses image roots until the seed fetcher exists", async () => {
+    const err = await prepareTask(
+      config({ rootfs: { kind: "image", seedKey: "local.abc", rootfsPath: "/x" } }),
+      facts,
+    ).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/needs a seed from the hypervisor-seed-fetcher/);
+  });
+});
+
+describe("host paths and limits", () => {
+  it("accepts a root itself and paths below it only", async () => {
+    const roots = [await import("node:fs/promises").then((f) => f.realpath(tmpdir()))];
+    await expect(resolveUnderRoots(tmpdir(), roots, "x")).resolves.toBe(roots[0]);
+    await expect(resolveUnderRoots("relative/path", roots, "root volume")).rejects.toThrow(
+      "root volume relative/path is not an absolute path",
+    );
+  });
+
+  it("parses /proc limits and clamps soft to hard", () => {
+    const host = parseLimits(
+      "Limit                     Soft Limit           Hard Limit           Units\n" +
+        "Max open files            1024                 1048576              files\n" +
+        "Max processes             unlimited            unlimited            processes\n",
+    );
+    expect(host.get("RLIMIT_NOFILE")).toBe(1048576);
+    expect(host.get("RLIMIT_NPROC")).toBe(Infinity);
+    expect(clampRlimits([{ type: "RLIMIT_NOFILE", hard: 2 ** 21, soft: 2 ** 21 }], host)).toEqual([
+      { type: "RLIMIT_NOFILE", hard: 1048576, soft: 1048576 },
+    ]);
+    expect(clampRlimits([{ type: "RLIMIT_NPROC", hard: 100, soft: 50 }], host)).toEqual([
+      { type: "RLIMIT_NPROC", hard: 100, soft: 50 },
+    ]);
+  });
+});

@@ -1,0 +1,2 @@
+export { parseProcStat, readProcStat } from "./stat.js";
+export type { ProcStat } from "./stat.js";

@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// task-executor: one per node, the only worker that talks to containerd. Wiring only:
+// config → bus, containerd, node facts → the reconciler in @eve-tasks/executor.
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { z } from "zod";
+import { Outbox, connectBus, ensureBuckets, ensureEventsStream } from "@eve-tasks/bus";
+import { ContainerdClient } from "@eve-tasks/containerd";
+import { TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
+import { baseWorkerEnv, envInt, envList, envPositiveInt, runWorker } from "@eve-tasks/runtime";
+import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
+
+const envSchema = z.object({
+  ...baseWorkerEnv,
+  /** containerd's socket; default `<EVE_RUN_DIR>/containerd.sock`, where the launcher starts it. */
+  CONTAINERD_ADDRESS: z.string().min(1).optional(),
+  /** Where host paths of apps may resolve to, colon-separated; default `<EVE_DATA_DIR>/volumes`. */
+  EVE_VOLUME_ROOTS: envList(":").optional(),
+  /** Memory kept for the system, never given to tasks. */
+  EVE_MEMORY_RESERVE_MIB: envInt({ min: 0 }).default(0),
+  /** The node's memory, instead of what the kernel reports. */
+  EVE_NODE_MEMORY_MIB: envPositiveInt().optional(),
+});
+
+await runWorker({
+  name: "task-executor",
+  envSchema,
+  // A stop in progress (SIGTERM, stopTimeoutMs, SIGKILL) finishes before the worker exits.
+  graceMs: 30_000,
+  async main({ config, logger, lifecycle }) {
+    const facts = await loadNodeFacts({
+      node: config.EVE_NODE,
+      dataDir: config.EVE_DATA_DIR,
+      runDir: config.EVE_RUN_DIR,
+      volumeRoots: config.EVE_VOLUME_ROOTS ?? [join(config.EVE_DATA_DIR, "volumes")],
+      nodeMemoryMiB: config.EVE_NODE_MEMORY_MIB,
+      memoryReserveMiB: config.EVE_MEMORY_RESERVE_MIB,
+    });
+    const address = config.CONTAINERD_ADDRESS ?? join(config.EVE_RUN_DIR, "containerd.sock");
+    const containerd = new ContainerdClient({ address, namespace: CONTAINERD_NAMESPACE });
+    lifecycle.onShutdown("close containerd client", () => containerd.close());
+    const version = await containerd.waitForReady(30_000);
+    logger.info(
+      { event: "containerd-connected", address, containerd: version.version, volumeRoots: facts.volumeRoots },
+      "connected to containerd",
+    );
+
+    const bus = await connectBus({ servers: config.NATS_URL, name: "task-executor", logger });
+    lifecycle.onShutdown("drain NATS", () => bus.drain());
+    await ensureBuckets(bus);
+    await ensureEventsStream(bus);
+    const outbox = await Outbox.open(bus, { file: join(config.EVE_DATA_DIR, "outbox", "task-executor.jsonl") });
+    lifecycle.onShutdown("flush and close the event outbox", async () => {
+      await Promise.race([outbox.flushed(), sleep(2000)]);
+      await outbox.close();
+    });
+
+    const executor = new TaskExecutor({ bus, containerd, facts, logger, outbox });
+    lifecycle.onShutdown("finish in-flight reconciles", () => executor.stop());
+    await executor.start();
+    logger.info({ event: "resynced" }, "every app reconciled; following changes");
+  },
+});
