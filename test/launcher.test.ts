@@ -15,6 +15,10 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { isSameProcessAlive, readStateFile, stateFilePath } from "@eve-tasks/launcher";
 import type { LauncherStateRecord } from "@eve-tasks/launcher";
 import { healthDir, readHeartbeats } from "@eve-tasks/runtime";
+import { ContainerdClient } from "@eve-tasks/containerd";
+import { buildSpec, withArgs, withHostname } from "@eve-tasks/oci-spec";
+import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
+import { makeRootfs } from "./harness/index.js";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const launcherMain = path.join(repo, "packages/launcher/dist/main.js");
@@ -188,7 +192,22 @@ describe("launcher", () => {
     expect(output).toMatch(/fixture-worker \(pid \d+\) exited with signal SIGKILL .* restart #1 in 1 s/);
   });
 
-  it("on SIGINT stops everything it started, by PID, and exits 0", async () => {
+  it("on SIGINT stops its tasks, then everything it started, by PID, and exits 0", async () => {
+    // A task in the launcher's containerd, as the executor would have made it.
+    const s0 = (await state())!;
+    const rootfs = await makeRootfs(path.join(tmp, "rootfs"));
+    const client = new ContainerdClient({ address: s0.containerd.address!, namespace: CONTAINERD_NAMESPACE });
+    const id = "launcher-test-task";
+    await client.containers.create({
+      id,
+      spec: buildSpec(withArgs(["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]), withHostname(id)),
+    });
+    const { pid: taskPid } = await client.tasks.create({
+      containerId: id,
+      rootfs: [{ type: "bind", source: rootfs.path, options: ["rbind", "rw"] }],
+    });
+    await client.tasks.start(id);
+    expect(alive(taskPid)).toBe(true);
     const s = (await state())!;
     const owned = [...seen.entries()];
     expect(owned.length).toBeGreaterThanOrEqual(4); // nats, containerd, two worker PIDs
@@ -201,6 +220,8 @@ describe("launcher", () => {
     const final = (await readStateFile(stateFilePath(dataDir)))!;
     expect(final.launcher.phase).toBe("stopped");
     expect(final.pids).toEqual([]);
-    expect(output).toContain("tasks are NOT stopped");
+    expect(output).toContain(`task ${id} (pid ${taskPid}) stopped by SIGTERM`);
+    expect(alive(taskPid)).toBe(false);
+    client.close();
   });
 });

@@ -7,6 +7,9 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { pino } from "pino";
 import { connectBus, ensureBuckets, ensureEventsStream } from "@eve-tasks/bus";
+import { ContainerdClient } from "@eve-tasks/containerd";
+import { stopAllTasks } from "@eve-tasks/executor";
+import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
 import {
   DEFAULT_PREREQUISITE_COMMANDS,
   canConnect,
@@ -37,6 +40,9 @@ import { discoverWorkers } from "./workers.js";
 export const DEFAULT_NATS_PORT = 4222;
 /** How long nats-server and containerd get after SIGTERM. */
 export const SERVICE_STOP_GRACE_MS = 10_000;
+
+/** How long a task has after SIGTERM on Ctrl-C before SIGKILL (the default stopTimeoutMs). */
+export const TASK_STOP_GRACE_MS = 10_000;
 /** How often the status is refreshed. */
 export const STATUS_INTERVAL_MS = 1_000;
 
@@ -273,17 +279,21 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       ensureRunning();
     }
 
-    // TODO(task-executor): stop running tasks on exit unless --keep-tasks. That needs the
-    // containerd client (packages/containerd) and the executor's view of which tasks are ours;
-    // neither exists yet, so the launcher does not pretend: it says that tasks stay up, run by
-    // containerd's shims (which outlive containerd itself).
-    lifecycle.onShutdown("tasks", () => {
-      say(
-        args.keepTasks
-          ? "--keep-tasks: tasks are left running, kept alive by containerd's shims"
-          : "tasks are NOT stopped: that needs the task-executor's containerd client, which does not exist yet; " +
-              "running tasks are left running by containerd's shims",
-      );
+    // Tasks: once the workers are down (steps run in reverse), before containerd stops.
+    lifecycle.onShutdown("tasks", async () => {
+      if (args.keepTasks) {
+        say("--keep-tasks: tasks are left running, kept alive by containerd's shims");
+        return;
+      }
+      if (containerdAddress === undefined || !(await canConnect({ path: containerdAddress }, 2_000))) return;
+      const client = new ContainerdClient({ address: containerdAddress, namespace: CONTAINERD_NAMESPACE });
+      try {
+        const stopped = await stopAllTasks(client, TASK_STOP_GRACE_MS);
+        for (const t of stopped) say(`task ${t.id} (pid ${t.pid}) stopped by ${t.by}`);
+        if (stopped.length) say(`${stopped.length} task(s) stopped; they start again with the next npm start`);
+      } finally {
+        client.close();
+      }
     });
 
     // Buckets and the events stream.
