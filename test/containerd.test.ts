@@ -12,7 +12,6 @@ import {
   open,
   readFile,
   readdir,
-  rm,
   rmdir,
   symlink,
 } from "node:fs/promises";
@@ -20,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { removeTreeSafely } from "@eve-tasks/embedded";
 import {
   ContainerdClient,
   ContainerdError,
@@ -326,7 +326,7 @@ afterAll(async () => {
   for (const parent of [CGROUP_PARENT, ...hierarchies.map((h) => join(h, CGROUP_PARENT))]) {
     await rmdir(join("/sys/fs/cgroup", parent)).catch(() => undefined);
   }
-  if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
+  if (workDir !== undefined) await removeTreeSafely(workDir);
 });
 
 describe("@eve-tasks/containerd against containerd", () => {

@@ -3,7 +3,7 @@
 // restarts it when killed, and on SIGINT stops everything it started and exits 0.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { connect as http2Connect } from "node:http2";
 import type { IncomingHttpHeaders } from "node:http2";
 import { connect as netConnect } from "node:net";
@@ -18,6 +18,7 @@ import { healthDir, readHeartbeats } from "@eve-tasks/runtime";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { buildSpec, withArgs, withHostname } from "@eve-tasks/oci-spec";
 import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
+import { removeTreeSafely } from "@eve-tasks/embedded";
 import { makeRootfs } from "./harness/index.js";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
@@ -124,7 +125,7 @@ afterAll(async () => {
   if (launcher.exitCode === null && launcher.signalCode === null) launcher.kill("SIGKILL");
   await state().catch(() => undefined);
   for (const [pid, ticks] of seen) if (alive(pid, ticks)) process.kill(pid, "SIGKILL");
-  if (tmp) await rm(tmp, { recursive: true, force: true });
+  if (tmp) await removeTreeSafely(tmp);
 });
 
 describe("launcher", () => {

@@ -112,14 +112,26 @@ describe("native container tasks end to end", () => {
   }, 60_000);
 
   afterAll(async () => {
-    // Delete every app the tests made, so the executor removes their tasks and containers.
+    // Delete every app the tests made, so the executor removes their tasks and containers. An
+    // executor started inside a test was stopped when that test ended: start one for this.
+    const gone = await Promise.race([
+      workers.executor.replicas[0]!.exited.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 100)),
+    ]);
+    if (gone) {
+      workers.executor = startExecutor();
+      await workers.executor.waitForLine((l) => l.json?.event === "resynced", 60_000);
+    }
     const all = await configs?.getAll();
     for (const uuid of all?.keys() ?? []) await configs.unpublish(uuid);
     if (all?.size) {
       await waitFor(async () => (await containerd.containers.list()).length === 0, {
         timeoutMs: 60_000,
         message: "containers left after deleting every config",
-      }).catch(() => undefined);
+      }).catch(async (err: unknown) => {
+        const left = (await containerd.containers.list()).map((c) => c.id);
+        console.error(`${(err as Error).message}: ${left.join(", ")}`);
+      });
     }
     await statuses?.close();
     await bus?.close();
@@ -197,6 +209,23 @@ describe("native container tasks end to end", () => {
     // The states it went through.
     const states = history.get(uuid)!.map((h) => h.state);
     expect(states.slice(-2)).toEqual(["BOOTING", "RUNNING"]);
+  });
+
+  it("runs the README's example (host root, read-only) as published", async () => {
+    const example = JSON.parse(
+      await readFile(join(REPO, "examples/hello.json"), "utf8"),
+    ) as AppInstanceConfigInput;
+    const uuid = newUuid();
+    await configs.publish(uuid, { ...example, uuid });
+    const s = await running(uuid);
+    await waitFor(
+      async () => (await readFile(s.logPath, "utf8").catch(() => "")).includes(`hello from ${uuid}`),
+      {
+        message: "the example's greeting never reached its log",
+      },
+    );
+    await configs.unpublish(uuid);
+    await waitFor(() => statuses.get(uuid) === undefined, { message: "example not removed" });
   });
 
   it("stops, starts, restarts by counter, replaces on a spec change but not on a name change, deletes", async () => {

@@ -1,9 +1,10 @@
 // Deferred cleanups: a resource made inside a test is released when that test finishes; one made
 // in beforeAll (or at file level) when the test file finishes.
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, onTestFinished } from "vitest";
+import { removeTreeSafely } from "@eve-tasks/embedded";
 
 /** A cleanup step; errors are collected and reported after all steps ran. */
 export type Cleanup = () => unknown;
@@ -44,6 +45,6 @@ export function deferCleanup(cleanup: Cleanup): void {
  */
 export async function tempDir(prefix = "t-"): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), `eve-${prefix}`));
-  deferCleanup(() => rm(dir, { recursive: true, force: true }));
+  deferCleanup(() => removeTreeSafely(dir));
   return dir;
 }

@@ -1,10 +1,10 @@
 // vitest globalSetup: one nats-server (JetStream, random loopback port) and one private
 // containerd (own root, state and sockets) for the whole run, handed to tests via inject().
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { cleanupContainerd, startContainerd, startNatsServer } from "@eve-tasks/embedded";
+import { cleanupContainerd, removeTreeSafely, startContainerd, startNatsServer } from "@eve-tasks/embedded";
 import type { RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
 
 declare module "vitest" {
@@ -78,7 +78,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       }
     }
     if (keep || errors.length > 0) log(`kept ${dir}`);
-    else await rm(dir, { recursive: true, force: true });
+    else await removeTreeSafely(dir);
     log(`services stopped in ${Date.now() - stopping} ms`);
     if (errors.length > 0) {
       throw new AggregateError(errors, `test harness teardown failed: ${errors.map(String).join("; ")}`);

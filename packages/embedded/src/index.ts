@@ -11,3 +11,4 @@ export * from "./containerd-config.js";
 export * from "./containerd.js";
 export * from "./containerd-cleanup.js";
 export * from "./prerequisites.js";
+export { mountsBelow, removeTreeSafely } from "./remove-tree.js";

@@ -56,8 +56,12 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
       break;
     }
     case "host":
-      // A bare "/" as root fails at pivot_root; a read-only recursive bind of it works.
-      rootfs = [{ type: "bind", source: "/", options: ["rbind", "ro"] }];
+      // A bare "/" as root fails at pivot_root, so "/" is bind-mounted. Not recursively (the
+      // design said rbind): a recursive bind drags in every host mount below / (the task
+      // would see the host's /run, /tmp, even containerd's own state), "ro" would apply to
+      // the top mount only, and the shim cannot unmount it afterwards (EBUSY). The task
+      // gets the root filesystem itself, read-only, plus its spec's own /proc, /dev, /sys.
+      rootfs = [{ type: "bind", source: "/", options: ["bind", "ro"] }];
       break;
     case "image":
     case "tools":

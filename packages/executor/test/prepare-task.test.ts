@@ -112,9 +112,9 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
     expect(p.logPath).toBe(join(dir, "data", "tasks", UUID, "console.log"));
   });
 
-  it("mounts the host root read-only and recursively", async () => {
+  it("mounts the host root read-only, without the host's submounts", async () => {
     const p = await prepareTask(config({ rootfs: { kind: "host", readOnly: true }, volumes: [] }), facts);
-    expect(p.rootfs).toEqual([{ type: "bind", source: "/", options: ["rbind", "ro"] }]);
+    expect(p.rootfs).toEqual([{ type: "bind", source: "/", options: ["bind", "ro"] }]);
   });
 
   it.each([

@@ -50,8 +50,9 @@ export function buildBanner(b: BannerInfo): string {
     `  nats ${s} sub 'eve.events.>'`,
     `Stop an app: nats ${s} kv del controller AppInstanceConfig.<uuid>`,
     ``,
-    `Ctrl-C stops the workers, then containerd and nats-server if they were started here` +
-      (b.keepTasks ? ` (--keep-tasks: tasks are left running).` : `.`),
+    b.keepTasks
+      ? `Ctrl-C stops the workers, then containerd and nats-server if they were started here (--keep-tasks: tasks are left running).`
+      : `Ctrl-C stops the workers, the tasks, then containerd and nats-server if they were started here.`,
     ``,
   );
   return lines.join("\n");
