@@ -53,6 +53,16 @@ interface AppState {
 
 const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
+/** Resolves to undefined when containerd says the object is not there (already gone). */
+async function unlessGone<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
 /**
  * The task-executor's reconciler: for every app of this node it drives containerd from
  * the app's TaskConfig and publishes TaskStatus at every transition.
@@ -210,7 +220,7 @@ export class TaskExecutor {
 
     // A task that ended: record how (before Tasks.Delete, which takes the cgroup with it).
     if (task && task.status === "STOPPED") {
-      await this.#finishTask(app, task.pid, container);
+      await this.#finishTask(app, task.pid);
       task = undefined;
       container = await this.#getContainer(uuid);
     } else if (task && task.status === "CREATED") {
@@ -362,22 +372,12 @@ export class TaskExecutor {
 
   // ---- containerd steps --------------------------------------------------------------------
 
-  async #getContainer(uuid: string): Promise<Container | undefined> {
-    try {
-      return await this.#o.containerd.containers.get(uuid);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+  #getContainer(uuid: string): Promise<Container | undefined> {
+    return unlessGone(this.#o.containerd.containers.get(uuid));
   }
 
-  async #getTask(uuid: string): Promise<Process | undefined> {
-    try {
-      return await this.#o.containerd.tasks.get(uuid);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+  #getTask(uuid: string): Promise<Process | undefined> {
+    return unlessGone(this.#o.containerd.tasks.get(uuid));
   }
 
   async #createContainer(d: ReadyTaskConfig, p: PreparedTask, ended: Ended): Promise<void> {
@@ -385,11 +385,7 @@ export class TaskExecutor {
   }
 
   async #deleteContainer(uuid: string): Promise<void> {
-    try {
-      await this.#o.containerd.containers.delete(uuid);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    await unlessGone(this.#o.containerd.containers.delete(uuid));
   }
 
   async #updateLabels(uuid: string, labels: Record<string, string>): Promise<void> {
@@ -506,17 +502,9 @@ export class TaskExecutor {
   async #discardTask(app: AppState, pid: number): Promise<void> {
     const tasks = this.#o.containerd.tasks;
     this.#ensureWait(app, pid);
-    try {
-      await tasks.kill(app.uuid, "SIGKILL", { all: true });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    await unlessGone(tasks.kill(app.uuid, "SIGKILL", { all: true }));
     await Promise.race([app.wait?.exit, sleep(this.#o.killTimeoutMs ?? 10_000)]);
-    try {
-      await tasks.delete(app.uuid);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    await unlessGone(tasks.delete(app.uuid));
     app.wait = undefined;
   }
 
@@ -532,24 +520,16 @@ export class TaskExecutor {
       await this.#publish(app, { state: "HALTING" });
       await this.#event(uuid, "stopping", `stopping: ${reason}`, { pid, timeoutMs: app.stopTimeoutMs });
       this.#ensureWait(app, pid);
-      try {
-        await tasks.kill(uuid, "SIGTERM", { all: true });
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
+      await unlessGone(tasks.kill(uuid, "SIGTERM", { all: true }));
       const exited = await Promise.race([app.wait?.exit.then(() => true), sleep(app.stopTimeoutMs, false)]);
       if (!exited) {
-        try {
-          await tasks.kill(uuid, "SIGKILL", { all: true });
-        } catch (err) {
-          if (!isNotFound(err)) throw err;
-        }
+        await unlessGone(tasks.kill(uuid, "SIGKILL", { all: true }));
         await this.#event(uuid, "killed", `no exit ${app.stopTimeoutMs} ms after SIGTERM: sent SIGKILL`, {
           pid,
         });
         await Promise.race([app.wait?.exit, sleep(this.#o.killTimeoutMs ?? 10_000)]);
       }
-      await this.#finishTask(app, pid, await this.#getContainer(uuid));
+      await this.#finishTask(app, pid);
     } finally {
       app.stopping = false;
     }
@@ -559,27 +539,20 @@ export class TaskExecutor {
    * Records a task's exit in TaskStatus and deletes the task. HALTED when stopped on
    * request or exited 0; BROKEN when it exited non-zero by itself.
    */
-  async #finishTask(app: AppState, pid: number, container: Container | undefined): Promise<void> {
+  async #finishTask(app: AppState, pid: number): Promise<void> {
     const uuid = app.uuid;
-    let exitStatus: number | undefined;
-    let exitedAt: Date | null = null;
-    try {
-      const del = await this.#o.containerd.tasks.delete(uuid);
-      exitStatus = del.exitStatus;
-      exitedAt = del.exitedAt;
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    const del = await unlessGone(this.#o.containerd.tasks.delete(uuid));
+    const exitStatus = del?.exitStatus;
+    const exitedAt = del?.exitedAt ?? null;
     app.wait = undefined;
     const requested = app.stopping;
     const code = exitStatus === undefined ? null : Math.min(exitStatus, 255);
     const state = requested || code === 0 ? "HALTED" : "BROKEN";
-    if (container) {
-      const labels = readLabels(container.labels);
-      await this.#updateLabels(uuid, { [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited" }).catch(
-        (err: unknown) => this.#log.warn({ uuid, err, labels }, "cannot record how the task ended"),
-      );
-    }
+    await unlessGone(
+      this.#updateLabels(uuid, { [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited" }),
+    ).catch((err: unknown) =>
+      this.#log.warn({ uuid, err }, "cannot record in the container's labels how the task ended"),
+    );
     const signal = code === null ? null : exitSignal(code);
     await this.#publish(app, {
       state,

@@ -46,7 +46,10 @@ export async function stopAllTasks(client: ContainerdClient, graceMs = 10_000): 
         ignoreGone(err);
       }
       await client.containers
-        .update({ id, labels: { [EXECUTOR_LABELS.ended]: "stopped" } }, { fieldPaths: [`labels.${EXECUTOR_LABELS.ended}`] })
+        .update(
+          { id, labels: { [EXECUTOR_LABELS.ended]: "stopped" } },
+          { fieldPaths: [`labels.${EXECUTOR_LABELS.ended}`] },
+        )
         .catch(() => undefined);
       return { id, pid: t.pid, by, exitStatus };
     }),

@@ -49,7 +49,9 @@ await runWorker({
     lifecycle.onShutdown("drain NATS", () => bus.drain());
     await ensureBuckets(bus);
     await ensureEventsStream(bus);
-    const outbox = await Outbox.open(bus, { file: join(config.EVE_DATA_DIR, "outbox", "task-executor.jsonl") });
+    const outbox = await Outbox.open(bus, {
+      file: join(config.EVE_DATA_DIR, "outbox", "task-executor.jsonl"),
+    });
     lifecycle.onShutdown("flush and close the event outbox", async () => {
       await Promise.race([outbox.flushed(), sleep(2000)]);
       await outbox.close();
