@@ -5,6 +5,7 @@ import { EVENTS_STREAM, agents } from "@eve-tasks/schemas";
 import type { Bus } from "./connection.js";
 import { ConfigMismatchError } from "./errors.js";
 import { streamOf } from "./keys.js";
+import { isStreamNotFound } from "./table-keys.js";
 
 /** Largest value NATS will store (1 MiB); values over 64 KiB are stored but reported too large. */
 export const MAX_VALUE_BYTES = 1024 * 1024;
@@ -38,9 +39,7 @@ async function streamInfo(bus: Bus, name: string): Promise<StreamInfo | undefine
   try {
     return await bus.jsm.streams.info(name);
   } catch (err) {
-    if ((err as { code?: number }).code === 404 || /stream not found/i.test((err as Error).message)) {
-      return undefined;
-    }
+    if (isStreamNotFound(err)) return undefined;
     throw err;
   }
 }

@@ -7,3 +7,5 @@ export * from "./publication.js";
 export * from "./subscription.js";
 export * from "./work-queue.js";
 export * from "./outbox.js";
+export * from "./table-keys.js";
+export * from "./update.js";

@@ -1,10 +1,12 @@
 import type { KV, KvEntry } from "@nats-io/kv";
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { z } from "zod";
 import { canonicalJson, decodeValue, encodeValue } from "@eve-tasks/schemas";
 import type { Bus } from "./connection.js";
 import { PublishError } from "./errors.js";
 import { RESTARTED_MARKER, assertTypeName, assertUserKey, kvKey, userKeyOf } from "./keys.js";
+import { listKvKeys } from "./table-keys.js";
+import { isWrongLastSequence, updateKey } from "./update.js";
+import type { Current, UpdateResult } from "./update.js";
 
 /** Which table a publication writes: the agent's bucket and the value type. */
 export interface TableOptions<S extends z.ZodType> {
@@ -26,14 +28,6 @@ export interface RestartedMarker {
 export type OrderedWriteResult = "written" | "unchanged" | "stale" | "deleted" | "absent";
 
 const MAX_CAS_ATTEMPTS = 20;
-
-function isWrongLastSequence(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
-}
 
 function configRevisionOf(entry: KvEntry): number | undefined {
   try {
@@ -128,20 +122,32 @@ export class Publication<S extends z.ZodType> {
 
   /** Every current valid value of the table, by key. */
   async getAll(): Promise<Map<string, z.infer<S>>> {
-    const kv = await this.#kv();
     const out = new Map<string, z.infer<S>>();
-    const keys = await kv.keys(`${this.type}.>`);
-    const full: string[] = [];
-    for await (const k of keys) full.push(k);
-    for (const k of full) {
+    const keys = (await listKvKeys(this.#bus, this.agent, `${this.type}.>`)) ?? [];
+    const kv = await this.#kv();
+    const entries = await Promise.all(keys.map(async (k) => [k, await kv.get(k)] as const));
+    for (const [k, e] of entries) {
       const key = userKeyOf(this.type, k);
-      if (key === undefined || key.startsWith("_")) continue;
-      const e = await kv.get(k);
-      if (!e || e.operation !== "PUT") continue;
+      if (key === undefined || key.startsWith("_") || !e || e.operation !== "PUT") continue;
       const d = decodeValue(this.schema, e.value);
       if (d.ok) out.set(key, d.value);
     }
     return out;
+  }
+
+  /**
+   * Read-modify-write of `key` with compare-and-set, retried on conflict (see updateKey): for
+   * a table with more than one writer, such as the controller's configs edited by people
+   * and tools at once.
+   */
+  async update(
+    key: string,
+    fn: (current: Current<z.infer<S>>) => z.input<S>,
+  ): Promise<UpdateResult<z.infer<S>>> {
+    assertUserKey(key);
+    const r = await updateKey(await this.#kv(), this.agent, this.type, key, this.schema, fn);
+    this.#written.delete(key);
+    return r;
   }
 
   /**

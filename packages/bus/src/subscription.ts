@@ -4,6 +4,7 @@ import type { z } from "zod";
 import { canonicalJson, decodeValue } from "@eve-tasks/schemas";
 import type { Bus } from "./connection.js";
 import { RESTARTED_MARKER, assertTypeName, userKeyOf } from "./keys.js";
+import { listKvKeys } from "./table-keys.js";
 import type { RestartedMarker, TableOptions } from "./publication.js";
 
 /** Why a received value was not handed to the create/modify handlers. */
@@ -98,14 +99,11 @@ export class Subscription<S extends z.ZodType> {
     this.#iterator = await kv.watch({ key: filter });
     const seen = new Set<string>();
     this.done = this.#run(this.#iterator, seen);
-    // NATS v3 gives no "initialized" signal for an empty match: if the table holds no key
-    // now, nothing will come before the first change, so the snapshot is complete.
-    const keys = await kv.keys(filter);
-    let any = false;
-    for await (const k of keys) {
-      if (!k.endsWith(`.${RESTARTED_MARKER}`)) any = true;
-    }
-    if (!any && !this.#synchronized) await this.#enqueue(() => this.#markSynchronized(seen));
+    // NATS v3 gives no "initialized" signal for an empty match: if the table holds no record
+    // now (not even a delete), nothing will come before the first change, so the snapshot is
+    // complete. Otherwise the watch's last snapshot entry (delta 0) says so.
+    const keys = await listKvKeys(this.#bus, this.#opts.agent, filter);
+    if (!keys?.length && !this.#synchronized) await this.#enqueue(() => this.#markSynchronized(seen));
     return this;
   }
 

@@ -1,0 +1,37 @@
+import type { Bus } from "./connection.js";
+import { streamOf } from "./keys.js";
+
+/** Whether `err` is JetStream's "stream not found" (a bucket that does not exist). */
+export function isStreamNotFound(err: unknown): boolean {
+  const e = (typeof err === "object" && err !== null ? err : {}) as {
+    code?: unknown;
+    status?: unknown;
+    message?: unknown;
+  };
+  return (
+    e.code === 10059 || e.code === 404 || e.status === 404 || /stream not found/i.test(String(e.message))
+  );
+}
+
+/**
+ * The KV keys under `filter` (e.g. `TaskStatus.>`) that have a record in `agent`'s bucket,
+ * deletes included; undefined when the bucket does not exist.
+ *
+ * Reads the stream's per-subject counts (one request, paged by nats.js) instead of
+ * nats.js's `kv.keys()`, whose listing consumer was seen to stall for up to 30 s when a key
+ * of the table is written while it lists.
+ */
+export async function listKvKeys(bus: Bus, agent: string, filter: string): Promise<string[] | undefined> {
+  const prefix = `$KV.${agent}.`;
+  let subjects: Record<string, number> | undefined;
+  try {
+    const info = await bus.jsm.streams.info(streamOf(agent), { subjects_filter: `${prefix}${filter}` });
+    subjects = info.state.subjects;
+  } catch (err) {
+    if (isStreamNotFound(err)) return undefined;
+    throw err;
+  }
+  return Object.keys(subjects ?? {})
+    .filter((s) => s.startsWith(prefix))
+    .map((s) => s.slice(prefix.length));
+}

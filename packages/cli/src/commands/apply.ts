@@ -1,0 +1,49 @@
+/** `eve-tasks apply -f <file|->`: validate an AppInstanceConfig locally, then put it in the KV. */
+import { ensureBucket } from "@eve-tasks/bus";
+import { AppInstanceConfigSchema } from "@eve-tasks/schemas";
+import { describeApp } from "../apps.js";
+import { updateKey } from "@eve-tasks/bus";
+import { parseConfigInput, readConfigSource } from "../config-input.js";
+import type { CliContext } from "../context.js";
+import { CONFIG_AGENT } from "../load-apps.js";
+import { withBus } from "../server.js";
+
+/** Options of `apply`. */
+export interface ApplyOptions {
+  /** A path, or `-` for stdin. */
+  file: string;
+  /** Validate only; publish nothing (and do not connect). */
+  dryRun: boolean;
+  server: string;
+}
+
+/**
+ * Validates the config (nothing is sent if it is invalid), then writes it to
+ * `$KV.controller.AppInstanceConfig.<uuid>` with a KV put (compare-and-set, so the
+ * "unchanged" check is exact). Prints `applied <name> (<uuid>) at revision N`, with
+ * `(unchanged)` when the stored config was already this one and nothing was written.
+ */
+export async function runApply(ctx: CliContext, o: ApplyOptions): Promise<void> {
+  const { bytes, source } = await readConfigSource(o.file, ctx);
+  const config = parseConfigInput(bytes, source);
+  const label = describeApp(config.uuid, config.displayName || undefined);
+  if (o.dryRun) {
+    ctx.out(`valid ${label}: nothing published (dry run)\n`);
+    return;
+  }
+  await withBus(o.server, async (bus) => {
+    // The controller bucket is the user's own; create it (with the bus's configuration) if missing.
+    await ensureBucket(bus, CONFIG_AGENT);
+    const kv = await bus.bucket(CONFIG_AGENT);
+    const r = await updateKey(
+      kv,
+      "controller",
+      "AppInstanceConfig",
+      config.uuid,
+      AppInstanceConfigSchema,
+      () => config,
+    );
+    const note = r.outcome === "unchanged" ? " (unchanged)" : "";
+    ctx.out(`applied ${label} at revision ${r.revision}${note}\n`);
+  });
+}

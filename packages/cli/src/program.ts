@@ -1,0 +1,166 @@
+/** The `eve-tasks` command line: commands, flags, help, and how errors become exit codes. */
+import { readFileSync } from "node:fs";
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { runApply } from "./commands/apply.js";
+import { runGet } from "./commands/get.js";
+import { DEFAULT_WAIT_TIMEOUT_MS, runDelete, runRestart, runSetActivate } from "./commands/lifecycle.js";
+import type { LifecycleOptions } from "./commands/lifecycle.js";
+import { runWatch } from "./commands/watch.js";
+import type { CliContext } from "./context.js";
+import { UserError, describeError } from "./errors.js";
+import { formatAge, parseDuration } from "./human.js";
+import { DEFAULT_NATS_URL, resolveServer } from "./server.js";
+
+/** The CLI's version, from its package.json. */
+export function cliVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+const EXAMPLES = `
+Examples:
+  eve-tasks apply -f hello.json            publish (create or update) an app's config
+  eve-tasks get                            every app with its task's state
+  eve-tasks watch hello                    state changes of the app named hello, until Ctrl-C
+  eve-tasks stop hello --wait              stop it and wait until it is HALTED
+  eve-tasks restart 6f1c1c1e --wait        restart it (a unique uuid prefix names an app too)
+  eve-tasks delete hello
+
+<app> is a uuid, a display name that only one app has, or a unique uuid prefix.
+The CLI talks only to NATS: --server, else NATS_URL, else ${DEFAULT_NATS_URL}.
+Set EVE_TASKS_DEBUG=1 to see stack traces of unexpected errors.
+`;
+
+/** Builds the program; its actions write through `ctx` and throw UserError for the user's mistakes. */
+export function buildProgram(ctx: CliContext): Command<[], { server?: string }> {
+  const program = new Command()
+    .name("eve-tasks")
+    .description("Publish app configs and watch their tasks on an eve-tasks node, over NATS JetStream KV.")
+    .version(cliVersion())
+    .option("-s, --server <url>", `NATS URL (default: $NATS_URL, else ${DEFAULT_NATS_URL})`)
+    .configureOutput({ writeOut: (s) => ctx.out(s), writeErr: (s) => ctx.err(s) })
+    .showHelpAfterError("(add --help for usage)")
+    .exitOverride()
+    .addHelpText("after", EXAMPLES);
+  const server = (): string => resolveServer(program.opts().server, ctx.env);
+
+  program
+    .command("apply")
+    .summary("validate an app's config and publish it")
+    .description(
+      "Validate an AppInstanceConfig (JSON) locally, then publish it to " +
+        "$KV.controller.AppInstanceConfig.<uuid> with a KV put. Nothing is published if it is invalid.",
+    )
+    .requiredOption("-f, --file <path>", "the config file, or - for stdin")
+    .option("--dry-run", "only validate; publish nothing")
+    .action(async (opts) => {
+      await runApply(ctx, { file: opts.file, dryRun: opts.dryRun === true, server: server() });
+    });
+
+  program
+    .command("get")
+    .summary("list apps with their task's state")
+    .description(
+      "List apps: NAME, UUID, STATE, TASK ID, MEMORY (the task's memory limit), AGE, and ERROR when a " +
+        'stage reported one. STATE is "-" while an app has no TaskStatus yet. AGE counts from the ' +
+        "task's start while it has a task, else from the config's last change.",
+    )
+    .argument("[app]", "only this app (a uuid, a display name, or a uuid prefix)")
+    .option("--json", "print a JSON array of { uuid, revision, config, status }")
+    .action(async (app, opts) => {
+      await runGet(ctx, { app, json: opts.json === true, server: server() });
+    });
+
+  program
+    .command("watch")
+    .summary("print apps' state, then each change, until Ctrl-C")
+    .description(
+      "Print the current state of apps, then one line per change of their config or status " +
+        "(state transitions, taskId, exits, errors) until Ctrl-C.",
+    )
+    .argument("[app]", "only this app (a uuid, a display name, or a uuid prefix)")
+    .option("--json", "print one JSON object per line")
+    .action(async (app, opts) => {
+      await runWatch(ctx, { app, json: opts.json === true, server: server() });
+    });
+
+  const lifecycle = (
+    name: string,
+    summary: string,
+    description: string,
+    waitsFor: string,
+    run: (o: LifecycleOptions) => Promise<void>,
+  ): void => {
+    program
+      .command(name)
+      .summary(summary)
+      .description(description)
+      .argument("<app>", "a uuid, a unique display name, or a unique uuid prefix")
+      .option("-w, --wait", `wait until ${waitsFor}`)
+      .option(
+        "--timeout <duration>",
+        "how long --wait waits (e.g. 30s, 2m)",
+        formatAge(DEFAULT_WAIT_TIMEOUT_MS),
+      )
+      .action(async (app, opts) => {
+        const timeoutMs = parseDuration(opts.timeout, "--timeout");
+        await run({ app, wait: opts.wait === true, timeoutMs, server: server() });
+      });
+  };
+  const cas =
+    "The config is read and written back with compare-and-set on its KV revision (retried on " +
+    "conflict), so a concurrent edit is never lost.";
+  lifecycle(
+    "stop",
+    "stop an app's task (activate false)",
+    `Stop an app's task: set activate to false in its AppInstanceConfig. ${cas}`,
+    "its status is HALTED (no task)",
+    (o) => runSetActivate(ctx, o, false),
+  );
+  lifecycle(
+    "start",
+    "start an app's task (activate true)",
+    `Start an app's task: set activate to true in its AppInstanceConfig. ${cas}`,
+    "its status is RUNNING",
+    (o) => runSetActivate(ctx, o, true),
+  );
+  lifecycle(
+    "restart",
+    "restart an app's task (restartCounter + 1)",
+    `Restart an app's task: raise restartCounter in its AppInstanceConfig by one. ${cas}`,
+    "its status is RUNNING with a new task",
+    (o) => runRestart(ctx, o),
+  );
+  lifecycle(
+    "delete",
+    "delete an app's config",
+    "Delete an app's AppInstanceConfig (a KV delete): its task is stopped, its container removed, " +
+      "then its TaskStatus and TaskMetrics.",
+    "its TaskStatus is gone",
+    (o) => runDelete(ctx, o),
+  );
+  return program;
+}
+
+/**
+ * Runs the CLI with `argv` (as `process.argv`: node, script, args...) and returns the exit code:
+ * 0, 1 for errors (one line, no stack trace unless EVE_TASKS_DEBUG=1), commander's code for
+ * usage errors, 130 when a wait was interrupted.
+ */
+export async function runCli(ctx: CliContext, argv: readonly string[]): Promise<number> {
+  const debug = ctx.env.EVE_TASKS_DEBUG === "1";
+  try {
+    await buildProgram(ctx).parseAsync([...argv]);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode; // commander printed it already
+    ctx.err(`eve-tasks: ${describeError(err, debug)}\n`);
+    return err instanceof UserError ? err.exitCode : 1;
+  }
+}
