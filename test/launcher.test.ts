@@ -17,7 +17,8 @@ import type { LauncherStateRecord } from "@eve-tasks/launcher";
 import { healthDir, readHeartbeats } from "@eve-tasks/runtime";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { buildSpec, withArgs, withHostname } from "@eve-tasks/oci-spec";
-import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
+import { CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
+import { Publication, connectBus } from "@eve-tasks/bus";
 import { removeTreeSafely } from "@eve-tasks/embedded";
 import { makeRootfs } from "./harness/index.js";
 
@@ -170,6 +171,45 @@ describe("launcher", () => {
     const v = await containerdVersion(s.containerd.address!);
     expect(v.grpcStatus).toBe("0");
     expect(v.body.toString("latin1")).toMatch(/\d+\.\d+\.\d+/);
+
+    // The apps table follows the bus: a status appearing is a line of the launcher's output.
+    const bus = await connectBus({ servers: s.nats.url!, name: "launcher-test-status" });
+    try {
+      const uuid = "0a0b0c0d-0000-4000-8000-000000000042";
+      const now = new Date().toISOString();
+      await new Publication(bus, {
+        agent: "task-executor",
+        type: "TaskStatus",
+        schema: TaskStatusSchema,
+      }).publish(uuid, {
+        schemaVersion: 1,
+        uuid,
+        version: "1",
+        configRevision: 1,
+        node: "local",
+        state: "RUNNING",
+        taskId: 4242,
+        lastTaskId: 4242,
+        anchorStartTicks: 1,
+        exitCode: null,
+        signal: null,
+        oomKilled: false,
+        restarts: 0,
+        memoryLimitBytes: 64 * 2 ** 20,
+        anchorTaxBytes: 0,
+        logPath: "/x",
+        waitingFor: null,
+        startedAt: now,
+        finishedAt: null,
+        updatedAt: now,
+        error: null,
+      });
+      await until("the apps line", () =>
+        Promise.resolve(output.includes(`app ${uuid}: RUNNING, taskId 4242`) ? true : undefined),
+      );
+    } finally {
+      await bus.close();
+    }
 
     expect(output).toContain(`NATS           ${s.nats.url}`);
     expect(output).toContain("kv watch task-executor 'TaskStatus.>'");

@@ -21,6 +21,7 @@ import type { RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
 import { createLogger, healthDir, installShutdown, readHeartbeats, redactUrl } from "@eve-tasks/runtime";
 import type { HeartbeatReading, Logger } from "@eve-tasks/runtime";
 import type { LauncherArgs } from "./args.js";
+import { AppsView } from "./apps-view.js";
 import { buildBanner } from "./banner.js";
 import type { LauncherConfig } from "./config.js";
 import { ConsoleView } from "./console-view.js";
@@ -290,20 +291,19 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       try {
         const stopped = await stopAllTasks(client, TASK_STOP_GRACE_MS);
         for (const t of stopped) say(`task ${t.id} (pid ${t.pid}) stopped by ${t.by}`);
-        if (stopped.length) say(`${stopped.length} task(s) stopped; they start again with the next npm start`);
+        if (stopped.length)
+          say(`${stopped.length} task(s) stopped; they start again with the next npm start`);
       } finally {
         client.close();
       }
     });
 
     // Buckets and the events stream.
+    // The connection stays open for the apps table; closed before nats-server stops.
     const bus = await connectBus({ servers: natsUrl, name: "eve-tasks-launcher", logger });
-    try {
-      await ensureBuckets(bus);
-      await ensureEventsStream(bus);
-    } finally {
-      await bus.close();
-    }
+    lifecycle.onShutdown("close the bus connection", () => bus.close());
+    await ensureBuckets(bus);
+    await ensureEventsStream(bus);
     say("buckets and the TASK_EVENTS stream are ready");
     ensureRunning();
 
@@ -370,6 +370,12 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       }),
     );
 
+    // Apps: the `eve-tasks get` table under the workers on a TTY; a line per change otherwise.
+    const apps = await AppsView.open(bus, (line) => {
+      if (!view.live) view.note(line);
+    });
+    lifecycle.onShutdown("stop following apps", () => apps.close());
+
     // Status: redrawn every second on a TTY; otherwise a line when a heartbeat goes stale or comes back.
     const stale = new Map<string, boolean>();
     const natsLine = nats
@@ -390,6 +396,8 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
           "",
           workerHeader(),
           ...snaps.map((s) => formatWorkerLine(s, heartbeatOf(s)?.ageMs, now)),
+          "",
+          ...apps.lines(new Date(now)),
         ]);
         return;
       }
