@@ -8,8 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient, isNotFound, specFromAny } from "@eve-tasks/containerd";
-import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
+import {
+  AppInstanceConfigSchema,
+  CONTAINERD_NAMESPACE,
+  TaskConfigSchema,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskConfig, TaskStatus } from "@eve-tasks/schemas";
 import { harnessEnv, makeRootfs, spawnReplicas, tempDir, waitFor, withPrivateNats } from "./harness/index.js";
 import type { PrivateNats, Replicas } from "./harness/index.js";
 import { validateOciSpec } from "./oci-schema.js";
@@ -40,6 +45,14 @@ describe("native container tasks end to end", () => {
   let containerd: ContainerdClient;
   let configs: Publication<typeof AppInstanceConfigSchema>;
   let statuses: Subscription<typeof TaskStatusSchema>;
+  let taskConfigs: Subscription<typeof TaskConfigSchema>;
+  const specChecks: string[] = [];
+  const pendingChecks: Promise<void>[] = [];
+  const checkTaskConfig = (uuid: string, c: TaskConfig) => {
+    if (c.status !== "READY") return;
+    const r = validateOciSpec(c.spec);
+    specChecks.push(r.valid ? "ok" : `TaskConfig ${uuid}: ${r.errors.join("; ")}`);
+  };
   const history = new Map<string, TaskStatus[]>();
   let workers: { specBuilder: Replicas; executor: Replicas };
   let volumes: string;
@@ -89,26 +102,33 @@ describe("native container tasks end to end", () => {
       type: "AppInstanceConfig",
       schema: AppInstanceConfigSchema,
     });
+    // Every spec this file produces is checked against the official OCI schema: the
+    // node-independent one of each READY TaskConfig, and the final one in containerd of each
+    // task that reached RUNNING.
+    const checkFinalSpec = async (uuid: string) => {
+      const c = await containerd.containers.get(uuid).catch(() => undefined);
+      if (!c?.spec) return;
+      const r = validateOciSpec(specFromAny(c.spec));
+      specChecks.push(r.valid ? "ok" : `container ${uuid}: ${r.errors.join("; ")}`);
+    };
     const record = (k: string, v: TaskStatus) => {
       history.set(k, [...(history.get(k) ?? []), v]);
+      if (v.state === "RUNNING") pendingChecks.push(checkFinalSpec(k));
     };
-    await waitFor(
-      async () => {
-        try {
-          statuses = await subscribe(bus, {
-            agent: "task-executor",
-            type: "TaskStatus",
-            schema: TaskStatusSchema,
-            onCreate: record,
-            onModify: record,
-          });
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { timeoutMs: 30_000, message: "task-executor bucket never appeared" },
-    );
+    taskConfigs = await subscribe(bus, {
+      agent: "spec-builder",
+      type: "TaskConfig",
+      schema: TaskConfigSchema,
+      onCreate: (k, v) => checkTaskConfig(k, v),
+      onModify: (k, v) => checkTaskConfig(k, v),
+    });
+    statuses = await subscribe(bus, {
+      agent: "task-executor",
+      type: "TaskStatus",
+      schema: TaskStatusSchema,
+      onCreate: record,
+      onModify: record,
+    });
   }, 60_000);
 
   afterAll(async () => {
@@ -134,6 +154,7 @@ describe("native container tasks end to end", () => {
       });
     }
     await statuses?.close();
+    await taskConfigs?.close();
     await bus?.close();
     containerd?.close();
   }, 90_000);
@@ -461,4 +482,11 @@ describe("native container tasks end to end", () => {
     const ids = (await containerd.containers.list()).map((c) => c.id);
     expect(new Set(ids).size).toBe(ids.length);
   }, 90_000);
+
+  it("produced only specs that validate against the official OCI runtime-spec schema", async () => {
+    await Promise.all(pendingChecks);
+    expect(specChecks.filter((c) => c !== "ok")).toEqual([]);
+    // READY TaskConfigs and running containers of every test above.
+    expect(specChecks.length).toBeGreaterThan(20);
+  });
 });
