@@ -1,0 +1,475 @@
+// The benchmark's own world: a private nats-server and containerd in a temp dir, a busybox rootfs
+// under the volume root, the real spec-builder and task-executor as separate processes, and the
+// clients the scenarios measure with. Everything started here is stopped here, by PID.
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, readdir, rm, rmdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
+import type { Bus, Subscription } from "@eve-tasks/bus";
+import { ContainerdClient, isNotFound } from "@eve-tasks/containerd";
+import {
+  cleanupContainerd,
+  readLogTail,
+  spawnLogged,
+  startContainerd,
+  startNatsServer,
+} from "@eve-tasks/embedded";
+import type { ManagedProcess, RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
+import {
+  AppInstanceConfigSchema,
+  CONTAINERD_NAMESPACE,
+  TaskConfigSchema,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
+// Directly, not ../harness/index.js: that one imports vitest.
+import { makeRootfs } from "../harness/rootfs.js";
+import { mapLimit, nowMs } from "./stats.js";
+import type { TraceRecord } from "./trace-hooks.js";
+
+export const REPO = resolve(import.meta.dirname, "..", "..");
+const WORKER_ENTRIES = {
+  "spec-builder": join(REPO, "services/spec-builder/dist/main.js"),
+  "task-executor": join(REPO, "services/task-executor/dist/main.js"),
+} as const;
+
+/** containerd namespace of scenario (a)'s baseline (bare ContainerdClient calls). */
+export const BASELINE_NAMESPACE = "eve-bench-baseline";
+/** containerd namespace of scenario (b)'s baseline (`ctr run`). */
+export const CTR_NAMESPACE = "eve-bench-ctr";
+
+/** The anchor every benchmark task runs: a shell that exits 0 on SIGTERM. */
+export const TASK_ARGS: readonly string[] = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"];
+/** Memory of every benchmark task. */
+export const TASK_MEMORY_MIB = 64;
+const NODE_MEMORY_MIB = 16_384;
+
+export function log(line: string): void {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+/**
+ * First-seen times (epoch ms) of labelled events per key ("RUNNING", "taskconfig", "deleted"...),
+ * and promises that resolve when one happens. Keys are fresh uuids, so "first" is unambiguous.
+ */
+export class Seen {
+  readonly #times = new Map<string, Map<string, number>>();
+  readonly #statuses = new Map<string, Map<string, TaskStatus>>();
+  readonly #waiters = new Map<
+    string,
+    { label: string; resolve: (t: number) => void; reject: (e: Error) => void }[]
+  >();
+  /** Labels that mean an app will never reach what a waiter wants. */
+  static readonly FATAL = new Set(["FAILED", "BROKEN"]);
+
+  mark(key: string, label: string, t: number, status?: TaskStatus): void {
+    let m = this.#times.get(key);
+    if (!m) this.#times.set(key, (m = new Map<string, number>()));
+    if (m.has(label)) return;
+    m.set(label, t);
+    if (status) {
+      let s = this.#statuses.get(key);
+      if (!s) this.#statuses.set(key, (s = new Map<string, TaskStatus>()));
+      s.set(label, status);
+    }
+    const ws = this.#waiters.get(key);
+    if (!ws) return;
+    for (const w of [...ws]) {
+      if (w.label === label) {
+        ws.splice(ws.indexOf(w), 1);
+        w.resolve(t);
+      } else if (Seen.FATAL.has(label) && w.label !== "deleted") {
+        ws.splice(ws.indexOf(w), 1);
+        w.reject(
+          new Error(`${key}: ${label} while waiting for ${w.label}: ${JSON.stringify(status?.error)}`),
+        );
+      }
+    }
+  }
+
+  time(key: string, label: string): number | undefined {
+    return this.#times.get(key)?.get(label);
+  }
+
+  /** The TaskStatus first seen with `state`. */
+  status(key: string, state: string): TaskStatus | undefined {
+    return this.#statuses.get(key)?.get(state);
+  }
+
+  /** Resolves with the time `label` was first seen for `key`; rejects after `timeoutMs`. */
+  when(key: string, label: string, timeoutMs: number): Promise<number> {
+    const t = this.time(key, label);
+    if (t !== undefined) return Promise.resolve(t);
+    return new Promise((ok, fail) => {
+      const timer = setTimeout(() => {
+        const ws = this.#waiters.get(key) ?? [];
+        ws.splice(ws.indexOf(entry), 1);
+        const seen = [...(this.#times.get(key)?.keys() ?? [])].join(", ") || "nothing";
+        fail(new Error(`${key}: no ${label} within ${timeoutMs} ms (seen: ${seen})`));
+      }, timeoutMs);
+      const entry = {
+        label,
+        resolve: (x: number) => {
+          clearTimeout(timer);
+          ok(x);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          fail(e);
+        },
+      };
+      let ws = this.#waiters.get(key);
+      if (!ws) this.#waiters.set(key, (ws = []));
+      ws.push(entry);
+    });
+  }
+
+  forget(key: string): void {
+    this.#times.delete(key);
+    this.#statuses.delete(key);
+    this.#waiters.delete(key);
+  }
+}
+
+/** Options of {@link startBenchEnv}. */
+export interface BenchEnvOptions {
+  /** LOG_LEVEL of the workers (default warn). */
+  logLevel: string;
+  /** Keep the temp dir (logs, stores) after the run. */
+  keep: boolean;
+  /** Load trace-hooks.ts into the workers; their records land in {@link BenchEnv.traces}. */
+  trace: boolean;
+}
+
+/** What the scenarios work with. */
+export interface BenchEnv {
+  readonly dir: string;
+  /** The busybox rootfs (under the volume root). */
+  readonly rootfs: string;
+  /** Where baseline tasks' logs go (not the executor's data dir). */
+  readonly baselineLogDir: string;
+  readonly containerd: RunningContainerd;
+  readonly nats: RunningNatsServer;
+  readonly bus: Bus;
+  readonly configs: Publication<typeof AppInstanceConfigSchema>;
+  /** TaskStatus states, TaskConfig arrival ("taskconfig") and status deletion ("deleted") per uuid. */
+  readonly seen: Seen;
+  /** Client in the executor's namespace (read-only use: checks). */
+  readonly eve: ContainerdClient;
+  /** Client of scenario (a)'s baseline. */
+  readonly baseline: ContainerdClient;
+  /** Client used to clean up scenario (b)'s baseline. */
+  readonly ctrClient: ContainerdClient;
+  /** The app config the benchmark publishes for `uuid`. */
+  app(uuid: string): AppInstanceConfigInput;
+  /** PIDs of what the bench started: spec-builder, task-executor, nats-server, containerd. */
+  readonly pids: Record<string, number>;
+  /** The workers' trace records (BENCH_TRACE=1), read once they have stopped (after teardown). */
+  readonly traces: TraceRecord[];
+  /** Throws if a worker has exited (with the tail of its log). */
+  assertWorkersAlive(): Promise<void>;
+  /** Removes every task and container, stops what was started, removes the temp dir. Idempotent. */
+  teardown(): Promise<void>;
+}
+
+/** Starts everything; on failure, stops what it had started and rethrows. */
+export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv> {
+  for (const [name, entry] of Object.entries(WORKER_ENTRIES)) {
+    if (!existsSync(entry)) throw new Error(`${name} is not built (${entry} missing): run \`npx tsc -b\``);
+  }
+  // Short: containerd's sockets live directly in it (108-byte limit on unix socket paths).
+  const dir = await mkdtemp(join(tmpdir(), "eve-bench-"));
+  const cleanups: { name: string; fn: () => Promise<unknown> }[] = [];
+  let tornDown: Promise<void> | undefined;
+
+  const teardown = (): Promise<void> =>
+    (tornDown ??= (async () => {
+      const started = nowMs();
+      const errors: string[] = [];
+      for (const { name, fn } of cleanups.reverse()) {
+        try {
+          await fn();
+        } catch (err) {
+          errors.push(`${name}: ${(err as Error).message}`);
+        }
+      }
+      const mounted = await mountsUnder(dir);
+      if (mounted.length > 0) {
+        errors.push(`mounts still under ${dir}, not removing it: ${mounted.join(", ")}`);
+      } else if (!options.keep && errors.length === 0) {
+        await rm(dir, { recursive: true, force: true });
+      }
+      log(
+        `teardown in ${Math.round(nowMs() - started)} ms${options.keep || errors.length ? `; kept ${dir}` : ""}`,
+      );
+      if (errors.length > 0) throw new Error(`teardown: ${errors.join("; ")}`);
+    })());
+
+  try {
+    const volumes = join(dir, "volumes");
+    const rootfs = join(volumes, "busybox", "rootfs");
+    const dataDir = join(dir, "data");
+    const runDir = join(dir, "run");
+    const logsDir = join(dir, "logs");
+    const baselineLogDir = join(dir, "baseline-logs");
+    await Promise.all([dataDir, runDir, logsDir, baselineLogDir].map((d) => mkdir(d, { recursive: true })));
+    const fs = await makeRootfs(rootfs);
+    if (fs.source !== "busybox") log(`no static busybox: the rootfs has host binaries (${fs.source})`);
+
+    const t = nowMs();
+    const [natsR, containerdR] = await Promise.allSettled([
+      startNatsServer({
+        storeDir: join(dir, "nats"),
+        serverName: "eve-bench",
+        logFile: join(logsDir, "nats.log"),
+      }),
+      startContainerd({
+        dir: join(dir, "containerd"),
+        socketDir: dir,
+        logFile: join(logsDir, "containerd.log"),
+      }),
+    ]);
+    if (natsR.status === "fulfilled")
+      cleanups.push({ name: "stop nats-server", fn: () => natsR.value.stop() });
+    if (containerdR.status === "fulfilled") {
+      cleanups.push({ name: "stop containerd", fn: () => containerdR.value.stop() });
+      // Before containerd stops: whatever is left in any namespace of this containerd.
+      cleanups.push({
+        name: "cleanupContainerd (safety net)",
+        fn: async () => {
+          const res = await cleanupContainerd(containerdR.value.address);
+          for (const ns of res.namespaces) {
+            if (ns.tasks.length || ns.containers.length) {
+              log(
+                `safety net removed in ${ns.namespace}: ${ns.tasks.length} task(s), ${ns.containers.length} container(s)`,
+              );
+            }
+          }
+        },
+      });
+    }
+    // Runs last: runc leaves the parent cgroups of the baseline namespaces behind; remove them
+    // when empty (rmdir fails harmlessly when they are not).
+    cleanups.unshift({ name: "remove baseline parent cgroups", fn: removeBaselineCgroups });
+    if (natsR.status === "rejected") throw natsR.reason;
+    if (containerdR.status === "rejected") throw containerdR.reason;
+    const nats = natsR.value;
+    const containerd = containerdR.value;
+    log(
+      `nats-server ${nats.url} (PID ${nats.pid}), containerd ${containerd.address} (PID ${containerd.pid}) in ${Math.round(nowMs() - t)} ms`,
+    );
+
+    const clients = [CONTAINERD_NAMESPACE, BASELINE_NAMESPACE, CTR_NAMESPACE].map(
+      (namespace) => new ContainerdClient({ address: containerd.address, namespace }),
+    );
+    cleanups.push({
+      name: "close containerd clients",
+      fn: () => Promise.resolve(clients.forEach((c) => c.close())),
+    });
+    const [eve, baseline, ctrClient] = clients as [ContainerdClient, ContainerdClient, ContainerdClient];
+    await eve.waitForReady(20_000);
+
+    const bus = await connectBus({ servers: nats.url, name: "eve-bench" });
+    cleanups.push({ name: "close the bus", fn: () => bus.close() });
+    await ensureBuckets(bus);
+
+    // The workers: the real ones, built, each its own process (own process group).
+    const childEnv: NodeJS.ProcessEnv = Object.fromEntries(
+      Object.entries(process.env).filter(
+        ([k]) => !k.startsWith("EVE_") && !["NATS_URL", "CONTAINERD_ADDRESS", "LOG_LEVEL"].includes(k),
+      ),
+    );
+    Object.assign(childEnv, {
+      NATS_URL: nats.url,
+      CONTAINERD_ADDRESS: containerd.address,
+      EVE_DATA_DIR: dataDir,
+      EVE_RUN_DIR: runDir,
+      EVE_VOLUME_ROOTS: volumes,
+      EVE_NODE_MEMORY_MIB: String(NODE_MEMORY_MIB),
+      LOG_LEVEL: options.logLevel,
+    });
+    const workers: { name: string; proc: ManagedProcess }[] = [];
+    const traces: TraceRecord[] = [];
+    const traceFile = (name: string): string => join(logsDir, `${name}.trace.jsonl`);
+    const hooks = pathToFileURL(join(import.meta.dirname, "trace-hooks.ts")).href;
+    for (const [name, entry] of Object.entries(WORKER_ENTRIES)) {
+      const proc = await spawnLogged({
+        command: process.execPath,
+        args: options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry],
+        logFile: join(logsDir, `${name}.log`),
+        env: options.trace ? { ...childEnv, BENCH_TRACE_FILE: traceFile(name) } : childEnv,
+        cwd: REPO,
+      });
+      workers.push({ name, proc });
+      log(`${name} PID ${proc.pid}, log ${proc.logFile}${options.trace ? " (traced)" : ""}`);
+    }
+    if (options.trace) {
+      // Runs right after the workers have stopped (they write their traces on exit).
+      cleanups.push({
+        name: "read traces",
+        fn: async () => {
+          for (const name of Object.keys(WORKER_ENTRIES)) {
+            const text = await readFile(traceFile(name), "utf8").catch(() => "");
+            for (const l of text.split("\n")) if (l) traces.push(JSON.parse(l) as TraceRecord);
+          }
+        },
+      });
+    }
+    // Stopped before the safety net and containerd (pushed after them, so run before them).
+    cleanups.push({
+      name: "stop workers",
+      fn: () => Promise.all(workers.map((w) => w.proc.stop({ graceMs: 15_000 }))),
+    });
+
+    const configs = new Publication(bus, {
+      agent: "controller",
+      type: "AppInstanceConfig",
+      schema: AppInstanceConfigSchema,
+    });
+    const seen = new Seen();
+    const onStatus = (key: string, v: TaskStatus): void => seen.mark(key, v.state, nowMs(), v);
+    const subs: Subscription<typeof TaskStatusSchema | typeof TaskConfigSchema>[] = [];
+    cleanups.push({
+      name: "close subscriptions",
+      fn: () => Promise.all(subs.map((s) => s.close())),
+    });
+    subs.push(
+      await subscribe(bus, {
+        agent: "task-executor",
+        type: "TaskStatus",
+        schema: TaskStatusSchema,
+        onCreate: onStatus,
+        onModify: onStatus,
+        onDelete: (key) => seen.mark(key, "deleted", nowMs()),
+      }),
+      await subscribe(bus, {
+        agent: "spec-builder",
+        type: "TaskConfig",
+        schema: TaskConfigSchema,
+        onCreate: (key) => seen.mark(key, "taskconfig", nowMs()),
+        onModify: (key) => seen.mark(key, "taskconfig", nowMs()),
+      }),
+    );
+
+    // Runs before the workers stop: every app deleted, so the executor removes its containers.
+    cleanups.push({
+      name: "delete every app config",
+      fn: async () => {
+        const all = await configs.getAll();
+        if (all.size === 0) return;
+        log(`deleting ${all.size} app config(s) left`);
+        await Promise.all([...all.keys()].map((u) => configs.unpublish(u)));
+        await Promise.all([...all.keys()].map((u) => seen.when(u, "deleted", 60_000)));
+      },
+    });
+    cleanups.push({
+      name: "remove baseline tasks",
+      fn: () => Promise.all([removeAll(baseline), removeAll(ctrClient)]),
+    });
+
+    const app = (uuid: string): AppInstanceConfigInput => ({
+      schemaVersion: 1,
+      uuid,
+      version: "1",
+      displayName: `bench-${uuid.slice(0, 8)}`,
+      activate: true,
+      virtualization: "NOHYPER",
+      resources: { memoryMiB: TASK_MEMORY_MIB, vcpus: 1 },
+      root: { volume: { path: rootfs, readOnly: false } },
+      process: { args: [...TASK_ARGS], cwd: "/", user: "0:0" },
+      stopTimeoutMs: 5000,
+    });
+
+    const assertWorkersAlive = async (): Promise<void> => {
+      for (const w of workers) {
+        if (w.proc.hasExited()) {
+          throw new Error(
+            `${w.name} (PID ${w.proc.pid}) exited with ${String(w.proc.child.exitCode ?? w.proc.child.signalCode)}:\n${await readLogTail(w.proc.logFile)}`,
+          );
+        }
+      }
+    };
+
+    return {
+      dir,
+      rootfs,
+      baselineLogDir,
+      containerd,
+      nats,
+      bus,
+      configs,
+      seen,
+      eve,
+      baseline,
+      ctrClient,
+      app,
+      pids: {
+        ...Object.fromEntries(workers.map((w) => [w.name, w.proc.pid])),
+        "nats-server": nats.pid,
+        containerd: containerd.pid,
+      },
+      traces,
+      assertWorkersAlive,
+      teardown,
+    };
+  } catch (err) {
+    await teardown().catch((e: unknown) => log((e as Error).message));
+    throw err;
+  }
+}
+
+/** Kills (SIGKILL, all processes), waits for and deletes every task, then deletes every container. */
+export async function removeAll(client: ContainerdClient): Promise<void> {
+  const tasks = await client.tasks.list();
+  await mapLimit(tasks, 16, (t) => removeTask(client, t.containerId));
+  const containers = await client.containers.list();
+  await mapLimit(containers, 16, async (c) => {
+    try {
+      await client.containers.delete(c.id);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  });
+}
+
+/** Stops a task of `client`'s namespace (signal to all its processes), waits, deletes it. */
+export async function removeTask(
+  client: ContainerdClient,
+  id: string,
+  signal: NodeJS.Signals = "SIGKILL",
+): Promise<void> {
+  const exited = client.tasks.wait(id, { timeoutMs: 15_000 }).catch(() => undefined);
+  try {
+    await client.tasks.kill(id, signal, { all: true });
+    await exited;
+  } catch (err) {
+    if (!isNotFound(err) && !/not running|already finished|process already/i.test((err as Error).message)) {
+      throw err;
+    }
+  }
+  try {
+    await client.tasks.delete(id);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+/** rmdir of `/<ns>` in every cgroup hierarchy, for the baseline namespaces (empty ones only). */
+async function removeBaselineCgroups(): Promise<void> {
+  const root = "/sys/fs/cgroup";
+  const hierarchies = [root, ...(await readdir(root).catch(() => [])).map((d) => join(root, d))];
+  for (const h of hierarchies) {
+    for (const ns of [BASELINE_NAMESPACE, CTR_NAMESPACE]) await rmdir(join(h, ns)).catch(() => undefined);
+  }
+}
+
+/** Mount points at or under `dir` (this process's mount namespace). */
+async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile("/proc/self/mountinfo", "utf8");
+  return text
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+}

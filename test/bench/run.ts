@@ -1,0 +1,129 @@
+// `npm run bench`: benchmarks of the real workers against bare containerd, each scenario against a
+// baseline measured in the same run. One JSON line per scenario on stdout; progress and a summary
+// table on stderr. Self-contained: its own nats-server, containerd, workers and rootfs in a temp
+// dir, all stopped and removed at the end (containers first). Needs root, like the e2e tests.
+//
+// Knobs (environment): BENCH_SCENARIOS=a,b  BENCH_N=30  BENCH_WARMUP=3  BENCH_APPS=100
+// BENCH_ROUNDS=5  BENCH_SETTLE_MS=50  BENCH_LOG_LEVEL=warn  BENCH_KEEP=1 (keep the temp dir)
+// BENCH_STRICT=1 (exit 1 when a target is missed)  BENCH_TRACE=1 (profile the workers' calls in
+// scenario (a): see trace-hooks.ts; it perturbs what it measures a little).
+import { burst } from "./burst.js";
+import { log, startBenchEnv } from "./env.js";
+import type { BenchEnv } from "./env.js";
+import { publishToRunning } from "./publish-to-running.js";
+import type { ScenarioResult } from "./result.js";
+import { nowMs } from "./stats.js";
+import { traceReport } from "./trace-report.js";
+import type { TracedApp } from "./trace-report.js";
+
+function intEnv(name: string, def: number, min = 1): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got ${raw}`);
+  return n;
+}
+
+const opts = {
+  scenarios: new Set((process.env.BENCH_SCENARIOS ?? "a,b").split(",").map((s) => s.trim())),
+  n: intEnv("BENCH_N", 30),
+  warmup: intEnv("BENCH_WARMUP", 3, 0),
+  apps: intEnv("BENCH_APPS", 100),
+  rounds: intEnv("BENCH_ROUNDS", 5),
+  settleMs: intEnv("BENCH_SETTLE_MS", 50, 0),
+  logLevel: process.env.BENCH_LOG_LEVEL ?? "warn",
+  keep: process.env.BENCH_KEEP === "1",
+  strict: process.env.BENCH_STRICT === "1",
+  trace: process.env.BENCH_TRACE === "1",
+};
+
+function summary(results: readonly ScenarioResult[]): string {
+  const rows = [
+    ["scenario", "n", "median ms", "p95 ms", "base median", "base p95", "ratio", "target", "met"],
+    ...results.map((r) => [
+      r.scenario,
+      String(r.n),
+      r.medianMs.toFixed(1),
+      r.p95Ms.toFixed(1),
+      r.baselineMedianMs.toFixed(1),
+      r.baselineP95Ms.toFixed(1),
+      r.ratio.toFixed(3),
+      r.target,
+      r.met ? "yes" : "NO",
+    ]),
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  const line = (row: readonly string[]): string =>
+    row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
+  return [line(rows[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n");
+}
+
+async function main(): Promise<number> {
+  if (typeof process.getuid === "function" && process.getuid() !== 0) {
+    log("needs root (it starts its own containerd)");
+    return 2;
+  }
+  for (const s of opts.scenarios) {
+    if (s !== "a" && s !== "b") throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (a, b)`);
+  }
+  const started = nowMs();
+  let env: BenchEnv | undefined;
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${signal}: cleaning up`);
+    void (env?.teardown() ?? Promise.resolve())
+      .catch((err: unknown) => log((err as Error).message))
+      .finally(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const results: ScenarioResult[] = [];
+  let traced: TracedApp[] = [];
+  let failure: unknown;
+  try {
+    env = await startBenchEnv({ logLevel: opts.logLevel, keep: opts.keep, trace: opts.trace });
+    if (opts.scenarios.has("a")) {
+      const a = await publishToRunning(env, { n: opts.n, warmup: opts.warmup, settleMs: opts.settleMs });
+      const r = a.result;
+      traced = a.traced;
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("b")) {
+      if (!opts.scenarios.has("a")) {
+        // Scenario (a) warms the workers up; without it, one app through the whole path first.
+        const uuid = crypto.randomUUID();
+        await env.configs.publish(uuid, env.app(uuid));
+        await env.seen.when(uuid, "RUNNING", 60_000);
+        await env.configs.unpublish(uuid);
+        await env.seen.when(uuid, "deleted", 60_000);
+      }
+      const r = await burst(env, { apps: opts.apps, rounds: opts.rounds, settleMs: opts.settleMs });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+  } catch (err) {
+    failure = err;
+  }
+  if (interrupted) return 130;
+  try {
+    await env?.teardown();
+  } catch (err) {
+    failure ??= err;
+  }
+  if (results.length > 0) process.stderr.write(`\n${summary(results)}\n\n`);
+  if (opts.trace && env && traced.length > 0) {
+    process.stderr.write(`${traceReport(env.traces, traced)}\n\n`);
+  }
+  log(`total ${((nowMs() - started) / 1000).toFixed(1)} s`);
+  if (failure !== undefined) {
+    log(`FAILED: ${failure instanceof Error ? (failure.stack ?? failure.message) : JSON.stringify(failure)}`);
+    return 1;
+  }
+  return opts.strict && results.some((r) => !r.met) ? 1 : 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,55 @@
+// Small statistics and timing helpers for the benchmark runner.
+
+/** Epoch milliseconds with sub-millisecond precision (comparable with other processes' Date.now()). */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** The median (mean of the two middle values for an even count); NaN for no values. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** A percentile by nearest rank (p in 0..100); NaN for no values. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)));
+  return s[rank - 1]!;
+}
+
+/** Rounds to 0.1 ms (JSON output). */
+export function r1(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+/** Rounds a ratio to 3 decimals. */
+export function r3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+/** Medians of each named series, rounded. */
+export function medians(series: Readonly<Record<string, readonly number[]>>): Record<string, number> {
+  return Object.fromEntries(Object.entries(series).map(([k, v]) => [k, r1(median(v))]));
+}
+
+/** Runs `fn` over `items` with at most `limit` at once; resolves with the results in order. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
