@@ -19,12 +19,12 @@ import { z } from "zod";
 import { pino } from "pino";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import type { KV } from "@nats-io/kv";
 import {
   Outbox,
   Publication,
+  connectBus,
   ensureBucket,
   ensureBuckets,
   ensureEventsStream,
@@ -242,36 +242,16 @@ async function connectAs(url: string | string[], user: User): Promise<NatsConnec
 }
 
 /**
- * A Bus (the interface @eve-tasks/bus's code runs on) over a connection as `user`: what
- * connectBus builds, with credentials (connectBus does not take any yet: deploy/README.md).
+ * connectBus as `user`, with the credentials in the URL the way a worker's NATS_URL carries
+ * them (deploy/systemd/<worker>.env.example).
  */
 async function busAs(url: string | string[], user: User): Promise<Bus> {
-  const nc = await connectAs(url, user);
-  const js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
-  const kvm = new Kvm(js);
-  const buckets = new Map<string, Promise<KV>>();
-  return {
-    nc,
-    js,
-    jsm,
-    serverVersion: nc.info?.version ?? "0.0.0",
-    logger: pino({ level: "silent" }),
-    bucket(agent) {
-      let b = buckets.get(agent);
-      if (!b) {
-        b = kvm.open(agent);
-        buckets.set(agent, b);
-      }
-      return b;
-    },
-    async drain() {
-      if (!nc.isClosed()) await nc.drain();
-    },
-    async close() {
-      if (!nc.isClosed()) await nc.close();
-    },
-  };
+  const urls = (Array.isArray(url) ? url : [url]).map((u) =>
+    u.replace("://", `://${encodeURIComponent(user)}:${encodeURIComponent(PASSWORDS[user] ?? "")}@`),
+  );
+  const bus = await connectBus({ servers: urls.join(","), name: `deploy-test ${user}` });
+  connections.push(bus.nc);
+  return bus;
 }
 
 const DENIED = /Permissions Violation/;

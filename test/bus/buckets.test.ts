@@ -12,6 +12,8 @@ import {
   ensureBucket,
   ensureBuckets,
   ensureEventsStream,
+  splitCredentials,
+  waitForBucket,
 } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
 import { agents, EVENTS_STREAM } from "@eve-tasks/schemas";
@@ -34,6 +36,20 @@ describe("server version", () => {
       /perMessageTtl requires nats-server 2\.11\.0/,
     );
     expect(() => assertServerSupports("2.9.10", "jetstreamKv")).not.toThrow();
+  });
+});
+
+describe("NATS URLs with credentials", () => {
+  it("takes user and password out of the URLs, decoded", () => {
+    expect(splitCredentials("nats://127.0.0.1:4222")).toEqual({ servers: ["nats://127.0.0.1:4222"] });
+    expect(
+      splitCredentials("nats://task-executor:p%40ss@a:4222, nats://task-executor:p%40ss@b:4222"),
+    ).toEqual({
+      servers: ["nats://a:4222", "nats://b:4222"],
+      user: "task-executor",
+      pass: "p@ss",
+    });
+    expect(() => splitCredentials("nats://a:x@h1:1,nats://b:y@h2:1")).toThrow(/same user and password/);
   });
 });
 
@@ -79,6 +95,18 @@ describe("buckets", () => {
     expect((err as Error).message).toMatch(/bucket odd-agent exists with another configuration/);
     expect((err as Error).message).toMatch(/max_msg_size is 1024, expected 1048576/);
     await bus.jsm.streams.delete("KV_odd-agent");
+  });
+
+  it("waits for a bucket it may not create until its owner creates it", async () => {
+    const agent = `late-${Date.now().toString(36)}`;
+    let done = false;
+    const waiting = waitForBucket(bus, agent, { intervalMs: 50 }).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(done).toBe(false);
+    await ensureBucket(bus, agent);
+    await waiting;
+    expect(done).toBe(true);
+    await bus.jsm.streams.delete(`KV_${agent}`);
   });
 
   it("says clearly when NATS is not there", async () => {

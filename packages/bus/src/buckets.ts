@@ -94,3 +94,33 @@ export async function ensureEventsStream(bus: Bus): Promise<void> {
   }
   await bus.jsm.streams.add({ ...EVENTS_STREAM_CONFIG, subjects: [...EVENTS_STREAM_CONFIG.subjects] });
 }
+
+/**
+ * Waits until `agent`'s bucket exists with the bus's configuration: for a bucket this worker
+ * reads but may not create (with per-worker NATS users, only a bucket's own agent, or an
+ * admin, creates it). Says once, at info level, what it waits for.
+ */
+export async function waitForBucket(
+  bus: Bus,
+  agent: string,
+  options: { intervalMs?: number; signal?: AbortSignal } = {},
+): Promise<void> {
+  let said = false;
+  for (;;) {
+    const existing = await streamInfo(bus, streamOf(agent));
+    if (existing) {
+      const diff = differences(existing.config, bucketStreamSettings());
+      if (diff.length) throw new ConfigMismatchError(`bucket ${agent}`, diff);
+      return;
+    }
+    if (!said) {
+      bus.logger.info(
+        { event: "waiting-for-bucket", bucket: agent },
+        `waiting for bucket ${agent} to be created`,
+      );
+      said = true;
+    }
+    options.signal?.throwIfAborted();
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 1000));
+  }
+}

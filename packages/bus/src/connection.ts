@@ -51,10 +51,12 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
   let lastErr: unknown;
   // At start-up the server may still be coming up (the launcher starts it alongside
   // the workers): try again until the deadline, then say where we tried.
+  const { servers, user, pass } = splitCredentials(options.servers);
   while (!nc) {
     try {
       nc = await connect({
-        servers: options.servers.split(",").map((s) => s.trim()),
+        servers,
+        ...(user !== undefined ? { user, pass } : {}),
         name: options.name,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
@@ -63,7 +65,7 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     } catch (err) {
       lastErr = err;
       if (Date.now() + 250 >= deadline) {
-        throw new BusError(`cannot connect to NATS at ${options.servers}: ${(err as Error).message}`, {
+        throw new BusError(`cannot connect to NATS at ${servers.join(",")}: ${(err as Error).message}`, {
           cause: lastErr,
         });
       }
@@ -111,4 +113,31 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       if (!nc.isClosed()) await nc.close();
     },
   };
+}
+
+/**
+ * Splits `user:password@` out of NATS URLs (the client would otherwise drop it and connect
+ * without credentials), so NATS_URL alone can carry a worker's NATS user. Every URL that has
+ * credentials must have the same ones.
+ */
+export function splitCredentials(urls: string): { servers: string[]; user?: string; pass?: string } {
+  let creds: { user: string; pass: string } | undefined;
+  const servers = urls
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const m = /^([a-z]+:\/\/)?([^@/]*)@(.*)$/i.exec(s);
+      if (!m) return s;
+      const [userPart = "", passPart = ""] = (m[2] ?? "").split(/:(.*)/s);
+      const c = { user: decodeURIComponent(userPart), pass: decodeURIComponent(passPart) };
+      if (creds && (creds.user !== c.user || creds.pass !== c.pass)) {
+        throw new BusError(
+          "NATS_URL: every server URL with credentials must carry the same user and password",
+        );
+      }
+      creds = c;
+      return `${m[1] ?? ""}${m[3] ?? ""}`;
+    });
+  return creds ? { servers, user: creds.user, pass: creds.pass } : { servers };
 }

@@ -50,6 +50,8 @@ export class Publication<S extends z.ZodType> {
   readonly #bus: Bus;
   /** What this process last wrote per key (canonical JSON), to skip identical writes. */
   readonly #written = new Map<string, string>();
+  /** putIfNewer's last write per key: its KV revision and configRevision, for a write without a read. */
+  readonly #lastOrdered = new Map<string, { kvRevision: number; configRevision: number }>();
 
   constructor(bus: Bus, options: TableOptions<S>) {
     assertTypeName(options.type);
@@ -65,9 +67,9 @@ export class Publication<S extends z.ZodType> {
 
   #encode(key: string, value: z.input<S>): { bytes: Uint8Array; canonical: string } {
     assertUserKey(key);
+    // encodeValue validates once and serializes the parsed value (defaults applied).
     const bytes = encodeValue(this.schema, value, { type: this.type, key });
-    const parsed = this.schema.parse(value);
-    return { bytes, canonical: canonicalJson(parsed) };
+    return { bytes, canonical: canonicalJson(JSON.parse(new TextDecoder().decode(bytes))) };
   }
 
   /**
@@ -96,6 +98,7 @@ export class Publication<S extends z.ZodType> {
     assertUserKey(key);
     const kv = await this.#kv();
     this.#written.delete(key);
+    this.#lastOrdered.delete(key);
     try {
       await kv.delete(kvKey(this.type, key));
     } catch (err) {
@@ -190,6 +193,25 @@ export class Publication<S extends z.ZodType> {
     const { bytes, canonical } = this.#encode(key, value);
     const kv = await this.#kv();
     const full = kvKey(this.type, key);
+    const written = (kvRevision: number): "written" => {
+      this.#written.set(key, canonical);
+      this.#lastOrdered.set(key, { kvRevision, configRevision: value.configRevision });
+      return "written";
+    };
+    // The common case costs one round trip: when this process wrote the key last (or it was
+    // never written), a compare-and-set on that revision succeeds only if nobody wrote since,
+    // and then what is stored is our own older write. Otherwise: read, compare, write.
+    const last = this.#lastOrdered.get(key);
+    if (!last || last.configRevision <= value.configRevision) {
+      if (last && this.#written.get(key) === canonical) return "unchanged";
+      try {
+        return written(await kv.put(full, bytes, { previousSeq: last?.kvRevision ?? 0 }));
+      } catch (err) {
+        if (!isWrongLastSequence(err)) {
+          throw new PublishError(this.agent, full, `write failed: ${(err as Error).message}`, { cause: err });
+        }
+      }
+    }
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const cur = await kv.get(full);
       let previousSeq = 0;
@@ -203,9 +225,7 @@ export class Publication<S extends z.ZodType> {
         }
       }
       try {
-        await kv.put(full, bytes, { previousSeq });
-        this.#written.set(key, canonical);
-        return "written";
+        return written(await kv.put(full, bytes, { previousSeq }));
       } catch (err) {
         if (isWrongLastSequence(err)) continue;
         throw new PublishError(this.agent, full, `write failed: ${(err as Error).message}`, { cause: err });
@@ -230,6 +250,7 @@ export class Publication<S extends z.ZodType> {
       try {
         await kv.delete(full, { previousSeq: cur.revision });
         this.#written.delete(key);
+        this.#lastOrdered.delete(key);
         return "deleted";
       } catch (err) {
         if (isWrongLastSequence(err)) continue;

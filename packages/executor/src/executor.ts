@@ -1,5 +1,4 @@
 import { mkdir, rm } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { Publication, subscribe } from "@eve-tasks/bus";
 import type { Bus, Outbox, Subscription } from "@eve-tasks/bus";
@@ -10,6 +9,7 @@ import { TaskConfigSchema, TaskStatusSchema, canonicalJson, taskLogPath } from "
 import type { ReadyTaskConfig, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
 import { NodeFactError } from "./errors.js";
 import { KeyedRunner, Semaphore } from "./keyed-runner.js";
+import { within } from "./within.js";
 import { EXECUTOR_LABELS, labelsFor, readLabels } from "./labels.js";
 import type { Ended } from "./labels.js";
 import type { NodeFacts } from "./node-facts.js";
@@ -215,8 +215,9 @@ export class TaskExecutor {
   async #reconcileApp(app: AppState): Promise<void> {
     const uuid = app.uuid;
     const d = app.desired;
-    let container = await this.#getContainer(uuid);
-    let task = container ? await this.#getTask(uuid) : undefined;
+    // Both at once: a task lookup without a container is a cheap NOT_FOUND.
+    let [container, task] = await Promise.all([this.#getContainer(uuid), this.#getTask(uuid)]);
+    if (!container) task = undefined;
 
     // A task that ended: record how (before Tasks.Delete, which takes the cgroup with it).
     if (task && task.status === "STOPPED") {
@@ -427,49 +428,59 @@ export class TaskExecutor {
   ): Promise<void> {
     const uuid = app.uuid;
     const tasks = this.#o.containerd.tasks;
-    await mkdir(p.taskDir, { recursive: true });
     let createdContainer = false;
     let pid = 0;
+    let booting: Promise<void> = Promise.resolve();
     try {
       await this.#starts.use(async () => {
-        if (existing) {
-          // The spec is rebuilt with today's node facts (paths resolved again) at every start.
-          await this.#o.containerd.containers.update(
-            { id: uuid, spec: p.spec, labels: labelsFor(d, "") },
-            { fieldPaths: ["spec", ...Object.keys(labelsFor(d)).map((k) => `labels.${k}`)] },
-          );
-        } else {
-          await this.#createContainer(d, p, "");
-          createdContainer = true;
-        }
+        const container = existing
+          ? // The spec is rebuilt with today's node facts (paths resolved again) at every start.
+            this.#o.containerd.containers.update(
+              { id: uuid, spec: p.spec, labels: labelsFor(d, "") },
+              { fieldPaths: ["spec", ...Object.keys(labelsFor(d)).map((k) => `labels.${k}`)] },
+            )
+          : this.#createContainer(d, p, "").then(() => {
+              createdContainer = true;
+            });
+        await Promise.all([container, mkdir(p.taskDir, { recursive: true })]);
         const log = fileUri(p.logPath);
         pid = (await tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: log, stderr: log })).pid;
-        await this.#publish(
-          app,
-          this.#builtFrom(d, p, {
-            state: "BOOTING",
-            taskId: pid,
-            lastTaskId: pid,
-            anchorStartTicks: (await readProcStat(pid))?.startTimeTicks ?? null,
-            exitCode: null,
-            signal: null,
-            oomKilled: false,
-            finishedAt: null,
-            waitingFor: null,
-            error: null,
-          }),
-        );
-        await this.#event(uuid, "created", `task created with anchor PID ${pid}`, {
-          pid,
-          configRevision: d.configRevision,
-        });
         this.#ensureWait(app, pid);
-        await tasks.start(uuid);
+        // BOOTING (and its event) go out while Tasks.Start runs: statuses of one app leave
+        // this connection in order, so RUNNING can never overtake it.
+        const anchor = pid;
+        booting = (async () => {
+          const ticks = (await readProcStat(anchor))?.startTimeTicks ?? null;
+          await this.#publish(
+            app,
+            this.#builtFrom(d, p, {
+              state: "BOOTING",
+              taskId: anchor,
+              lastTaskId: anchor,
+              anchorStartTicks: ticks,
+              exitCode: null,
+              signal: null,
+              oomKilled: false,
+              finishedAt: null,
+              waitingFor: null,
+              error: null,
+            }),
+          );
+          await this.#event(uuid, "created", `task created with anchor PID ${anchor}`, {
+            anchorPid: anchor,
+            configRevision: d.configRevision,
+          });
+        })();
+        try {
+          await tasks.start(uuid);
+        } finally {
+          await booting;
+        }
       });
     } catch (err) {
       if (isUnavailable(err)) throw err;
       const message = `cannot start the task: ${(err as Error).message}`;
-      this.#log.error({ uuid, err, pid }, message);
+      this.#log.error({ uuid, err, anchorPid: pid }, message);
       if (pid) await this.#discardTask(app, pid).catch(() => undefined);
       if (createdContainer) await this.#deleteContainer(uuid).catch(() => undefined);
       await this.#event(uuid, "error", message, { configRevision: d.configRevision });
@@ -491,9 +502,12 @@ export class TaskExecutor {
       startedAt,
       anchorStartTicks: app.status?.anchorStartTicks ?? (await readProcStat(pid))?.startTimeTicks ?? null,
     });
-    this.#log.info({ uuid, event: "started", pid, configRevision: d.configRevision }, "task running");
+    this.#log.info(
+      { uuid, event: "started", anchorPid: pid, configRevision: d.configRevision },
+      "task running",
+    );
     await this.#event(uuid, "started", `task started, anchor PID ${pid}`, {
-      pid,
+      anchorPid: pid,
       configRevision: d.configRevision,
     });
   }
@@ -503,7 +517,7 @@ export class TaskExecutor {
     const tasks = this.#o.containerd.tasks;
     this.#ensureWait(app, pid);
     await unlessGone(tasks.kill(app.uuid, "SIGKILL", { all: true }));
-    await Promise.race([app.wait?.exit, sleep(this.#o.killTimeoutMs ?? 10_000)]);
+    await within(app.wait?.exit, this.#o.killTimeoutMs ?? 10_000);
     await unlessGone(tasks.delete(app.uuid));
     app.wait = undefined;
   }
@@ -518,16 +532,19 @@ export class TaskExecutor {
     app.stopping = true;
     try {
       await this.#publish(app, { state: "HALTING" });
-      await this.#event(uuid, "stopping", `stopping: ${reason}`, { pid, timeoutMs: app.stopTimeoutMs });
+      await this.#event(uuid, "stopping", `stopping: ${reason}`, {
+        anchorPid: pid,
+        timeoutMs: app.stopTimeoutMs,
+      });
       this.#ensureWait(app, pid);
       await unlessGone(tasks.kill(uuid, "SIGTERM", { all: true }));
-      const exited = await Promise.race([app.wait?.exit.then(() => true), sleep(app.stopTimeoutMs, false)]);
+      const exited = await within(app.wait?.exit, app.stopTimeoutMs);
       if (!exited) {
         await unlessGone(tasks.kill(uuid, "SIGKILL", { all: true }));
         await this.#event(uuid, "killed", `no exit ${app.stopTimeoutMs} ms after SIGTERM: sent SIGKILL`, {
-          pid,
+          anchorPid: pid,
         });
-        await Promise.race([app.wait?.exit, sleep(this.#o.killTimeoutMs ?? 10_000)]);
+        await within(app.wait?.exit, this.#o.killTimeoutMs ?? 10_000);
       }
       await this.#finishTask(app, pid);
     } finally {
@@ -565,8 +582,15 @@ export class TaskExecutor {
       finishedAt: (exitedAt ?? new Date()).toISOString(),
     });
     const how = code === null ? "exit status unknown" : signal ? `killed by ${signal}` : `exit code ${code}`;
-    this.#log.info({ uuid, event: "exited", pid, exitCode: code, signal, requested }, `task ended: ${how}`);
-    await this.#event(uuid, "exited", `anchor PID ${pid} ended: ${how}`, { pid, exitCode: code, signal });
+    this.#log.info(
+      { uuid, event: "exited", anchorPid: pid, exitCode: code, signal, requested },
+      `task ended: ${how}`,
+    );
+    await this.#event(uuid, "exited", `anchor PID ${pid} ended: ${how}`, {
+      anchorPid: pid,
+      exitCode: code,
+      signal,
+    });
   }
 
   /** The config is gone (or moved to another node): stop, delete the container, then the status. */

@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { isNotFound } from "@eve-tasks/containerd";
 import type { ContainerdClient } from "@eve-tasks/containerd";
 import { EXECUTOR_LABELS } from "./labels.js";
+import { within } from "./within.js";
 
 /** What {@link stopAllTasks} did to one task. */
 export interface StoppedTask {
@@ -33,10 +33,10 @@ export async function stopAllTasks(client: ContainerdClient, graceMs = 10_000): 
           () => true,
         );
         await client.tasks.kill(id, "SIGTERM", { all: true }).catch(ignoreGone);
-        if (!(await Promise.race([exited, sleep(graceMs, false)]))) {
+        if (!(await within(exited, graceMs))) {
           by = "SIGKILL";
           await client.tasks.kill(id, "SIGKILL", { all: true }).catch(ignoreGone);
-          await Promise.race([exited, sleep(10_000)]);
+          await within(exited, 10_000);
         }
       }
       let exitStatus: number | undefined;

@@ -2,7 +2,7 @@
  * The spec-builder worker: turns AppInstanceConfig into node-independent TaskConfig. Run any
  * number of replicas anywhere; they share the durable `spec-builder` consumer.
  */
-import { connectBus, ensureBucket } from "@eve-tasks/bus";
+import { connectBus, ensureBucket, waitForBucket } from "@eve-tasks/bus";
 import { baseWorkerEnvSchema, runWorker } from "@eve-tasks/runtime";
 import { startSpecBuilder } from "./spec-builder.js";
 
@@ -16,8 +16,10 @@ await runWorker({
     const bus = await connectBus({ servers: config.NATS_URL, name: NAME, logger });
     // Steps run last-registered first: the queue stops (in-flight builds finish), then NATS drains.
     lifecycle.onShutdown("drain NATS", () => bus.drain());
-    await ensureBucket(bus, "controller");
+    // Its own bucket it creates; the one it reads may belong to someone else (with per-worker
+    // NATS users, only the controller or an admin may create it), so it waits for it.
     await ensureBucket(bus, "spec-builder");
+    await waitForBucket(bus, "controller", { signal: lifecycle.signal });
     const queue = await startSpecBuilder({ bus, logger });
     lifecycle.onShutdown("stop the work queue", () => queue.stop());
   },

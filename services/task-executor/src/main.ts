@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { Outbox, connectBus, ensureBuckets, ensureEventsStream } from "@eve-tasks/bus";
+import { Outbox, connectBus, ensureBucket, ensureEventsStream, waitForBucket } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
 import { baseWorkerEnv, envInt, envList, envPositiveInt, runWorker } from "@eve-tasks/runtime";
@@ -47,8 +47,13 @@ await runWorker({
 
     const bus = await connectBus({ servers: config.NATS_URL, name: "task-executor", logger });
     lifecycle.onShutdown("drain NATS", () => bus.drain());
-    await ensureBuckets(bus);
-    await ensureEventsStream(bus);
+    // Its own bucket it creates; the one it reads it waits for (see the spec-builder). The events
+    // stream may only be creatable by an admin: until it exists, events wait in the outbox.
+    await ensureBucket(bus, "task-executor");
+    await waitForBucket(bus, "spec-builder", { signal: lifecycle.signal });
+    await ensureEventsStream(bus).catch((err: unknown) =>
+      logger.warn({ err }, "cannot create the TASK_EVENTS stream; events stay in the outbox until it exists"),
+    );
     const outbox = await Outbox.open(bus, {
       file: join(config.EVE_DATA_DIR, "outbox", "task-executor.jsonl"),
     });
