@@ -292,6 +292,21 @@ describe("native container tasks end to end", () => {
     expect(await containerd.containers.get(uuid).catch((e: unknown) => e)).toSatisfy(isNotFound);
   }, 90_000);
 
+  it("replaces a container someone else made with the app's id", async () => {
+    const uuid = newUuid();
+    await containerd.containers.create({
+      id: uuid,
+      labels: { made: "by hand" },
+      spec: { ociVersion: "1.0.2" },
+    });
+    await configs.publish(uuid, app(uuid));
+    const s = await running(uuid);
+    expect((await containerd.tasks.get(uuid)).pid).toBe(s.taskId);
+    const c = await containerd.containers.get(uuid);
+    expect(c.labels["made"]).toBeUndefined();
+    expect(c.labels["org.lfedge.eve-tasks.uuid"]).toBe(uuid);
+  });
+
   it("gives each bad input a clear error in TaskStatus, touching nothing else", async () => {
     const kv = await bus.bucket("controller");
     const cases: [string, (uuid: string) => Promise<unknown>, RegExp][] = [

@@ -156,6 +156,21 @@ export class WorkQueue<S extends z.ZodType> {
     return { kind: "value", key, revision: e.revision, value: d.value };
   }
 
+  /**
+   * The latest state of `key`. A first delivery with nothing pending behind it is the latest
+   * there is (any newer revision of any key would be pending), so its own payload serves
+   * without a read; anything else is read again from the bucket.
+   */
+  async #stateOf(key: string, m: JsMsg): Promise<SourceState<z.infer<S>>> {
+    if (m.info.deliveryCount !== 1 || m.info.pending !== 0) return this.#readLatest(key);
+    const revision = m.seq;
+    const op = m.headers?.get("KV-Operation");
+    if (op === "DEL" || op === "PURGE") return { kind: "deleted", key, revision };
+    const d = decodeValue(this.#opts.source.schema, m.data);
+    if (!d.ok) return { kind: "invalid", key, revision, reason: d.reason, message: d.message };
+    return { kind: "value", key, revision, value: d.value };
+  }
+
   async #handle(key: string, m: JsMsg): Promise<void> {
     const maxDeliver = this.#opts.maxDeliver ?? 5;
     const deliveryCount = m.info.deliveryCount;
@@ -164,7 +179,7 @@ export class WorkQueue<S extends z.ZodType> {
     const keepAlive = setInterval(() => m.working(), Math.max(1000, ackWait / 3));
     let state: SourceState<z.infer<S>> | undefined;
     try {
-      state = await this.#readLatest(key);
+      state = await this.#stateOf(key, m);
       await this.#opts.handle(state, ctx);
       m.ack();
     } catch (err) {

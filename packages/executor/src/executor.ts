@@ -2,7 +2,7 @@ import { mkdir, rm } from "node:fs/promises";
 import type { Logger } from "pino";
 import { Publication, subscribe } from "@eve-tasks/bus";
 import type { Bus, Outbox, Subscription } from "@eve-tasks/bus";
-import { exitSignal, fileUri, isNotFound, isUnavailable } from "@eve-tasks/containerd";
+import { exitSignal, fileUri, isAlreadyExists, isNotFound, isUnavailable } from "@eve-tasks/containerd";
 import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
 import { readProcStat } from "@eve-tasks/procfs";
 import { TaskConfigSchema, TaskStatusSchema, canonicalJson, taskLogPath } from "@eve-tasks/schemas";
@@ -45,6 +45,8 @@ interface AppState {
   wait: { pid: number; exit: Promise<ExitStatus | undefined> } | undefined;
   /** A stop is in progress: the exit it causes is HALTED whatever its code. */
   stopping: boolean;
+  /** First seen after the start-up listing, not reconciled yet: it has no container. */
+  fresh: boolean;
   /** Stop timeout of the last READY config, for a stop after the config is gone. */
   stopTimeoutMs: number;
   retryDelayMs: number;
@@ -161,6 +163,7 @@ export class TaskExecutor {
         status: undefined,
         wait: undefined,
         stopping: false,
+        fresh: false,
         stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS,
         retryDelayMs: 0,
         retryTimer: undefined,
@@ -173,7 +176,11 @@ export class TaskExecutor {
   #desire(uuid: string, config: TaskConfig | undefined): void {
     const ours = config && config.node === this.#o.facts.node ? config : undefined;
     if (!ours && !this.#apps.has(uuid)) return; // another node's app, never ours
+    // An app first seen after the start-up listing has no container: this executor would
+    // have made it (a containers.get and tasks.get saved on the way to a new task).
+    const fresh = this.#synchronized && !this.#apps.has(uuid);
     const app = this.#app(uuid);
+    if (fresh) app.fresh = true;
     app.desired = ours;
     if (ours?.status === "READY") app.stopTimeoutMs = ours.stopTimeoutMs;
     if (this.#synchronized) this.#runner.kick(uuid);
@@ -213,10 +220,24 @@ export class TaskExecutor {
   }
 
   async #reconcileApp(app: AppState): Promise<void> {
+    const fresh = app.fresh;
+    app.fresh = false;
+    try {
+      await this.#reconcileFrom(app, fresh);
+    } catch (err) {
+      // Someone else made a container with this id after all: look before acting.
+      if (fresh && isAlreadyExists(err)) return this.#reconcileFrom(app, false);
+      throw err;
+    }
+  }
+
+  async #reconcileFrom(app: AppState, fresh: boolean): Promise<void> {
     const uuid = app.uuid;
     const d = app.desired;
     // Both at once: a task lookup without a container is a cheap NOT_FOUND.
-    let [container, task] = await Promise.all([this.#getContainer(uuid), this.#getTask(uuid)]);
+    let [container, task] = fresh
+      ? [undefined, undefined]
+      : await Promise.all([this.#getContainer(uuid), this.#getTask(uuid)]);
     if (!container) task = undefined;
 
     // A task that ended: record how (before Tasks.Delete, which takes the cgroup with it).
@@ -478,7 +499,7 @@ export class TaskExecutor {
         }
       });
     } catch (err) {
-      if (isUnavailable(err)) throw err;
+      if (isUnavailable(err) || (createdContainer === false && !existing && isAlreadyExists(err))) throw err;
       const message = `cannot start the task: ${(err as Error).message}`;
       this.#log.error({ uuid, err, anchorPid: pid }, message);
       if (pid) await this.#discardTask(app, pid).catch(() => undefined);
