@@ -280,6 +280,7 @@ export class TaskExecutor {
       prepared = await prepareTask(d, this.#o.facts);
     } catch (err) {
       if (!(err instanceof NodeFactError)) throw err;
+      this.#log.warn({ uuid, configRevision: d.configRevision }, `config rejected: ${err.message}`);
       return this.#reject(app, d, err.message, task !== undefined);
     }
 
@@ -375,10 +376,9 @@ export class TaskExecutor {
     };
   }
 
-  /** A node fact rules this revision out: keep a running task on its last good config, else FAILED. */
+  /** This revision cannot run: keep a running task on its last good config, else FAILED. */
   async #reject(app: AppState, d: ReadyTaskConfig, message: string, running: boolean): Promise<void> {
     const error = executorError(message, d.configRevision);
-    this.#log.warn({ uuid: app.uuid, configRevision: d.configRevision }, `config rejected: ${message}`);
     await this.#event(app.uuid, "error", message, { configRevision: d.configRevision });
     if (running) return void (await this.#publish(app, { error }));
     await this.#publish(app, {
@@ -504,16 +504,7 @@ export class TaskExecutor {
       this.#log.error({ uuid, err, anchorPid: pid }, message);
       if (pid) await this.#discardTask(app, pid).catch(() => undefined);
       if (createdContainer) await this.#deleteContainer(uuid).catch(() => undefined);
-      await this.#event(uuid, "error", message, { configRevision: d.configRevision });
-      await this.#publish(app, {
-        state: "FAILED",
-        configRevision: d.configRevision,
-        version: d.version,
-        taskId: 0,
-        anchorStartTicks: null,
-        error: executorError(message, d.configRevision),
-      });
-      return;
+      return this.#reject(app, d, message, false);
     }
     const startedAt = new Date().toISOString();
     await this.#publish(app, {
