@@ -23,7 +23,14 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "no-restricted-imports": [
         "error",
-        { patterns: [{ group: ["@eve-tasks/*/src/*", "@eve-tasks/*/dist/*"], message: "Import a package by its name only." }] },
+        {
+          patterns: [
+            {
+              group: ["@eve-tasks/*/src/*", "@eve-tasks/*/dist/*"],
+              message: "Import a package by its name only.",
+            },
+          ],
+        },
       ],
     },
   },

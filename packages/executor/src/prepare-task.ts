@@ -74,8 +74,11 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
 
   // Volumes: mount what their paths resolve to, never the path as given.
   const mounts = [...(spec.mounts ?? [])];
-  for (const v of config.volumes) {
-    const source = await resolveUnderRoots(v.path, facts.volumeRoots, `volume ${v.mountPoint}`);
+  const sources = await Promise.all(
+    config.volumes.map((v) => resolveUnderRoots(v.path, facts.volumeRoots, `volume ${v.mountPoint}`)),
+  );
+  for (const [n, v] of config.volumes.entries()) {
+    const source = sources[n]!;
     const options = ["rbind", v.readOnly ? "ro" : "rw"];
     const i = mounts.findIndex((m) => m.destination === v.mountPoint);
     const mount = { destination: v.mountPoint, type: "bind", source, options };
