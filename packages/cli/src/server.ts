@@ -1,5 +1,5 @@
 /** Which NATS server the CLI talks to, and connecting to it with one clear line on failure. */
-import { BusError, ServerVersionError, connectBus, streamOf } from "@eve-tasks/bus";
+import { BusError, ServerVersionError, connectBus, isStreamNotFound, streamOf } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
 import { UserError } from "./errors.js";
 
@@ -37,16 +37,6 @@ export async function connectCli(server: string): Promise<Bus> {
     if (err instanceof BusError) throw new UserError(unreachableMessage(server), 1, { cause: err });
     throw err;
   }
-}
-
-/** Whether `err` is JetStream's "stream not found" (10059), i.e. a missing bucket. */
-export function isStreamNotFound(err: unknown): boolean {
-  const e = (typeof err === "object" && err !== null ? err : {}) as {
-    code?: unknown;
-    status?: unknown;
-    message?: unknown;
-  };
-  return e.code === 10059 || e.status === 404 || /stream not found/i.test(String(e.message));
 }
 
 /** Whether `agent`'s bucket exists on the server. */
