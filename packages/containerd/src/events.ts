@@ -53,17 +53,22 @@ export interface TaskExitPayload {
   exitStatus: number;
   exitedAt: Date | null;
 }
-/** `/tasks/delete`. */
-export interface TaskDeletePayload {
-  containerId: string;
-  id: string;
-  pid: number;
-  exitStatus: number;
-  exitedAt: Date | null;
-}
+/** `/tasks/delete`: the same fields as an exit. */
+export type TaskDeletePayload = TaskExitPayload;
 /** `/tasks/oom`, `/tasks/paused`, `/tasks/resumed`. */
 export interface TaskContainerPayload {
   containerId: string;
+}
+
+/** The payload of `/tasks/exit` and `/tasks/delete`, which carry the same fields. */
+function exitPayload(w: WireTaskExit | WireTaskDelete): TaskExitPayload {
+  return {
+    containerId: w.container_id,
+    id: w.id,
+    pid: w.pid,
+    exitStatus: w.exit_status,
+    exitedAt: timestampToDate(w.exited_at),
+  };
 }
 /** `/containers/create`. */
 export interface ContainerCreatePayload {
@@ -143,35 +148,17 @@ function decoders(root: protobuf.Root): ReadonlyMap<string, Decoder> {
     ],
     [
       "containerd.events.TaskExit",
-      (bytes) => {
-        const w = decodeMessage<WireTaskExit>(type("TaskExit"), bytes);
-        return {
-          topic: "/tasks/exit",
-          payload: {
-            containerId: w.container_id,
-            id: w.id,
-            pid: w.pid,
-            exitStatus: w.exit_status,
-            exitedAt: timestampToDate(w.exited_at),
-          },
-        };
-      },
+      (bytes) => ({
+        topic: "/tasks/exit",
+        payload: exitPayload(decodeMessage<WireTaskExit>(type("TaskExit"), bytes)),
+      }),
     ],
     [
       "containerd.events.TaskDelete",
-      (bytes) => {
-        const w = decodeMessage<WireTaskDelete>(type("TaskDelete"), bytes);
-        return {
-          topic: "/tasks/delete",
-          payload: {
-            containerId: w.container_id,
-            id: w.id,
-            pid: w.pid,
-            exitStatus: w.exit_status,
-            exitedAt: timestampToDate(w.exited_at),
-          },
-        };
-      },
+      (bytes) => ({
+        topic: "/tasks/delete",
+        payload: exitPayload(decodeMessage<WireTaskDelete>(type("TaskDelete"), bytes)),
+      }),
     ],
     ["containerd.events.TaskOOM", containerOnly("/tasks/oom", "TaskOOM")],
     ["containerd.events.TaskPaused", containerOnly("/tasks/paused", "TaskPaused")],
