@@ -9,3 +9,5 @@ export * from "./work-queue.js";
 export * from "./outbox.js";
 export * from "./table-keys.js";
 export * from "./update.js";
+export * from "./events.js";
+export * from "./rpc.js";

@@ -1,0 +1,131 @@
+/**
+ * Reading task events: live (a core subscription to `eve.events.*`, for workers that react to
+ * other workers' events) and from the `TASK_EVENTS` stream (for users: history, then follow).
+ */
+import { DeliverPolicy } from "@nats-io/jetstream";
+import type { Subscription as NatsSubscription } from "@nats-io/nats-core";
+import {
+  EVENTS_STREAM,
+  EVENTS_SUBJECTS,
+  TaskEventSchema,
+  decodeValue,
+  eventSubject,
+} from "@eve-tasks/schemas";
+import type { TaskEvent } from "@eve-tasks/schemas";
+import type { Bus } from "./connection.js";
+
+/** A live event follower; {@link EventFollower.close} ends it. */
+export interface EventFollower {
+  close(): Promise<void>;
+}
+
+/**
+ * Calls `onEvent` for every valid task event published from now on (no history, no replay:
+ * a missed event is the caller's safety net's business). Invalid messages are logged and
+ * dropped. `uuid` narrows it to one app.
+ */
+export function followEvents(
+  bus: Bus,
+  onEvent: (event: TaskEvent) => void,
+  options: { uuid?: string } = {},
+): EventFollower {
+  const subject = options.uuid ? eventSubject(options.uuid) : EVENTS_SUBJECTS;
+  const sub: NatsSubscription = bus.nc.subscribe(subject, {
+    callback: (err, msg) => {
+      if (err) {
+        bus.logger.warn({ err, subject }, "event subscription ended");
+        return;
+      }
+      const r = decodeValue(TaskEventSchema, msg.data);
+      if (!r.ok) {
+        bus.logger.warn({ subject: msg.subject, reason: r.reason }, `invalid task event: ${r.message}`);
+        return;
+      }
+      onEvent(r.value);
+    },
+  });
+  return {
+    async close() {
+      sub.unsubscribe();
+      await sub.closed.catch(() => undefined);
+    },
+  };
+}
+
+/** A stored event with its place in the stream. */
+export interface StoredEvent {
+  /** Stream sequence number. */
+  readonly seq: number;
+  readonly event: TaskEvent;
+}
+
+/** What {@link readEvents} reads. */
+export interface ReadEventsOptions {
+  /** One app's events; every app's when missing. */
+  uuid?: string;
+  /** Keep going after the stored events, yielding new ones as they arrive. */
+  follow?: boolean;
+  /** Only the last `last` stored events (per the filter). */
+  last?: number;
+  /** Ends the iteration (also in follow mode). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Yields stored task events in stream order (an ordered consumer: nothing is left behind on
+ * the server), then, with `follow`, new ones until `signal` aborts. Messages that are not valid
+ * events are skipped with a warning.
+ */
+export async function* readEvents(bus: Bus, options: ReadEventsOptions = {}): AsyncGenerator<StoredEvent> {
+  const filter = options.uuid ? eventSubject(options.uuid) : EVENTS_SUBJECTS;
+  let startSeq = 1;
+  let stored = 0;
+  const info = await bus.jsm.streams.info(EVENTS_STREAM, { subjects_filter: filter });
+  const counts = info.state.subjects ?? {};
+  for (const n of Object.values(counts)) stored += n;
+  if (options.last !== undefined && stored > options.last) {
+    // Skip to the first of the last N: count back from the end through the per-subject
+    // totals is not possible, so read sequence numbers with a headers-only pass.
+    startSeq = await nthFromEnd(bus, filter, stored - options.last);
+    stored = options.last;
+  }
+  if (stored === 0 && !options.follow) return;
+  const consumer = await bus.js.consumers.get(EVENTS_STREAM, {
+    filter_subjects: filter,
+    deliver_policy: startSeq > 1 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
+    ...(startSeq > 1 ? { opt_start_seq: startSeq } : {}),
+  });
+  const messages = await consumer.consume();
+  const stop = (): void => void messages.stop();
+  options.signal?.addEventListener("abort", stop, { once: true });
+  try {
+    if (options.signal?.aborted) return;
+    let seen = 0;
+    for await (const m of messages) {
+      const r = decodeValue(TaskEventSchema, m.data);
+      if (r.ok) yield { seq: m.seq, event: r.value };
+      else bus.logger.warn({ seq: m.seq, subject: m.subject }, `invalid task event skipped: ${r.message}`);
+      seen++;
+      if (!options.follow && (seen >= stored || m.info.pending === 0)) break;
+    }
+  } finally {
+    options.signal?.removeEventListener("abort", stop);
+    stop();
+  }
+}
+
+/** The stream sequence of the `skip`+1-th message matching `filter`. */
+async function nthFromEnd(bus: Bus, filter: string, skip: number): Promise<number> {
+  const consumer = await bus.js.consumers.get(EVENTS_STREAM, { filter_subjects: filter, headers_only: true });
+  const messages = await consumer.consume();
+  let n = 0;
+  try {
+    for await (const m of messages) {
+      if (n === skip) return m.seq;
+      n++;
+    }
+  } finally {
+    void messages.stop();
+  }
+  return 1;
+}
