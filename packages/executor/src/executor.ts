@@ -1,17 +1,27 @@
 import { mkdir, rm } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
 import type { Logger } from "pino";
-import { Publication, subscribe } from "@eve-tasks/bus";
-import type { Bus, Outbox, Subscription } from "@eve-tasks/bus";
-import { exitSignal, fileUri, isAlreadyExists, isNotFound, isUnavailable } from "@eve-tasks/containerd";
+import { Publication, followEvents, subscribe } from "@eve-tasks/bus";
+import type { Bus, EventFollower, Outbox, Subscription } from "@eve-tasks/bus";
+import {
+  exitSignal,
+  fileUri,
+  isAlreadyExists,
+  isNotFound,
+  isUnavailable,
+  specFromAny,
+} from "@eve-tasks/containerd";
 import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
 import { readProcStat } from "@eve-tasks/procfs";
 import { TaskConfigSchema, TaskStatusSchema, canonicalJson, taskLogPath } from "@eve-tasks/schemas";
-import type { ReadyTaskConfig, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
+import type { ReadyTaskConfig, SignalReply, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
+import { MemoryLedger } from "./admission.js";
 import { NodeFactError } from "./errors.js";
 import { KeyedRunner, Semaphore } from "./keyed-runner.js";
 import { within } from "./within.js";
-import { EXECUTOR_LABELS, labelsFor, readLabels } from "./labels.js";
-import type { Ended } from "./labels.js";
+import { EXECUTOR_LABELS, NO_RESTARTS, labelsFor, readLabels, restartLabels } from "./labels.js";
+import type { Ended, RestartLabels } from "./labels.js";
+import { decideRestart, inWindow } from "./restart-policy.js";
 import type { NodeFacts } from "./node-facts.js";
 import { prepareTask } from "./prepare-task.js";
 import type { PreparedTask } from "./prepare-task.js";
@@ -32,6 +42,11 @@ export interface TaskExecutorOptions {
   relistIntervalMs?: number;
   /** How long the SIGKILL of a stop may take before the executor gives up waiting (default 10 s). */
   killTimeoutMs?: number;
+  /**
+   * Reads how many OOM kills the task's cgroup saw, before Tasks.Delete removes it (null when
+   * not readable). Besides it, containerd's `/tasks/oom` events count as evidence.
+   */
+  readOomKills?: (uuid: string) => Promise<number | null>;
 }
 
 /** What the executor keeps per app between reconciles. */
@@ -51,9 +66,27 @@ interface AppState {
   stopTimeoutMs: number;
   retryDelayMs: number;
   retryTimer: NodeJS.Timeout | undefined;
+  /** Wakes the reconcile that starts a restart the policy scheduled. */
+  restartTimer: NodeJS.Timeout | undefined;
+  /** containerd reported an OOM kill in the current task. */
+  oomSeen: boolean;
+  /** Waiting for memory: the "received" event was emitted for this wait. */
+  waitingForMemory: boolean;
 }
 
 const DEFAULT_STOP_TIMEOUT_MS = 10_000;
+
+/** The memory limit in a stored container spec, in bytes (0 when it has none). */
+function memoryLimitOf(c: Container): number {
+  if (!c.spec) return 0;
+  try {
+    const spec = specFromAny(c.spec) as { linux?: { resources?: { memory?: { limit?: unknown } } } };
+    const limit = spec.linux?.resources?.memory?.limit;
+    return typeof limit === "number" && limit > 0 ? limit : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /** Resolves to undefined when containerd says the object is not there (already gone). */
 async function unlessGone<T>(call: Promise<T>): Promise<T | undefined> {
@@ -85,6 +118,10 @@ export class TaskExecutor {
   #synchronized = false;
   #stopping = false;
   #relist: NodeJS.Timeout | undefined;
+  readonly #ledger: MemoryLedger;
+  readonly #abort = new AbortController();
+  #exitEvents: Promise<void> | undefined;
+  #monitorEvents: EventFollower | undefined;
 
   constructor(options: TaskExecutorOptions) {
     this.#o = options;
@@ -96,6 +133,7 @@ export class TaskExecutor {
     });
     this.#runner = new KeyedRunner((uuid) => this.#reconcile(uuid));
     this.#starts = new Semaphore(options.startConcurrency ?? 8);
+    this.#ledger = new MemoryLedger(options.facts.memoryMiB - options.facts.memoryReserveMiB);
   }
 
   /**
@@ -124,7 +162,24 @@ export class TaskExecutor {
         ),
     });
     await this.#sub.synchronized;
-    for (const c of await this.#o.containerd.containers.list()) this.#app(c.id);
+    // Exits are learnt from Tasks.Wait, from containerd's events and from the proc-monitor's;
+    // the relist below is the safety net. Any of them only wakes a reconcile, so a lost or
+    // duplicated notice is harmless.
+    this.#exitEvents = this.#followContainerdEvents();
+    this.#monitorEvents = followEvents(this.#o.bus, (e) => {
+      if (e.type === "exited" && e.fields.source === "proc-monitor" && this.#apps.has(e.uuid)) {
+        this.#runner.kick(e.uuid);
+      }
+    });
+    const containers = await this.#o.containerd.containers.list();
+    for (const c of containers) this.#app(c.id);
+    // Memory that existing tasks hold counts before any new task is admitted.
+    const live = new Set(
+      (await this.#o.containerd.tasks.list()).filter((t) => t.status !== "STOPPED").map((t) => t.id),
+    );
+    for (const c of containers) {
+      if (live.has(c.id)) this.#ledger.hold(c.id, memoryLimitOf(c));
+    }
     this.#synchronized = true;
     this.#log.info(
       { event: "resync", apps: this.#apps.size },
@@ -143,10 +198,89 @@ export class TaskExecutor {
   /** Stops reconciling; tasks keep running (containerd's shims own them). */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#abort.abort();
     if (this.#relist) clearInterval(this.#relist);
-    for (const a of this.#apps.values()) if (a.retryTimer) clearTimeout(a.retryTimer);
+    for (const a of this.#apps.values()) {
+      if (a.retryTimer) clearTimeout(a.retryTimer);
+      if (a.restartTimer) clearTimeout(a.restartTimer);
+    }
+    await this.#monitorEvents?.close();
+    await this.#exitEvents;
     await this.#sub?.close();
     await this.#runner.stop();
+  }
+
+  /**
+   * Sends `signal` to the anchor of app `uuid` (the signal request). The reply only says
+   * whether it was sent; what it does shows in TaskStatus and the events.
+   */
+  async signal(uuid: string, signal: string): Promise<SignalReply> {
+    const app = this.#apps.get(uuid);
+    const node = this.#o.facts.node;
+    if (!app?.desired) return { accepted: false, error: `no app ${uuid} on node ${node}` };
+    if (!(signal in osConstants.signals)) {
+      return { accepted: false, error: `unknown signal ${signal} (use a name such as SIGHUP or SIGTERM)` };
+    }
+    const pid = app.status?.taskId ?? 0;
+    if (pid === 0) {
+      return {
+        accepted: false,
+        error: `app ${uuid} has no running task (state ${app.status?.state ?? "unknown"})`,
+      };
+    }
+    try {
+      await this.#o.containerd.tasks.kill(uuid, signal as NodeJS.Signals);
+    } catch (err) {
+      if (isNotFound(err)) return { accepted: false, error: `app ${uuid} has no running task` };
+      throw err;
+    }
+    this.#log.info(
+      { uuid, event: "signalled", anchorPid: pid, signal },
+      `sent ${signal} to the anchor on request`,
+    );
+    await this.#event(uuid, "killed", `${signal} sent to anchor PID ${pid} on request`, {
+      anchorPid: pid,
+      signal,
+      requested: true,
+    });
+    return { accepted: true, error: null };
+  }
+
+  /**
+   * Follows containerd's `/tasks/exit` and `/tasks/oom` events, resubscribing with back-off
+   * when the stream breaks (containerd restarted), until the executor stops.
+   */
+  async #followContainerdEvents(): Promise<void> {
+    let backoffMs = 500;
+    while (!this.#stopping) {
+      const sub = this.#o.containerd.events.subscribe({
+        filters: ['topic=="/tasks/exit"', 'topic=="/tasks/oom"'],
+        signal: this.#abort.signal,
+      });
+      try {
+        for await (const e of sub) {
+          backoffMs = 500;
+          if (e.topic === "/tasks/exit") {
+            const { containerId, id } = e.payload;
+            if (id === containerId && this.#apps.has(containerId)) this.#runner.kick(containerId);
+          } else if (e.topic === "/tasks/oom") {
+            const app = this.#apps.get(e.payload.containerId);
+            if (app) {
+              app.oomSeen = true;
+              this.#log.warn({ uuid: app.uuid, event: "oom" }, "containerd reports an OOM kill in the task");
+            }
+          }
+        }
+      } catch (err) {
+        if (this.#stopping) return;
+        this.#log.warn({ err, retryInMs: backoffMs }, "containerd event stream broke; resubscribing");
+      }
+      if (this.#stopping) return;
+      await new Promise((r) => setTimeout(r, backoffMs).unref());
+      backoffMs = Math.min(backoffMs * 2, 10_000);
+      // Anything that exited while the stream was down is found by a reconcile of every app.
+      for (const uuid of this.#apps.keys()) this.#runner.kick(uuid);
+    }
   }
 
   /** Resolves when no reconcile is running (for tests and benchmarks). */
@@ -167,6 +301,9 @@ export class TaskExecutor {
         stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS,
         retryDelayMs: 0,
         retryTimer: undefined,
+        restartTimer: undefined,
+        oomSeen: false,
+        waitingForMemory: false,
       };
       this.#apps.set(uuid, a);
     }
@@ -295,6 +432,9 @@ export class TaskExecutor {
     }
 
     if (!d.activate) {
+      app.waitingForMemory = false;
+      if (app.restartTimer) clearTimeout(app.restartTimer);
+      app.restartTimer = undefined;
       let ended: Ended = labels?.ended ?? "";
       if (task) {
         await this.#stopTask(app, task.pid, "activate is false");
@@ -326,9 +466,13 @@ export class TaskExecutor {
     if (task) {
       // Running, and it is what is wanted: adopt it as it is (same PID, no restart).
       if (labels && (labels.configRevision !== d.configRevision || labels.version !== d.version)) {
-        await this.#updateLabels(uuid, labelsFor(d, ""));
+        await this.#updateLabels(
+          uuid,
+          labelsFor(d, "", { restartTimes: labels.restartTimes, restartDue: "" }),
+        );
       }
       this.#ensureWait(app, task.pid);
+      if (!this.#ledger.holds(uuid)) this.#ledger.hold(uuid, prepared.memoryLimitBytes);
       const ticks =
         app.status?.taskId === task.pid && app.status.anchorStartTicks !== null
           ? app.status.anchorStartTicks
@@ -341,6 +485,7 @@ export class TaskExecutor {
           lastTaskId: task.pid,
           anchorStartTicks: ticks,
           startedAt: app.status?.taskId === task.pid ? app.status.startedAt : (app.status?.startedAt ?? null),
+          restarts: inWindow(d.restartPolicy, labels?.restartTimes ?? [], Date.now()).length,
           error: null,
           waitingFor: null,
         }),
@@ -349,19 +494,46 @@ export class TaskExecutor {
 
     const endedByItself =
       labels?.ended === "exited" && labels.restartCounter >= d.restartCounter && !restartRequested;
-    if (endedByItself) {
-      // It exited by itself and nothing since asks for another run (restart policies: a later issue).
-      if (labels && (labels.configRevision !== d.configRevision || labels.version !== d.version)) {
-        await this.#updateLabels(uuid, labelsFor(d, "exited"));
+    if (endedByItself && labels) {
+      // It exited by itself and no user action since asks for another run: the restart
+      // policy's decision, recorded in the labels at the exit, stands.
+      const restarts: RestartLabels = { restartTimes: labels.restartTimes, restartDue: labels.restartDue };
+      if (labels.configRevision !== d.configRevision || labels.version !== d.version) {
+        await this.#updateLabels(uuid, labelsFor(d, "exited", restarts));
       }
-      const state = app.status?.state === "BROKEN" ? "BROKEN" : "HALTED";
+      const due = labels.restartDue;
+      if (typeof due === "number") {
+        const inMs = due - Date.now();
+        if (inMs <= 0) {
+          const now = Date.now();
+          const times = [...inWindow(d.restartPolicy, labels.restartTimes, now), now];
+          return this.#startTask(app, d, prepared, container, { restartTimes: times, restartDue: "" });
+        }
+        this.#scheduleRestart(app, inMs);
+      }
+      const state = app.status?.state === "BROKEN" || due === "gave-up" ? "BROKEN" : "HALTED";
+      // A policy that gave up keeps its reason in `error` until the user acts.
+      const keepError = due === "gave-up" && app.status?.error?.source === "task-executor";
       return void (await this.#publish(
         app,
-        this.#builtFrom(d, prepared, { state, error: null, waitingFor: null }),
+        this.#builtFrom(d, prepared, {
+          state,
+          waitingFor: null,
+          ...(keepError ? {} : { error: null }),
+        }),
       ));
     }
 
-    await this.#startTask(app, d, prepared, container);
+    await this.#startTask(app, d, prepared, container, NO_RESTARTS);
+  }
+
+  /** Wakes a reconcile in `inMs` to start the restart the policy scheduled. */
+  #scheduleRestart(app: AppState, inMs: number): void {
+    if (app.restartTimer) clearTimeout(app.restartTimer);
+    app.restartTimer = setTimeout(() => {
+      app.restartTimer = undefined;
+      if (!this.#stopping) this.#runner.kick(app.uuid);
+    }, inMs);
   }
 
   /** Fields describing the config the current task is (or would be) built from. */
@@ -402,8 +574,25 @@ export class TaskExecutor {
     return unlessGone(this.#o.containerd.tasks.get(uuid));
   }
 
-  async #createContainer(d: ReadyTaskConfig, p: PreparedTask, ended: Ended): Promise<void> {
-    await this.#o.containerd.containers.create({ id: d.uuid, labels: labelsFor(d, ended), spec: p.spec });
+  async #createContainer(
+    d: ReadyTaskConfig,
+    p: PreparedTask,
+    ended: Ended,
+    restarts: RestartLabels = NO_RESTARTS,
+  ): Promise<void> {
+    await this.#o.containerd.containers.create({
+      id: d.uuid,
+      labels: labelsFor(d, ended, restarts),
+      spec: p.spec,
+    });
+  }
+
+  /** The task no longer holds memory: apps waiting for memory get another look. */
+  #releaseMemory(uuid: string): void {
+    if (!this.#ledger.release(uuid)) return;
+    for (const a of this.#apps.values()) {
+      if (a.waitingForMemory && a.uuid !== uuid) this.#runner.kick(a.uuid);
+    }
   }
 
   async #deleteContainer(uuid: string): Promise<void> {
@@ -446,9 +635,41 @@ export class TaskExecutor {
     d: ReadyTaskConfig,
     p: PreparedTask,
     existing: Container | undefined,
+    restarts: RestartLabels,
   ): Promise<void> {
     const uuid = app.uuid;
     const tasks = this.#o.containerd.tasks;
+    const refusal = this.#ledger.admit(uuid, p.memoryLimitBytes);
+    if (refusal) {
+      // PENDING until memory frees up: every exit and removal wakes the apps that wait.
+      if (!app.waitingForMemory) {
+        app.waitingForMemory = true;
+        this.#log.info(
+          {
+            uuid,
+            event: "waiting-for-memory",
+            neededBytes: refusal.neededBytes,
+            freeBytes: refusal.freeBytes,
+          },
+          refusal.message,
+        );
+        await this.#event(uuid, "received", refusal.message, {
+          configRevision: d.configRevision,
+          waitingFor: "memory",
+          neededBytes: refusal.neededBytes,
+          freeBytes: refusal.freeBytes,
+        });
+      }
+      return void (await this.#publish(
+        app,
+        this.#builtFrom(d, p, { state: "PENDING", taskId: 0, waitingFor: "memory", error: null }),
+      ));
+    }
+    app.waitingForMemory = false;
+    app.oomSeen = false;
+    if (app.restartTimer) clearTimeout(app.restartTimer);
+    app.restartTimer = undefined;
+    const labels = labelsFor(d, "", restarts);
     let createdContainer = false;
     let pid = 0;
     let booting: Promise<void> = Promise.resolve();
@@ -457,10 +678,10 @@ export class TaskExecutor {
         const container = existing
           ? // The spec is rebuilt with today's node facts (paths resolved again) at every start.
             this.#o.containerd.containers.update(
-              { id: uuid, spec: p.spec, labels: labelsFor(d, "") },
-              { fieldPaths: ["spec", ...Object.keys(labelsFor(d)).map((k) => `labels.${k}`)] },
+              { id: uuid, spec: p.spec, labels },
+              { fieldPaths: ["spec", ...Object.keys(labels).map((k) => `labels.${k}`)] },
             )
-          : this.#createContainer(d, p, "").then(() => {
+          : this.#createContainer(d, p, "", restarts).then(() => {
               createdContainer = true;
             });
         await Promise.all([container, mkdir(p.taskDir, { recursive: true })]);
@@ -483,6 +704,7 @@ export class TaskExecutor {
               signal: null,
               oomKilled: false,
               finishedAt: null,
+              restarts: restarts.restartTimes.length,
               waitingFor: null,
               error: null,
             }),
@@ -504,6 +726,7 @@ export class TaskExecutor {
       this.#log.error({ uuid, err, anchorPid: pid }, message);
       if (pid) await this.#discardTask(app, pid).catch(() => undefined);
       if (createdContainer) await this.#deleteContainer(uuid).catch(() => undefined);
+      this.#releaseMemory(uuid);
       return this.#reject(app, d, message, false);
     }
     const startedAt = new Date().toISOString();
@@ -532,6 +755,7 @@ export class TaskExecutor {
     await within(app.wait?.exit, this.#o.killTimeoutMs ?? 10_000);
     await unlessGone(tasks.delete(app.uuid));
     app.wait = undefined;
+    this.#releaseMemory(app.uuid);
   }
 
   /**
@@ -570,19 +794,80 @@ export class TaskExecutor {
    */
   async #finishTask(app: AppState, pid: number): Promise<void> {
     const uuid = app.uuid;
+    // OOM evidence first: Tasks.Delete takes the cgroup with it.
+    const oomKills = this.#o.readOomKills ? await this.#o.readOomKills(uuid).catch(() => null) : null;
     const del = await unlessGone(this.#o.containerd.tasks.delete(uuid));
     const exitStatus = del?.exitStatus;
     const exitedAt = del?.exitedAt ?? null;
     app.wait = undefined;
+    const oomKilled = app.oomSeen || (oomKills ?? 0) > 0;
+    app.oomSeen = false;
+    this.#releaseMemory(uuid);
     const requested = app.stopping;
     const code = exitStatus === undefined ? null : Math.min(exitStatus, 255);
-    const state = requested || code === 0 ? "HALTED" : "BROKEN";
+    const signal = code === null ? null : exitSignal(code);
+
+    // Ended by itself: the restart policy decides now, once per exit, and its decision goes
+    // into the labels with how the task ended, so a restarted executor keeps to it.
+    const d = app.desired?.status === "READY" ? app.desired : undefined;
+    let restarts: RestartLabels | undefined;
+    let decision: ReturnType<typeof decideRestart> | undefined;
+    if (!requested && d) {
+      const container = await this.#getContainer(uuid);
+      const now = Date.now();
+      const times = inWindow(
+        d.restartPolicy,
+        container ? readLabels(container.labels).restartTimes : [],
+        now,
+      );
+      decision = decideRestart(d.restartPolicy, { exitCode: code, signal }, times, now);
+      const due =
+        decision.action === "restart"
+          ? (exitedAt?.getTime() ?? now) + decision.delayMs
+          : decision.action === "give-up"
+            ? "gave-up"
+            : "";
+      restarts = { restartTimes: times, restartDue: due };
+    }
     await unlessGone(
-      this.#updateLabels(uuid, { [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited" }),
+      this.#updateLabels(uuid, {
+        [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited",
+        ...(restarts ? restartLabels(restarts) : {}),
+      }),
     ).catch((err: unknown) =>
       this.#log.warn({ uuid, err }, "cannot record in the container's labels how the task ended"),
     );
-    const signal = code === null ? null : exitSignal(code);
+    const gaveUp = decision?.action === "give-up";
+    const state = !gaveUp && (requested || code === 0) ? "HALTED" : "BROKEN";
+    const how =
+      (code === null ? "exit status unknown" : signal ? `killed by ${signal}` : `exit code ${code}`) +
+      (oomKilled ? " (out of memory: the kernel's OOM killer acted in the task)" : "");
+    this.#log.info(
+      { uuid, event: "exited", anchorPid: pid, exitCode: code, signal, oomKilled, requested },
+      `task ended: ${how}`,
+    );
+    // Events first: the outbox keeps them through a NATS outage, while a failed status publish
+    // makes the reconcile retry (the task is gone by then, so this is the only chance to emit).
+    await this.#event(uuid, "exited", `anchor PID ${pid} ended: ${how}`, {
+      anchorPid: pid,
+      exitCode: code,
+      signal,
+      oomKilled,
+      requested,
+    });
+    if (decision && d && d.restartPolicy.mode !== "never") {
+      const restarting = decision.action === "restart";
+      this.#log.info(
+        { uuid, event: restarting ? "restarting" : "not-restarting", mode: d.restartPolicy.mode },
+        decision.message,
+      );
+      await this.#event(uuid, restarting ? "restarting" : "not-restarting", decision.message, {
+        mode: d.restartPolicy.mode,
+        restartsInWindow: restarts?.restartTimes.length ?? 0,
+        ...(decision.action === "restart" ? { delayMs: decision.delayMs, attempt: decision.attempt } : {}),
+        gaveUp,
+      });
+    }
     await this.#publish(app, {
       state,
       taskId: 0,
@@ -590,24 +875,19 @@ export class TaskExecutor {
       anchorStartTicks: null,
       exitCode: code,
       signal,
-      oomKilled: false,
+      oomKilled,
       finishedAt: (exitedAt ?? new Date()).toISOString(),
-    });
-    const how = code === null ? "exit status unknown" : signal ? `killed by ${signal}` : `exit code ${code}`;
-    this.#log.info(
-      { uuid, event: "exited", anchorPid: pid, exitCode: code, signal, requested },
-      `task ended: ${how}`,
-    );
-    await this.#event(uuid, "exited", `anchor PID ${pid} ended: ${how}`, {
-      anchorPid: pid,
-      exitCode: code,
-      signal,
+      ...(restarts ? { restarts: restarts.restartTimes.length } : {}),
+      ...(gaveUp && d && decision ? { error: executorError(decision.message, d.configRevision) } : {}),
     });
   }
 
   /** The config is gone (or moved to another node): stop, delete the container, then the status. */
   async #remove(app: AppState, container: Container | undefined, task: Process | undefined): Promise<void> {
     const uuid = app.uuid;
+    app.waitingForMemory = false;
+    if (app.restartTimer) clearTimeout(app.restartTimer);
+    app.restartTimer = undefined;
     if (task) await this.#stopTask(app, task.pid, "the config was deleted");
     if (container) await this.#deleteContainer(uuid);
     if (app.status) {

@@ -12,14 +12,45 @@ export const EXECUTOR_LABELS = {
   ...TASK_LABELS,
   restartCounter: "org.lfedge.eve-tasks.restart-counter",
   ended: "org.lfedge.eve-tasks.ended",
+  restartTimes: "org.lfedge.eve-tasks.restart-times",
+  restartDue: "org.lfedge.eve-tasks.restart-due",
 } as const;
+
+/**
+ * What the restart policy decided after the last exit: a restart due at an epoch-ms time,
+ * "gave-up", or nothing pending ("").
+ */
+export type RestartDue = number | "gave-up" | "";
+
+/** The restart policy's memory, kept in labels so it survives an executor restart. */
+export interface RestartLabels {
+  /** Epoch-ms times of the policy's restarts in its window. */
+  restartTimes: readonly number[];
+  restartDue: RestartDue;
+}
+
+/** Restart-policy labels with nothing recorded. */
+export const NO_RESTARTS: RestartLabels = { restartTimes: [], restartDue: "" };
+
+/** The labels for {@link RestartLabels}. */
+export function restartLabels(r: RestartLabels): Record<string, string> {
+  return {
+    [EXECUTOR_LABELS.restartTimes]: r.restartTimes.join(","),
+    [EXECUTOR_LABELS.restartDue]: String(r.restartDue),
+  };
+}
 
 /** Why the last task of a container is not running: it exited by itself, or was stopped on request. */
 export type Ended = "exited" | "stopped" | "";
 
 /** The labels a container built from `config` carries. */
-export function labelsFor(config: ReadyTaskConfig, ended: Ended = ""): Record<string, string> {
+export function labelsFor(
+  config: ReadyTaskConfig,
+  ended: Ended = "",
+  restarts: RestartLabels = NO_RESTARTS,
+): Record<string, string> {
   return {
+    ...restartLabels(restarts),
     [EXECUTOR_LABELS.uuid]: config.uuid,
     [EXECUTOR_LABELS.version]: config.version,
     [EXECUTOR_LABELS.configRevision]: String(config.configRevision),
@@ -37,6 +68,8 @@ export interface LabelView {
   specSha256: string | undefined;
   restartCounter: number;
   ended: Ended;
+  restartTimes: number[];
+  restartDue: RestartDue;
 }
 
 export function readLabels(labels: Readonly<Record<string, string>>): LabelView {
@@ -48,5 +81,17 @@ export function readLabels(labels: Readonly<Record<string, string>>): LabelView 
     specSha256: labels[EXECUTOR_LABELS.specSha256],
     restartCounter: Number(labels[EXECUTOR_LABELS.restartCounter] ?? 0) || 0,
     ended: ended === "exited" || ended === "stopped" ? ended : "",
+    restartTimes: (labels[EXECUTOR_LABELS.restartTimes] ?? "")
+      .split(",")
+      .filter((t) => t !== "")
+      .map(Number)
+      .filter((t) => Number.isFinite(t) && t > 0),
+    restartDue: parseDue(labels[EXECUTOR_LABELS.restartDue]),
   };
+}
+
+function parseDue(v: string | undefined): RestartDue {
+  if (v === "gave-up") return v;
+  const n = Number(v);
+  return v && Number.isFinite(n) && n > 0 ? n : "";
 }

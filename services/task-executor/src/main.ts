@@ -4,11 +4,16 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { Outbox, connectBus, ensureBucket, ensureEventsStream, waitForBucket } from "@eve-tasks/bus";
+import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBucket } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
 import { baseWorkerEnv, envInt, envList, envPositiveInt, runWorker } from "@eve-tasks/runtime";
-import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
+import {
+  CONTAINERD_NAMESPACE,
+  SignalReplySchema,
+  SignalRequestSchema,
+  signalSubject,
+} from "@eve-tasks/schemas";
 
 const envSchema = z.object({
   ...baseWorkerEnv,
@@ -65,6 +70,15 @@ await runWorker({
     const executor = new TaskExecutor({ bus, containerd, facts, logger, outbox });
     lifecycle.onShutdown("finish in-flight reconciles", () => executor.stop());
     await executor.start();
+    // Signal requests are answered once the executor knows every app (an acknowledgement only).
+    const signals = serve(bus, {
+      subject: signalSubject(facts.node),
+      request: SignalRequestSchema,
+      reply: SignalReplySchema,
+      handle: (r) => executor.signal(r.uuid, r.signal),
+      onError: (message) => ({ accepted: false as const, error: message }),
+    });
+    lifecycle.onShutdown("stop answering signal requests", () => signals.close());
     logger.info({ event: "resynced" }, "every app reconciled; following changes");
   },
 });
