@@ -2,6 +2,8 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { runApply } from "./commands/apply.js";
+import { runEvents } from "./commands/events.js";
+import { runKill } from "./commands/kill.js";
 import { runGet } from "./commands/get.js";
 import { DEFAULT_WAIT_TIMEOUT_MS, runDelete, runRestart, runSetActivate } from "./commands/lifecycle.js";
 import type { LifecycleOptions } from "./commands/lifecycle.js";
@@ -31,6 +33,8 @@ Examples:
   eve-tasks stop hello --wait              stop it and wait until it is HALTED
   eve-tasks restart 6f1c1c1e --wait        restart it (a unique uuid prefix names an app too)
   eve-tasks delete hello
+  eve-tasks events hello --follow          hello's task events (created, exited, restarting...), then new ones
+  eve-tasks kill --signal HUP hello        send SIGHUP to hello's anchor process
 
 <app> is a uuid, a display name that only one app has, or a unique uuid prefix.
 The CLI talks only to NATS: --server, else NATS_URL, else ${DEFAULT_NATS_URL}.
@@ -145,6 +149,45 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     "its TaskStatus is gone",
     (o) => runDelete(ctx, o),
   );
+  program
+    .command("events")
+    .summary("list task events, optionally following new ones")
+    .description(
+      "List task events from the TASK_EVENTS stream (received, created, started, exited, restarting, " +
+        "not-restarting, stopping, killed, deleted, error), oldest first, each with its message and " +
+        "fields. With --follow, keep printing new events until Ctrl-C.",
+    )
+    .argument("[app]", "only this app (a uuid, a display name, or a uuid prefix)")
+    .option("-f, --follow", "keep printing new events until Ctrl-C")
+    .option("-n, --last <count>", "only the last <count> stored events")
+    .option("--json", "print one JSON object per line")
+    .action(async (app, opts) => {
+      const last = opts.last === undefined ? undefined : Number(opts.last);
+      if (last !== undefined && (!Number.isInteger(last) || last < 0)) {
+        throw new UserError(`--last must be a whole number, not "${opts.last}"`);
+      }
+      await runEvents(ctx, {
+        app,
+        follow: opts.follow === true,
+        json: opts.json === true,
+        last,
+        server: server(),
+      });
+    });
+
+  program
+    .command("kill")
+    .summary("send a signal to an app's anchor process")
+    .description(
+      "Ask the app's node's task-executor to send a signal to the app's anchor process " +
+        "(eve.rpc.task-executor.<node>.signal). The answer only says whether it was sent: what the " +
+        "signal does shows in the status and the events.",
+    )
+    .argument("<app>", "a uuid, a unique display name, or a unique uuid prefix")
+    .option("--signal <signal>", "signal name or number (HUP, SIGTERM, 9)", "SIGTERM")
+    .action(async (app, opts) => {
+      await runKill(ctx, { app, signal: opts.signal, server: server() });
+    });
   return program;
 }
 
