@@ -20,7 +20,7 @@ import { NodeFactError } from "./errors.js";
 import { KeyedRunner, Semaphore } from "./keyed-runner.js";
 import { within } from "./within.js";
 import { EXECUTOR_LABELS, NO_RESTARTS, labelsFor, readLabels, restartLabels } from "./labels.js";
-import type { Ended, RestartLabels } from "./labels.js";
+import type { Ended, LabelView, RestartLabels } from "./labels.js";
 import { decideRestart, inWindow } from "./restart-policy.js";
 import type { NodeFacts } from "./node-facts.js";
 import { prepareTask } from "./prepare-task.js";
@@ -379,7 +379,11 @@ export class TaskExecutor {
 
     // A task that ended: record how (before Tasks.Delete, which takes the cgroup with it).
     if (task && task.status === "STOPPED") {
-      await this.#finishTask(app, task.pid);
+      await this.#finishTask(
+        app,
+        task.pid,
+        container ? { exit: task, labels: readLabels(container.labels) } : undefined,
+      );
       task = undefined;
       container = await this.#getContainer(uuid);
     } else if (task && task.status === "CREATED") {
@@ -774,15 +778,18 @@ export class TaskExecutor {
       });
       this.#ensureWait(app, pid);
       await unlessGone(tasks.kill(uuid, "SIGTERM", { all: true }));
-      const exited = await within(app.wait?.exit, app.stopTimeoutMs);
+      const wait = app.wait?.exit;
+      let exited = await within(wait, app.stopTimeoutMs);
       if (!exited) {
         await unlessGone(tasks.kill(uuid, "SIGKILL", { all: true }));
         await this.#event(uuid, "killed", `no exit ${app.stopTimeoutMs} ms after SIGTERM: sent SIGKILL`, {
           anchorPid: pid,
         });
-        await within(app.wait?.exit, this.#o.killTimeoutMs ?? 10_000);
+        exited = await within(wait, this.#o.killTimeoutMs ?? 10_000);
       }
-      await this.#finishTask(app, pid);
+      // Settled when `exited`: the exit status is known without waiting for Tasks.Delete.
+      const exit = exited ? await wait : undefined;
+      await this.#finishTask(app, pid, exit ? { exit } : undefined);
     } finally {
       app.stopping = false;
     }
@@ -790,21 +797,31 @@ export class TaskExecutor {
 
   /**
    * Records a task's exit in TaskStatus and deletes the task. HALTED when stopped on
-   * request or exited 0; BROKEN when it exited non-zero by itself.
+   * request or exited 0; BROKEN when it exited non-zero by itself or the restart policy gave
+   * up. With `known` (the exit status containerd already reported, and the container's
+   * labels), the status goes out before Tasks.Delete, which is the slow part; without it the
+   * exit status is what Tasks.Delete returns.
    */
-  async #finishTask(app: AppState, pid: number): Promise<void> {
+  async #finishTask(
+    app: AppState,
+    pid: number,
+    known?: { exit: ExitStatus; labels?: LabelView },
+  ): Promise<void> {
     const uuid = app.uuid;
     // OOM evidence first: Tasks.Delete takes the cgroup with it.
     const oomKills = this.#o.readOomKills ? await this.#o.readOomKills(uuid).catch(() => null) : null;
-    const del = await unlessGone(this.#o.containerd.tasks.delete(uuid));
-    const exitStatus = del?.exitStatus;
-    const exitedAt = del?.exitedAt ?? null;
+    let exit: ExitStatus | undefined = known?.exit;
+    let deleted = false;
+    if (!exit) {
+      exit = await unlessGone(this.#o.containerd.tasks.delete(uuid));
+      deleted = true;
+    }
+    const exitedAt = exit?.exitedAt ?? null;
     app.wait = undefined;
     const oomKilled = app.oomSeen || (oomKills ?? 0) > 0;
     app.oomSeen = false;
-    this.#releaseMemory(uuid);
     const requested = app.stopping;
-    const code = exitStatus === undefined ? null : Math.min(exitStatus, 255);
+    const code = exit === undefined ? null : Math.min(exit.exitStatus, 255);
     const signal = code === null ? null : exitSignal(code);
 
     // Ended by itself: the restart policy decides now, once per exit, and its decision goes
@@ -813,13 +830,9 @@ export class TaskExecutor {
     let restarts: RestartLabels | undefined;
     let decision: ReturnType<typeof decideRestart> | undefined;
     if (!requested && d) {
-      const container = await this.#getContainer(uuid);
+      const labels = known?.labels ?? (await this.#getContainer(uuid).then((c) => c && readLabels(c.labels)));
       const now = Date.now();
-      const times = inWindow(
-        d.restartPolicy,
-        container ? readLabels(container.labels).restartTimes : [],
-        now,
-      );
+      const times = inWindow(d.restartPolicy, labels?.restartTimes ?? [], now);
       decision = decideRestart(d.restartPolicy, { exitCode: code, signal }, times, now);
       const due =
         decision.action === "restart"
@@ -829,14 +842,6 @@ export class TaskExecutor {
             : "";
       restarts = { restartTimes: times, restartDue: due };
     }
-    await unlessGone(
-      this.#updateLabels(uuid, {
-        [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited",
-        ...(restarts ? restartLabels(restarts) : {}),
-      }),
-    ).catch((err: unknown) =>
-      this.#log.warn({ uuid, err }, "cannot record in the container's labels how the task ended"),
-    );
     const gaveUp = decision?.action === "give-up";
     const state = !gaveUp && (requested || code === 0) ? "HALTED" : "BROKEN";
     const how =
@@ -846,40 +851,57 @@ export class TaskExecutor {
       { uuid, event: "exited", anchorPid: pid, exitCode: code, signal, oomKilled, requested },
       `task ended: ${how}`,
     );
-    // Events first: the outbox keeps them through a NATS outage, while a failed status publish
-    // makes the reconcile retry (the task is gone by then, so this is the only chance to emit).
-    await this.#event(uuid, "exited", `anchor PID ${pid} ended: ${how}`, {
-      anchorPid: pid,
-      exitCode: code,
-      signal,
-      oomKilled,
-      requested,
-    });
-    if (decision && d && d.restartPolicy.mode !== "never") {
-      const restarting = decision.action === "restart";
-      this.#log.info(
-        { uuid, event: restarting ? "restarting" : "not-restarting", mode: d.restartPolicy.mode },
-        decision.message,
-      );
-      await this.#event(uuid, restarting ? "restarting" : "not-restarting", decision.message, {
-        mode: d.restartPolicy.mode,
-        restartsInWindow: restarts?.restartTimes.length ?? 0,
-        ...(decision.action === "restart" ? { delayMs: decision.delayMs, attempt: decision.attempt } : {}),
-        gaveUp,
+    // The labels, the events and the status go out together. Events go to the outbox, which
+    // keeps them through a NATS outage; a failed status publish makes the reconcile retry from
+    // the status kept in memory, after the task is deleted below in any case.
+    const labelled = unlessGone(
+      this.#updateLabels(uuid, {
+        [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited",
+        ...(restarts ? restartLabels(restarts) : {}),
+      }),
+    ).catch((err: unknown) =>
+      this.#log.warn({ uuid, err }, "cannot record in the container's labels how the task ended"),
+    );
+    const emitted = (async () => {
+      await this.#event(uuid, "exited", `anchor PID ${pid} ended: ${how}`, {
+        anchorPid: pid,
+        exitCode: code,
+        signal,
+        oomKilled,
+        requested,
       });
+      if (decision && d && d.restartPolicy.mode !== "never") {
+        const restarting = decision.action === "restart";
+        this.#log.info(
+          { uuid, event: restarting ? "restarting" : "not-restarting", mode: d.restartPolicy.mode },
+          decision.message,
+        );
+        await this.#event(uuid, restarting ? "restarting" : "not-restarting", decision.message, {
+          mode: d.restartPolicy.mode,
+          restartsInWindow: restarts?.restartTimes.length ?? 0,
+          ...(decision.action === "restart" ? { delayMs: decision.delayMs, attempt: decision.attempt } : {}),
+          gaveUp,
+        });
+      }
+    })();
+    try {
+      await this.#publish(app, {
+        state,
+        taskId: 0,
+        lastTaskId: pid,
+        anchorStartTicks: null,
+        exitCode: code,
+        signal,
+        oomKilled,
+        finishedAt: (exitedAt ?? new Date()).toISOString(),
+        ...(restarts ? { restarts: restarts.restartTimes.length } : {}),
+        ...(gaveUp && d && decision ? { error: executorError(decision.message, d.configRevision) } : {}),
+      });
+    } finally {
+      await Promise.all([labelled, emitted]);
+      if (!deleted) await unlessGone(this.#o.containerd.tasks.delete(uuid));
+      this.#releaseMemory(uuid);
     }
-    await this.#publish(app, {
-      state,
-      taskId: 0,
-      lastTaskId: pid,
-      anchorStartTicks: null,
-      exitCode: code,
-      signal,
-      oomKilled,
-      finishedAt: (exitedAt ?? new Date()).toISOString(),
-      ...(restarts ? { restarts: restarts.restartTimes.length } : {}),
-      ...(gaveUp && d && decision ? { error: executorError(decision.message, d.configRevision) } : {}),
-    });
   }
 
   /** The config is gone (or moved to another node): stop, delete the container, then the status. */
