@@ -170,6 +170,13 @@ export interface BenchEnv {
   readonly traces: TraceRecord[];
   /** Throws if a worker has exited (with the tail of its log). */
   assertWorkersAlive(): Promise<void>;
+  /**
+   * Stops worker `name` (SIGTERM, as an operator's restart does) and starts it again with
+   * `extraEnv` on top of its environment; resolves with the new process.
+   */
+  restartWorker(name: string, extraEnv?: Record<string, string>): Promise<ManagedProcess>;
+  /** Where worker `name` logs (appended across restarts). */
+  workerLogFile(name: string): string;
   /** Removes every task and container, stops what was started, removes the temp dir. Idempotent. */
   teardown(): Promise<void>;
 }
@@ -291,6 +298,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       LOG_LEVEL: options.logLevel,
     });
     const workers: { name: string; proc: ManagedProcess }[] = [];
+    const pids: Record<string, number> = { "nats-server": nats.pid, containerd: containerd.pid };
     const traces: TraceRecord[] = [];
     const traceFile = (name: string): string => join(logsDir, `${name}.trace.jsonl`);
     const hooks = pathToFileURL(join(import.meta.dirname, "trace-hooks.ts")).href;
@@ -303,6 +311,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         cwd: REPO,
       });
       workers.push({ name, proc });
+      pids[name] = proc.pid;
       log(`${name} PID ${proc.pid}, log ${proc.logFile}${options.trace ? " (traced)" : ""}`);
     }
     if (options.trace) {
@@ -329,7 +338,12 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       schema: AppInstanceConfigSchema,
     });
     const seen = new Seen();
-    const onStatus = (key: string, v: TaskStatus): void => seen.mark(key, v.state, nowMs(), v);
+    const onStatus = (key: string, v: TaskStatus): void => {
+      const t = nowMs();
+      // "exit": the first status recording an exit (before its state, which may be fatal).
+      if (v.taskId === 0 && v.lastTaskId > 0 && v.exitCode !== null) seen.mark(key, "exit", t, v);
+      seen.mark(key, v.state, t, v);
+    };
     const subs: Subscription<typeof TaskStatusSchema | typeof TaskConfigSchema>[] = [];
     cleanups.push({
       name: "close subscriptions",
@@ -382,6 +396,22 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       stopTimeoutMs: 5000,
     });
 
+    const restartWorker = async (name: string, extraEnv: Record<string, string> = {}): Promise<ManagedProcess> => {
+      const w = workers.find((x) => x.name === name);
+      if (!w) throw new Error(`no worker ${name}`);
+      await w.proc.stop({ graceMs: 15_000 });
+      w.proc = await spawnLogged({
+        command: process.execPath,
+        args: [WORKER_ENTRIES[name as keyof typeof WORKER_ENTRIES]],
+        logFile: join(logsDir, `${name}.log`),
+        env: { ...childEnv, ...extraEnv },
+        cwd: REPO,
+      });
+      pids[name] = w.proc.pid;
+      log(`${name} restarted: PID ${w.proc.pid}`);
+      return w.proc;
+    };
+
     const assertWorkersAlive = async (): Promise<void> => {
       for (const w of workers) {
         if (w.proc.hasExited()) {
@@ -405,13 +435,11 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       baseline,
       ctrClient,
       app,
-      pids: {
-        ...Object.fromEntries(workers.map((w) => [w.name, w.proc.pid])),
-        "nats-server": nats.pid,
-        containerd: containerd.pid,
-      },
+      pids,
       traces,
       assertWorkersAlive,
+      restartWorker,
+      workerLogFile: (name: string) => join(logsDir, `${name}.log`),
       teardown,
     };
   } catch (err) {

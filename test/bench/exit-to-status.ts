@@ -1,0 +1,112 @@
+// Scenario (exit): an anchor killed with SIGKILL → a TaskStatus subscriber sees the exit
+// (taskId 0, signal SIGKILL), median and p95 over N kills; target median ≤ 100 ms. The baseline
+// is the rawest notice a client can have: containerd's Tasks.Wait returning for a bare task
+// killed the same way, in the same run.
+import { randomUUID } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileUri } from "@eve-tasks/containerd";
+import { TASK_LABELS } from "@eve-tasks/schemas";
+import { BASELINE_NAMESPACE, log } from "./env.js";
+import type { BenchEnv } from "./env.js";
+import { equivalentSpec } from "./publish-to-running.js";
+import { median, nowMs, percentile, r1, r3 } from "./stats.js";
+import type { ScenarioResult } from "./result.js";
+
+const TARGET_MEDIAN_MS = 100;
+
+export interface ExitToStatusOptions {
+  n: number;
+  warmup: number;
+  settleMs: number;
+}
+
+export async function exitToStatus(env: BenchEnv, o: ExitToStatusOptions): Promise<ScenarioResult> {
+  const ours = async (): Promise<number> => {
+    const uuid = randomUUID();
+    await env.configs.publish(uuid, env.app(uuid));
+    await env.seen.when(uuid, "RUNNING", 60_000);
+    const pid = env.seen.status(uuid, "RUNNING")!.taskId;
+    // Let the executor finish its side of the start (events, Tasks.Wait in place).
+    await sleep(o.settleMs);
+    const t0 = nowMs();
+    process.kill(pid, "SIGKILL");
+    // A task that was not stopped on request and exited non-zero is BROKEN.
+    const t1 = await env.seen.when(uuid, "exit", 30_000);
+    const s = env.seen.status(uuid, "exit")!;
+    if (s.signal !== "SIGKILL" || s.lastTaskId !== pid) {
+      throw new Error(`${uuid}: unexpected exit status ${JSON.stringify(s)}`);
+    }
+    await env.configs.unpublish(uuid);
+    await env.seen.when(uuid, "deleted", 60_000);
+    env.seen.forget(uuid);
+    return t1 - t0;
+  };
+
+  const baseline = async (): Promise<number> => {
+    const id = randomUUID();
+    const c = env.baseline;
+    const logDir = join(env.baselineLogDir, id);
+    await mkdir(logDir, { recursive: true });
+    const logUri = fileUri(join(logDir, "console.log"));
+    await c.containers.create({
+      id,
+      labels: { [TASK_LABELS.uuid]: id },
+      spec: equivalentSpec(id, BASELINE_NAMESPACE),
+    });
+    const { pid } = await c.tasks.create({
+      containerId: id,
+      rootfs: [{ type: "bind", source: env.rootfs, options: ["rbind", "rw"] }],
+      stdout: logUri,
+      stderr: logUri,
+    });
+    const exited = c.tasks.wait(id);
+    await c.tasks.start(id);
+    await sleep(o.settleMs);
+    const t0 = nowMs();
+    process.kill(pid, "SIGKILL");
+    await exited;
+    const t1 = nowMs();
+    await c.tasks.delete(id);
+    await c.containers.delete(id);
+    return t1 - t0;
+  };
+
+  log(`(exit) kill → status: ${o.warmup} warm-up + ${o.n} kills of each, alternating`);
+  for (let i = 0; i < o.warmup; i++) {
+    await ours();
+    await baseline();
+  }
+  const oursMs: number[] = [];
+  const baseMs: number[] = [];
+  for (let i = 0; i < o.n; i++) {
+    await env.assertWorkersAlive();
+    if (i % 2 === 0) {
+      oursMs.push(await ours());
+      baseMs.push(await baseline());
+    } else {
+      baseMs.push(await baseline());
+      oursMs.push(await ours());
+    }
+  }
+  const med = median(oursMs);
+  const baseMed = median(baseMs);
+  const result: ScenarioResult = {
+    scenario: "exit: anchor SIGKILL → TaskStatus seen",
+    n: o.n,
+    medianMs: r1(med),
+    p95Ms: r1(percentile(oursMs, 95)),
+    baselineMedianMs: r1(baseMed),
+    baselineP95Ms: r1(percentile(baseMs, 95)),
+    ratio: r3(med / baseMed),
+    target: `median ≤ ${TARGET_MEDIAN_MS} ms`,
+    met: med <= TARGET_MEDIAN_MS,
+    baseline: "containerd Tasks.Wait returning for a bare task killed the same way",
+    maxMs: r1(Math.max(...oursMs)),
+  };
+  log(
+    `(exit) ours median ${result.medianMs} ms p95 ${result.p95Ms} ms; Tasks.Wait median ${result.baselineMedianMs} ms`,
+  );
+  return result;
+}
