@@ -230,3 +230,64 @@ function readTextOr(path: string, fallback: string): string {
     return fallback;
   }
 }
+
+/**
+ * Debian packages the test suite needs besides the system's own: a static busybox (task root
+ * filesystems), containerd's API protos (checked against `proto/`), a registry, skopeo, zstd and
+ * openssl (the registry and image tests).
+ */
+export const TEST_DEBIAN_PACKAGES: readonly string[] = [
+  "busybox-static",
+  "golang-github-containerd-containerd-dev",
+  "docker-registry",
+  "skopeo",
+  "zstd",
+  "openssl",
+];
+
+/** Which of `packages` dpkg does not list as installed (all of them when dpkg is missing). */
+export function missingDebianPackages(packages: readonly string[]): string[] {
+  return packages.filter((p) => {
+    try {
+      return !readFileSync("/var/lib/dpkg/status", "utf8").includes(
+        `Package: ${p}\nStatus: install ok installed`,
+      );
+    } catch {
+      return true;
+    }
+  });
+}
+
+/**
+ * Installs the Debian `packages` that are missing, when root on Debian; otherwise throws a
+ * {@link PrerequisiteError} naming them and the command that would install them. Returns what it
+ * installed.
+ */
+export async function ensureDebianPackages(
+  packages: readonly string[],
+  options: { log?: (line: string) => void; host?: HostFacts } = {},
+): Promise<string[]> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const missing = missingDebianPackages(packages);
+  if (missing.length === 0) return [];
+  const host = options.host ?? detectHostFacts();
+  const installLine = `apt-get install -y --no-install-recommends ${missing.join(" ")}`;
+  if (!host.isDebian || host.aptGet === undefined || !host.isRoot) {
+    throw new PrerequisiteError(
+      `missing Debian packages: ${missing.join(", ")}; install them as root: apt-get update && ${installLine}`,
+      { context: { missing, host } },
+    );
+  }
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  log(`missing: ${missing.join(", ")}; installing them`);
+  try {
+    await runLogged(host.aptGet, ["update"], log, env);
+    await runLogged(host.aptGet, ["install", "-y", "--no-install-recommends", ...missing], log, env);
+  } catch (err) {
+    throw new PrerequisiteError(
+      `installing ${missing.join(" ")} with apt-get failed: ${err instanceof Error ? err.message : String(err)}`,
+      { context: { missing }, cause: err },
+    );
+  }
+  return missing;
+}
