@@ -1,0 +1,268 @@
+/**
+ * Seeds on one node: images pulled into the content store (`<dataDir>/content`) and unpacked
+ * into `<dataDir>/seeds/<manifest hex>/rootfs`, one tree per platform manifest, shared by every
+ * reference that resolves to it. A seed dir holds `rootfs/` and `seed.json` (what it was made
+ * from); it is made in a staging dir, renamed into place, then made read-only (mode 0555; the
+ * files keep the image's modes). Tasks use it only as an overlay's lower dir.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { RegistryClient } from "./client.js";
+import { ContentStore } from "./content-store.js";
+import type { GcResult } from "./content-store.js";
+import { acquireLock } from "./lock.js";
+import { DEFAULT_LIMITS } from "./limits.js";
+import type { PullLimits } from "./limits.js";
+import { imageProcess } from "./manifest.js";
+import type { ImageProcess } from "./manifest.js";
+import { pullImage } from "./pull.js";
+import type { PullProgress, PulledImage } from "./pull.js";
+import { applyLayer } from "./unpack.js";
+
+/** A seed on disk: what `seed.json` holds. */
+export interface SeedRecord {
+  /** The reference it was first pulled by. */
+  readonly ref: string;
+  /** Platform manifest digest (the seed's identity). */
+  readonly digest: string;
+  readonly indexDigest: string | null;
+  readonly platform: string;
+  /** Absolute path of the read-only root filesystem. */
+  readonly rootfsPath: string;
+  /** The image's default process. */
+  readonly process: ImageProcess;
+  readonly configDigest: string;
+  readonly layerDigests: readonly string[];
+  /** Compressed size (config + layers). */
+  readonly sizeBytes: number;
+  /** Uncompressed size of the layers. */
+  readonly unpackedBytes: number;
+  /** Entries skipped while unpacking (devices, FIFOs). */
+  readonly skippedEntries: number;
+  readonly createdAt: string;
+}
+
+/** Options of {@link SeedStore}. */
+export interface SeedStoreOptions {
+  /** `EVE_DATA_DIR`, absolute. */
+  dataDir: string;
+  client?: RegistryClient;
+  limits?: PullLimits;
+  /** fsync blobs before renaming them into place (default true). */
+  durable?: boolean;
+  /** Layers fetched at once (default 3). */
+  concurrency?: number;
+  onWarning?: (message: string) => void;
+}
+
+/** Options of one {@link SeedStore.ensure}. */
+export interface EnsureOptions {
+  /** `uname -m` architecture; default this machine's. */
+  arch?: string;
+  onProgress?: (p: PullProgress) => void;
+  /** Called once when another process is pulling the same reference. */
+  onWait?: (holderPid: number | undefined) => void;
+  signal?: AbortSignal;
+}
+
+const SEED_FILE = "seed.json";
+
+/** The node's seeds and content store. */
+export class SeedStore {
+  readonly dataDir: string;
+  readonly content: ContentStore;
+  readonly seedsDir: string;
+  readonly client: RegistryClient;
+  readonly limits: PullLimits;
+  readonly #concurrency: number;
+  readonly #warn: (m: string) => void;
+
+  constructor(options: SeedStoreOptions) {
+    this.dataDir = path.resolve(options.dataDir);
+    this.content = new ContentStore(path.join(this.dataDir, "content"), { durable: options.durable });
+    this.seedsDir = path.join(this.dataDir, "seeds");
+    this.client = options.client ?? new RegistryClient({ limits: options.limits });
+    this.limits = options.limits ?? DEFAULT_LIMITS;
+    this.#concurrency = options.concurrency ?? 3;
+    this.#warn = options.onWarning ?? (() => undefined);
+  }
+
+  /** The seed dir of manifest `digest`. */
+  seedDir(digest: string): string {
+    return path.join(this.seedsDir, digest.replace(/^sha256:/, ""));
+  }
+
+  /** Pulls `ref` into the content store only (no unpack). */
+  pull(ref: string, options: EnsureOptions = {}): Promise<PulledImage> {
+    return pullImage({
+      ref,
+      arch: options.arch,
+      store: this.content,
+      client: this.client,
+      limits: this.limits,
+      concurrency: this.#concurrency,
+      onProgress: options.onProgress,
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * Makes sure `ref` is pulled and unpacked: resolves the reference (the registry is asked every
+   * time: a tag may have moved), fetches missing blobs, unpacks when this manifest has no seed
+   * yet. One process at a time per reference on the node; others wait.
+   */
+  async ensure(ref: string, options: EnsureOptions = {}): Promise<SeedRecord> {
+    await mkdir(path.join(this.content.root, "locks"), { recursive: true });
+    const refHash = createHash("sha256").update(ref).digest("hex");
+    const lock = await acquireLock(path.join(this.content.root, "locks", `ref-${refHash}.lock`), {
+      signal: options.signal,
+      onWait: options.onWait,
+    });
+    try {
+      const image = await this.pull(ref, options);
+      return await this.unpack(image);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Unpacks a pulled image into its seed dir, unless it is there already. */
+  async unpack(image: PulledImage): Promise<SeedRecord> {
+    const dir = this.seedDir(image.digest);
+    const existing = await this.read(image.digest);
+    if (existing) return existing;
+    await mkdir(this.seedsDir, { recursive: true });
+    const staging = path.join(
+      this.seedsDir,
+      `.staging-${image.digest.slice(7, 19)}-${process.pid}-${randomBytes(4).toString("hex")}`,
+    );
+    const rootfs = path.join(staging, "rootfs");
+    await mkdir(rootfs, { recursive: true, mode: 0o755 });
+    try {
+      let unpackedBytes = 0;
+      let skipped = 0;
+      for (const l of image.layers) {
+        const r = await applyLayer(
+          rootfs,
+          { blobPath: l.blobPath, digest: l.descriptor.digest, compression: l.compression, diffId: l.diffId },
+          { maxUnpackedLayerBytes: this.limits.maxUnpackedLayerBytes, onWarning: this.#warn },
+        );
+        unpackedBytes += r.unpackedBytes;
+        skipped += r.skipped;
+      }
+      const record: SeedRecord = {
+        ref: image.ref,
+        digest: image.digest,
+        indexDigest: image.indexDigest,
+        platform: image.platform,
+        rootfsPath: path.join(dir, "rootfs"),
+        process: imageProcess(image.config),
+        configDigest: image.configDigest,
+        layerDigests: image.layers.map((l) => l.descriptor.digest),
+        sizeBytes: image.totalBytes,
+        unpackedBytes,
+        skippedEntries: skipped,
+        createdAt: new Date().toISOString(),
+      };
+      await writeFile(path.join(staging, SEED_FILE), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o444 });
+      await chmod(staging, 0o555);
+      try {
+        await rename(staging, dir);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+        await rm(staging, { recursive: true, force: true });
+        const other = await this.read(image.digest);
+        if (other) return other;
+        throw err;
+      }
+      return record;
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The seed of manifest `digest`, if it is on disk. */
+  async read(digest: string): Promise<SeedRecord | undefined> {
+    try {
+      const text = await readFile(path.join(this.seedDir(digest), SEED_FILE), "utf8");
+      return JSON.parse(text) as SeedRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Every seed on disk. */
+  async list(): Promise<SeedRecord[]> {
+    const names = await readdir(this.seedsDir).catch(() => [] as string[]);
+    const out: SeedRecord[] = [];
+    for (const n of names) {
+      if (!/^[a-f0-9]{64}$/.test(n)) continue;
+      const r = await this.read(`sha256:${n}`);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * Garbage collection: removes seeds whose manifest digest is not in `keep` (older than
+   * `graceMs`, default 10 min, so a seed just made for a config not yet seen survives), stale
+   * staging dirs, then every blob no remaining seed uses.
+   */
+  async gc(
+    keep: ReadonlySet<string>,
+    options: { graceMs?: number } = {},
+  ): Promise<{ seedsRemoved: string[]; blobs: GcResult }> {
+    const graceMs = options.graceMs ?? 10 * 60_000;
+    const now = Date.now();
+    const seedsRemoved: string[] = [];
+    const lock = await acquireLock(path.join(this.content.root, "locks", "gc.lock"), {
+      timeoutMs: 60_000,
+    }).catch(() => undefined);
+    if (!lock) return { seedsRemoved, blobs: { removed: [], freedBytes: 0 } };
+    try {
+      const kept = new Set<string>();
+      for (const name of await readdir(this.seedsDir).catch(() => [] as string[])) {
+        const abs = path.join(this.seedsDir, name);
+        const st = await stat(abs).catch(() => undefined);
+        if (!st) continue;
+        if (name.startsWith(".staging-")) {
+          const pid = Number(name.split("-")[2]);
+          let running = false;
+          try {
+            process.kill(pid, 0);
+            running = true;
+          } catch {
+            running = false;
+          }
+          if (!running) await rm(abs, { recursive: true, force: true });
+          continue;
+        }
+        if (!/^[a-f0-9]{64}$/.test(name)) continue;
+        const digest = `sha256:${name}`;
+        const record = await this.read(digest);
+        if (keep.has(digest) || now - st.mtimeMs < graceMs) {
+          if (record) {
+            for (const d of [
+              record.digest,
+              record.indexDigest,
+              record.configDigest,
+              ...record.layerDigests,
+            ]) {
+              if (d) kept.add(d);
+            }
+          }
+          continue;
+        }
+        await rm(abs, { recursive: true, force: true });
+        seedsRemoved.push(digest);
+      }
+      const blobs = await this.content.gc(kept, { graceMs });
+      return { seedsRemoved, blobs };
+    } finally {
+      await lock.release();
+    }
+  }
+}
