@@ -7,10 +7,18 @@
 // BENCH_ROUNDS=5  BENCH_SETTLE_MS=50  BENCH_LOG_LEVEL=warn  BENCH_KEEP=1 (keep the temp dir)
 // BENCH_STRICT=1 (exit 1 when a target is missed)  BENCH_TRACE=1 (profile the workers' calls in
 // scenario (a): see trace-hooks.ts; it perturbs what it measures a little).
+// Scenario exit (anchor SIGKILL → status): BENCH_EXIT_N=50. Scenario resync (executor restart
+// with running tasks): BENCH_RESYNC_TASKS=200 BENCH_RESYNC_ROUNDS=3.
+// Scenario proc-monitor (not run unless named): BENCH_PM_TASKS=200 BENCH_PM_SECONDS=30
+// BENCH_PM_INTERVAL_MS=1000 BENCH_PM_NODE_ARGS="--max-semi-space-size=1" (node flags of the proc-monitor).
 import { burst } from "./burst.js";
+import { executorResync } from "./executor-resync.js";
+import { exitToStatus } from "./exit-to-status.js";
 import { log, startBenchEnv } from "./env.js";
 import type { BenchEnv } from "./env.js";
+import { procMonitorLoad } from "./proc-monitor.js";
 import { publishToRunning } from "./publish-to-running.js";
+import { pullBench } from "./pull.js";
 import type { ScenarioResult } from "./result.js";
 import { nowMs } from "./stats.js";
 import { traceReport } from "./trace-report.js";
@@ -25,7 +33,7 @@ function intEnv(name: string, def: number, min = 1): number {
 }
 
 const opts = {
-  scenarios: new Set((process.env.BENCH_SCENARIOS ?? "a,b").split(",").map((s) => s.trim())),
+  scenarios: new Set((process.env.BENCH_SCENARIOS ?? "a,b,pull").split(",").map((s) => s.trim())),
   n: intEnv("BENCH_N", 30),
   warmup: intEnv("BENCH_WARMUP", 3, 0),
   apps: intEnv("BENCH_APPS", 100),
@@ -35,6 +43,12 @@ const opts = {
   keep: process.env.BENCH_KEEP === "1",
   strict: process.env.BENCH_STRICT === "1",
   trace: process.env.BENCH_TRACE === "1",
+  exitN: intEnv("BENCH_EXIT_N", 50),
+  resyncTasks: intEnv("BENCH_RESYNC_TASKS", 200),
+  resyncRounds: intEnv("BENCH_RESYNC_ROUNDS", 3),
+  pmTasks: intEnv("BENCH_PM_TASKS", 200),
+  pmSeconds: intEnv("BENCH_PM_SECONDS", 30),
+  pmIntervalMs: intEnv("BENCH_PM_INTERVAL_MS", 1000, 100),
 };
 
 function summary(results: readonly ScenarioResult[]): string {
@@ -64,7 +78,8 @@ async function main(): Promise<number> {
     return 2;
   }
   for (const s of opts.scenarios) {
-    if (s !== "a" && s !== "b") throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (a, b)`);
+    if (!["a", "b", "exit", "resync", "proc-monitor", "pull"].includes(s))
+      throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (a, b, exit, resync, proc-monitor, pull)`);
   }
   const started = nowMs();
   let env: BenchEnv | undefined;
@@ -102,6 +117,37 @@ async function main(): Promise<number> {
         await env.seen.when(uuid, "deleted", 60_000);
       }
       const r = await burst(env, { apps: opts.apps, rounds: opts.rounds, settleMs: opts.settleMs });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("exit")) {
+      const r = await exitToStatus(env, { n: opts.exitN, warmup: opts.warmup, settleMs: opts.settleMs });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("resync")) {
+      const r = await executorResync(env, { tasks: opts.resyncTasks, rounds: opts.resyncRounds });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("proc-monitor")) {
+      const r = await procMonitorLoad(env, {
+        tasks: opts.pmTasks,
+        intervalMs: opts.pmIntervalMs,
+        measureMs: opts.pmSeconds * 1000,
+        sliceMs: 5000,
+        logLevel: opts.logLevel,
+        nodeArgs: (process.env.BENCH_PM_NODE_ARGS ?? "").split(" ").filter((a) => a !== ""),
+      });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("pull")) {
+      const r = await pullBench({
+        rounds: intEnv("BENCH_PULL_ROUNDS", 5),
+        sizeMiB: intEnv("BENCH_PULL_MIB", 64),
+        keep: opts.keep,
+      });
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);
     }

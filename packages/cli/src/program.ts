@@ -8,6 +8,8 @@ import { runGet } from "./commands/get.js";
 import { DEFAULT_WAIT_TIMEOUT_MS, runDelete, runRestart, runSetActivate } from "./commands/lifecycle.js";
 import type { LifecycleOptions } from "./commands/lifecycle.js";
 import { runWatch } from "./commands/watch.js";
+import { registerPull } from "./commands/pull.js";
+import { registerSeeds } from "./commands/seeds.js";
 import type { CliContext } from "./context.js";
 import { UserError, describeError } from "./errors.js";
 import { formatAge, parseDuration } from "./human.js";
@@ -188,6 +190,8 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .action(async (app, opts) => {
       await runKill(ctx, { app, signal: opts.signal, server: server() });
     });
+  registerPull(program, ctx);
+  registerSeeds(program, ctx, server);
   return program;
 }
 
