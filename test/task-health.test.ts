@@ -115,7 +115,12 @@ describe("task health", () => {
       type: "AppInstanceConfig",
       schema: AppInstanceConfigSchema,
     });
-    statuses = await subscribe(bus, { agent: "task-executor", type: "TaskStatus", schema: TaskStatusSchema });
+    statuses = await subscribe(bus, {
+      agent: "task-executor",
+      type: "TaskStatus",
+      schema: TaskStatusSchema,
+      onCreate: () => undefined,
+    });
     follower = followEvents(bus, (e) => events.push(e));
   }, 90_000);
 
