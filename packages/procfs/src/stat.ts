@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { ProcfsParseError } from "./errors.js";
 
 /** The fields of `/proc/<pid>/stat` the project uses (see proc(5)). */
 export interface ProcStat {
@@ -26,8 +27,7 @@ export interface ProcStat {
 export function parseProcStat(text: string): ProcStat {
   const open = text.indexOf("(");
   const close = text.lastIndexOf(")");
-  if (open < 0 || close < open)
-    throw new Error(`not a /proc/<pid>/stat line: ${JSON.stringify(text.slice(0, 80))}`);
+  if (open < 0 || close < open) throw new ProcfsParseError("/proc/<pid>/stat", "not a stat line", text);
   const pid = Number(text.slice(0, open).trim());
   const comm = text.slice(open + 1, close);
   // rest[0] is field 3 (state); field n is rest[n - 3].
@@ -37,7 +37,7 @@ export function parseProcStat(text: string): ProcStat {
     .split(/\s+/);
   const field = (n: number): number => {
     const v = rest[n - 3];
-    if (v === undefined) throw new Error(`/proc/${pid}/stat has no field ${n}`);
+    if (v === undefined) throw new ProcfsParseError(`/proc/${pid}/stat`, `no field ${n}`, text);
     return Number(v);
   };
   return {
