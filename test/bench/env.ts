@@ -396,7 +396,10 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       stopTimeoutMs: 5000,
     });
 
-    const restartWorker = async (name: string, extraEnv: Record<string, string> = {}): Promise<ManagedProcess> => {
+    const restartWorker = async (
+      name: string,
+      extraEnv: Record<string, string> = {},
+    ): Promise<ManagedProcess> => {
       const w = workers.find((x) => x.name === name);
       if (!w) throw new Error(`no worker ${name}`);
       await w.proc.stop({ graceMs: 15_000 });
