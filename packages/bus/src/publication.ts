@@ -93,6 +93,26 @@ export class Publication<S extends z.ZodType> {
     }
   }
 
+  /**
+   * Publishes a sample that is superseded soon anyway (metrics): validated and encoded like
+   * {@link publish}, but sent as a plain publish to the key's subject, which JetStream stores in
+   * the bucket without an acknowledgement. Cheap (no round trip, no identical-write check); a
+   * sample lost in an outage is simply replaced by the next. Throws only for a bad value, and
+   * PublishError when the connection is closed.
+   */
+  publishSample(key: string, value: z.input<S>): void {
+    assertUserKey(key);
+    const bytes = encodeValue(this.schema, value, { type: this.type, key });
+    this.#written.delete(key);
+    try {
+      this.#bus.nc.publish(`$KV.${this.agent}.${kvKey(this.type, key)}`, bytes);
+    } catch (err) {
+      throw new PublishError(this.agent, kvKey(this.type, key), `publish failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
   /** Removes `key` (a KV delete: subscribers see unpublish). Removing an absent key succeeds. */
   async unpublish(key: string): Promise<void> {
     assertUserKey(key);

@@ -255,11 +255,13 @@ export class ProcMonitor {
     app.writes = app.writes.then(() => this.#publish(app, metrics));
   }
 
-  async #publish(app: App, metrics: ReturnType<typeof taskMetricsOf>): Promise<void> {
+  #publish(app: App, metrics: ReturnType<typeof taskMetricsOf>): void {
     // A write queued before the app was forgotten (or its task replaced) is dropped.
     if (this.#apps.get(app.uuid) !== app || app.watch?.pid !== metrics.taskId) return;
     try {
-      await this.#metrics.publish(app.uuid, metrics);
+      // A sample: a plain publish to the key's subject (stored, unacknowledged); one lost in an
+      // outage is replaced by the next, and a round trip per task per interval is spared.
+      this.#metrics.publishSample(app.uuid, metrics);
       if (this.#publishFailing) {
         this.#publishFailing = false;
         this.#log.info({ event: "publish-recovered" }, "publishing TaskMetrics again");

@@ -7,11 +7,13 @@ import { z } from "zod";
 import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBucket } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
+import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
 import { baseWorkerEnv, envInt, envList, envPositiveInt, runWorker } from "@eve-tasks/runtime";
 import {
   CONTAINERD_NAMESPACE,
   SignalReplySchema,
   SignalRequestSchema,
+  cgroupsPathFor,
   signalSubject,
 } from "@eve-tasks/schemas";
 
@@ -67,7 +69,17 @@ await runWorker({
       await outbox.close();
     });
 
-    const executor = new TaskExecutor({ bus, containerd, facts, logger, outbox });
+    // OOM evidence: the task cgroup's OOM-kill count (v1 or v2), read before Tasks.Delete.
+    const layout = detectCgroupLayout();
+    const readOomKills = (uuid: string): Promise<number | null> => {
+      const reader = new CgroupReader(cgroupDirsFor(layout, cgroupsPathFor(uuid)));
+      try {
+        return Promise.resolve(reader.read().values.oomKills ?? null);
+      } finally {
+        reader.close();
+      }
+    };
+    const executor = new TaskExecutor({ bus, containerd, facts, logger, outbox, readOomKills });
     lifecycle.onShutdown("finish in-flight reconciles", () => executor.stop());
     await executor.start();
     // Signal requests are answered once the executor knows every app (an acknowledgement only).
