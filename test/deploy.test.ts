@@ -978,7 +978,7 @@ const DESIGN_ENV = [
 describe("deploy/systemd", () => {
   const dir = join(DEPLOY, "systemd");
   const units = new Map<string, Unit>();
-  const WORKERS = ["spec-builder", "task-executor"];
+  const WORKERS = ["spec-builder", "task-executor", "proc-monitor", "hypervisor-seed-fetcher"];
   const SERVICES = [
     "eve-tasks-nats.service",
     "eve-tasks-containerd.service",
