@@ -11,6 +11,7 @@
 // with running tasks): BENCH_RESYNC_TASKS=200 BENCH_RESYNC_ROUNDS=3.
 // Scenario proc-monitor (not run unless named): BENCH_PM_TASKS=200 BENCH_PM_SECONDS=30
 // BENCH_PM_INTERVAL_MS=1000 BENCH_PM_NODE_ARGS="--max-semi-space-size=1" (node flags of the proc-monitor).
+import { workerNodeOptions } from "@eve-tasks/launcher";
 import { burst } from "./burst.js";
 import { executorResync } from "./executor-resync.js";
 import { exitToStatus } from "./exit-to-status.js";
@@ -137,7 +138,11 @@ async function main(): Promise<number> {
         measureMs: opts.pmSeconds * 1000,
         sliceMs: 5000,
         logLevel: opts.logLevel,
-        nodeArgs: (process.env.BENCH_PM_NODE_ARGS ?? "").split(" ").filter((a) => a !== ""),
+        // As the launcher and the systemd unit run it, unless BENCH_PM_NODE_ARGS says otherwise.
+        nodeArgs:
+          process.env.BENCH_PM_NODE_ARGS === undefined
+            ? workerNodeOptions("proc-monitor")
+            : process.env.BENCH_PM_NODE_ARGS.split(" ").filter((a) => a !== ""),
       });
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -14,7 +14,7 @@ export {
   backoffDelayMs,
   nextFailureCount,
 } from "./backoff.js";
-export { KNOWN_WORKERS, discoverWorkers } from "./workers.js";
+export { KNOWN_WORKERS, WORKER_NODE_OPTIONS, discoverWorkers, workerNodeOptions } from "./workers.js";
 export type { Discovery, WorkerEntry } from "./workers.js";
 export { readStateFile, stateFilePath } from "./state-file.js";
 export type { LauncherPhase, LauncherStateRecord, ServiceRecord, WorkerRecord } from "./state-file.js";

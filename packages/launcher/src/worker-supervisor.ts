@@ -7,6 +7,7 @@ import type { ManagedProcess } from "@eve-tasks/embedded";
 import type { Logger } from "@eve-tasks/runtime";
 import { backoffDelayMs, nextFailureCount } from "./backoff.js";
 import { readStartTicks } from "./proc.js";
+import { workerNodeOptions } from "./workers.js";
 import type { WorkerEntry } from "./workers.js";
 
 /** Where a supervised worker is. */
@@ -132,7 +133,7 @@ export class WorkerSupervisor {
     try {
       proc = await spawnLogged({
         command: process.execPath,
-        args: [entry.main],
+        args: [...workerNodeOptions(entry.name), entry.main],
         logFile,
         env,
         detached: true,

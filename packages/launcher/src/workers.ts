@@ -10,6 +10,21 @@ export const KNOWN_WORKERS = [
   "hypervisor-seed-fetcher",
 ] as const;
 
+/**
+ * Node options per worker. The proc-monitor publishes a sample per task per interval, and with
+ * V8's default young generation (16 MiB semi-spaces) that churn alone kept it above its 80 MB
+ * memory target (92 MB measured with 200 tasks); 2 MiB semi-spaces hold it at 73 MB with the same
+ * CPU (test/bench/README.md). deploy/systemd's unit passes the same option.
+ */
+export const WORKER_NODE_OPTIONS: Readonly<Record<string, readonly string[]>> = {
+  "proc-monitor": ["--max-semi-space-size=2"],
+};
+
+/** The node options worker `name` runs with. */
+export function workerNodeOptions(name: string): readonly string[] {
+  return WORKER_NODE_OPTIONS[name] ?? [];
+}
+
 /** A worker found on disk. */
 export interface WorkerEntry {
   readonly name: string;
