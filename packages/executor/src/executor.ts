@@ -444,6 +444,7 @@ export class TaskExecutor {
         await this.#stopTask(app, task.pid, "activate is false");
         ended = "stopped";
       }
+      this.#releaseMemory(uuid);
       if (!container) {
         await this.#createContainer(d, prepared, "");
         return void (await this.#publish(
@@ -688,7 +689,10 @@ export class TaskExecutor {
           : this.#createContainer(d, p, "", restarts).then(() => {
               createdContainer = true;
             });
-        await Promise.all([container, mkdir(p.taskDir, { recursive: true })]);
+        await Promise.all([
+          container,
+          Promise.all([p.taskDir, ...p.dirs].map((d) => mkdir(d, { recursive: true }))),
+        ]);
         const log = fileUri(p.logPath);
         pid = (await tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: log, stderr: log })).pid;
         this.#ensureWait(app, pid);
@@ -911,6 +915,8 @@ export class TaskExecutor {
     if (app.restartTimer) clearTimeout(app.restartTimer);
     app.restartTimer = undefined;
     if (task) await this.#stopTask(app, task.pid, "the config was deleted");
+    // Also what a start that never got a task (containerd unreachable) still held.
+    this.#releaseMemory(uuid);
     if (container) await this.#deleteContainer(uuid);
     if (app.status) {
       await this.#status.unpublish(uuid);
