@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
-import { Publication, subscribe } from "@eve-tasks/bus";
+import { Publication, shareWork, subscribe } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
 import { spawnReplicas, waitFor } from "../harness/index.js";
 import { ItemSchema, OutputSchema, testBus, uniqueType } from "./helpers.js";
@@ -103,4 +103,94 @@ describe("replicas sharing one durable consumer", () => {
       await outSub.close();
     }
   }, 120_000);
+});
+
+describe("WorkQueue.redo", () => {
+  let bus: Bus;
+  beforeAll(async () => {
+    bus = await testBus("work-queue-redo-test");
+  });
+  afterAll(async () => {
+    await bus.close();
+  });
+
+  it("handles a key again from its latest state, one at a time with deliveries, retrying failures", async () => {
+    const source = uniqueType("Redo");
+    const pub = new Publication(bus, { agent: "controller", type: source, schema: ItemSchema });
+    const calls: { key: string; kind: string; n: number | undefined; ctx: unknown; overlap: boolean }[] = [];
+    let busy = 0;
+    let release: (() => void) | undefined;
+    let failNext = 0;
+    const queue = await shareWork(bus, {
+      source: { agent: "controller", type: source, schema: ItemSchema },
+      durable: `redo-${source}`,
+      async handle(state, ctx) {
+        busy++;
+        try {
+          calls.push({
+            key: state.key,
+            kind: state.kind,
+            n: state.kind === "value" ? state.value.n : undefined,
+            ctx,
+            overlap: busy > 1,
+          });
+          if (release === undefined && state.kind === "value" && state.value.n === 2) {
+            // Hold the delivery of n=2 until the test lets it go.
+            await new Promise<void>((r) => (release = r));
+          }
+          if (failNext > 0) {
+            failNext--;
+            throw new Error("transient");
+          }
+        } finally {
+          busy--;
+        }
+      },
+    });
+    try {
+      await pub.publish("k", { schemaVersion: 1, n: 1 });
+      await waitFor(() => calls.length === 1, { message: "first delivery" });
+
+      // A redo reads the latest state and says it is a first, not-last delivery.
+      await queue.redo("k");
+      expect(calls[1]).toMatchObject({ key: "k", kind: "value", n: 1, overlap: false });
+      expect(calls[1]?.ctx).toEqual({ deliveryCount: 1, lastAttempt: false });
+
+      // Serialized with the queue's own handling of the key: a redo waits for a running delivery.
+      await pub.publish("k", { schemaVersion: 1, n: 2 });
+      await waitFor(() => release !== undefined, { message: "delivery of n=2 held" });
+      let redone = false;
+      const redo = queue.redo("k").then(() => (redone = true));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(redone).toBe(false);
+      expect(calls.length).toBe(3);
+      release!();
+      await redo;
+      expect(calls.length).toBe(4);
+      expect(calls[3]).toMatchObject({ n: 2, overlap: false });
+
+      // A failure is retried with back-off and never thrown out.
+      failNext = 1;
+      await expect(queue.redo("k")).resolves.toBeUndefined();
+      expect(calls.slice(4).map((c) => c.n)).toEqual([2, 2]);
+      // Past the retries it is given up, still without a throw.
+      failNext = 10;
+      await expect(queue.redo("k")).resolves.toBeUndefined();
+      expect(calls.length).toBe(9);
+      failNext = 0;
+
+      // A deleted key is redone as deleted.
+      await pub.unpublish("k");
+      await waitFor(() => calls.some((c) => c.kind === "deleted"), { message: "delete delivered" });
+      const before = calls.length;
+      await queue.redo("k");
+      expect(calls[before]).toMatchObject({ key: "k", kind: "deleted" });
+    } finally {
+      await queue.stop();
+    }
+    // After stop, a redo does nothing.
+    const after = calls.length;
+    await queue.redo("k");
+    expect(calls.length).toBe(after);
+  }, 30_000);
 });

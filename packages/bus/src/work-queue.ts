@@ -45,6 +45,9 @@ export interface WorkQueueOptions<S extends z.ZodType> {
 
 const DEFAULT_BACKOFF_MS = [1000, 5000, 15000, 30000] as const;
 
+/** Delays before the retries of a failed {@link WorkQueue.redo}, in ms. */
+const REDO_BACKOFF_MS = [1000, 3000] as const;
+
 /** The durable consumer configuration owned by the bus for a work queue. */
 export function workQueueConsumerConfig(
   options: Pick<WorkQueueOptions<z.ZodType>, "source" | "durable" | "maxDeliver" | "ackWaitMs">,
@@ -74,6 +77,9 @@ export class WorkQueue<S extends z.ZodType> {
   readonly #inFlight = new Set<Promise<void>>();
   #slots: number;
   #waiters: (() => void)[] = [];
+  #stopped = false;
+  /** Aborted by stop(): a redo waiting to retry gives up. */
+  readonly #stopping = new AbortController();
   /** Resolves when the queue has stopped and in-flight work has finished. */
   done: Promise<void> = Promise.resolve();
 
@@ -206,10 +212,73 @@ export class WorkQueue<S extends z.ZodType> {
     }
   }
 
-  /** Stops taking new work and waits for in-flight handlers to finish. */
+  /**
+   * Handles `key` again from its latest state, as if it had changed: for work that depends on
+   * something besides the source table (the spec-builder's seeds). Runs in this replica, after
+   * any handling of the key already queued here and before any queued later (one key at a
+   * time), with `{ deliveryCount: 1, lastAttempt: false }`. A failure is logged and retried
+   * a couple of times with back-off, then given up (logged); it is never thrown. Resolves when
+   * done; after stop() it does nothing.
+   */
+  async redo(key: string): Promise<void> {
+    if (this.#stopped || !key || key.startsWith("_")) return;
+    await this.#acquire();
+    if (this.#stopped) {
+      this.#release();
+      return;
+    }
+    const before = this.#busyKeys.get(key) ?? Promise.resolve();
+    const p: Promise<void> = before
+      .then(() => this.#redo(key))
+      .finally(() => {
+        this.#release();
+        if (this.#busyKeys.get(key) === p) this.#busyKeys.delete(key);
+        this.#inFlight.delete(p);
+      });
+    this.#busyKeys.set(key, p);
+    this.#inFlight.add(p);
+    return p;
+  }
+
+  async #redo(key: string): Promise<void> {
+    const ctx: WorkContext = { deliveryCount: 1, lastAttempt: false };
+    const log = this.#bus.logger;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#opts.handle(await this.#readLatest(key), ctx);
+        return;
+      } catch (err) {
+        const delay = REDO_BACKOFF_MS[attempt - 1];
+        if (delay === undefined || this.#stopped) {
+          log.warn({ err, key, attempt, durable: this.#opts.durable }, "redo failed; given up");
+          return;
+        }
+        log.warn(
+          { err, key, attempt, retryInMs: delay, durable: this.#opts.durable },
+          "redo failed; will retry",
+        );
+        const signal = this.#stopping.signal;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, delay);
+          function done(): void {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", done);
+            resolve();
+          }
+          signal.addEventListener("abort", done, { once: true });
+        });
+        if (this.#stopped) return;
+      }
+    }
+  }
+
+  /** Stops taking new work (redo included) and waits for in-flight handlers to finish. */
   async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#stopping.abort();
     await this.#messages?.close();
     await this.done;
+    await Promise.allSettled([...this.#inFlight]);
   }
 }
 
