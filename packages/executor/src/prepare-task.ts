@@ -1,10 +1,11 @@
-import { join } from "node:path";
+import { realpath, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { cgroupsPathFor, taskLogPath } from "@eve-tasks/schemas";
 import type { OciSpec, ReadyTaskConfig } from "@eve-tasks/schemas";
 import type { Mount } from "@eve-tasks/containerd";
 import { NodeFactError } from "./errors.js";
 import { clampRlimits } from "./host-limits.js";
-import { resolveUnderRoots } from "./host-paths.js";
+import { isWithin, resolveUnderRoots } from "./host-paths.js";
 import type { NodeFacts } from "./node-facts.js";
 
 /** A task ready for containerd: the final spec, its root filesystem mounts and where its output goes. */
@@ -16,6 +17,11 @@ export interface PreparedTask {
   taskDir: string;
   /** `<taskDir>/console.log`: stdout and stderr of the anchor. */
   logPath: string;
+  /**
+   * Directories to create (recursively) before Tasks.Create, besides `taskDir`: an overlay
+   * root's upper and work dirs, under `taskDir` (they go with it when the app is deleted).
+   */
+  dirs: string[];
   memoryLimitBytes: number;
   anchorTaxBytes: number;
 }
@@ -25,8 +31,11 @@ const MiB = 2 ** 20;
 /**
  * Applies the node's facts to a node-independent TaskConfig: resolves every host path
  * (root and volumes) with realpath and checks it against EVE_VOLUME_ROOTS, mounting the
- * resolved path; checks the memory against the node; sets the cgroup path, the memory
- * limit, and rlimits the host can grant. Does not touch containerd.
+ * resolved path; an image or tools root is an overlay whose lower dir is the seed's root
+ * (resolved, and inside `<dataDir>/seeds`) and whose upper and work dirs are the task's
+ * (`<taskDir>/overlay/{upper,work}`, listed in `dirs`); checks the memory against the node;
+ * sets the cgroup path, the memory limit, and rlimits the host can grant. Does not touch
+ * containerd or create anything.
  *
  * @throws NodeFactError with a message for the app's TaskStatus.
  */
@@ -47,6 +56,8 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
     );
   }
 
+  const taskDir = join(facts.dataDir, "tasks", uuid);
+  const dirs: string[] = [];
   let rootfs: Mount[];
   const root = config.rootfs;
   switch (root.kind) {
@@ -64,11 +75,30 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
       rootfs = [{ type: "bind", source: "/", options: ["bind", "ro"] }];
       break;
     case "image":
-    case "tools":
-      throw new NodeFactError(
-        `a ${root.kind} root filesystem needs a seed from the hypervisor-seed-fetcher, which this node does not run yet`,
-        uuid,
-      );
+    case "tools": {
+      // The seed is the read-only lower layer; the task writes to its own upper dir.
+      const lower = await seedRoot(root.rootfsPath, root.seedKey, facts.dataDir, uuid);
+      const overlay = join(taskDir, "overlay");
+      const upper = join(overlay, "upper");
+      const work = join(overlay, "work");
+      const bad = [lower, upper, work].find((d) => /[,:]/.test(d));
+      if (bad !== undefined) {
+        throw new NodeFactError(
+          `${bad} holds a ',' or ':', which an overlay mount's options cannot carry: ` +
+            `move EVE_DATA_DIR to a path without them`,
+          uuid,
+        );
+      }
+      dirs.push(upper, work);
+      rootfs = [
+        {
+          type: "overlay",
+          source: "overlay",
+          options: [`lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`],
+        },
+      ];
+      break;
+    }
   }
   spec.root = { ...spec.root, path: "rootfs" };
 
@@ -103,9 +133,46 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
   return {
     spec,
     rootfs,
-    taskDir: join(facts.dataDir, "tasks", uuid),
+    taskDir,
     logPath,
+    dirs,
     memoryLimitBytes,
     anchorTaxBytes: config.anchorTaxMiB * MiB,
   };
+}
+
+/**
+ * The seed root `rootfsPath` as the kernel will see it (realpath), which must be a directory
+ * inside `<dataDir>/seeds`: the hypervisor-seed-fetcher of this node unpacks seeds there, and
+ * nothing else may become a task's lower layer.
+ *
+ * @throws NodeFactError when it is elsewhere or not on this node.
+ */
+async function seedRoot(rootfsPath: string, seedKey: string, dataDir: string, uuid: string): Promise<string> {
+  const seedsDir = resolve(dataDir, "seeds");
+  // The seeds dir itself may be reached through a symlink (a data dir moved elsewhere).
+  const seedsReal = await realpath(seedsDir).catch(() => seedsDir);
+  let lower: string;
+  try {
+    lower = await realpath(rootfsPath);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new NodeFactError(
+      `the seed's root ${rootfsPath} is not on this node: ${code ?? (err as Error).message} ` +
+        `(seed ${seedKey}; the hypervisor-seed-fetcher of this node unpacks seeds under ${seedsDir})`,
+      uuid,
+      { cause: err },
+    );
+  }
+  if (!isWithin(seedsReal, lower) || lower === seedsReal) {
+    const via = lower === rootfsPath ? "" : ` (it resolves to ${lower})`;
+    throw new NodeFactError(
+      `the seed's root ${rootfsPath} is outside ${seedsDir}${via}: only the node's seeds can be a task's root`,
+      uuid,
+    );
+  }
+  if (!(await stat(lower)).isDirectory()) {
+    throw new NodeFactError(`the seed's root ${rootfsPath} is not a directory`, uuid);
+  }
+  return lower;
 }

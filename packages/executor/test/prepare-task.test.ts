@@ -154,12 +154,73 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
     );
   });
 
-  it("refuses image roots until the seed fetcher exists", async () => {
-    const err = await prepareTask(
-      config({ rootfs: { kind: "image", seedKey: "local.abc", rootfsPath: "/x" } }),
+  it("mounts an image root as an overlay over the seed, with upper and work dirs under the task dir", async () => {
+    const seedRoot = join(dir, "data", "seeds", "abc123", "rootfs");
+    await mkdir(seedRoot, { recursive: true });
+    // The seeds dir reached through a symlink: the lower dir is the resolved path.
+    await symlink(join(dir, "data", "seeds"), join(dir, "seeds-link"));
+    const taskDir = join(dir, "data", "tasks", UUID);
+    for (const rootfsPath of [seedRoot, join(dir, "seeds-link", "abc123", "rootfs")]) {
+      const p = await prepareTask(
+        config({ rootfs: { kind: "image", seedKey: "local.abc", rootfsPath }, volumes: [] }),
+        facts,
+      );
+      expect(p.rootfs).toEqual([
+        {
+          type: "overlay",
+          source: "overlay",
+          options: [
+            `lowerdir=${seedRoot}`,
+            `upperdir=${join(taskDir, "overlay", "upper")}`,
+            `workdir=${join(taskDir, "overlay", "work")}`,
+          ],
+        },
+      ]);
+      expect(p.taskDir).toBe(taskDir);
+      expect(p.dirs).toEqual([join(taskDir, "overlay", "upper"), join(taskDir, "overlay", "work")]);
+      expect(p.spec.root).toEqual({ path: "rootfs", readonly: false });
+    }
+    // A tools root (a VM's) is mounted the same way.
+    const s = spec();
+    const tools = await prepareTask(
+      config({
+        virtualization: "HVM",
+        rootfs: { kind: "tools", seedKey: "local.default", rootfsPath: seedRoot },
+        volumes: [],
+        spec: s,
+        specSha256: specSha256(s),
+      }),
       facts,
-    ).catch((e: unknown) => e);
-    expect((err as Error).message).toMatch(/needs a seed from the hypervisor-seed-fetcher/);
+    );
+    expect(tools.rootfs[0]?.type).toBe("overlay");
+    expect(tools.rootfs[0]?.options?.[0]).toBe(`lowerdir=${seedRoot}`);
+    // A volume root needs no extra dirs.
+    expect((await prepareTask(config(), facts)).dirs).toEqual([]);
+  });
+
+  it("refuses a seed root outside <dataDir>/seeds or not on this node", async () => {
+    const image = (rootfsPath: string) =>
+      config({ rootfs: { kind: "image", seedKey: "local.abc", rootfsPath }, volumes: [] });
+    const seeds = join(dir, "data", "seeds");
+    await mkdir(join(seeds, "abc123", "rootfs"), { recursive: true });
+    await symlink(join(dir, "outside"), join(seeds, "escape"));
+    const errOf = (rootfsPath: string) => prepareTask(image(rootfsPath), facts).catch((e: unknown) => e);
+
+    const outside = await errOf(join(dir, "volumes", "app", "rootfs"));
+    expect(outside).toBeInstanceOf(NodeFactError);
+    expect((outside as Error).message).toBe(
+      `the seed's root ${join(dir, "volumes", "app", "rootfs")} is outside ${seeds}: only the node's seeds can be a task's root`,
+    );
+    const escape = await errOf(join(seeds, "escape"));
+    expect((escape as Error).message).toBe(
+      `the seed's root ${join(seeds, "escape")} is outside ${seeds} (it resolves to ${join(dir, "outside")}): only the node's seeds can be a task's root`,
+    );
+    expect(((await errOf(seeds)) as Error).message).toMatch(/is outside/);
+    const missing = await errOf(join(seeds, "0000", "rootfs"));
+    expect(missing).toBeInstanceOf(NodeFactError);
+    expect((missing as Error).message).toMatch(
+      new RegExp(`^the seed's root ${join(seeds, "0000", "rootfs")} is not on this node: ENOENT`),
+    );
   });
 });
 
