@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KV } from "@nats-io/kv";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
-import { AppInstanceConfigSchema, TaskConfigSchema } from "@eve-tasks/schemas";
+import { AppInstanceConfigSchema, SeedSchema, TaskConfigSchema, imageSeedKey } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskConfig } from "@eve-tasks/schemas";
 import { harnessEnv, spawnReplicas, tempDir, waitFor } from "./harness/index.js";
 import type { JsonObject, Replicas } from "./harness/index.js";
@@ -423,17 +423,6 @@ describe("spec-builder", () => {
         },
       },
       {
-        name: "an image root",
-        uuid: id(),
-        put: (u) => publish(u, designExample(u, { root: { image: { ref: "registry.example:5000/app:1" } } })),
-        check: (tc) => {
-          expect(failed(tc).error.message).toBe(
-            'root.image ("registry.example:5000/app:1") is not supported yet: image roots need an image seed from the ' +
-              "hypervisor-seed-fetcher, which is not part of this version; use root.volume or root.host",
-          );
-        },
-      },
-      {
         name: "a user name",
         uuid: id(),
         put: (u) => publish(u, designExample(u, { process: { args: ["/bin/true"], user: "nobody" } })),
@@ -456,6 +445,107 @@ describe("spec-builder", () => {
     );
     expect(new Set(rejected.map((e) => e.uuid)).size).toBe(cases.length);
     for (const e of rejected) expect(e.level).toBe("warn");
+  });
+
+  it("builds an image root from its seed: PENDING until the seed is READY, re-built when the seed changes", async () => {
+    // The test plays the hypervisor-seed-fetcher: it writes the seeds itself.
+    const seeds = new Publication(bus, {
+      agent: "hypervisor-seed-fetcher",
+      type: "ImageSeed",
+      schema: SeedSchema,
+    });
+    const ref = `registry.example:5000/app-${randomUUID().slice(0, 8)}:1`;
+    const key = imageSeedKey("local", ref);
+    const digest = `sha256:${"ab".repeat(32)}`;
+    const base = {
+      schemaVersion: 1,
+      ref,
+      digest: null,
+      indexDigest: null,
+      platform: null,
+      rootfsPath: null,
+      process: null,
+      progress: null,
+      error: null,
+    } as const;
+    const uuid = randomUUID();
+    const badUuid = randomUUID();
+    const badRef = `registry.example:5000/missing-${randomUUID().slice(0, 8)}:1`;
+    const rev = await publish(uuid, designExample(uuid, { root: { image: { ref } }, process: undefined }));
+    const badRev = await publish(
+      badUuid,
+      designExample(badUuid, { root: { image: { ref: badRef } }, process: undefined }),
+    );
+    try {
+      const waiting = await taskConfigAt(uuid, rev);
+      expect(waiting).toMatchObject({
+        status: "PENDING",
+        waitingFor: "seed",
+        message: `waiting for the hypervisor-seed-fetcher on node local to pull ${ref}`,
+      });
+      await seeds.publish(key, { ...base, state: "PULLING", progress: { doneBytes: 0, totalBytes: null } });
+      await waitFor(
+        () => {
+          const tc = taskConfigs.get(uuid);
+          return tc?.status === "PENDING" && tc.waitingFor === "pull";
+        },
+        { message: "PENDING waitingFor pull" },
+      );
+      expect(taskConfigs.get(uuid)).toMatchObject({ configRevision: rev, message: `pulling ${ref}` });
+      await seeds.publish(key, {
+        ...base,
+        state: "READY",
+        digest,
+        platform: "linux/amd64",
+        rootfsPath: `/var/lib/eve/seeds/${"ab".repeat(32)}/rootfs`,
+        process: { args: ["/bin/sh", "-c", "echo hi"], env: { PATH: "/bin" }, cwd: "/", user: "" },
+      });
+      const built = ready(
+        await waitFor(
+          () => {
+            const tc = taskConfigs.get(uuid);
+            return tc?.status === "READY" ? tc : undefined;
+          },
+          { message: "READY after the seed" },
+        ),
+      );
+      expect(built).toMatchObject({
+        configRevision: rev,
+        rootfs: { kind: "image", seedKey: key, rootfsPath: `/var/lib/eve/seeds/${"ab".repeat(32)}/rootfs` },
+      });
+      expect(built.spec.process).toMatchObject({
+        args: ["/bin/sh", "-c", "echo hi"],
+        env: ["PATH=/bin"],
+        user: { uid: 0, gid: 0 },
+      });
+      await eventsFor("spec-pending", [uuid]);
+
+      const badKey = imageSeedKey("local", badRef);
+      await seeds.publish(badKey, {
+        ...base,
+        ref: badRef,
+        state: "FAILED",
+        error: { message: "not found: manifest unknown (404)", time: new Date().toISOString() },
+      });
+      const f = await waitFor(
+        () => {
+          const tc = taskConfigs.get(badUuid);
+          return tc?.status === "FAILED" ? tc : undefined;
+        },
+        { message: "FAILED after the seed failed" },
+      );
+      expect(f).toMatchObject({
+        configRevision: badRev,
+        error: {
+          source: "hypervisor-seed-fetcher",
+          message: `${badRef}: not found: manifest unknown (404)`,
+          configRevision: badRev,
+        },
+      });
+      await seeds.unpublish(badKey);
+    } finally {
+      await seeds.unpublish(key);
+    }
   });
 
   it("replaces a FAILED TaskConfig with a later good revision, and removes it when the config is deleted", async () => {
@@ -566,6 +656,10 @@ describe("spec-builder", () => {
     const steps = builders.lines
       .filter((l) => l.replica === 2 && l.json?.msg === "shutdown: step done")
       .map((l) => l.json?.step);
-    expect(steps).toEqual(["stop the work queue", "drain NATS", "remove liveness file"]);
+    expect(steps).toEqual([
+      "stop the work queue and the seed subscription",
+      "drain NATS",
+      "remove liveness file",
+    ]);
   });
 });

@@ -24,12 +24,14 @@ import {
   TaskConfigSchema,
   ValueTooLargeError,
   encodeValue,
+  imageSeedKey,
   specSha256,
 } from "@eve-tasks/schemas";
 import type {
   AppInstanceConfig,
   NativeAppInstanceConfig,
   ReadyTaskConfig,
+  SeedProcess,
   TaskRootfs,
 } from "@eve-tasks/schemas";
 import { failed, unreportable } from "./failed-task-config.js";
@@ -43,12 +45,22 @@ export const VM_NOT_SUPPORTED =
   'VM tasks (virtualization "HVM") are not supported yet: this spec-builder builds native containers ' +
   '(virtualization "NOHYPER") only';
 
-/** The message of a FAILED TaskConfig for an image root. */
-export function imageRootNotSupported(ref: string): string {
-  return (
-    `root.image (${JSON.stringify(ref)}) is not supported yet: image roots need an image seed from the ` +
-    `hypervisor-seed-fetcher, which is not part of this version; use root.volume or root.host`
-  );
+/** The spec annotation that names the image (`<ref>@<manifest digest>`) of an image root. */
+export const IMAGE_ANNOTATION = "org.lfedge.eve-tasks.image";
+
+/** The PENDING message while no seed of `ref` is published for `node`. */
+export function waitingForSeedMessage(node: string, ref: string): string {
+  return `waiting for the hypervisor-seed-fetcher on node ${node} to pull ${ref}`;
+}
+
+/** The PENDING message while `ref` is being pulled. */
+export function pullingMessage(ref: string): string {
+  return `pulling ${ref}`;
+}
+
+/** The FAILED message of an image with no command when the app gives no `process.args`. */
+export function noCommandMessage(ref: string): string {
+  return `the image ${ref} defines no command (Entrypoint/Cmd): give process.args`;
 }
 
 /** The message of a FAILED TaskConfig for a volume or host root without `process.args`. */
@@ -60,10 +72,14 @@ export const ARGS_REQUIRED =
  *
  * - the key is not a uuid → UNREPORTABLE;
  * - `uuid` differs from the key → FAILED "uuid … does not match the key …";
- * - `virtualization: HVM` or `root.image` → FAILED "not supported yet";
+ * - `virtualization: HVM` → FAILED "not supported yet";
+ * - `root.image`, by its seed (`ctx.imageSeed`): none → PENDING waitingFor "seed"; PULLING →
+ *   PENDING waitingFor "pull"; FAILED → FAILED with the seed's error (source
+ *   `hypervisor-seed-fetcher`); READY → built with the image's process under the app's, see
+ *   {@link imageProcess};
  * - a process or resource the spec cannot hold (a user name, no args) → FAILED naming the field;
  * - a TaskConfig over 64 KiB → FAILED "too large";
- * - else READY: the spec from {@link buildNativeSpec}, `specSha256`, the rootfs, the volumes for the
+ * - else READY: the spec from {@link nativeSpecOpts}, `specSha256`, the rootfs, the volumes for the
  *   executor's realpath check, `memoryMiB`, `anchorTaxMiB` 0, the restart policy and stop timeout.
  */
 export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): BuildOutcome {
@@ -80,16 +96,52 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
     );
   }
   if (config.virtualization === "HVM") return failed(ctx, identity, "unsupported", VM_NOT_SUPPORTED);
-  if (config.root.image) {
-    return failed(ctx, identity, "unsupported", imageRootNotSupported(config.root.image.ref));
-  }
 
   let opts: SpecOpt[];
-  try {
-    opts = nativeSpecOpts(config);
-  } catch (err) {
-    if (err instanceof SpecOptionError) return failed(ctx, identity, "spec", specOptionMessage(err));
-    throw err;
+  let rootfs: TaskRootfs;
+  const image = config.root.image;
+  if (image) {
+    const seed = ctx.imageSeed;
+    const ref = image.ref;
+    if (seed === undefined || seed.state === "PULLING") {
+      return {
+        status: "PENDING",
+        taskConfig: {
+          schemaVersion: 1,
+          uuid: config.uuid,
+          configRevision: ctx.revision,
+          node: config.node,
+          status: "PENDING",
+          version: config.version,
+          waitingFor: seed ? "pull" : "seed",
+          message: seed ? pullingMessage(ref) : waitingForSeedMessage(config.node, ref),
+        },
+      };
+    }
+    if (seed.state === "FAILED") {
+      return failed(ctx, identity, "seed", `${ref}: ${seed.error.message}`, "hypervisor-seed-fetcher");
+    }
+    const process = imageProcess(config, seed.process);
+    if (process.args.length === 0) return failed(ctx, identity, "spec", noCommandMessage(ref));
+    try {
+      opts = [
+        ...processSpecOpts(config, process, ref),
+        ...commonSpecOpts(config, false),
+        withAnnotations({ [TASK_LABELS.uuid]: config.uuid, [IMAGE_ANNOTATION]: `${ref}@${seed.digest}` }),
+      ];
+    } catch (err) {
+      if (err instanceof SpecOptionError) return failed(ctx, identity, "spec", specOptionMessage(err));
+      throw err;
+    }
+    rootfs = { kind: "image", seedKey: imageSeedKey(config.node, ref), rootfsPath: seed.rootfsPath };
+  } else {
+    try {
+      opts = nativeSpecOpts(config);
+    } catch (err) {
+      if (err instanceof SpecOptionError) return failed(ctx, identity, "spec", specOptionMessage(err));
+      throw err;
+    }
+    rootfs = rootfsOf(config);
   }
   const spec = toTaskSpec(buildSpec(...opts));
   const taskConfig: ReadyTaskConfig = {
@@ -105,7 +157,7 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
     virtualization: "NOHYPER",
     spec,
     specSha256: specSha256(spec),
-    rootfs: rootfsOf(config),
+    rootfs,
     volumes: config.volumes.map((v) => ({ path: v.path, mountPoint: v.mountPoint, readOnly: v.readOnly })),
     memoryMiB: config.resources.memoryMiB,
     anchorTaxMiB: 0,
@@ -129,6 +181,74 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
   return { status: "READY", taskConfig };
 }
 
+/** A container's process with every field decided. */
+export interface ResolvedProcess {
+  readonly args: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string;
+  /** `uid` or `uid:gid` (a name is refused when the spec is built). */
+  readonly user: string;
+}
+
+/**
+ * The process of an image-root app: the image's (as the seed normalised it) overridden field by
+ * field by the app's `process`: `args` the app's when given, else the image's (Entrypoint + Cmd;
+ * may be empty); `env` the image's with the app's over it; `cwd` and `user` the app's when given,
+ * else the image's, an empty image user meaning root (`0:0`).
+ */
+export function imageProcess(config: NativeAppInstanceConfig, image: SeedProcess): ResolvedProcess {
+  const app = config.process ?? {};
+  const user = app.user ?? image.user;
+  return {
+    args: app.args ?? image.args,
+    env: { ...image.env, ...app.env },
+    cwd: app.cwd ?? image.cwd,
+    user: user === "" ? "0:0" : user,
+  };
+}
+
+/**
+ * The spec options of a process, in order: args, env (over the default PATH), cwd, user. With
+ * `imageRef`, a refused user that came from the image (not the app) says so.
+ */
+function processSpecOpts(
+  config: NativeAppInstanceConfig,
+  process: ResolvedProcess,
+  imageRef?: string,
+): SpecOpt[] {
+  let user: SpecOpt;
+  try {
+    user = withUser(process.user);
+  } catch (err) {
+    if (imageRef !== undefined && config.process?.user === undefined && err instanceof SpecOptionError) {
+      throw new SpecOptionError(
+        "withUser",
+        process.user,
+        `not given, and the user of the image ${imageRef} is refused: ${err.reason}`,
+      );
+    }
+    throw err;
+  }
+  return [withArgs(process.args), withEnv(process.env), withCwd(process.cwd), user];
+}
+
+/**
+ * The spec options every native container has after its process: hostname = uuid, memory limit =
+ * `memoryMiB` MiB, CPU quota = `vcpus` × period, the root's read-only flag, one bind mount per
+ * volume (the host path as given: the executor resolves it).
+ */
+function commonSpecOpts(config: NativeAppInstanceConfig, readOnlyRoot: boolean): SpecOpt[] {
+  return [
+    withHostname(config.uuid),
+    withMemoryLimitBytes(config.resources.memoryMiB * MiB),
+    withCpus(config.resources.vcpus),
+    withReadonlyRoot(readOnlyRoot),
+    ...config.volumes.map((v) =>
+      withBindMount({ source: v.path, destination: v.mountPoint, readOnly: v.readOnly }),
+    ),
+  ];
+}
+
 /**
  * The spec options of a native container with a volume or host root, in order: args, env (over
  * the default PATH), cwd (default `/`), user (default `0:0`), hostname = uuid, memory limit =
@@ -143,17 +263,13 @@ export function nativeSpecOpts(config: NativeAppInstanceConfig): SpecOpt[] {
   if (process.args === undefined) throw new SpecOptionError("withArgs", undefined, ARGS_REQUIRED);
   const readOnlyRoot = config.root.volume ? config.root.volume.readOnly : true;
   return [
-    withArgs(process.args),
-    withEnv(process.env ?? {}),
-    withCwd(process.cwd ?? "/"),
-    withUser(process.user ?? "0:0"),
-    withHostname(config.uuid),
-    withMemoryLimitBytes(config.resources.memoryMiB * MiB),
-    withCpus(config.resources.vcpus),
-    withReadonlyRoot(readOnlyRoot),
-    ...config.volumes.map((v) =>
-      withBindMount({ source: v.path, destination: v.mountPoint, readOnly: v.readOnly }),
-    ),
+    ...processSpecOpts(config, {
+      args: process.args,
+      env: process.env ?? {},
+      cwd: process.cwd ?? "/",
+      user: process.user ?? "0:0",
+    }),
+    ...commonSpecOpts(config, readOnlyRoot),
     withAnnotations({ [TASK_LABELS.uuid]: config.uuid }),
   ];
 }
@@ -177,7 +293,7 @@ export function specOptionMessage(err: SpecOptionError): string {
   return `${field}: ${err.reason}`;
 }
 
-/** The TaskConfig rootfs of a volume or host root. */
+/** The TaskConfig rootfs of a volume or host root (an image root's comes from its seed). */
 function rootfsOf(config: NativeAppInstanceConfig): TaskRootfs {
   if (config.root.volume) {
     return { kind: "volume", path: config.root.volume.path, readOnly: config.root.volume.readOnly };

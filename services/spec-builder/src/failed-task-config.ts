@@ -9,7 +9,7 @@ import {
   UuidSchema,
   VersionLabelSchema,
 } from "@eve-tasks/schemas";
-import type { DecodeFailureReason, FailedTaskConfig } from "@eve-tasks/schemas";
+import type { DecodeFailureReason, ErrorSource, FailedTaskConfig } from "@eve-tasks/schemas";
 import type { BuildContext, BuildOutcome, FailureReason } from "./outcome.js";
 
 /** The identity fields of a config that could not be read as an AppInstanceConfig. */
@@ -55,12 +55,13 @@ export function unreportable(key: string): BuildOutcome | undefined {
   };
 }
 
-/** A FAILED outcome for `ctx` with `message` (source `spec-builder`). */
+/** A FAILED outcome for `ctx` with `message`, reported as from `source` (default `spec-builder`). */
 export function failed(
   ctx: BuildContext,
   identity: RawIdentity,
   reason: FailureReason,
   message: string,
+  source: ErrorSource = "spec-builder",
 ): BuildOutcome {
   const bad = unreportable(ctx.key);
   if (bad) return bad;
@@ -72,7 +73,7 @@ export function failed(
     status: "FAILED",
     ...(identity.version === undefined ? {} : { version: identity.version }),
     error: {
-      source: "spec-builder",
+      source,
       message,
       configRevision: ctx.revision,
       time: ctx.time.toISOString(),

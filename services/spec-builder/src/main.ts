@@ -14,13 +14,15 @@ await runWorker({
   envSchema: baseWorkerEnvSchema,
   async main({ config, logger, lifecycle }) {
     const bus = await connectBus({ servers: config.NATS_URL, name: NAME, logger });
-    // Steps run last-registered first: the queue stops (in-flight builds finish), then NATS drains.
+    // Steps run last-registered first: the builder stops (seed subscription closed, in-flight
+    // builds finish), then NATS drains.
     lifecycle.onShutdown("drain NATS", () => bus.drain());
-    // Its own bucket it creates; the one it reads may belong to someone else (with per-worker
-    // NATS users, only the controller or an admin may create it), so it waits for it.
+    // Its own bucket it creates; the ones it reads may belong to someone else (with per-worker
+    // NATS users, only the controller or an admin may create them), so it waits for the
+    // controller's; the seeds' (hypervisor-seed-fetcher) it follows once it appears.
     await ensureBucket(bus, "spec-builder");
     await waitForBucket(bus, "controller", { signal: lifecycle.signal });
-    const queue = await startSpecBuilder({ bus, logger });
-    lifecycle.onShutdown("stop the work queue", () => queue.stop());
+    const builder = await startSpecBuilder({ bus, logger });
+    lifecycle.onShutdown("stop the work queue and the seed subscription", () => builder.stop());
   },
 });

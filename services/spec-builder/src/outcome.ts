@@ -1,5 +1,5 @@
 /** What building one AppInstanceConfig revision gives: the TaskConfig to write, or why none can be. */
-import type { FailedTaskConfig, ReadyTaskConfig } from "@eve-tasks/schemas";
+import type { FailedTaskConfig, ImageSeed, PendingTaskConfig, ReadyTaskConfig } from "@eve-tasks/schemas";
 
 /** Why a config revision gave a FAILED TaskConfig. */
 export type FailureReason =
@@ -11,8 +11,10 @@ export type FailureReason =
   | "schema"
   /** The value's uuid is not its key. */
   | "uuid-mismatch"
-  /** A valid config asks for something this spec-builder cannot build yet (VMs, image roots). */
+  /** A valid config asks for something this spec-builder cannot build yet (VMs). */
   | "unsupported"
+  /** The image seed of `root.image` failed (the hypervisor-seed-fetcher's error, passed on). */
+  | "seed"
   /** The config's process or resources cannot be put into a spec (e.g. a user name). */
   | "spec"
   /** The built TaskConfig would be over 64 KiB. */
@@ -23,6 +25,8 @@ export type FailureReason =
 /** The result of building one config revision. */
 export type BuildOutcome =
   | { readonly status: "READY"; readonly taskConfig: ReadyTaskConfig }
+  /** An image root whose seed is not on the node yet (not published, or being pulled). */
+  | { readonly status: "PENDING"; readonly taskConfig: PendingTaskConfig }
   | { readonly status: "FAILED"; readonly reason: FailureReason; readonly taskConfig: FailedTaskConfig }
   /**
    * Nothing can be written: the key is not a uuid, so no TaskConfig (keyed and identified by the
@@ -38,4 +42,9 @@ export interface BuildContext {
   readonly revision: number;
   /** When the build happens: the time of a FAILED TaskConfig's error. */
   readonly time: Date;
+  /**
+   * The ImageSeed of the config's `root.image` (key `imageSeedKey(config.node, ref)`), as read
+   * just before the build; undefined when there is none (or the config has no image root).
+   */
+  readonly imageSeed?: ImageSeed | undefined;
 }

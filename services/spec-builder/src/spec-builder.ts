@@ -1,14 +1,17 @@
 /**
  * The spec-builder's wiring: a share of the durable `spec-builder` work queue over
- * AppInstanceConfig, each change built with {@link buildTaskConfig} and written to TaskConfig with
- * compare-and-set ordered by configRevision. Replicas run this in separate processes.
+ * AppInstanceConfig, each change built with {@link buildTaskConfig} (an image root with its
+ * ImageSeed, read first) and written to TaskConfig with compare-and-set ordered by
+ * configRevision. A subscription to the ImageSeeds re-builds the apps of a seed that changed.
+ * Replicas run this in separate processes.
  */
-import { Publication, shareWork } from "@eve-tasks/bus";
-import type { Bus, SourceState, WorkContext, WorkQueue } from "@eve-tasks/bus";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Publication, isStreamNotFound, shareWork, streamOf, subscribe } from "@eve-tasks/bus";
+import type { Bus, SourceState, Subscription, WorkContext, WorkQueue } from "@eve-tasks/bus";
 import { forApp } from "@eve-tasks/runtime";
 import type { Logger } from "@eve-tasks/runtime";
-import { AppInstanceConfigSchema, TaskConfigSchema } from "@eve-tasks/schemas";
-import type { AppInstanceConfig } from "@eve-tasks/schemas";
+import { AppInstanceConfigSchema, ImageSeedSchema, TaskConfigSchema, imageSeedKey } from "@eve-tasks/schemas";
+import type { AppInstanceConfig, ImageSeed } from "@eve-tasks/schemas";
 import { buildTaskConfig } from "./build-task-config.js";
 import {
   RawConfigSchema,
@@ -37,6 +40,35 @@ export const TASK_CONFIG_TABLE = {
   schema: TaskConfigSchema,
 } as const;
 
+/** Where the spec-builder reads image roots' seeds: the hypervisor-seed-fetcher's ImageSeed table. */
+export const IMAGE_SEED_TABLE = {
+  agent: "hypervisor-seed-fetcher",
+  type: "ImageSeed",
+  schema: ImageSeedSchema,
+} as const;
+
+/** The ImageSeed key an app's build depends on, if it has an image root. */
+export function imageSeedKeyOf(config: AppInstanceConfig): string | undefined {
+  if (config.virtualization !== "NOHYPER" || !config.root.image) return undefined;
+  return imageSeedKey(config.node, config.root.image.ref);
+}
+
+/**
+ * What of a seed a build depends on: a change of anything else (a PULLING seed's progress, an
+ * error's time) re-builds nothing.
+ */
+export function seedSignature(seed: ImageSeed): string {
+  return JSON.stringify([seed.state, seed.digest, seed.rootfsPath, seed.error?.message ?? null]);
+}
+
+/** A running spec-builder. */
+export interface SpecBuilder {
+  /** This replica's share of the work queue. */
+  readonly queue: WorkQueue<typeof AppInstanceConfigSchema>;
+  /** Stops following seeds and the queue; in-flight builds finish. */
+  stop(): Promise<void>;
+}
+
 /** Options of {@link startSpecBuilder}. */
 export interface SpecBuilderOptions {
   bus: Bus;
@@ -46,18 +78,32 @@ export interface SpecBuilderOptions {
   concurrency?: number;
   /** The clock, for the time of FAILED errors (tests). */
   now?: () => Date;
+  /** While the seed bucket does not exist, how often to look for it again (default 3000 ms). */
+  seedBucketRetryMs?: number;
 }
 
 /**
- * Joins the shared work queue and starts building. Resolves with the running queue: stop it with
- * `queue.stop()` before draining the bus.
+ * Joins the shared work queue, starts building and follows the ImageSeeds (in the background
+ * until their bucket exists). Resolves with the running builder: stop it before draining the bus.
  */
-export async function startSpecBuilder(
-  options: SpecBuilderOptions,
-): Promise<WorkQueue<typeof AppInstanceConfigSchema>> {
+export async function startSpecBuilder(options: SpecBuilderOptions): Promise<SpecBuilder> {
   const { bus, logger } = options;
   const now = options.now ?? (() => new Date());
   const out = new Publication(bus, TASK_CONFIG_TABLE);
+  const seeds = new Publication(bus, IMAGE_SEED_TABLE);
+  const apps = new Publication(bus, APP_INSTANCE_CONFIG_TABLE);
+
+  /** The seed an app's build needs, or undefined (none needed, none published, no bucket yet). */
+  const seedOf = async (config: AppInstanceConfig): Promise<ImageSeed | undefined> => {
+    const key = imageSeedKeyOf(config);
+    if (key === undefined) return undefined;
+    try {
+      return await seeds.get(key);
+    } catch (err) {
+      if (isStreamNotFound(err)) return undefined;
+      throw err;
+    }
+  };
   // Reads an invalid config's raw JSON, for its node and version (any JSON object passes).
   const raw = new Publication(bus, { ...APP_INSTANCE_CONFIG_TABLE, schema: RawConfigSchema });
 
@@ -97,6 +143,21 @@ export async function startSpecBuilder(
       return;
     }
     result = await out.putIfNewer(tc.uuid, tc);
+    if (outcome.status === "PENDING") {
+      const pending = outcome.taskConfig;
+      log.info(
+        {
+          event: "spec-pending",
+          ...fields,
+          configRevision: pending.configRevision,
+          status: "PENDING",
+          waitingFor: pending.waitingFor,
+          result,
+        },
+        `TaskConfig PENDING (${result}): ${pending.message}`,
+      );
+      return;
+    }
     log.info(
       {
         event: "spec-built",
@@ -126,13 +187,15 @@ export async function startSpecBuilder(
       case "invalid":
         await write(rejectInvalidConfig(state, await rawIdentity(state.key), build), log, fields);
         return;
-      case "value":
-        await write(buildTaskConfig(state.value, build), log, fields);
+      case "value": {
+        const imageSeed = await seedOf(state.value);
+        await write(buildTaskConfig(state.value, { ...build, imageSeed }), log, fields);
         return;
+      }
     }
   };
 
-  return shareWork(bus, {
+  const queue = await shareWork(bus, {
     source: APP_INSTANCE_CONFIG_TABLE,
     durable: SPEC_BUILDER_DURABLE,
     concurrency: options.concurrency,
@@ -143,4 +206,102 @@ export async function startSpecBuilder(
       await write(giveUp(err, await rawIdentity(state.key), build), log, { gaveUp: true });
     },
   });
+
+  // ---- re-building when a seed changes ----------------------------------------------------
+  // Every replica follows every seed and re-builds the apps of a changed one in its own share
+  // of the queue: duplicates across replicas are harmless (level-triggered, compare-and-set).
+  const stopping = new AbortController();
+  const changedSeeds = new Set<string>();
+  let flushTimer: NodeJS.Timeout | undefined;
+  let flushing: Promise<void> = Promise.resolve();
+  let seedSub: Subscription<typeof ImageSeedSchema> | undefined;
+
+  /** Re-builds, in this replica, every app whose image seed is one of the changed ones. */
+  const flush = async (): Promise<void> => {
+    const keys = new Set(changedSeeds);
+    changedSeeds.clear();
+    if (keys.size === 0 || stopping.signal.aborted) return;
+    let configs: Map<string, AppInstanceConfig>;
+    try {
+      configs = await apps.getAll();
+    } catch (err) {
+      logger.warn({ event: "seed-rebuild-failed", err }, "reading AppInstanceConfigs failed; will retry");
+      for (const k of keys) changedSeeds.add(k);
+      schedule(3000);
+      return;
+    }
+    const uuids = [...configs].flatMap(([uuid, c]) => {
+      const k = imageSeedKeyOf(c);
+      return k !== undefined && keys.has(k) ? [uuid] : [];
+    });
+    if (uuids.length === 0) return;
+    logger.debug(
+      { event: "seed-changed", seeds: [...keys], apps: uuids },
+      `image seed changed: re-building ${uuids.length} app(s)`,
+    );
+    // Not awaited: the queue runs them in its own per-key order and waits for them at stop.
+    for (const uuid of uuids) void queue.redo(uuid);
+  };
+
+  const schedule = (delayMs = 50): void => {
+    if (flushTimer !== undefined || stopping.signal.aborted) return;
+    flushTimer = setTimeout(() => {
+      flushTimer = undefined;
+      flushing = flushing.then(flush);
+    }, delayMs);
+  };
+  const seedChanged = (key: string): void => {
+    changedSeeds.add(key);
+    schedule();
+  };
+
+  const followSeeds = async (): Promise<void> => {
+    let said = false;
+    while (!stopping.signal.aborted) {
+      try {
+        // Throws (stream not found) until the hypervisor-seed-fetcher has made its bucket.
+        await bus.jsm.streams.info(streamOf(IMAGE_SEED_TABLE.agent));
+        const sub = await subscribe(bus, {
+          ...IMAGE_SEED_TABLE,
+          onCreate: (key) => seedChanged(key),
+          onModify: (key, value, old) => {
+            if (seedSignature(value) !== seedSignature(old)) seedChanged(key);
+          },
+          onDelete: (key) => seedChanged(key),
+        });
+        if (stopping.signal.aborted) {
+          await sub.close();
+          return;
+        }
+        seedSub = sub;
+        if (said) logger.info({ event: "following-seeds" }, "following image seeds");
+        return;
+      } catch (err) {
+        if (!said) {
+          logger.info(
+            { event: "waiting-for-seeds", err: isStreamNotFound(err) ? undefined : err },
+            `cannot follow image seeds yet (bucket ${IMAGE_SEED_TABLE.agent}): retrying in the background`,
+          );
+          said = true;
+        }
+        await sleep(options.seedBucketRetryMs ?? 3000, undefined, { signal: stopping.signal }).catch(
+          () => undefined,
+        );
+      }
+    }
+  };
+  const following = followSeeds();
+
+  return {
+    queue,
+    async stop() {
+      stopping.abort();
+      if (flushTimer !== undefined) clearTimeout(flushTimer);
+      flushTimer = undefined;
+      await following;
+      await seedSub?.close();
+      await flushing;
+      await queue.stop();
+    },
+  };
 }

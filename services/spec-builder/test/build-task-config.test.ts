@@ -1,14 +1,29 @@
 import { describe, expect, it } from "vitest";
-import { AppInstanceConfigSchema, TaskConfigSchema, specSha256 } from "@eve-tasks/schemas";
+import {
+  AppInstanceConfigSchema,
+  ImageSeedSchema,
+  TaskConfigSchema,
+  imageSeedKey,
+  specSha256,
+} from "@eve-tasks/schemas";
 import type {
   AppInstanceConfig,
   AppInstanceConfigInput,
   FailedTaskConfig,
+  ImageSeed,
+  NativeAppInstanceConfig,
+  PendingTaskConfig,
   ReadyTaskConfig,
 } from "@eve-tasks/schemas";
 import { DEFAULT_PATH } from "@eve-tasks/oci-spec";
 import { assertValidOciSpec } from "../../../test/oci-schema.js";
-import { ARGS_REQUIRED, VM_NOT_SUPPORTED, buildTaskConfig } from "../src/build-task-config.js";
+import {
+  ARGS_REQUIRED,
+  IMAGE_ANNOTATION,
+  VM_NOT_SUPPORTED,
+  buildTaskConfig,
+  imageProcess,
+} from "../src/build-task-config.js";
 import {
   RawConfigSchema,
   giveUp,
@@ -173,7 +188,7 @@ describe("buildTaskConfig: FAILED", () => {
     });
   });
 
-  it("refuses VMs and image roots for now, saying so", () => {
+  it("refuses VMs for now, saying so", () => {
     const vm = AppInstanceConfigSchema.parse({
       schemaVersion: 1,
       uuid: UUID,
@@ -186,11 +201,6 @@ describe("buildTaskConfig: FAILED", () => {
     const f = failure(buildTaskConfig(vm, ctx));
     expect(f).toMatchObject({ node: "edge-1", version: "3", reason: "unsupported" });
     expect(f.error.message).toBe(VM_NOT_SUPPORTED);
-    const img = failure(
-      buildTaskConfig(config({ root: { image: { ref: "registry.example:5000/app:1" } } }), ctx),
-    );
-    expect(img.error.message).toContain('root.image ("registry.example:5000/app:1") is not supported yet');
-    expect(img.error.message).toContain("hypervisor-seed-fetcher");
   });
 
   it("refuses a user name, naming the field and why", () => {
@@ -223,6 +233,174 @@ describe("buildTaskConfig: FAILED", () => {
     if (o.status === "UNREPORTABLE") {
       expect(o.message).toContain('the key "not-a-uuid" is not a lowercase UUID');
     }
+  });
+});
+
+describe("buildTaskConfig: image roots", () => {
+  const REF = "registry.example:5000/app:1";
+  const DIGEST = `sha256:${"ab".repeat(32)}`;
+  const ROOTFS = `/var/lib/eve/seeds/${"ab".repeat(32)}/rootfs`;
+  const imageConfig = (over: Record<string, unknown> = {}): NativeAppInstanceConfig => {
+    const input: Partial<AppInstanceConfigInput> = {
+      root: { image: { ref: REF } },
+      volumes: [],
+      process: undefined,
+      ...over,
+    };
+    const c = config(input);
+    if (c.virtualization !== "NOHYPER") throw new Error("expected a native config");
+    return c;
+  };
+  const seed = (over: Partial<ImageSeed> = {}): ImageSeed =>
+    ImageSeedSchema.parse({
+      schemaVersion: 1,
+      state: "READY",
+      ref: REF,
+      digest: DIGEST,
+      indexDigest: null,
+      platform: "linux/amd64",
+      rootfsPath: ROOTFS,
+      process: {
+        args: ["/bin/sh", "-c", "echo hello"],
+        env: { PATH: "/usr/bin:/bin", GREETING: "hi", LANG: "C" },
+        cwd: "/tmp",
+        user: "1000:1000",
+      },
+      progress: null,
+      error: null,
+      ...over,
+    });
+  const pending = (outcome: BuildOutcome): PendingTaskConfig => {
+    if (outcome.status !== "PENDING") throw new Error(`expected PENDING, got ${JSON.stringify(outcome)}`);
+    expect(TaskConfigSchema.parse(outcome.taskConfig)).toEqual(outcome.taskConfig);
+    return outcome.taskConfig;
+  };
+
+  it("waits for the seed while none is published, then for the pull", () => {
+    expect(pending(buildTaskConfig(imageConfig(), ctx))).toEqual({
+      schemaVersion: 1,
+      uuid: UUID,
+      configRevision: 7,
+      node: "local",
+      status: "PENDING",
+      version: "1",
+      waitingFor: "seed",
+      message: `waiting for the hypervisor-seed-fetcher on node local to pull ${REF}`,
+    });
+    const pulling = seed({
+      state: "PULLING",
+      digest: null,
+      platform: null,
+      rootfsPath: null,
+      process: null,
+      progress: { doneBytes: 10, totalBytes: 100 },
+    });
+    expect(pending(buildTaskConfig(imageConfig(), { ...ctx, imageSeed: pulling }))).toMatchObject({
+      waitingFor: "pull",
+      message: `pulling ${REF}`,
+    });
+  });
+
+  it("passes a FAILED seed's error on, as the hypervisor-seed-fetcher's, prefixed with the ref", () => {
+    const bad = seed({
+      state: "FAILED",
+      digest: null,
+      platform: null,
+      rootfsPath: null,
+      process: null,
+      error: { message: "not found: manifest (404)", time: "2024-05-01T11:00:00.000Z" },
+    });
+    const f = failure(buildTaskConfig(imageConfig(), { ...ctx, imageSeed: bad }));
+    expect(f.reason).toBe("seed");
+    expect(f.error).toEqual({
+      source: "hypervisor-seed-fetcher",
+      message: `${REF}: not found: manifest (404)`,
+      configRevision: 7,
+      time: TIME.toISOString(),
+    });
+  });
+
+  it("builds from a READY seed: the image's process, a writable overlay root over the seed", () => {
+    const tc = ready(buildTaskConfig(imageConfig(), { ...ctx, imageSeed: seed() }));
+    expect(tc.rootfs).toEqual({ kind: "image", seedKey: imageSeedKey("local", REF), rootfsPath: ROOTFS });
+    expect(tc.spec.root).toEqual({ path: "rootfs", readonly: false });
+    expect(tc.spec.process).toMatchObject({
+      args: ["/bin/sh", "-c", "echo hello"],
+      env: ["PATH=/usr/bin:/bin", "GREETING=hi", "LANG=C"],
+      cwd: "/tmp",
+      user: { uid: 1000, gid: 1000 },
+    });
+    expect(tc.spec.annotations).toEqual({
+      "org.lfedge.eve-tasks.uuid": UUID,
+      [IMAGE_ANNOTATION]: `${REF}@${DIGEST}`,
+    });
+    expect(tc).toMatchObject({ memoryMiB: 64, anchorTaxMiB: 0, volumes: [], virtualization: "NOHYPER" });
+    // Another image digest is another spec (the executor replaces the task).
+    const moved = ready(
+      buildTaskConfig(imageConfig(), { ...ctx, imageSeed: seed({ digest: `sha256:${"cd".repeat(32)}` }) }),
+    );
+    expect(moved.specSha256).not.toBe(tc.specSha256);
+  });
+
+  it("overrides the image's process field by field with the app's", () => {
+    const tc = ready(
+      buildTaskConfig(
+        imageConfig({
+          process: { args: ["/bin/env"], env: { GREETING: "yo", EXTRA: "1" }, user: "0:0" },
+          volumes: [{ path: "/var/lib/eve/volumes/d", mountPoint: "/data", readOnly: false }],
+        }),
+        { ...ctx, imageSeed: seed() },
+      ),
+    );
+    expect(tc.spec.process).toMatchObject({
+      args: ["/bin/env"],
+      env: ["PATH=/usr/bin:/bin", "GREETING=yo", "LANG=C", "EXTRA=1"],
+      cwd: "/tmp",
+      user: { uid: 0, gid: 0 },
+    });
+    expect(tc.volumes).toEqual([{ path: "/var/lib/eve/volumes/d", mountPoint: "/data", readOnly: false }]);
+    expect(tc.spec.mounts?.find((m) => m.destination === "/data")).toMatchObject({ type: "bind" });
+    const process = seed().process!;
+    expect(imageProcess(imageConfig({ process: { cwd: "/srv" } }), { ...process, user: "" })).toEqual({
+      args: process.args,
+      env: process.env,
+      cwd: "/srv",
+      user: "0:0",
+    });
+    // The default PATH when neither gives one.
+    const noPath = ready(
+      buildTaskConfig(imageConfig(), { ...ctx, imageSeed: seed({ process: { ...process, env: {} } }) }),
+    );
+    expect(noPath.spec.process.env).toEqual([`PATH=${DEFAULT_PATH}`]);
+  });
+
+  it("refuses an image without a command when the app gives none, and user names", () => {
+    const process = seed().process!;
+    const none = seed({ process: { ...process, args: [] } });
+    const f = failure(buildTaskConfig(imageConfig(), { ...ctx, imageSeed: none }));
+    expect(f.error).toMatchObject({
+      source: "spec-builder",
+      message: `the image ${REF} defines no command (Entrypoint/Cmd): give process.args`,
+    });
+    expect(
+      ready(buildTaskConfig(imageConfig({ process: { args: ["/x"] } }), { ...ctx, imageSeed: none })).spec
+        .process.args,
+    ).toEqual(["/x"]);
+    const named = seed({ process: { ...process, user: "nginx" } });
+    const u = failure(buildTaskConfig(imageConfig(), { ...ctx, imageSeed: named }));
+    expect(u.error.message).toMatch(
+      new RegExp(
+        `^process\\.user: not given, and the user of the image ${REF} is refused: user "nginx" uses a name`,
+      ),
+    );
+    expect(
+      ready(buildTaskConfig(imageConfig({ process: { user: "101:101" } }), { ...ctx, imageSeed: named })).spec
+        .process.user,
+    ).toMatchObject({ uid: 101, gid: 101 });
+    const appNamed = failure(
+      buildTaskConfig(imageConfig({ process: { user: "www" } }), { ...ctx, imageSeed: seed() }),
+    );
+    expect(appNamed.error.message).toMatch(/^process\.user: user "www" uses a name/);
   });
 });
 
