@@ -38,6 +38,7 @@ import {
   pathWithSbin,
   renderContainerdConfig,
 } from "@eve-tasks/embedded";
+import { workerNodeOptions } from "@eve-tasks/launcher";
 import { AppInstanceConfigSchema, TaskConfigSchema, agents, signalSubject } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskConfig } from "@eve-tasks/schemas";
 import { startSpecBuilder } from "../services/spec-builder/src/spec-builder.js";
@@ -1050,7 +1051,13 @@ describe("deploy/systemd", () => {
     }
     for (const w of WORKERS) {
       const u = units.get(`eve-tasks-${w}.service`)!;
-      expect(one(u, "Service", "ExecStart")).toBe(`/usr/bin/node /opt/eve-tasks/services/${w}/dist/main.js`);
+      // The same node options as the launcher gives the worker.
+      const options = workerNodeOptions(w)
+        .map((o) => `${o} `)
+        .join("");
+      expect(one(u, "Service", "ExecStart")).toBe(
+        `/usr/bin/node ${options}/opt/eve-tasks/services/${w}/dist/main.js`,
+      );
       expect(existsSync(join(REPO, "services", w, "src", "main.ts"))).toBe(true);
     }
     const nats = units.get("eve-tasks-nats.service")!;
