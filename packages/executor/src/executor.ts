@@ -379,11 +379,7 @@ export class TaskExecutor {
 
     // A task that ended: record how (before Tasks.Delete, which takes the cgroup with it).
     if (task && task.status === "STOPPED") {
-      await this.#finishTask(
-        app,
-        task.pid,
-        container ? { exit: task, labels: readLabels(container.labels) } : undefined,
-      );
+      await this.#finishTask(app, task.pid, container ? readLabels(container.labels) : undefined);
       task = undefined;
       container = await this.#getContainer(uuid);
     } else if (task && task.status === "CREATED") {
@@ -791,9 +787,9 @@ export class TaskExecutor {
         });
         exited = await within(wait, this.#o.killTimeoutMs ?? 10_000);
       }
-      // Settled when `exited`: the exit status is known without waiting for Tasks.Delete.
-      const exit = exited ? await wait : undefined;
-      await this.#finishTask(app, pid, exit ? { exit } : undefined);
+      if (!exited)
+        this.#log.warn({ uuid, anchorPid: pid }, "no exit after SIGKILL; deleting the task anyway");
+      await this.#finishTask(app, pid);
     } finally {
       app.stopping = false;
     }
@@ -802,24 +798,15 @@ export class TaskExecutor {
   /**
    * Records a task's exit in TaskStatus and deletes the task. HALTED when stopped on
    * request or exited 0; BROKEN when it exited non-zero by itself or the restart policy gave
-   * up. With `known` (the exit status containerd already reported, and the container's
-   * labels), the status goes out before Tasks.Delete, which is the slow part; without it the
-   * exit status is what Tasks.Delete returns.
+   * up. The exit status is what Tasks.Delete returns: TaskStatus says taskId 0 exactly when no
+   * containerd task exists. `labels` (the container's, when the caller has them) spare a read.
    */
-  async #finishTask(
-    app: AppState,
-    pid: number,
-    known?: { exit: ExitStatus; labels?: LabelView },
-  ): Promise<void> {
+  async #finishTask(app: AppState, pid: number, labels?: LabelView): Promise<void> {
     const uuid = app.uuid;
     // OOM evidence first: Tasks.Delete takes the cgroup with it.
     const oomKills = this.#o.readOomKills ? await this.#o.readOomKills(uuid).catch(() => null) : null;
-    let exit: ExitStatus | undefined = known?.exit;
-    let deleted = false;
-    if (!exit) {
-      exit = await unlessGone(this.#o.containerd.tasks.delete(uuid));
-      deleted = true;
-    }
+    const exit: ExitStatus | undefined = await unlessGone(this.#o.containerd.tasks.delete(uuid));
+    this.#releaseMemory(uuid);
     const exitedAt = exit?.exitedAt ?? null;
     app.wait = undefined;
     const oomKilled = app.oomSeen || (oomKills ?? 0) > 0;
@@ -834,9 +821,9 @@ export class TaskExecutor {
     let restarts: RestartLabels | undefined;
     let decision: ReturnType<typeof decideRestart> | undefined;
     if (!requested && d) {
-      const labels = known?.labels ?? (await this.#getContainer(uuid).then((c) => c && readLabels(c.labels)));
+      const current = labels ?? (await this.#getContainer(uuid).then((c) => c && readLabels(c.labels)));
       const now = Date.now();
-      const times = inWindow(d.restartPolicy, labels?.restartTimes ?? [], now);
+      const times = inWindow(d.restartPolicy, current?.restartTimes ?? [], now);
       decision = decideRestart(d.restartPolicy, { exitCode: code, signal }, times, now);
       const due =
         decision.action === "restart"
@@ -857,7 +844,7 @@ export class TaskExecutor {
     );
     // The labels, the events and the status go out together. Events go to the outbox, which
     // keeps them through a NATS outage; a failed status publish makes the reconcile retry from
-    // the status kept in memory, after the task is deleted below in any case.
+    // the status kept in memory (the task is deleted by then, so this is the only chance).
     const labelled = unlessGone(
       this.#updateLabels(uuid, {
         [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited",
@@ -903,8 +890,6 @@ export class TaskExecutor {
       });
     } finally {
       await Promise.all([labelled, emitted]);
-      if (!deleted) await unlessGone(this.#o.containerd.tasks.delete(uuid));
-      this.#releaseMemory(uuid);
     }
   }
 
