@@ -14,7 +14,8 @@ import { Publication, connectBus, ensureBuckets, kvKey, subscribe } from "@eve-t
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { AppInstanceConfigSchema, TaskStatusSchema, decodeValue } from "@eve-tasks/schemas";
 import type { AppInstanceConfig, AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
-import { deferCleanup, harnessEnv, tempDir, waitFor } from "./harness/index.js";
+import { deferCleanup, harnessEnv, runNode, tempDir, waitFor } from "./harness/index.js";
+import type { NodeRun } from "./harness/index.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI_DIR = join(ROOT, "packages", "cli");
@@ -41,31 +42,14 @@ function buildIfStale(): void {
   if (r.status !== 0) throw new Error(`building the CLI failed:\n${r.stdout}${r.stderr}`);
 }
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type CliResult = NodeRun;
 
 /** Runs `eve-tasks <args>` to completion. */
 function cli(
   args: string[],
   options: { input?: string; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NATS_URL: natsUrl, ...options.env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", fail);
-    child.on("close", (code) => done({ code, stdout, stderr }));
-    child.stdin.end(options.input ?? "");
-  });
+  return runNode(MAIN, args, { env: { NATS_URL: natsUrl, ...options.env }, input: options.input ?? "" });
 }
 
 /** A long-running `eve-tasks <args>` (watch), its output read line by line. */

@@ -4,7 +4,7 @@
 // pulled into a seed, built from the image's config and run on an overlay of the seed.
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, ensureBuckets, ensureEventsStream, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
@@ -18,26 +18,30 @@ import {
   imageSeedKey,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
-import { deferCleanup, spawnReplicas, tempDir, waitFor, withPrivateNats } from "./harness/index.js";
-import type { Replicas } from "./harness/index.js";
+import {
+  BUILT,
+  deferCleanup,
+  spawnReplicas,
+  statusWaiter,
+  tempDir,
+  uuidMaker,
+  waitFor,
+  withPrivateNats,
+} from "./harness/index.js";
+import type { Replicas, StatusWaiter } from "./harness/index.js";
 import { skopeoCopy, startRegistry } from "./harness/registry.js";
 import type { TestRegistry } from "./harness/registry.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 
-const REPO = resolve(import.meta.dirname, "..");
-const SPEC_BUILDER = join(REPO, "services/spec-builder/dist/main.js");
-const FETCHER = join(REPO, "services/hypervisor-seed-fetcher/dist/main.js");
-const EXECUTOR = join(REPO, "services/task-executor/dist/main.js");
+const SPEC_BUILDER = BUILT.specBuilder;
+const FETCHER = BUILT.seedFetcher;
+const EXECUTOR = BUILT.taskExecutor;
 const echo = process.env.EVE_TEST_ECHO === "1";
 
 /** A shell that keeps running until SIGTERM (PID 1 ignores it unless it traps it). */
 const STAY = "trap 'exit 0' TERM; /bin/busybox sleep 3600 & wait";
 
-let seq = 0;
-function newUuid(): string {
-  const hex = (Date.now().toString(16) + (++seq).toString(16).padStart(4, "0")).slice(-12);
-  return `1a6e0000-0000-4000-8000-${hex.padStart(12, "0")}`;
-}
+const newUuid = uuidMaker("1a6e0000");
 
 describe("apps whose root is an image", () => {
   let registry: TestRegistry;
@@ -153,21 +157,7 @@ describe("apps whose root is an image", () => {
     } as AppInstanceConfigInput;
   }
 
-  async function until(uuid: string, pred: (s: TaskStatus) => boolean, what: string, timeoutMs = 20_000) {
-    try {
-      return await waitFor(
-        () => {
-          const s = statuses.get(uuid);
-          return s !== undefined && pred(s) ? s : undefined;
-        },
-        { timeoutMs, message: `${uuid}: ${what}` },
-      );
-    } catch (err) {
-      throw new Error(`${(err as Error).message}; last status ${JSON.stringify(statuses.get(uuid))}`, {
-        cause: err,
-      });
-    }
-  }
+  const until = (...a: Parameters<StatusWaiter["until"]>) => statusWaiter(statuses, 20_000).until(...a);
   const logOf = (s: TaskStatus) => readFile(s.logPath, "utf8").catch(() => "");
   const logHas = (s: TaskStatus, text: string) =>
     waitFor(async () => (await logOf(s)).includes(text), {

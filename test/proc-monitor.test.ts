@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile, mkdir } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Subscription as NatsSubscription } from "@nats-io/nats-core";
 import { Publication, connectBus, ensureBuckets, ensureEventsStream, subscribe } from "@eve-tasks/bus";
@@ -21,23 +21,27 @@ import {
   TaskStatusSchema,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskEvent, TaskMetrics, TaskStatus } from "@eve-tasks/schemas";
-import { harnessEnv, makeRootfs, spawnReplicas, tempDir, waitFor, withPrivateNats } from "./harness/index.js";
+import {
+  BUILT,
+  harnessEnv,
+  makeRootfs,
+  spawnReplicas,
+  tempDir,
+  uuidMaker,
+  waitFor,
+  withPrivateNats,
+} from "./harness/index.js";
 import type { PrivateNats, Replicas } from "./harness/index.js";
 
-const REPO = resolve(import.meta.dirname, "..");
-const SPEC_BUILDER = join(REPO, "services/spec-builder/dist/main.js");
-const EXECUTOR = join(REPO, "services/task-executor/dist/main.js");
-const PROC_MONITOR = join(REPO, "services/proc-monitor/dist/main.js");
+const SPEC_BUILDER = BUILT.specBuilder;
+const EXECUTOR = BUILT.taskExecutor;
+const PROC_MONITOR = BUILT.procMonitor;
 const MiB = 2 ** 20;
 const INTERVAL_MS = 500;
 /** What the memory app holds in a shell variable (its anchor's own memory). */
 const HELD_MIB = 40;
 
-let seq = 0;
-function newUuid(): string {
-  const hex = (Date.now().toString(16) + (++seq).toString(16).padStart(4, "0")).padStart(16, "0").slice(-16);
-  return `e3e00000-0000-4000-8000-${hex.slice(-12)}`;
-}
+const newUuid = uuidMaker("e3e00000");
 
 /** A cgroup file of app `uuid`, read directly: `memory.usage_in_bytes` on v1 is `memory.current` on v2, and so on. */
 async function cgroupFile(uuid: string, v1: [controller: string, file: string], v2: string): Promise<string> {

@@ -3,7 +3,7 @@
 // with runc. The file has a nats-server of its own, so no other test's apps reach it.
 import { readFile, symlink, mkdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
@@ -15,22 +15,29 @@ import {
   TaskStatusSchema,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskConfig, TaskStatus } from "@eve-tasks/schemas";
-import { harnessEnv, makeRootfs, spawnReplicas, tempDir, waitFor, withPrivateNats } from "./harness/index.js";
-import type { PrivateNats, Replicas } from "./harness/index.js";
+import {
+  BUILT,
+  REPO_ROOT,
+  harnessEnv,
+  makeRootfs,
+  spawnReplicas,
+  statusWaiter,
+  tempDir,
+  uuidMaker,
+  waitFor,
+  withPrivateNats,
+} from "./harness/index.js";
+import type { PrivateNats, Replicas, StatusWaiter } from "./harness/index.js";
 import { validateOciSpec } from "./oci-schema.js";
 
-const REPO = resolve(import.meta.dirname, "..");
-const SPEC_BUILDER = join(REPO, "services/spec-builder/dist/main.js");
-const EXECUTOR = join(REPO, "services/task-executor/dist/main.js");
+const REPO = REPO_ROOT;
+const SPEC_BUILDER = BUILT.specBuilder;
+const EXECUTOR = BUILT.taskExecutor;
 const MiB = 2 ** 20;
 const NODE_MEMORY_MIB = 2048;
 
-let seq = 0;
 /** A fresh uuid per app, so tests never share keys, containers or cgroups. */
-function newUuid(): string {
-  const hex = (Date.now().toString(16) + (++seq).toString(16).padStart(4, "0")).padStart(16, "0").slice(-16);
-  return `e2e00000-0000-4000-8000-${hex.slice(-12)}`;
-}
+const newUuid = uuidMaker("e2e00000");
 
 /** The cgroup memory limit of a task, on a v1 or v2 host. */
 async function cgroupMemoryLimit(uuid: string): Promise<number> {
@@ -181,24 +188,8 @@ describe("native container tasks end to end", () => {
     } as AppInstanceConfigInput;
   }
 
-  async function until(uuid: string, pred: (s: TaskStatus) => boolean, what: string, timeoutMs = 30_000) {
-    try {
-      await waitFor(
-        () => {
-          const s = statuses.get(uuid);
-          return s !== undefined && pred(s);
-        },
-        { timeoutMs, message: `${uuid}: ${what}` },
-      );
-    } catch (err) {
-      throw new Error(`${(err as Error).message}; last status ${JSON.stringify(statuses.get(uuid))}`, {
-        cause: err,
-      });
-    }
-    return statuses.get(uuid)!;
-  }
-
-  const running = (uuid: string) => until(uuid, (s) => s.state === "RUNNING", "never RUNNING");
+  const until = (...a: Parameters<StatusWaiter["until"]>) => statusWaiter(statuses).until(...a);
+  const running = (uuid: string) => statusWaiter(statuses).running(uuid);
 
   it("runs a published app: RUNNING, taskId is containerd's PID, cgroup limit, log, labels", async () => {
     const uuid = newUuid();

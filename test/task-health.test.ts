@@ -4,7 +4,7 @@
 // and task-executor as processes.
 import { spawn } from "node:child_process";
 import { readFile, mkdir } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   Publication,
@@ -30,7 +30,7 @@ import {
   TaskStatusSchema,
   signalSubject,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskEvent } from "@eve-tasks/schemas";
 import {
   deferCleanup,
   makeRootfs,
@@ -38,22 +38,21 @@ import {
   tempDir,
   waitFor,
   withPrivateNats,
+  BUILT,
+  runNode,
+  statusWaiter,
+  uuidMaker,
 } from "./harness/index.js";
-import type { PrivateNats, Replicas } from "./harness/index.js";
+import type { PrivateNats, Replicas, StatusWaiter } from "./harness/index.js";
 
-const REPO = resolve(import.meta.dirname, "..");
-const SPEC_BUILDER = join(REPO, "services/spec-builder/dist/main.js");
-const EXECUTOR = join(REPO, "services/task-executor/dist/main.js");
-const CLI = join(REPO, "packages/cli/dist/main.js");
+const SPEC_BUILDER = BUILT.specBuilder;
+const EXECUTOR = BUILT.taskExecutor;
+const CLI = BUILT.cli;
 /** The node's memory for admission: two 160 MiB apps do not fit together. */
 const NODE_MEMORY_MIB = 256;
 const echo = process.env.EVE_TEST_ECHO === "1";
 
-let seq = 0;
-function newUuid(): string {
-  const hex = (Date.now().toString(16) + (++seq).toString(16).padStart(4, "0")).slice(-12);
-  return `4ea17400-0000-4000-8000-${hex.padStart(12, "0")}`;
-}
+const newUuid = uuidMaker("4ea17400");
 
 describe("task health", () => {
   let nats: PrivateNats;
@@ -158,23 +157,8 @@ describe("task health", () => {
     } as AppInstanceConfigInput;
   }
 
-  async function until(uuid: string, pred: (s: TaskStatus) => boolean, what: string, timeoutMs = 30_000) {
-    try {
-      await waitFor(
-        () => {
-          const s = statuses.get(uuid);
-          return s !== undefined && pred(s);
-        },
-        { timeoutMs, message: `${uuid}: ${what}` },
-      );
-    } catch (err) {
-      throw new Error(`${(err as Error).message}; last status ${JSON.stringify(statuses.get(uuid))}`, {
-        cause: err,
-      });
-    }
-    return statuses.get(uuid)!;
-  }
-  const running = (uuid: string) => until(uuid, (s) => s.state === "RUNNING", "never RUNNING");
+  const until = (...a: Parameters<StatusWaiter["until"]>) => statusWaiter(statuses).until(...a);
+  const running = (uuid: string) => statusWaiter(statuses).running(uuid);
   const eventsOf = (uuid: string) => events.filter((e) => e.uuid === uuid);
   const remove = async (uuid: string) => {
     await configs.unpublish(uuid);
@@ -185,20 +169,7 @@ describe("task health", () => {
   };
 
   /** Runs the CLI to completion. */
-  function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((done, fail) => {
-      const child = spawn(process.execPath, [CLI, ...args], {
-        env: { ...process.env, NATS_URL: nats.url },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("error", fail);
-      child.on("close", (code) => done({ code, stdout, stderr }));
-    });
-  }
+  const cli = (args: string[]) => runNode(CLI, args, { env: { NATS_URL: nats.url } });
 
   it("kill -9 of an anchor: BROKEN with exit status 137 and SIGKILL within a second", async () => {
     const uuid = newUuid();

@@ -22,3 +22,5 @@ export { waitFor } from "./wait.js";
 export type { WaitForOptions } from "./wait.js";
 export { makeRootfs, ROOTFS_COMMANDS } from "./rootfs.js";
 export type { TestRootfs } from "./rootfs.js";
+export { BUILT, REPO_ROOT, runNode, statusWaiter, uuidMaker } from "./e2e.js";
+export type { NodeRun, StatusWaiter } from "./e2e.js";
