@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { ConsumerConfig, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { z } from "zod";
@@ -138,19 +139,25 @@ export class WorkQueue<S extends z.ZodType> {
         continue;
       }
       await this.#acquire();
-      // One key at a time within a replica; other keys run concurrently.
-      const before = this.#busyKeys.get(key) ?? Promise.resolve();
-      const p: Promise<void> = before
-        .then(() => this.#handle(key, m))
-        .finally(() => {
-          this.#release();
-          if (this.#busyKeys.get(key) === p) this.#busyKeys.delete(key);
-          this.#inFlight.delete(p);
-        });
-      this.#busyKeys.set(key, p);
-      this.#inFlight.add(p);
+      void this.#chain(key, () => this.#handle(key, m));
     }
     await Promise.allSettled([...this.#inFlight]);
+  }
+
+  /**
+   * Runs `work` for `key` in a slot already acquired (released when it ends): one key at a time
+   * within a replica, after the work already queued for it; other keys run concurrently.
+   */
+  #chain(key: string, work: () => Promise<void>): Promise<void> {
+    const before = this.#busyKeys.get(key) ?? Promise.resolve();
+    const p: Promise<void> = before.then(work).finally(() => {
+      this.#release();
+      if (this.#busyKeys.get(key) === p) this.#busyKeys.delete(key);
+      this.#inFlight.delete(p);
+    });
+    this.#busyKeys.set(key, p);
+    this.#inFlight.add(p);
+    return p;
   }
 
   async #readLatest(key: string): Promise<SourceState<z.infer<S>>> {
@@ -227,17 +234,7 @@ export class WorkQueue<S extends z.ZodType> {
       this.#release();
       return;
     }
-    const before = this.#busyKeys.get(key) ?? Promise.resolve();
-    const p: Promise<void> = before
-      .then(() => this.#redo(key))
-      .finally(() => {
-        this.#release();
-        if (this.#busyKeys.get(key) === p) this.#busyKeys.delete(key);
-        this.#inFlight.delete(p);
-      });
-    this.#busyKeys.set(key, p);
-    this.#inFlight.add(p);
-    return p;
+    return this.#chain(key, () => this.#redo(key));
   }
 
   async #redo(key: string): Promise<void> {
@@ -257,16 +254,8 @@ export class WorkQueue<S extends z.ZodType> {
           { err, key, attempt, retryInMs: delay, durable: this.#opts.durable },
           "redo failed; will retry",
         );
-        const signal = this.#stopping.signal;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, delay);
-          function done(): void {
-            clearTimeout(timer);
-            signal.removeEventListener("abort", done);
-            resolve();
-          }
-          signal.addEventListener("abort", done, { once: true });
-        });
+        // stop() cuts the wait short.
+        await sleep(delay, undefined, { signal: this.#stopping.signal }).catch(() => undefined);
         if (this.#stopped) return;
       }
     }
