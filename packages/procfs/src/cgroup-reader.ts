@@ -47,10 +47,10 @@ const key =
   };
 
 /** Which file gives which value, per layout. `dir` undefined: that v1 controller is not mounted. */
-function sourcesFor(dirs: CgroupDirs): Source[] {
+function sourcesFor(dirs: CgroupDirs, fields?: readonly CgroupField[]): Source[] {
   const out: Source[] = [];
   const add = (field: CgroupField, dir: string | undefined, name: string, parse: Parse, fallback = false) => {
-    if (dir !== undefined)
+    if (dir !== undefined && (fields === undefined || fields.includes(field)))
       out.push({ field, file: new PositionalFile(posix.join(dir, name)), parse, fallback });
   };
   if (dirs.version === 2) {
@@ -83,9 +83,10 @@ export class CgroupReader {
   readonly dirs: CgroupDirs;
   readonly #sources: Source[];
 
-  constructor(dirs: CgroupDirs) {
+  /** `fields`: only these values are read (and only their files opened); default every one. */
+  constructor(dirs: CgroupDirs, fields?: readonly CgroupField[]) {
     this.dirs = dirs;
-    this.#sources = sourcesFor(dirs);
+    this.#sources = sourcesFor(dirs, fields);
   }
 
   /** Reads every file once. */

@@ -192,6 +192,12 @@ describe("CgroupReader on v1 fixtures", () => {
     r.close();
   });
 
+  it("reads only the values asked for", () => {
+    const r = new CgroupReader(cgroupDirsFor(v1Fixture(fixtureDir(), V1_FILES), TASK), ["oomKills"]);
+    expect(r.read()).toEqual({ values: { oomKills: 2 }, problems: [] });
+    r.close();
+  });
+
   it("reads changes through its open handles, and nothing once the cgroup is gone; reopens when it is back", () => {
     const root = fixtureDir();
     const r = new CgroupReader(cgroupDirsFor(v1Fixture(root, V1_FILES), TASK));

@@ -72,7 +72,7 @@ await runWorker({
     // OOM evidence: the task cgroup's OOM-kill count (v1 or v2), read before Tasks.Delete.
     const layout = detectCgroupLayout();
     const readOomKills = (uuid: string): Promise<number | null> => {
-      const reader = new CgroupReader(cgroupDirsFor(layout, cgroupsPathFor(uuid)));
+      const reader = new CgroupReader(cgroupDirsFor(layout, cgroupsPathFor(uuid)), ["oomKills"]);
       try {
         return Promise.resolve(reader.read().values.oomKills ?? null);
       } finally {
