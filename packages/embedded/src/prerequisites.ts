@@ -234,7 +234,8 @@ function readTextOr(path: string, fallback: string): string {
 /**
  * Debian packages the test suite needs besides the system's own: a static busybox (task root
  * filesystems), containerd's API protos (checked against `proto/`), a registry, skopeo, zstd and
- * openssl (the registry and image tests).
+ * openssl (the registry and image tests); qemu and cpio (the VM tests: the built-in tools image and
+ * the guests' initramfs).
  */
 export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "busybox-static",
@@ -243,6 +244,8 @@ export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "skopeo",
   "zstd",
   "openssl",
+  "qemu-system-x86",
+  "cpio",
 ];
 
 /** Which of `packages` dpkg does not list as installed (all of them when dpkg is missing). */
