@@ -13,11 +13,20 @@ import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
 import {
   DEFAULT_PREREQUISITE_COMMANDS,
   canConnect,
+  ensureDebianPackages,
   ensurePrerequisites,
   startContainerd,
   startNatsServer,
 } from "@eve-tasks/embedded";
 import type { RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
+import type { Bus } from "@eve-tasks/bus";
+import {
+  QEMU_PACKAGE,
+  buildToolsImage,
+  defaultToolsImageDir,
+  registerDefaultTools,
+} from "@eve-tasks/tools-image";
+import type { BuildProgress } from "@eve-tasks/tools-image";
 import { createLogger, healthDir, installShutdown, readHeartbeats, redactUrl } from "@eve-tasks/runtime";
 import type { HeartbeatReading, Logger } from "@eve-tasks/runtime";
 import type { LauncherArgs } from "./args.js";
@@ -65,6 +74,61 @@ class StartAborted extends Error {
 }
 
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * The built-in hypervisor-tools image: makes sure Debian's qemu-system-x86 is installed, builds
+ * the image from it (cached per qemu version: a later start only checks it) and registers it as
+ * HypervisorToolsConfig.default unless the user chose another image. Never throws: without it
+ * VMs cannot run, but containers can, so a failure is a warning.
+ */
+async function provideToolsImage(o: {
+  bus: Bus;
+  dataDir: string;
+  say: (line: string, fields?: Record<string, unknown>) => void;
+  warn: (line: string, err?: unknown) => void;
+  signal: AbortSignal;
+}): Promise<void> {
+  const { say, warn } = o;
+  try {
+    await ensureDebianPackages([QEMU_PACKAGE], { log: (line) => say(`hypervisor tools: ${line}`) });
+  } catch (err) {
+    warn(`VMs will not run (containers will): ${message(err)}`, err);
+    return;
+  }
+  if (o.signal.aborted) return;
+  try {
+    const started = Date.now();
+    let lastQuarter = -1;
+    const onProgress = (p: BuildProgress): void => {
+      if (p.phase === "collecting") {
+        say("hypervisor tools: building the image from the host's qemu (first start, or qemu changed)");
+        return;
+      }
+      const quarter = p.totalBytes === 0 ? 4 : Math.floor((4 * p.bytes) / p.totalBytes);
+      if (quarter === lastQuarter || quarter === 0 || quarter === 4) return;
+      lastQuarter = quarter;
+      say(`hypervisor tools: ${quarter * 25}% written (${p.files}/${p.totalFiles} files)`);
+    };
+    const image = await buildToolsImage({
+      outDir: defaultToolsImageDir(o.dataDir),
+      onProgress,
+      signal: o.signal,
+    });
+    for (const w of image.warnings) say(`hypervisor tools: warning: ${w}`);
+    const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+    say(
+      `hypervisor tools: ${image.built ? "built" : "cached"} image of qemu ${image.qemuVersion} ` +
+        `(${mb(image.layerSize)}, ${mb(image.unpackedSize)} unpacked) in ${Date.now() - started} ms`,
+      { ref: image.ref, manifestDigest: image.manifestDigest, built: image.built },
+    );
+    if (o.signal.aborted) return;
+    const r = await registerDefaultTools(o.bus, image.ref);
+    say(`hypervisor tools: ${r.message}`, { outcome: r.outcome, previous: r.previous });
+  } catch (err) {
+    if (o.signal.aborted) return;
+    warn(`VMs will not run (containers will): the hypervisor-tools image: ${message(err)}`, err);
+  }
+}
 
 /** Runs the launcher until it is stopped; the process exits when the stop is done. */
 export async function runLauncher(opts: LauncherOptions): Promise<void> {
@@ -306,6 +370,19 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     await ensureEventsStream(bus);
     say("buckets and the TASK_EVENTS stream are ready");
     ensureRunning();
+
+    // The hypervisor-tools image, in the background: the workers (and containers) need not wait.
+    const tools = provideToolsImage({
+      bus,
+      dataDir,
+      say,
+      warn: (line, err) => {
+        logger.warn({ err }, line);
+        view.note(`warning: ${line}`);
+      },
+      signal: lifecycle.signal,
+    });
+    lifecycle.onShutdown("finish the hypervisor-tools image", () => tools);
 
     // Workers.
     const discovery = await discoverWorkers(args.servicesDir);
