@@ -25,3 +25,5 @@ export * from "./codec.js";
 export * from "./json-syntax.js";
 export * from "./registry.js";
 export * from "./json-schema.js";
+export * from "./vm-annotations.js";
+export * from "./anchor-tax-record.js";

@@ -1,5 +1,6 @@
 /** Which agent publishes which message type, and the schema of each type's values. */
 import type { z } from "zod";
+import { AnchorTaxRecordSchema } from "./anchor-tax-record.js";
 import { AppInstanceConfigSchema } from "./app-instance-config.js";
 import { HypervisorToolsConfigSchema } from "./hypervisor-tools-config.js";
 import { SeedSchema } from "./seed.js";
@@ -47,6 +48,11 @@ export const messageTypes = {
   TaskConfig: { agent: "spec-builder", key: "<uuid>", schema: TaskConfigSchema },
   TaskStatus: { agent: "task-executor", key: "<uuid>", schema: TaskStatusSchema },
   TaskMetrics: { agent: "proc-monitor", key: "<uuid>", schema: TaskMetricsSchema },
+  AnchorTax: {
+    agent: "proc-monitor",
+    key: "<node>.<sha256 hex of the tools digest>.<guestMiB>",
+    schema: AnchorTaxRecordSchema,
+  },
   HypervisorSeed: { agent: "hypervisor-seed-fetcher", key: "<node>.<name>", schema: SeedSchema },
   ImageSeed: { agent: "hypervisor-seed-fetcher", key: "<node>.<sha256 of the ref>", schema: SeedSchema },
 } as const satisfies Record<string, MessageTypeInfo>;

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { expected } from "./error-messages.js";
-import { MAX_MEMORY_MIB, VirtualizationSchema } from "./app-instance-config.js";
+import { AccelSchema, MAX_MEMORY_MIB, VirtualizationSchema } from "./app-instance-config.js";
 import { specSha256 } from "./canonical-json.js";
 import { OciSpecSchema } from "./oci-spec.js";
 import {
@@ -65,6 +65,24 @@ export const TaskVolumeSchema = z.object({
 /** A host path to bind-mount into the task. */
 export type TaskVolume = z.infer<typeof TaskVolumeSchema>;
 
+/**
+ * What the executor needs to know of a VM beyond its spec: the accelerator asked for (the
+ * executor decides `auto` on the node and adds `-accel` and, for KVM, `/dev/kvm`), whether the
+ * app set its own tax (else a node's `EVE_VMM_OVERHEAD_MIB` replaces the estimate), and the qemu
+ * program the spec runs (checked in the tools seed before the task is created).
+ */
+export const TaskVmSchema = z.object({
+  accel: AccelSchema,
+  anchorTaxFromApp: z.boolean().meta({ description: "true when the app gave resources.vmmOverheadMiB" }),
+  qemu: z
+    .string()
+    .regex(/^qemu-system-[a-z0-9_]+$/, { error: "must be a qemu-system-<arch> program name" })
+    .meta({ description: "the device model, looked up in the tools seed's PATH" }),
+  vcpus: z.int().min(1),
+});
+/** A VM's settings for the executor. */
+export type TaskVm = z.infer<typeof TaskVmSchema>;
+
 const identityShape = {
   schemaVersion: SchemaVersionSchema,
   uuid: UuidSchema,
@@ -92,6 +110,7 @@ export const ReadyTaskConfigSchema = z
       .max(MAX_MEMORY_MIB)
       .meta({ description: "the app's memory in MiB, without the tax" }),
     anchorTaxMiB: NonNegativeIntSchema.meta({ description: "anchor process tax in MiB; 0 for NOHYPER" }),
+    vm: TaskVmSchema.optional().meta({ description: "a VM's settings; absent for NOHYPER" }),
     restartPolicy: RestartPolicySchema,
     stopTimeoutMs: DurationMsSchema,
   })
@@ -122,6 +141,12 @@ export const ReadyTaskConfigSchema = z
         message: "a native container cannot have a tools rootfs",
         path: ["rootfs", "kind"],
       });
+    }
+    if (c.virtualization === "NOHYPER" && c.vm !== undefined) {
+      ctx.addIssue({ code: "custom", message: "a native container has no vm settings", path: ["vm"] });
+    }
+    if (c.virtualization === "HVM" && c.vm === undefined) {
+      ctx.addIssue({ code: "custom", message: "a VM needs its vm settings", path: ["vm"] });
     }
     if (c.virtualization === "HVM" && c.rootfs.kind !== "tools") {
       ctx.addIssue({

@@ -35,6 +35,12 @@ export const MetricFieldSchema = z.enum(METRIC_FIELDS, {
  * Resource usage of a task at `sampledAt`. A metric not read in this sample is `null`, and
  * every non-null metric is listed in `measured` (a listed metric may still be null, e.g. a
  * memory limit of "max").
+ *
+ * A VM's anchor tax rides along: `anchorTaxBytes` is what the task reserved (its TaskStatus),
+ * `anchorTaxPeakBytes` what it took at most, `memoryPeakBytes` minus the guest's RAM. Both are
+ * derived, not read, so neither is listed in `measured` (`anchorTaxPeakBytes` is non-null only
+ * when `memoryPeakBytes` is, which is listed). Both default to null, so a sample of an older
+ * publisher still parses.
  */
 export const TaskMetricsSchema = z
   .object({
@@ -56,6 +62,14 @@ export const TaskMetricsSchema = z
       description: "oom_kill count of the cgroup's memory.events",
     }),
     threads: NonNegativeIntSchema.nullable().meta({ description: "threads in the cgroup" }),
+    anchorTaxBytes: NonNegativeIntSchema.nullable().default(null).meta({
+      description:
+        "the anchor tax the VM's task reserved (TaskStatus.anchorTaxBytes), in bytes; null for a native container",
+    }),
+    anchorTaxPeakBytes: NonNegativeIntSchema.nullable().default(null).meta({
+      description:
+        "the measured anchor tax: memoryPeakBytes minus the guest's RAM, never below 0, in bytes; null when not a VM or memoryPeakBytes was not read",
+    }),
     sampledAt: TimestampSchema,
     measured: z
       .array(MetricFieldSchema, { error: "must be a list of metric field names" })
@@ -78,7 +92,31 @@ export const TaskMetricsSchema = z
         });
       }
     }
+    if (m.anchorTaxPeakBytes !== null) {
+      if (m.anchorTaxBytes === null) {
+        ctx.addIssue({
+          code: "custom",
+          message: "anchorTaxPeakBytes is a VM's: it needs anchorTaxBytes",
+          path: ["anchorTaxPeakBytes"],
+        });
+      }
+      if (m.memoryPeakBytes === null) {
+        ctx.addIssue({
+          code: "custom",
+          message: "anchorTaxPeakBytes is derived from memoryPeakBytes: it needs memoryPeakBytes",
+          path: ["anchorTaxPeakBytes"],
+        });
+      } else if (m.anchorTaxPeakBytes > m.memoryPeakBytes) {
+        ctx.addIssue({
+          code: "custom",
+          message: "anchorTaxPeakBytes is part of memoryPeakBytes: it cannot be larger",
+          path: ["anchorTaxPeakBytes"],
+        });
+      }
+    }
   });
 
 /** Resource usage of a task. */
 export type TaskMetrics = z.infer<typeof TaskMetricsSchema>;
+/** TaskMetrics as a publisher may write them (the anchor tax fields optional). */
+export type TaskMetricsInput = z.input<typeof TaskMetricsSchema>;

@@ -15,6 +15,7 @@ describe("committed JSON Schema files", () => {
       files.map((f) => f.fileName),
     );
     expect(files.map((f) => f.fileName)).toEqual([
+      "AnchorTax.schema.json",
       "AppInstanceConfig.schema.json",
       "HypervisorSeed.schema.json",
       "HypervisorToolsConfig.schema.json",

@@ -92,7 +92,50 @@ describe("TaskMetrics", () => {
   };
 
   it("accepts a sample, with a CPU counter beyond 2^53", () => {
-    expect(TaskMetricsSchema.parse(metrics)).toEqual(metrics);
+    expect(TaskMetricsSchema.parse(metrics)).toEqual({
+      ...metrics,
+      anchorTaxBytes: null,
+      anchorTaxPeakBytes: null,
+    });
+  });
+
+  // A VM: 128 MiB guest, 376 MiB reserved, 174 MiB peak in all, so 46 MiB taken above the guest.
+  const vm = {
+    ...metrics,
+    memoryPeakBytes: 174 * 1048576,
+    memoryLimitBytes: (128 + 376) * 1048576,
+    measured: [...metrics.measured, "memoryPeakBytes"],
+    anchorTaxBytes: 376 * 1048576,
+    anchorTaxPeakBytes: 46 * 1048576,
+  };
+
+  it("carries a VM's reserved and measured anchor tax; older publishers' samples parse as null", () => {
+    expect(TaskMetricsSchema.parse(vm)).toEqual(vm);
+    const { anchorTaxBytes: _a, anchorTaxPeakBytes: _b, ...older } = vm;
+    expect(TaskMetricsSchema.parse(older)).toMatchObject({ anchorTaxBytes: null, anchorTaxPeakBytes: null });
+    // A VM whose peak was not read: reserved only.
+    expect(TaskMetricsSchema.parse({ ...metrics, anchorTaxBytes: vm.anchorTaxBytes })).toMatchObject({
+      anchorTaxBytes: vm.anchorTaxBytes,
+      anchorTaxPeakBytes: null,
+    });
+  });
+
+  it("keeps the measured tax derived: not in measured, only with memoryPeakBytes and a reserved tax", () => {
+    expect(errorOf(TaskMetricsSchema, { ...vm, measured: [...vm.measured, "anchorTaxPeakBytes"] })).toContain(
+      "→ at measured[7]",
+    );
+    expect(errorOf(TaskMetricsSchema, { ...vm, anchorTaxBytes: null })).toContain(
+      "anchorTaxPeakBytes is a VM's: it needs anchorTaxBytes",
+    );
+    expect(errorOf(TaskMetricsSchema, { ...metrics, anchorTaxBytes: 1, anchorTaxPeakBytes: 0 })).toContain(
+      "it needs memoryPeakBytes",
+    );
+    expect(errorOf(TaskMetricsSchema, { ...vm, anchorTaxPeakBytes: vm.memoryPeakBytes + 1 })).toContain(
+      "cannot be larger",
+    );
+    expect(errorOf(TaskMetricsSchema, { ...vm, anchorTaxPeakBytes: -1 })).toContain(
+      "→ at anchorTaxPeakBytes",
+    );
   });
 
   it("requires every value to be listed in measured", () => {

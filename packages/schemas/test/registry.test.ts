@@ -29,6 +29,7 @@ describe("registry", () => {
       TaskConfig: "spec-builder",
       TaskStatus: "task-executor",
       TaskMetrics: "proc-monitor",
+      AnchorTax: "proc-monitor",
       HypervisorSeed: "hypervisor-seed-fetcher",
       ImageSeed: "hypervisor-seed-fetcher",
     });
@@ -45,6 +46,7 @@ describe("registry", () => {
 
   it("lists an agent's types and names a schema", () => {
     expect(messageTypesOf("hypervisor-seed-fetcher")).toEqual(["HypervisorSeed", "ImageSeed"]);
+    expect(messageTypesOf("proc-monitor")).toEqual(["TaskMetrics", "AnchorTax"]);
     expect(messageTypeNameOf(AppInstanceConfigSchema)).toBe("AppInstanceConfig");
     expect(messageTypes.ImageSeed.schema).toBe(SeedSchema);
   });

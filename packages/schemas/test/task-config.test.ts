@@ -55,8 +55,12 @@ describe("TaskConfig", () => {
       virtualization: "HVM",
       anchorTaxMiB: 389,
       rootfs: { kind: "tools", seedKey: "local.default", rootfsPath: "/var/lib/eve-tasks/seeds/tools" },
+      vm: { accel: "auto", anchorTaxFromApp: false, qemu: "qemu-system-x86_64", vcpus: 1 },
     };
     expect(TaskConfigSchema.parse(vm).status).toBe("READY");
+    expect(errorOf({ ...vm, vm: undefined })).toMatch(/a VM needs its vm settings\s+→ at vm/);
+    expect(errorOf({ ...readyTaskConfig(), vm: vm.vm })).toMatch(/a native container has no vm settings/);
+    expect(errorOf({ ...vm, vm: { ...vm.vm, qemu: "/bin/sh" } })).toMatch(/qemu-system-<arch>/);
   });
 
   it("names an unknown rootfs kind and an unknown status", () => {
