@@ -582,7 +582,7 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
       ["task-executor", "controller"],
       ["task-executor", "proc-monitor"],
       ["proc-monitor", "controller"],
-      ["proc-monitor", "spec-builder"],
+      ["proc-monitor", "hypervisor-seed-fetcher"],
       ["hypervisor-seed-fetcher", "task-executor"],
       ["spec-builder", "task-executor"],
     ];

@@ -10,6 +10,7 @@ import type { LifecycleOptions } from "./commands/lifecycle.js";
 import { runWatch } from "./commands/watch.js";
 import { registerPull } from "./commands/pull.js";
 import { registerSeeds } from "./commands/seeds.js";
+import { registerTax } from "./commands/tax.js";
 import type { CliContext } from "./context.js";
 import { UserError, describeError } from "./errors.js";
 import { formatAge, parseDuration } from "./human.js";
@@ -37,6 +38,7 @@ Examples:
   eve-tasks delete hello
   eve-tasks events hello --follow          hello's task events (created, exited, restarting...), then new ones
   eve-tasks kill --signal HUP hello        send SIGHUP to hello's anchor process
+  eve-tasks tax                            VMs' reserved anchor tax beside the measured peak
 
 <app> is a uuid, a display name that only one app has, or a unique uuid prefix.
 The CLI talks only to NATS: --server, else NATS_URL, else ${DEFAULT_NATS_URL}.
@@ -192,6 +194,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     });
   registerPull(program, ctx);
   registerSeeds(program, ctx, server);
+  registerTax(program, ctx, server);
   return program;
 }
 

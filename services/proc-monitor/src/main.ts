@@ -28,7 +28,9 @@ await runWorker({
     const bus = await connectBus({ servers: config.NATS_URL, name: NAME, logger });
     lifecycle.onShutdown("drain NATS", () => bus.drain());
     // Its own bucket it creates; the one it reads it waits for (see the spec-builder). Until the
-    // events stream exists (an admin may have to create it), events wait in the outbox.
+    // events stream exists (an admin may have to create it), events wait in the outbox. The
+    // spec-builder's bucket (TaskConfig, for VMs' AnchorTax records) the monitor waits for itself,
+    // in the background.
     await ensureBucket(bus, NAME);
     await waitForBucket(bus, "task-executor", { signal: lifecycle.signal });
     await ensureEventsStream(bus).catch((err: unknown) =>

@@ -1,9 +1,11 @@
 /**
  * The proc-monitor's loop: follows this node's TaskStatus, samples each running task's anchor and
  * cgroup every interval, publishes TaskMetrics, and emits an `exited` event once per anchor that
- * is gone. Read-only towards tasks: it never signals and never talks to containerd.
+ * is gone. For a VM it also measures the anchor tax (peak memory above guest RAM) and keeps the
+ * AnchorTax record of its tools image and guest size, for which it follows this node's READY VM
+ * TaskConfigs. Read-only towards tasks: it never signals and never talks to containerd.
  */
-import { Publication, subscribe } from "@eve-tasks/bus";
+import { Publication, subscribe, waitForBucket } from "@eve-tasks/bus";
 import type { Bus, Outbox, Subscription } from "@eve-tasks/bus";
 import { TaskSampler } from "@eve-tasks/procfs";
 import type { AnchorReading, CgroupLayout, TaskSample } from "@eve-tasks/procfs";
@@ -12,7 +14,15 @@ import type { Logger } from "@eve-tasks/runtime";
 import { TaskMetricsSchema, TaskStatusSchema, cgroupsPathFor } from "@eve-tasks/schemas";
 import type { TaskStatus } from "@eve-tasks/schemas";
 import { anchorGoneEvent, anchorGoneEventId } from "./anchor-event.js";
+import { AnchorTaxTracker, TaskConfigViewSchema, anchorTaxPeakBytes, observationKey } from "./anchor-tax.js";
+import type { AnchorTaxUpdate, TaskConfigView, VmFacts } from "./anchor-tax.js";
+import { anchorTaxTable, writeAnchorTaxUpdate } from "./anchor-tax-store.js";
+import type { AnchorTaxTable } from "./anchor-tax-store.js";
 import { taskMetricsOf } from "./task-metrics.js";
+import type { SampleTax } from "./task-metrics.js";
+
+const MiB = 2 ** 20;
+const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
 
 /** What the proc-monitor works with. */
 export interface ProcMonitorOptions {
@@ -27,6 +37,8 @@ export interface ProcMonitorOptions {
   layout: CgroupLayout;
   /** Default `/proc`. */
   procRoot?: string;
+  /** Samples of a VM not yet counted in its AnchorTax record are written at least this often. */
+  anchorTaxFlushMs?: number;
 }
 
 /** One task being sampled: an anchor (PID and start ticks) of one app. */
@@ -38,6 +50,8 @@ interface Watch {
   gone: boolean;
   /** Whether sample problems were already logged (once per anchor). */
   problemsLogged: boolean;
+  /** A VM's facts for its AnchorTax record, once its READY TaskConfig matched its status. */
+  vm: (VmFacts & { key: string }) | undefined;
 }
 
 /** One app of this node with a TaskStatus. */
@@ -46,6 +60,10 @@ interface App {
   log: Logger;
   /** The task being sampled; undefined when taskId is 0. */
   watch: Watch | undefined;
+  /** From the latest TaskStatus: the memory limit, the anchor tax and the config revision. */
+  memoryLimitBytes: number | null;
+  anchorTaxBytes: number | null;
+  configRevision: number;
   /** Writes of this app's TaskMetrics, in order: an unpublish waits for a publish in flight. */
   writes: Promise<void>;
 }
@@ -56,7 +74,20 @@ export class ProcMonitor {
   readonly #log: Logger;
   readonly #metrics: Publication<typeof TaskMetricsSchema>;
   readonly #apps = new Map<string, App>();
+  readonly #taxRecords: AnchorTaxTable;
+  readonly #taxTracker: AnchorTaxTracker;
+  /** Writes of AnchorTax records in flight. */
+  readonly #taxWrites = new Set<Promise<void>>();
+  /** The latest READY VM TaskConfig of each app of this node, reduced to its facts. */
+  readonly #vms = new Map<string, VmFacts>();
+  /** Apps whose READY VM config could not be read (logged once per config revision). */
+  readonly #vmProblems = new Map<string, number>();
+  readonly #abort = new AbortController();
   #statuses: Subscription<typeof TaskStatusSchema> | undefined;
+  #configs: Subscription<typeof TaskConfigViewSchema> | undefined;
+  #configsStarting: Promise<void> = Promise.resolve();
+  /** Whether the last AnchorTax write failed (logged once until one succeeds). */
+  #taxFailing = false;
   #timer: NodeJS.Timeout | undefined;
   #tick: Promise<void> = Promise.resolve();
   #stopped = false;
@@ -71,6 +102,8 @@ export class ProcMonitor {
       type: "TaskMetrics",
       schema: TaskMetricsSchema,
     });
+    this.#taxRecords = anchorTaxTable(options.bus);
+    this.#taxTracker = new AnchorTaxTracker({ flushIntervalMs: options.anchorTaxFlushMs });
   }
 
   /** Apps currently sampled (for tests and logs). */
@@ -82,9 +115,12 @@ export class ProcMonitor {
 
   /**
    * Subscribes to TaskStatus; once it is synchronized, removes TaskMetrics of apps that no longer
-   * have a TaskStatus (deleted while no proc-monitor ran) and starts the sampling loop.
+   * have a TaskStatus (deleted while no proc-monitor ran) and starts the sampling loop. TaskConfig
+   * (for the AnchorTax records of VMs) is followed in the background: until it can be read,
+   * everything else works and VMs' records wait.
    */
   async start(): Promise<void> {
+    this.#configsStarting = this.#followTaskConfigs();
     this.#statuses = await subscribe(this.#opts.bus, {
       agent: "task-executor",
       type: "TaskStatus",
@@ -102,6 +138,105 @@ export class ProcMonitor {
     );
   }
 
+  /**
+   * Follows TaskConfig (the spec-builder's bucket, waited for) and keeps the facts of this node's
+   * READY VM configs. A failure (e.g. no permission to read the bucket) is logged: TaskMetrics go
+   * on, VMs get no AnchorTax record.
+   */
+  async #followTaskConfigs(): Promise<void> {
+    try {
+      await waitForBucket(this.#opts.bus, "spec-builder", { signal: this.#abort.signal });
+      if (this.#stopped) return;
+      this.#configs = await subscribe(this.#opts.bus, {
+        agent: "spec-builder",
+        type: "TaskConfig",
+        schema: TaskConfigViewSchema,
+        checkKey: (uuid, c) => (c.uuid === uuid ? null : `uuid ${c.uuid} is not the key's`),
+        onCreate: (uuid, c) => this.#onTaskConfig(uuid, c),
+        onModify: (uuid, c) => this.#onTaskConfig(uuid, c),
+        onDelete: (uuid) => {
+          this.#vms.delete(uuid);
+          this.#vmProblems.delete(uuid);
+        },
+        // The executor reports configs it cannot use; here they only lack an AnchorTax record.
+        onInvalid: (i) =>
+          this.#log.debug({ event: "task-config-invalid", uuid: i.key, reason: i.reason }, i.message),
+      });
+      if (this.#stopped) await this.#configs.close();
+    } catch (err) {
+      if (this.#stopped) return;
+      this.#log.warn(
+        { event: "anchor-tax-disabled", err },
+        "cannot follow TaskConfig (bucket spec-builder): VMs' anchor tax is not recorded in AnchorTax",
+      );
+    }
+  }
+
+  #onTaskConfig(uuid: string, c: TaskConfigView): void {
+    // A PENDING or FAILED revision leaves the task of the last READY one running: keep its facts.
+    if (c.status !== "READY") return;
+    if (c.node !== this.#opts.node || !c.hvm) {
+      this.#vms.delete(uuid);
+      this.#vmProblems.delete(uuid);
+      return;
+    }
+    if (c.vm) {
+      this.#vms.set(uuid, c.vm);
+      this.#vmProblems.delete(uuid);
+      return;
+    }
+    this.#vms.delete(uuid);
+    if (this.#vmProblems.get(uuid) !== c.configRevision) {
+      this.#vmProblems.set(uuid, c.configRevision);
+      forApp(this.#log, uuid).warn(
+        { event: "anchor-tax-unknown-vm", configRevision: c.configRevision },
+        `no AnchorTax record for this VM: ${c.problem ?? "its TaskConfig cannot be read"}`,
+      );
+    }
+  }
+
+  /** Writes AnchorTax updates with compare-and-set (merging into what is stored), in the background. */
+  #writeTaxUpdates(updates: readonly AnchorTaxUpdate[]): void {
+    for (const u of updates) {
+      const write: Promise<void> = writeAnchorTaxUpdate(this.#taxRecords, u)
+        .then(
+          ({ record: rec, previousPeakBytes, conflicts }) => {
+            this.#taxTracker.committed(u, rec, Date.now());
+            if (this.#taxFailing) {
+              this.#taxFailing = false;
+              this.#log.info({ event: "anchor-tax-recovered" }, "writing AnchorTax records again");
+            }
+            const rose = previousPeakBytes === undefined || rec.peakAboveGuestBytes > previousPeakBytes;
+            forApp(this.#log, u.best.task.uuid)[rose ? "info" : "debug"](
+              {
+                event: "anchor-tax-recorded",
+                key: u.key,
+                peakAboveGuestBytes: rec.peakAboveGuestBytes,
+                reservedTaxBytes: rec.reservedTaxBytes,
+                samples: rec.samples,
+                tasks: rec.tasks,
+                conflicts,
+              },
+              `anchor tax of a ${rec.guestMiB} MiB guest of ${rec.toolsImage}: peak ${mib(rec.peakAboveGuestBytes)} MiB ` +
+                `above guest RAM, ${mib(rec.reservedTaxBytes)} MiB reserved (${rec.samples} samples, ${rec.tasks} tasks)`,
+            );
+          },
+          (err: unknown) => {
+            this.#taxTracker.failed(u, Date.now());
+            if (!this.#taxFailing) {
+              this.#taxFailing = true;
+              this.#log.warn(
+                { event: "anchor-tax-write-failed", err, key: u.key },
+                "cannot write an AnchorTax record; its samples stay counted for the next write",
+              );
+            }
+          },
+        )
+        .finally(() => this.#taxWrites.delete(write));
+      this.#taxWrites.add(write);
+    }
+  }
+
   #onStatus(uuid: string, s: TaskStatus): void {
     if (s.node !== this.#opts.node) {
       // Not (or no longer) this node's: its metrics are another proc-monitor's to write.
@@ -110,9 +245,20 @@ export class ProcMonitor {
     }
     let app = this.#apps.get(uuid);
     if (!app) {
-      app = { uuid, log: forApp(this.#log, uuid), watch: undefined, writes: Promise.resolve() };
+      app = {
+        uuid,
+        log: forApp(this.#log, uuid),
+        watch: undefined,
+        writes: Promise.resolve(),
+        memoryLimitBytes: null,
+        anchorTaxBytes: null,
+        configRevision: s.configRevision,
+      };
       this.#apps.set(uuid, app);
     }
+    app.memoryLimitBytes = s.memoryLimitBytes;
+    app.anchorTaxBytes = s.anchorTaxBytes;
+    app.configRevision = s.configRevision;
     const w = app.watch;
     if (s.taskId === 0) {
       if (w) {
@@ -138,7 +284,7 @@ export class ProcMonitor {
       layout: this.#opts.layout,
       procRoot: this.#opts.procRoot,
     });
-    app.watch = { pid, startTicks, sampler, gone: false, problemsLogged: false };
+    app.watch = { pid, startTicks, sampler, gone: false, problemsLogged: false, vm: undefined };
     app.log.info(
       { event: "sampling-started", pid, anchorStartTicks: startTicks, cgroupsPath: sampler.cgroupsPath },
       startTicks === null
@@ -159,6 +305,8 @@ export class ProcMonitor {
     const w = app.watch;
     if (!w) return;
     app.watch = undefined;
+    // Samples of a VM not yet counted in its AnchorTax record are written now.
+    if (w.vm) this.#writeTaxUpdates(this.#taxTracker.flush(Date.now(), w.vm.key));
     if (lastLook && !w.gone) {
       try {
         const anchor = w.sampler.anchor();
@@ -251,8 +399,72 @@ export class ProcMonitor {
         "cgroup files not understood",
       );
     }
-    const metrics = taskMetricsOf(app.uuid, sample);
+    const tax = this.#taxOf(app, sample);
+    const metrics = taskMetricsOf(app.uuid, sample, tax);
     app.writes = app.writes.then(() => this.#publish(app, metrics));
+    if (tax.anchorTaxPeakBytes !== null) this.#observeTax(app, w, sample, tax.anchorTaxPeakBytes);
+  }
+
+  /**
+   * The anchor tax of a sample: reserved from the TaskStatus, measured as the cgroup's peak above
+   * guest RAM. A task is a VM when its status reserves a tax, or its READY config is a VM's (a VM
+   * may run with a tax of 0).
+   */
+  #taxOf(app: App, sample: TaskSample): SampleTax {
+    const reserved = app.anchorTaxBytes;
+    const vm = reserved !== null && (reserved > 0 || this.#vms.has(app.uuid));
+    if (!vm) return { anchorTaxBytes: null, anchorTaxPeakBytes: null };
+    return {
+      anchorTaxBytes: reserved,
+      anchorTaxPeakBytes: anchorTaxPeakBytes(sample.values.memoryPeakBytes, app.memoryLimitBytes, reserved),
+    };
+  }
+
+  /**
+   * Counts a VM's sample towards its AnchorTax record, and writes the record when the tracker says
+   * so. The VM's facts (tools image, vCPUs, guest size) are taken once per task from its READY
+   * TaskConfig, when that config's revision is the status's and its guest size the status's
+   * memory limit minus the tax; until then the task has no record.
+   */
+  #observeTax(app: App, w: Watch, sample: TaskSample, peakAboveGuestBytes: number): void {
+    const reserved = app.anchorTaxBytes;
+    const limit = app.memoryLimitBytes;
+    const peakTotal = sample.values.memoryPeakBytes;
+    if (reserved === null || limit === null || peakTotal === null) return;
+    if (!w.vm) {
+      const facts = this.#vms.get(app.uuid);
+      if (
+        !facts ||
+        facts.configRevision !== app.configRevision ||
+        facts.guestMiB * MiB !== limit - reserved
+      ) {
+        return;
+      }
+      w.vm = { ...facts, key: observationKey({ ...facts, node: this.#opts.node }) };
+      app.log.info(
+        {
+          event: "anchor-tax-measuring",
+          key: w.vm.key,
+          toolsImage: facts.toolsImage,
+          guestMiB: facts.guestMiB,
+        },
+        `measuring the anchor tax of a ${facts.guestMiB} MiB guest of ${facts.toolsImage}`,
+      );
+    }
+    const observation = {
+      node: this.#opts.node,
+      toolsImage: w.vm.toolsImage,
+      toolsDigest: w.vm.toolsDigest,
+      guestMiB: w.vm.guestMiB,
+      vcpus: w.vm.vcpus,
+      reservedTaxBytes: reserved,
+      peakAboveGuestBytes,
+      peakTotalBytes: peakTotal,
+      at: sample.sampledAt.toISOString(),
+      task: { uuid: app.uuid, taskId: w.pid, anchorStartTicks: w.startTicks },
+    };
+    const update = this.#taxTracker.observe(observation, Date.now());
+    if (update) this.#writeTaxUpdates([update]);
   }
 
   #publish(app: App, metrics: ReturnType<typeof taskMetricsOf>): void {
@@ -304,13 +516,27 @@ export class ProcMonitor {
       );
   }
 
-  /** Stops the loop and the subscription, waits for writes in flight, releases every file handle. */
+  /**
+   * Stops the loop and the subscriptions, waits for writes in flight, writes the VMs' samples not
+   * yet counted in their AnchorTax records (for at most 2 s), releases every file handle.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#abort.abort();
     clearTimeout(this.#timer);
     await this.#statuses?.close();
+    await this.#configsStarting;
+    await this.#configs?.close();
     await this.#tick;
     await Promise.all([...this.#apps.values()].map((a) => a.writes));
     for (const app of this.#apps.values()) this.#unwatch(app, false);
+    const flushed = (async () => {
+      await Promise.all([...this.#taxWrites]);
+      this.#writeTaxUpdates(this.#taxTracker.flush(Date.now()));
+      await Promise.all([...this.#taxWrites]);
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([flushed, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
   }
 }
