@@ -405,20 +405,23 @@ describe("spec-builder", () => {
         },
       },
       {
-        name: "a VM",
+        name: "a VM with neither a kernel nor a disk",
         uuid: id(),
         put: (u) =>
-          publish(u, {
-            schemaVersion: 1,
-            uuid: u,
-            version: "vm-1",
-            virtualization: "HVM",
-            resources: { memoryMiB: 512, vcpus: 1 },
-            vm: { kernel: "/var/lib/eve/volumes/vm/vmlinuz" },
-          }),
+          putRaw(
+            u,
+            JSON.stringify({
+              schemaVersion: 1,
+              uuid: u,
+              version: "vm-1",
+              virtualization: "HVM",
+              resources: { memoryMiB: 512, vcpus: 1 },
+              vm: { cmdline: "console=ttyS0" },
+            }),
+          ),
         check: (tc) => {
-          expect(failed(tc).error.message).toBe(
-            'VM tasks (virtualization "HVM") are not supported yet: this spec-builder builds native containers (virtualization "NOHYPER") only',
+          expect(failed(tc).error.message).toMatch(
+            /a VM needs vm\.kernel or at least one disk in vm\.disks to boot/,
           );
         },
       },

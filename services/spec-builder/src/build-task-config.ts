@@ -19,14 +19,7 @@ import {
   withUser,
 } from "@eve-tasks/oci-spec";
 import type { SpecOpt } from "@eve-tasks/oci-spec";
-import {
-  TASK_LABELS,
-  TaskConfigSchema,
-  ValueTooLargeError,
-  encodeValue,
-  imageSeedKey,
-  specSha256,
-} from "@eve-tasks/schemas";
+import { TASK_LABELS, imageSeedKey, specSha256 } from "@eve-tasks/schemas";
 import type {
   AppInstanceConfig,
   NativeAppInstanceConfig,
@@ -34,16 +27,13 @@ import type {
   SeedProcess,
   TaskRootfs,
 } from "@eve-tasks/schemas";
+import { buildVmTaskConfig } from "./build-vm-task-config.js";
 import { failed, unreportable } from "./failed-task-config.js";
+import { pendingOutcome, readyOutcome } from "./ready-outcome.js";
 import type { BuildContext, BuildOutcome } from "./outcome.js";
 
 /** Bytes in a MiB. */
 const MiB = 2 ** 20;
-
-/** The message of a FAILED TaskConfig for a VM config. */
-export const VM_NOT_SUPPORTED =
-  'VM tasks (virtualization "HVM") are not supported yet: this spec-builder builds native containers ' +
-  '(virtualization "NOHYPER") only';
 
 /** The spec annotation that names the image (`<ref>@<manifest digest>`) of an image root. */
 export const IMAGE_ANNOTATION = "org.lfedge.eve-tasks.image";
@@ -72,7 +62,7 @@ export const ARGS_REQUIRED =
  *
  * - the key is not a uuid → UNREPORTABLE;
  * - `uuid` differs from the key → FAILED "uuid … does not match the key …";
- * - `virtualization: HVM` → FAILED "not supported yet";
+ * - `virtualization: HVM` → {@link buildVmTaskConfig};
  * - `root.image`, by its seed (`ctx.imageSeed`): none → PENDING waitingFor "seed"; PULLING →
  *   PENDING waitingFor "pull"; FAILED → FAILED with the seed's error (source
  *   `hypervisor-seed-fetcher`); READY → built with the image's process under the app's, see
@@ -95,7 +85,7 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
         `an AppInstanceConfig must be published under its own uuid`,
     );
   }
-  if (config.virtualization === "HVM") return failed(ctx, identity, "unsupported", VM_NOT_SUPPORTED);
+  if (config.virtualization === "HVM") return buildVmTaskConfig(config, ctx);
 
   let opts: SpecOpt[];
   let rootfs: TaskRootfs;
@@ -104,19 +94,12 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
     const seed = ctx.imageSeed;
     const ref = image.ref;
     if (seed === undefined || seed.state === "PULLING") {
-      return {
-        status: "PENDING",
-        taskConfig: {
-          schemaVersion: 1,
-          uuid: config.uuid,
-          configRevision: ctx.revision,
-          node: config.node,
-          status: "PENDING",
-          version: config.version,
-          waitingFor: seed ? "pull" : "seed",
-          message: seed ? pullingMessage(ref) : waitingForSeedMessage(config.node, ref),
-        },
-      };
+      return pendingOutcome(
+        ctx,
+        config,
+        seed ? "pull" : "seed",
+        seed ? pullingMessage(ref) : waitingForSeedMessage(config.node, ref),
+      );
     }
     if (seed.state === "FAILED") {
       return failed(ctx, identity, "seed", `${ref}: ${seed.error.message}`, "hypervisor-seed-fetcher");
@@ -164,21 +147,7 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
     restartPolicy: config.restartPolicy,
     stopTimeoutMs: config.stopTimeoutMs,
   };
-  try {
-    encodeValue(TaskConfigSchema, taskConfig, { type: "TaskConfig", key: ctx.key });
-  } catch (err) {
-    if (err instanceof ValueTooLargeError) {
-      return failed(
-        ctx,
-        identity,
-        "output-too-large",
-        `the built TaskConfig is ${err.sizeBytes} bytes, over the ${err.limitBytes}-byte (64 KiB) limit: ` +
-          `shorten process.args, process.env or volumes`,
-      );
-    }
-    throw err;
-  }
-  return { status: "READY", taskConfig };
+  return readyOutcome(ctx, identity, taskConfig, "process.args, process.env or volumes");
 }
 
 /** A container's process with every field decided. */

@@ -1,5 +1,11 @@
 /** What building one AppInstanceConfig revision gives: the TaskConfig to write, or why none can be. */
-import type { FailedTaskConfig, ImageSeed, PendingTaskConfig, ReadyTaskConfig } from "@eve-tasks/schemas";
+import type {
+  FailedTaskConfig,
+  HypervisorSeed,
+  ImageSeed,
+  PendingTaskConfig,
+  ReadyTaskConfig,
+} from "@eve-tasks/schemas";
 
 /** Why a config revision gave a FAILED TaskConfig. */
 export type FailureReason =
@@ -11,8 +17,6 @@ export type FailureReason =
   | "schema"
   /** The value's uuid is not its key. */
   | "uuid-mismatch"
-  /** A valid config asks for something this spec-builder cannot build yet (VMs). */
-  | "unsupported"
   /** The image seed of `root.image` failed (the hypervisor-seed-fetcher's error, passed on). */
   | "seed"
   /** The config's process or resources cannot be put into a spec (e.g. a user name). */
@@ -47,4 +51,11 @@ export interface BuildContext {
    * just before the build; undefined when there is none (or the config has no image root).
    */
   readonly imageSeed?: ImageSeed | undefined;
+  /**
+   * A VM's hypervisor-tools seed (key `hypervisorSeedKey(config.node, vm.hypervisorTools)`), as
+   * read just before the build; undefined when there is none.
+   */
+  readonly toolsSeed?: HypervisorSeed | undefined;
+  /** Whether `HypervisorToolsConfig.<vm.hypervisorTools>` is published (undefined: not looked up). */
+  readonly toolsConfigured?: boolean | undefined;
 }

@@ -10,8 +10,16 @@ import { Publication, isStreamNotFound, shareWork, streamOf, subscribe } from "@
 import type { Bus, SourceState, Subscription, WorkContext, WorkQueue } from "@eve-tasks/bus";
 import { forApp } from "@eve-tasks/runtime";
 import type { Logger } from "@eve-tasks/runtime";
-import { AppInstanceConfigSchema, ImageSeedSchema, TaskConfigSchema, imageSeedKey } from "@eve-tasks/schemas";
-import type { AppInstanceConfig, ImageSeed } from "@eve-tasks/schemas";
+import {
+  AppInstanceConfigSchema,
+  HypervisorSeedSchema,
+  HypervisorToolsConfigSchema,
+  ImageSeedSchema,
+  TaskConfigSchema,
+  hypervisorSeedKey,
+  imageSeedKey,
+} from "@eve-tasks/schemas";
+import type { AppInstanceConfig, Seed } from "@eve-tasks/schemas";
 import { buildTaskConfig } from "./build-task-config.js";
 import {
   RawConfigSchema,
@@ -47,17 +55,46 @@ export const IMAGE_SEED_TABLE = {
   schema: ImageSeedSchema,
 } as const;
 
-/** The ImageSeed key an app's build depends on, if it has an image root. */
-export function imageSeedKeyOf(config: AppInstanceConfig): string | undefined {
-  if (config.virtualization !== "NOHYPER" || !config.root.image) return undefined;
-  return imageSeedKey(config.node, config.root.image.ref);
+/** Where the spec-builder reads VMs' tools seeds: the hypervisor-seed-fetcher's HypervisorSeed table. */
+export const HYPERVISOR_SEED_TABLE = {
+  agent: "hypervisor-seed-fetcher",
+  type: "HypervisorSeed",
+  schema: HypervisorSeedSchema,
+} as const;
+
+/** Where a VM's tools are named: the controller's HypervisorToolsConfig table. */
+export const HYPERVISOR_TOOLS_CONFIG_TABLE = {
+  agent: "controller",
+  type: "HypervisorToolsConfig",
+  schema: HypervisorToolsConfigSchema,
+} as const;
+
+/** Which seed an app's build depends on: an image root's ImageSeed or a VM's HypervisorSeed. */
+export interface SeedDependency {
+  type: "ImageSeed" | "HypervisorSeed";
+  /** The seed's key in its table. */
+  key: string;
+}
+
+/** The seed an app's build depends on, if any. */
+export function seedDependencyOf(config: AppInstanceConfig): SeedDependency | undefined {
+  if (config.virtualization === "HVM") {
+    return { type: "HypervisorSeed", key: hypervisorSeedKey(config.node, config.vm.hypervisorTools) };
+  }
+  if (!config.root.image) return undefined;
+  return { type: "ImageSeed", key: imageSeedKey(config.node, config.root.image.ref) };
+}
+
+/** One string per seed, for the set of changed seeds: `<type>.<key>`. */
+function seedId(type: SeedDependency["type"], key: string): string {
+  return `${type}.${key}`;
 }
 
 /**
  * What of a seed a build depends on: a change of anything else (a PULLING seed's progress, an
  * error's time) re-builds nothing.
  */
-export function seedSignature(seed: ImageSeed): string {
+export function seedSignature(seed: Seed): string {
   return JSON.stringify([seed.state, seed.digest, seed.rootfsPath, seed.error?.message ?? null]);
 }
 
@@ -83,26 +120,38 @@ export interface SpecBuilderOptions {
 }
 
 /**
- * Joins the shared work queue, starts building and follows the ImageSeeds (in the background
+ * Joins the shared work queue, starts building and follows the seeds (in the background
  * until their bucket exists). Resolves with the running builder: stop it before draining the bus.
  */
 export async function startSpecBuilder(options: SpecBuilderOptions): Promise<SpecBuilder> {
   const { bus, logger } = options;
   const now = options.now ?? (() => new Date());
   const out = new Publication(bus, TASK_CONFIG_TABLE);
-  const seeds = new Publication(bus, IMAGE_SEED_TABLE);
+  const imageSeeds = new Publication(bus, IMAGE_SEED_TABLE);
+  const toolsSeeds = new Publication(bus, HYPERVISOR_SEED_TABLE);
+  const toolsConfigs = new Publication(bus, HYPERVISOR_TOOLS_CONFIG_TABLE);
   const apps = new Publication(bus, APP_INSTANCE_CONFIG_TABLE);
 
-  /** The seed an app's build needs, or undefined (none needed, none published, no bucket yet). */
-  const seedOf = async (config: AppInstanceConfig): Promise<ImageSeed | undefined> => {
-    const key = imageSeedKeyOf(config);
-    if (key === undefined) return undefined;
+  /** `read()`, or undefined while its bucket does not exist. */
+  const orNone = async <T>(read: () => Promise<T | undefined>): Promise<T | undefined> => {
     try {
-      return await seeds.get(key);
+      return await read();
     } catch (err) {
       if (isStreamNotFound(err)) return undefined;
       throw err;
     }
+  };
+  /** What an app's build reads besides its config: its image seed, or a VM's tools seed. */
+  const dependenciesOf = async (
+    config: AppInstanceConfig,
+  ): Promise<{ imageSeed?: Seed; toolsSeed?: Seed; toolsConfigured?: boolean }> => {
+    const dep = seedDependencyOf(config);
+    if (dep === undefined) return {};
+    if (dep.type === "ImageSeed") return { imageSeed: await orNone(() => imageSeeds.get(dep.key)) };
+    const toolsSeed = await orNone(() => toolsSeeds.get(dep.key));
+    if (toolsSeed !== undefined || config.virtualization !== "HVM") return { toolsSeed };
+    const named = await orNone(() => toolsConfigs.get(config.vm.hypervisorTools));
+    return { toolsConfigured: named !== undefined };
   };
   // Reads an invalid config's raw JSON, for its node and version (any JSON object passes).
   const raw = new Publication(bus, { ...APP_INSTANCE_CONFIG_TABLE, schema: RawConfigSchema });
@@ -188,8 +237,8 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
         await write(rejectInvalidConfig(state, await rawIdentity(state.key), build), log, fields);
         return;
       case "value": {
-        const imageSeed = await seedOf(state.value);
-        await write(buildTaskConfig(state.value, { ...build, imageSeed }), log, fields);
+        const deps = await dependenciesOf(state.value);
+        await write(buildTaskConfig(state.value, { ...build, ...deps }), log, fields);
         return;
       }
     }
@@ -214,7 +263,7 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
   const changedSeeds = new Set<string>();
   let flushTimer: NodeJS.Timeout | undefined;
   let flushing: Promise<void> = Promise.resolve();
-  let seedSub: Subscription<typeof ImageSeedSchema> | undefined;
+  const seedSubs: Subscription<typeof ImageSeedSchema>[] = [];
 
   /** Re-builds, in this replica, every app whose image seed is one of the changed ones. */
   const flush = async (): Promise<void> => {
@@ -231,13 +280,13 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
       return;
     }
     const uuids = [...configs].flatMap(([uuid, c]) => {
-      const k = imageSeedKeyOf(c);
-      return k !== undefined && keys.has(k) ? [uuid] : [];
+      const dep = seedDependencyOf(c);
+      return dep !== undefined && keys.has(seedId(dep.type, dep.key)) ? [uuid] : [];
     });
     if (uuids.length === 0) return;
     logger.debug(
       { event: "seed-changed", seeds: [...keys], apps: uuids },
-      `image seed changed: re-building ${uuids.length} app(s)`,
+      `seed changed: re-building ${uuids.length} app(s)`,
     );
     // Not awaited: the queue runs them in its own per-key order and waits for them at stop.
     for (const uuid of uuids) void queue.redo(uuid);
@@ -261,19 +310,23 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
       try {
         // Throws (stream not found) until the hypervisor-seed-fetcher has made its bucket.
         await bus.jsm.streams.info(streamOf(IMAGE_SEED_TABLE.agent));
-        const sub = await subscribe(bus, {
-          ...IMAGE_SEED_TABLE,
-          onCreate: (key) => seedChanged(key),
-          onModify: (key, value, old) => {
-            if (seedSignature(value) !== seedSignature(old)) seedChanged(key);
-          },
-          onDelete: (key) => seedChanged(key),
-        });
+        for (const table of [IMAGE_SEED_TABLE, HYPERVISOR_SEED_TABLE]) {
+          const id = (key: string): string => seedId(table.type, key);
+          const sub = await subscribe(bus, {
+            ...table,
+            onCreate: (key) => seedChanged(id(key)),
+            onModify: (key, value, old) => {
+              if (seedSignature(value) !== seedSignature(old)) seedChanged(id(key));
+            },
+            onDelete: (key) => seedChanged(id(key)),
+          });
+          seedSubs.push(sub);
+          if (stopping.signal.aborted) break;
+        }
         if (stopping.signal.aborted) {
-          await sub.close();
+          await Promise.all(seedSubs.map((sub) => sub.close()));
           return;
         }
-        seedSub = sub;
         if (said) logger.info({ event: "following-seeds" }, "following image seeds");
         return;
       } catch (err) {
@@ -299,7 +352,7 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
       if (flushTimer !== undefined) clearTimeout(flushTimer);
       flushTimer = undefined;
       await following;
-      await seedSub?.close();
+      await Promise.all(seedSubs.map((sub) => sub.close()));
       await flushing;
       await queue.stop();
     },

@@ -17,13 +17,7 @@ import type {
 } from "@eve-tasks/schemas";
 import { DEFAULT_PATH } from "@eve-tasks/oci-spec";
 import { assertValidOciSpec } from "../../../test/oci-schema.js";
-import {
-  ARGS_REQUIRED,
-  IMAGE_ANNOTATION,
-  VM_NOT_SUPPORTED,
-  buildTaskConfig,
-  imageProcess,
-} from "../src/build-task-config.js";
+import { ARGS_REQUIRED, IMAGE_ANNOTATION, buildTaskConfig, imageProcess } from "../src/build-task-config.js";
 import {
   RawConfigSchema,
   giveUp,
@@ -186,21 +180,6 @@ describe("buildTaskConfig: FAILED", () => {
       time: TIME.toISOString(),
       message: `uuid "${other}" does not match the key "${UUID}": an AppInstanceConfig must be published under its own uuid`,
     });
-  });
-
-  it("refuses VMs for now, saying so", () => {
-    const vm = AppInstanceConfigSchema.parse({
-      schemaVersion: 1,
-      uuid: UUID,
-      version: "3",
-      node: "edge-1",
-      virtualization: "HVM",
-      resources: { memoryMiB: 512, vcpus: 1 },
-      vm: { kernel: "/var/lib/eve/volumes/vm/vmlinuz" },
-    });
-    const f = failure(buildTaskConfig(vm, ctx));
-    expect(f).toMatchObject({ node: "edge-1", version: "3", reason: "unsupported" });
-    expect(f.error.message).toBe(VM_NOT_SUPPORTED);
   });
 
   it("refuses a user name, naming the field and why", () => {
