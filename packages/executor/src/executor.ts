@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import type { Logger } from "pino";
@@ -26,6 +27,10 @@ import type { NodeFacts } from "./node-facts.js";
 import { prepareTask } from "./prepare-task.js";
 import type { PreparedTask } from "./prepare-task.js";
 import { executorError, initialStatus } from "./status.js";
+import { stopVmByQmp } from "./vm-stop.js";
+import type { StopStep } from "./vm-stop.js";
+import { qmpSocketPath, vmRunDir } from "./vm-task.js";
+import type { AccelDecider } from "./vm-task.js";
 
 /** What the executor is built from. */
 export interface TaskExecutorOptions {
@@ -42,6 +47,10 @@ export interface TaskExecutorOptions {
   relistIntervalMs?: number;
   /** How long the SIGKILL of a stop may take before the executor gives up waiting (default 10 s). */
   killTimeoutMs?: number;
+  /** Chooses each VM's accelerator (see `AccelChooser`); without one, VM configs are refused. */
+  accel?: AccelDecider;
+  /** How long qemu may take to end after QMP `quit` before SIGKILL (default 5000 ms). */
+  vmQuitTimeoutMs?: number;
   /**
    * Reads how many OOM kills the task's cgroup saw, before Tasks.Delete removes it (null when
    * not readable). Besides it, containerd's `/tasks/oom` events count as evidence.
@@ -60,6 +69,8 @@ interface AppState {
   wait: { pid: number; exit: Promise<ExitStatus | undefined> } | undefined;
   /** A stop is in progress: the exit it causes is HALTED whatever its code. */
   stopping: boolean;
+  /** The step of a stop in progress that ended the task (for its `exited` event). */
+  stoppedBy: StopStep | undefined;
   /** First seen after the start-up listing, not reconciled yet: it has no container. */
   fresh: boolean;
   /** Stop timeout of the last READY config, for a stop after the config is gone. */
@@ -297,6 +308,7 @@ export class TaskExecutor {
         status: undefined,
         wait: undefined,
         stopping: false,
+        stoppedBy: undefined,
         fresh: false,
         stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS,
         retryDelayMs: 0,
@@ -414,7 +426,7 @@ export class TaskExecutor {
 
     let prepared: PreparedTask;
     try {
-      prepared = await prepareTask(d, this.#o.facts);
+      prepared = await prepareTask(d, this.#o.facts, this.#o.accel);
     } catch (err) {
       if (!(err instanceof NodeFactError)) throw err;
       this.#log.warn({ uuid, configRevision: d.configRevision }, `config rejected: ${err.message}`);
@@ -713,10 +725,16 @@ export class TaskExecutor {
               error: null,
             }),
           );
-          await this.#event(uuid, "created", `task created with anchor PID ${anchor}`, {
-            anchorPid: anchor,
-            configRevision: d.configRevision,
-          });
+          await this.#event(
+            uuid,
+            "created",
+            `task created with anchor PID ${anchor}` + (p.vm ? `; ${p.vm.why}` : ""),
+            {
+              anchorPid: anchor,
+              configRevision: d.configRevision,
+              ...(p.vm ? { accel: p.vm.accel } : {}),
+            },
+          );
         })();
         try {
           await tasks.start(uuid);
@@ -763,8 +781,10 @@ export class TaskExecutor {
   }
 
   /**
-   * Stops a task as the design says: SIGTERM to all its processes, `stopTimeoutMs`, then
-   * SIGKILL; then records the exit and deletes the task. The container stays.
+   * Stops a task as the design says: a container gets SIGTERM to all its processes,
+   * `stopTimeoutMs`, then SIGKILL; a VM (its QMP socket exists) gets QMP `system_powerdown`,
+   * `stopTimeoutMs`, QMP `quit`, `vmQuitTimeoutMs`, then SIGKILL. Then records the exit, with the
+   * step that ended it, and deletes the task. The container stays.
    */
   async #stopTask(app: AppState, pid: number, reason: string): Promise<void> {
     const uuid = app.uuid;
@@ -772,19 +792,58 @@ export class TaskExecutor {
     app.stopping = true;
     try {
       await this.#publish(app, { state: "HALTING" });
-      await this.#event(uuid, "stopping", `stopping: ${reason}`, {
-        anchorPid: pid,
-        timeoutMs: app.stopTimeoutMs,
-      });
+      const socketPath = qmpSocketPath(this.#o.facts.runDir, uuid);
+      const vm = existsSync(socketPath);
+      const quitMs = this.#o.vmQuitTimeoutMs ?? 5000;
+      await this.#event(
+        uuid,
+        "stopping",
+        vm
+          ? `stopping: ${reason} (QMP system_powerdown, quit after ${app.stopTimeoutMs} ms, SIGKILL ${quitMs} ms later)`
+          : `stopping: ${reason}`,
+        { anchorPid: pid, timeoutMs: app.stopTimeoutMs, ...(vm ? { quitTimeoutMs: quitMs } : {}) },
+      );
       this.#ensureWait(app, pid);
-      await unlessGone(tasks.kill(uuid, "SIGTERM", { all: true }));
       const wait = app.wait?.exit;
-      let exited = await within(wait, app.stopTimeoutMs);
+      let exited = false;
+      let viaSignal = !vm;
+      if (vm) {
+        const result = await stopVmByQmp({
+          socketPath,
+          exited: wait,
+          powerdownTimeoutMs: app.stopTimeoutMs,
+          quitTimeoutMs: quitMs,
+          onStep: async (step, previousError) => {
+            if (step === "quit") {
+              const why = previousError
+                ? `system_powerdown failed (${previousError})`
+                : `no exit ${app.stopTimeoutMs} ms after system_powerdown`;
+              await this.#event(uuid, "stopping", `${why}: sent QMP quit`, { anchorPid: pid, step });
+            }
+          },
+        });
+        if (result.ended) {
+          app.stoppedBy = result.ended;
+          exited = true;
+        } else if ("noQmp" in result) {
+          // No QMP (qemu not answering on its socket): qemu also ends cleanly on SIGTERM.
+          this.#log.warn({ uuid, err: result.noQmp }, "QMP unreachable; stopping the VM with SIGTERM");
+          viaSignal = true;
+        }
+      }
+      if (viaSignal) {
+        await unlessGone(tasks.kill(uuid, "SIGTERM", { all: true }));
+        exited = await within(wait, app.stopTimeoutMs);
+        if (exited) app.stoppedBy = "SIGTERM";
+      }
       if (!exited) {
         await unlessGone(tasks.kill(uuid, "SIGKILL", { all: true }));
-        await this.#event(uuid, "killed", `no exit ${app.stopTimeoutMs} ms after SIGTERM: sent SIGKILL`, {
+        const after = vm && !viaSignal ? `QMP system_powerdown and quit` : "SIGTERM";
+        await this.#event(uuid, "killed", `no exit after ${after}: sent SIGKILL`, {
           anchorPid: pid,
+          step: "SIGKILL",
         });
+        app.stoppedBy = "SIGKILL";
         exited = await within(wait, this.#o.killTimeoutMs ?? 10_000);
       }
       if (!exited)
@@ -792,6 +851,7 @@ export class TaskExecutor {
       await this.#finishTask(app, pid);
     } finally {
       app.stopping = false;
+      app.stoppedBy = undefined;
     }
   }
 
@@ -835,9 +895,11 @@ export class TaskExecutor {
     }
     const gaveUp = decision?.action === "give-up";
     const state = !gaveUp && (requested || code === 0) ? "HALTED" : "BROKEN";
+    const stoppedBy = requested ? app.stoppedBy : undefined;
     const how =
       (code === null ? "exit status unknown" : signal ? `killed by ${signal}` : `exit code ${code}`) +
-      (oomKilled ? " (out of memory: the kernel's OOM killer acted in the task)" : "");
+      (oomKilled ? " (out of memory: the kernel's OOM killer acted in the task)" : "") +
+      (stoppedBy === "system_powerdown" || stoppedBy === "quit" ? ` after QMP ${stoppedBy}` : "");
     this.#log.info(
       { uuid, event: "exited", anchorPid: pid, exitCode: code, signal, oomKilled, requested },
       `task ended: ${how}`,
@@ -860,6 +922,7 @@ export class TaskExecutor {
         signal,
         oomKilled,
         requested,
+        ...(stoppedBy ? { stoppedBy } : {}),
       });
       if (decision && d && d.restartPolicy.mode !== "never") {
         const restarting = decision.action === "restart";
@@ -909,6 +972,7 @@ export class TaskExecutor {
         recursive: true,
         force: true,
       });
+      await rm(vmRunDir(this.#o.facts.runDir, uuid), { recursive: true, force: true });
       this.#log.info({ uuid, event: "deleted" }, "app removed");
       await this.#event(uuid, "deleted", "container and status deleted", {});
     }

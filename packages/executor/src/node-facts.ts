@@ -18,6 +18,8 @@ export interface NodeFacts {
   readonly memoryReserveMiB: number;
   /** Hard rlimits runc can grant here. */
   readonly hardLimits: HardLimits;
+  /** EVE_VMM_OVERHEAD_MIB: the anchor tax of VMs that do not set their own. */
+  readonly vmmOverheadMiB?: number | undefined;
 }
 
 /** Inputs of {@link loadNodeFacts}, as the worker's config gives them. */
@@ -28,6 +30,7 @@ export interface NodeFactsOptions {
   volumeRoots: readonly string[];
   nodeMemoryMiB?: number | undefined;
   memoryReserveMiB?: number | undefined;
+  vmmOverheadMiB?: number | undefined;
 }
 
 /**
@@ -49,5 +52,6 @@ export async function loadNodeFacts(o: NodeFactsOptions): Promise<NodeFacts> {
     memoryMiB: o.nodeMemoryMiB ?? Math.floor(totalmem() / 2 ** 20),
     memoryReserveMiB: o.memoryReserveMiB ?? 0,
     hardLimits: await readHardLimits(),
+    vmmOverheadMiB: o.vmmOverheadMiB,
   });
 }

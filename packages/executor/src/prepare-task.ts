@@ -7,6 +7,8 @@ import { NodeFactError } from "./errors.js";
 import { clampRlimits } from "./host-limits.js";
 import { isWithin, resolveUnderRoots } from "./host-paths.js";
 import type { NodeFacts } from "./node-facts.js";
+import { applyVmFacts } from "./vm-task.js";
+import type { AccelChoice, AccelDecider } from "./vm-task.js";
 
 /** A task ready for containerd: the final spec, its root filesystem mounts and where its output goes. */
 export interface PreparedTask {
@@ -24,6 +26,8 @@ export interface PreparedTask {
   dirs: string[];
   memoryLimitBytes: number;
   anchorTaxBytes: number;
+  /** A VM's accelerator and why; undefined for a native container. */
+  vm?: AccelChoice;
 }
 
 const MiB = 2 ** 20;
@@ -39,16 +43,23 @@ const MiB = 2 ** 20;
  *
  * @throws NodeFactError with a message for the app's TaskStatus.
  */
-export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Promise<PreparedTask> {
+export async function prepareTask(
+  config: ReadyTaskConfig,
+  facts: NodeFacts,
+  accel?: AccelDecider,
+): Promise<PreparedTask> {
   const spec = structuredClone(config.spec);
   const uuid = config.uuid;
 
-  const totalMiB = config.memoryMiB + config.anchorTaxMiB;
+  // A VM's tax: the app's own, else the node's EVE_VMM_OVERHEAD_MIB, else EVE's estimate.
+  const taxMiB =
+    config.vm && !config.vm.anchorTaxFromApp && facts.vmmOverheadMiB !== undefined
+      ? facts.vmmOverheadMiB
+      : config.anchorTaxMiB;
+  const totalMiB = config.memoryMiB + taxMiB;
   const usableMiB = facts.memoryMiB - facts.memoryReserveMiB;
   if (totalMiB > usableMiB) {
-    const tax = config.anchorTaxMiB
-      ? ` (${config.memoryMiB} MiB + ${config.anchorTaxMiB} MiB anchor tax)`
-      : "";
+    const tax = taxMiB ? ` (${config.memoryMiB} MiB + ${taxMiB} MiB anchor tax)` : "";
     const reserve = facts.memoryReserveMiB ? ` after the ${facts.memoryReserveMiB} MiB reserve` : "";
     throw new NodeFactError(
       `needs ${totalMiB} MiB of memory${tax} but node ${facts.node} has ${usableMiB} MiB${reserve}`,
@@ -59,6 +70,7 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
   const taskDir = join(facts.dataDir, "tasks", uuid);
   const dirs: string[] = [];
   let rootfs: Mount[];
+  let seedLower: string | undefined;
   const root = config.rootfs;
   switch (root.kind) {
     case "volume": {
@@ -78,6 +90,7 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
     case "tools": {
       // The seed is the read-only lower layer; the task writes to its own upper dir.
       const lower = await seedRoot(root.rootfsPath, root.seedKey, facts.dataDir, uuid);
+      seedLower = lower;
       const overlay = join(taskDir, "overlay");
       const upper = join(overlay, "upper");
       const work = join(overlay, "work");
@@ -117,6 +130,16 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
   }
   spec.mounts = mounts;
 
+  let vm: AccelChoice | undefined;
+  if (config.virtualization === "HVM") {
+    if (seedLower === undefined || !accel) {
+      throw new NodeFactError("a VM needs its hypervisor-tools seed as root and an accelerator choice", uuid);
+    }
+    const applied = await applyVmFacts(config, spec, seedLower, facts.runDir, accel);
+    dirs.push(applied.qmpDir);
+    vm = { accel: applied.accel, why: applied.why };
+  }
+
   const memoryLimitBytes = totalMiB * MiB;
   spec.linux = {
     ...spec.linux,
@@ -137,7 +160,8 @@ export async function prepareTask(config: ReadyTaskConfig, facts: NodeFacts): Pr
     logPath,
     dirs,
     memoryLimitBytes,
-    anchorTaxBytes: config.anchorTaxMiB * MiB,
+    anchorTaxBytes: taxMiB * MiB,
+    ...(vm ? { vm } : {}),
   };
 }
 

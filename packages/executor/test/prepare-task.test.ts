@@ -180,20 +180,7 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
       expect(p.dirs).toEqual([join(taskDir, "overlay", "upper"), join(taskDir, "overlay", "work")]);
       expect(p.spec.root).toEqual({ path: "rootfs", readonly: false });
     }
-    // A tools root (a VM's) is mounted the same way.
-    const s = spec();
-    const tools = await prepareTask(
-      config({
-        virtualization: "HVM",
-        rootfs: { kind: "tools", seedKey: "local.default", rootfsPath: seedRoot },
-        volumes: [],
-        spec: s,
-        specSha256: specSha256(s),
-      }),
-      facts,
-    );
-    expect(tools.rootfs[0]?.type).toBe("overlay");
-    expect(tools.rootfs[0]?.options?.[0]).toBe(`lowerdir=${seedRoot}`);
+    // A tools root (a VM's) is mounted the same way: see vm-task.test.ts.
     // A volume root needs no extra dirs.
     expect((await prepareTask(config(), facts)).dirs).toEqual([]);
   });

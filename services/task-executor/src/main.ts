@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBucket } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
-import { TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
+import { AccelChooser, TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
 import { baseWorkerEnv, envInt, envList, envPositiveInt, runWorker } from "@eve-tasks/runtime";
 import {
@@ -27,6 +27,16 @@ const envSchema = z.object({
   EVE_MEMORY_RESERVE_MIB: envInt({ min: 0 }).default(0),
   /** The node's memory, instead of what the kernel reports. */
   EVE_NODE_MEMORY_MIB: envPositiveInt().optional(),
+  /** The anchor tax of VMs that do not set their own, instead of EVE's estimate. */
+  EVE_VMM_OVERHEAD_MIB: envInt({ min: 0 }).optional(),
+  /** What VMs asking for `auto` get: `auto` (KVM only if a probe guest runs), `kvm` or `tcg`. */
+  EVE_ACCEL: z
+    .enum(["auto", "kvm", "tcg"], {
+      error: (iss) => `expected auto|kvm|tcg, got ${JSON.stringify(iss.input)}`,
+    })
+    .default("auto"),
+  /** How long the KVM probe guest may take to come up. */
+  EVE_KVM_PROBE_TIMEOUT_MS: envPositiveInt().default(10_000),
 });
 
 await runWorker({
@@ -42,6 +52,7 @@ await runWorker({
       volumeRoots: config.EVE_VOLUME_ROOTS ?? [join(config.EVE_DATA_DIR, "volumes")],
       nodeMemoryMiB: config.EVE_NODE_MEMORY_MIB,
       memoryReserveMiB: config.EVE_MEMORY_RESERVE_MIB,
+      vmmOverheadMiB: config.EVE_VMM_OVERHEAD_MIB,
     });
     const address = config.CONTAINERD_ADDRESS ?? join(config.EVE_RUN_DIR, "containerd.sock");
     const containerd = new ContainerdClient({ address, namespace: CONTAINERD_NAMESPACE });
@@ -79,7 +90,14 @@ await runWorker({
         reader.close();
       }
     };
-    const executor = new TaskExecutor({ bus, containerd, facts, logger, outbox, readOomKills });
+    const accel = new AccelChooser({
+      containerd,
+      dataDir: config.EVE_DATA_DIR,
+      logger,
+      nodeAccel: config.EVE_ACCEL,
+      probeTimeoutMs: config.EVE_KVM_PROBE_TIMEOUT_MS,
+    });
+    const executor = new TaskExecutor({ bus, containerd, facts, logger, outbox, readOomKills, accel });
     lifecycle.onShutdown("finish in-flight reconciles", () => executor.stop());
     await executor.start();
     // Signal requests are answered once the executor knows every app (an acknowledgement only).

@@ -1,0 +1,256 @@
+/**
+ * The accelerator choice of a node. `tcg` and `kvm` are taken as asked (`kvm` only when the node
+ * has `/dev/kvm`); `auto` follows `EVE_ACCEL`, and when that is `auto` too, KVM is used only if a
+ * probe guest really runs under it: a one-sector guest that prints a marker on its serial port,
+ * run once per node boot as a containerd task from the VM's own tools seed, with a deadline.
+ * Nested KVM can open /dev/kvm, create a VM and then hang before the guest's first instruction,
+ * so "/dev/kvm exists" proves nothing.
+ */
+import { randomBytes } from "node:crypto";
+import { readFile, mkdir, rm, writeFile, rename } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import { fileUri, isNotFound } from "@eve-tasks/containerd";
+import type { ContainerdClient } from "@eve-tasks/containerd";
+import {
+  buildSpec,
+  withArgs,
+  withBindMount,
+  withCpus,
+  withCwd,
+  withHostname,
+  withMemoryLimitBytes,
+  withUser,
+} from "@eve-tasks/oci-spec";
+import { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs } from "@eve-tasks/qmp";
+import { cgroupsPathFor } from "@eve-tasks/schemas";
+import type { AccelChoice, AccelDecider } from "./vm-task.js";
+import { NodeFactError } from "./errors.js";
+
+/** The label that marks a probe's container (the executor removes leftovers at start-up). */
+export const PROBE_LABEL = "org.lfedge.eve-tasks.probe";
+
+/** What a probe found. */
+export interface KvmProbeResult {
+  usable: boolean;
+  /** Why (e.g. "the probe guest printed its marker in 312 ms"). */
+  reason: string;
+  elapsedMs: number;
+}
+
+/** Options of {@link AccelChooser}. */
+export interface AccelChooserOptions {
+  containerd: ContainerdClient;
+  dataDir: string;
+  logger: Logger;
+  /** EVE_ACCEL: what `auto` apps get on this node (default `auto`: probe). */
+  nodeAccel?: "auto" | "kvm" | "tcg";
+  /** How long the probe guest may take to print its marker (default 10000 ms). */
+  probeTimeoutMs?: number;
+  /** The KVM device (tests). */
+  kvmDevice?: string;
+}
+
+/** The cache of a probe's verdict: valid for one boot of the node and one tools seed. */
+interface CachedProbe extends KvmProbeResult {
+  bootId: string;
+  toolsRoot: string;
+  probedAt: string;
+}
+
+async function bootId(): Promise<string> {
+  return (await readFile("/proc/sys/kernel/random/boot_id", "utf8").catch(() => "unknown")).trim();
+}
+
+/** Decides each VM's accelerator; probes KVM at most once per node boot (cached on disk). */
+export class AccelChooser implements AccelDecider {
+  readonly #o: AccelChooserOptions;
+  #probing: Promise<KvmProbeResult> | undefined;
+
+  constructor(options: AccelChooserOptions) {
+    this.#o = options;
+  }
+
+  get #device(): string {
+    return this.#o.kvmDevice ?? "/dev/kvm";
+  }
+
+  async decide(
+    requested: "auto" | "kvm" | "tcg",
+    tools: { toolsRoot: string; qemu: string },
+  ): Promise<AccelChoice> {
+    const wanted = requested === "auto" ? (this.#o.nodeAccel ?? "auto") : requested;
+    const by =
+      requested === "auto" ? (wanted === "auto" ? "auto" : `EVE_ACCEL=${wanted}`) : `vm.accel=${wanted}`;
+    if (wanted === "tcg") return { accel: "tcg", why: `${by}: TCG (emulation)` };
+    if (!existsSync(this.#device)) {
+      if (wanted === "kvm") {
+        throw new NodeFactError(
+          `${by} asks for KVM, but this node has no ${this.#device}: use "auto" or "tcg"`,
+        );
+      }
+      return { accel: "tcg", why: `auto: no ${this.#device} on this node, TCG (emulation)` };
+    }
+    if (wanted === "kvm") return { accel: "kvm", why: `${by}: KVM` };
+    this.#probing ??= this.#probeOnce(tools).catch((err: unknown) => {
+      this.#probing = undefined;
+      throw err;
+    });
+    const result = await this.#probing;
+    return result.usable
+      ? { accel: "kvm", why: `auto: KVM (${result.reason})` }
+      : { accel: "tcg", why: `auto: TCG, KVM is not usable here (${result.reason})` };
+  }
+
+  async #probeOnce(tools: { toolsRoot: string; qemu: string }): Promise<KvmProbeResult> {
+    const cacheFile = join(this.#o.dataDir, "kvm-probe.json");
+    const boot = await bootId();
+    try {
+      const cached = JSON.parse(await readFile(cacheFile, "utf8")) as CachedProbe;
+      if (cached.bootId === boot && cached.toolsRoot === tools.toolsRoot) {
+        this.#o.logger.info(
+          { event: "kvm-probe", cached: true, ...cached },
+          `KVM probe (cached): ${cached.reason}`,
+        );
+        return cached;
+      }
+    } catch {
+      // no verdict yet for this boot
+    }
+    const result = await probeKvm({
+      containerd: this.#o.containerd,
+      dataDir: this.#o.dataDir,
+      toolsRoot: tools.toolsRoot,
+      qemu: tools.qemu,
+      timeoutMs: this.#o.probeTimeoutMs ?? 10_000,
+      kvmDevice: this.#device,
+    });
+    this.#o.logger.info({ event: "kvm-probe", ...result }, `KVM probe: ${result.reason}`);
+    const entry: CachedProbe = {
+      ...result,
+      bootId: boot,
+      toolsRoot: tools.toolsRoot,
+      probedAt: new Date().toISOString(),
+    };
+    const tmp = `${cacheFile}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(entry) + "\n");
+    await rename(tmp, cacheFile);
+    return result;
+  }
+}
+
+/** Options of {@link probeKvm}. */
+export interface ProbeKvmOptions {
+  containerd: ContainerdClient;
+  dataDir: string;
+  /** The tools seed (read-only lower dir of the probe's overlay root). */
+  toolsRoot: string;
+  /** qemu's path inside the seed. */
+  qemu: string;
+  timeoutMs: number;
+  kvmDevice?: string;
+}
+
+/**
+ * Runs the probe guest under KVM as a containerd task (namespace of the client, container
+ * `eve-kvm-probe-<random>`, labelled {@link PROBE_LABEL}) and waits for its marker on the
+ * serial console. Always removes what it made: the task, the container and its directory.
+ */
+export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
+  const id = `eve-kvm-probe-${randomBytes(4).toString("hex")}`;
+  const dir = join(o.dataDir, "kvm-probe", id);
+  const diskDir = join(dir, "disk");
+  const upper = join(dir, "upper");
+  const work = join(dir, "work");
+  const logPath = join(dir, "console.log");
+  await Promise.all([diskDir, upper, work].map((d) => mkdir(d, { recursive: true })));
+  await writeFile(join(diskDir, "probe.img"), kvmProbeDisk());
+  const spec = buildSpec(
+    withArgs([o.qemu, ...probeQemuArgs({ accel: "kvm", diskPath: "/eve/probe/probe.img" })]),
+    withCwd("/"),
+    withUser("0:0"),
+    withHostname(id),
+    withMemoryLimitBytes(256 * 2 ** 20),
+    withCpus(1),
+    withBindMount({ source: diskDir, destination: "/eve/probe", readOnly: true }),
+  );
+  spec.root = { ...spec.root, path: "rootfs" };
+  const device = o.kvmDevice ?? "/dev/kvm";
+  const linux = spec.linux as typeof spec.linux & { cgroupsPath?: string; devices?: object[] };
+  linux.cgroupsPath = cgroupsPathFor(id);
+  linux.devices = [{ path: device, type: "c", major: 10, minor: 232, fileMode: 0o660, uid: 0, gid: 0 }];
+  (linux.resources as { devices: object[] }).devices.push({
+    allow: true,
+    type: "c",
+    major: 10,
+    minor: 232,
+    access: "rwm",
+  });
+
+  const { containers, tasks } = o.containerd;
+  const started = Date.now();
+  let created = false;
+  try {
+    await containers.create({ id, spec, labels: { [PROBE_LABEL]: "kvm" } });
+    const log = fileUri(logPath);
+    await tasks.create({
+      containerId: id,
+      rootfs: [
+        {
+          type: "overlay",
+          source: "overlay",
+          options: [`lowerdir=${o.toolsRoot}`, `upperdir=${upper}`, `workdir=${work}`],
+        },
+      ],
+      stdout: log,
+      stderr: log,
+    });
+    created = true;
+    let exited = false;
+    const exit = tasks.wait(id).then(
+      (s) => {
+        exited = true;
+        return s;
+      },
+      () => undefined,
+    );
+    await tasks.start(id);
+    const deadline = started + o.timeoutMs;
+    for (;;) {
+      const text = await readFile(logPath, "utf8").catch(() => "");
+      if (text.includes(KVM_PROBE_MARKER)) {
+        const ms = Date.now() - started;
+        return { usable: true, reason: `the probe guest came up under KVM in ${ms} ms`, elapsedMs: ms };
+      }
+      if (exited) {
+        const status = await exit;
+        const last = text.trim().split("\n").slice(-1)[0] ?? "";
+        return {
+          usable: false,
+          reason: `qemu exited (status ${status?.exitStatus ?? "?"}) before the probe guest came up${last ? `: ${last}` : ""}`,
+          elapsedMs: Date.now() - started,
+        };
+      }
+      if (Date.now() >= deadline) {
+        return {
+          usable: false,
+          reason: `the probe guest did not come up under KVM within ${o.timeoutMs} ms`,
+          elapsedMs: Date.now() - started,
+        };
+      }
+      await sleep(50);
+    }
+  } finally {
+    if (created) {
+      await tasks.kill(id, "SIGKILL", { all: true }).catch(() => undefined);
+      await Promise.race([tasks.wait(id).catch(() => undefined), sleep(5000)]);
+      await tasks.delete(id).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+    }
+    await containers.delete(id).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
