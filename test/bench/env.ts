@@ -35,6 +35,12 @@ const WORKER_ENTRIES = {
   "task-executor": join(REPO, "services/task-executor/dist/main.js"),
 } as const;
 
+/** The workers VM scenarios need besides those: tools seeds and the measured tax. */
+const VM_WORKER_ENTRIES = {
+  "hypervisor-seed-fetcher": join(REPO, "services/hypervisor-seed-fetcher/dist/main.js"),
+  "proc-monitor": join(REPO, "services/proc-monitor/dist/main.js"),
+} as const;
+
 /** containerd namespace of scenario (a)'s baseline (bare ContainerdClient calls). */
 export const BASELINE_NAMESPACE = "eve-bench-baseline";
 /** containerd namespace of scenario (b)'s baseline (`ctr run`). */
@@ -141,6 +147,8 @@ export interface BenchEnvOptions {
   keep: boolean;
   /** Load trace-hooks.ts into the workers; their records land in {@link BenchEnv.traces}. */
   trace: boolean;
+  /** Also run the hypervisor-seed-fetcher and the proc-monitor (VM scenarios), VMs under TCG. */
+  vm?: boolean;
 }
 
 /** What the scenarios work with. */
@@ -148,6 +156,8 @@ export interface BenchEnv {
   readonly dir: string;
   /** The busybox rootfs (under the volume root). */
   readonly rootfs: string;
+  /** The node's volume root (EVE_VOLUME_ROOTS). */
+  readonly volumes: string;
   /** Where baseline tasks' logs go (not the executor's data dir). */
   readonly baselineLogDir: string;
   readonly containerd: RunningContainerd;
@@ -296,13 +306,17 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       EVE_VOLUME_ROOTS: volumes,
       EVE_NODE_MEMORY_MIB: String(NODE_MEMORY_MIB),
       LOG_LEVEL: options.logLevel,
+      // VMs: TCG, as the direct qemu baseline runs; the proc-monitor samples twice a second.
+      EVE_ACCEL: "tcg",
+      EVE_METRICS_INTERVAL_MS: "500",
     });
     const workers: { name: string; proc: ManagedProcess }[] = [];
     const pids: Record<string, number> = { "nats-server": nats.pid, containerd: containerd.pid };
     const traces: TraceRecord[] = [];
     const traceFile = (name: string): string => join(logsDir, `${name}.trace.jsonl`);
     const hooks = pathToFileURL(join(import.meta.dirname, "trace-hooks.ts")).href;
-    for (const [name, entry] of Object.entries(WORKER_ENTRIES)) {
+    const entries = { ...WORKER_ENTRIES, ...(options.vm ? VM_WORKER_ENTRIES : {}) };
+    for (const [name, entry] of Object.entries(entries)) {
       const proc = await spawnLogged({
         command: process.execPath,
         args: options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry],
@@ -428,6 +442,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     return {
       dir,
       rootfs,
+      volumes,
       baselineLogDir,
       containerd,
       nats,

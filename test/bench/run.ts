@@ -11,6 +11,9 @@
 // with running tasks): BENCH_RESYNC_TASKS=200 BENCH_RESYNC_ROUNDS=3.
 // Scenario proc-monitor (not run unless named): BENCH_PM_TASKS=200 BENCH_PM_SECONDS=30
 // BENCH_PM_INTERVAL_MS=1000 BENCH_PM_NODE_ARGS="--max-semi-space-size=1" (node flags of the proc-monitor).
+// Scenario vm (VM app → guest marker vs qemu started directly): BENCH_VM_ROUNDS=3 BENCH_VM_MIB=128.
+// Scenario tax (measured anchor tax vs EVE's estimate): BENCH_TAX_SIZES=96,128,256 (Debian's kernel does not boot in 64 MiB)
+// BENCH_TAX_SETTLE_MS=3000.
 import { workerNodeOptions } from "@eve-tasks/launcher";
 import { burst } from "./burst.js";
 import { executorResync } from "./executor-resync.js";
@@ -20,6 +23,7 @@ import type { BenchEnv } from "./env.js";
 import { procMonitorLoad } from "./proc-monitor.js";
 import { publishToRunning } from "./publish-to-running.js";
 import { pullBench } from "./pull.js";
+import { vmBoot, vmTax } from "./vm.js";
 import type { ScenarioResult } from "./result.js";
 import { nowMs } from "./stats.js";
 import { traceReport } from "./trace-report.js";
@@ -79,8 +83,10 @@ async function main(): Promise<number> {
     return 2;
   }
   for (const s of opts.scenarios) {
-    if (!["a", "b", "exit", "resync", "proc-monitor", "pull"].includes(s))
-      throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (a, b, exit, resync, proc-monitor, pull)`);
+    if (!["a", "b", "exit", "resync", "proc-monitor", "pull", "vm", "tax"].includes(s))
+      throw new Error(
+        `BENCH_SCENARIOS: unknown scenario ${s} (a, b, exit, resync, proc-monitor, pull, vm, tax)`,
+      );
   }
   const started = nowMs();
   let env: BenchEnv | undefined;
@@ -98,9 +104,17 @@ async function main(): Promise<number> {
 
   const results: ScenarioResult[] = [];
   let traced: TracedApp[] = [];
+  let taxRows: {
+    guestMiB: number;
+    measuredMiB: number;
+    peakMiB: number;
+    estimateMiB: number;
+    overReserve: number;
+  }[] = [];
   let failure: unknown;
   try {
-    env = await startBenchEnv({ logLevel: opts.logLevel, keep: opts.keep, trace: opts.trace });
+    const vm = opts.scenarios.has("vm") || opts.scenarios.has("tax");
+    env = await startBenchEnv({ logLevel: opts.logLevel, keep: opts.keep, trace: opts.trace, vm });
     if (opts.scenarios.has("a")) {
       const a = await publishToRunning(env, { n: opts.n, warmup: opts.warmup, settleMs: opts.settleMs });
       const r = a.result;
@@ -156,6 +170,20 @@ async function main(): Promise<number> {
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);
     }
+    if (opts.scenarios.has("vm")) {
+      const r = await vmBoot(env, {
+        rounds: intEnv("BENCH_VM_ROUNDS", 3),
+        memoryMiB: intEnv("BENCH_VM_MIB", 128),
+      });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("tax")) {
+      const sizes = (process.env.BENCH_TAX_SIZES ?? "96,128,256").split(",").map((x) => Number(x.trim()));
+      const rows = await vmTax(env, { sizesMiB: sizes, settleMs: intEnv("BENCH_TAX_SETTLE_MS", 3000, 0) });
+      process.stdout.write(`${JSON.stringify({ scenario: "tax", rows })}\n`);
+      taxRows = rows;
+    }
   } catch (err) {
     failure = err;
   }
@@ -166,6 +194,16 @@ async function main(): Promise<number> {
     failure ??= err;
   }
   if (results.length > 0) process.stderr.write(`\n${summary(results)}\n\n`);
+  if (taxRows.length > 0) {
+    process.stderr.write(
+      "anchor tax: guest MiB, measured peak above guest RAM MiB (cgroup peak MiB), EVE's estimate MiB\n",
+    );
+    for (const t of taxRows) {
+      process.stderr.write(
+        `  ${t.guestMiB}: ${t.measuredMiB} (${t.peakMiB}) vs ${t.estimateMiB}: the estimate reserves ${t.overReserve}x what was used\n`,
+      );
+    }
+  }
   if (opts.trace && env && traced.length > 0) {
     process.stderr.write(`${traceReport(env.traces, traced)}\n\n`);
   }

@@ -1,0 +1,374 @@
+// VM tasks end to end, with real parts: a private nats-server and containerd, the built
+// spec-builder, hypervisor-seed-fetcher, task-executor and proc-monitor as processes, the
+// built-in tools image built from the host's Debian qemu, and a real guest (Debian's kernel and
+// a busybox initramfs made by the test harness) under TCG. A VM app becomes a task whose anchor
+// is qemu; its limit is guest RAM plus the tax; its serial console is the task log; a stop goes
+// through QMP.
+import { existsSync, readFileSync, readlinkSync } from "node:fs";
+import { copyFile, mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  Publication,
+  connectBus,
+  ensureBuckets,
+  ensureEventsStream,
+  followEvents,
+  subscribe,
+} from "@eve-tasks/bus";
+import type { Bus, EventFollower, Subscription } from "@eve-tasks/bus";
+import { ContainerdClient, specFromAny } from "@eve-tasks/containerd";
+import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
+import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
+import {
+  AppInstanceConfigSchema,
+  CONTAINERD_NAMESPACE,
+  HypervisorToolsConfigSchema,
+  TaskMetricsSchema,
+  TaskStatusSchema,
+  cgroupsPathFor,
+  estimateAnchorTaxMiB,
+} from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
+import { buildToolsImage } from "@eve-tasks/tools-image";
+import {
+  BUILT,
+  deferCleanup,
+  runNode,
+  spawnReplicas,
+  statusWaiter,
+  tempDir,
+  uuidMaker,
+  waitFor,
+  withPrivateNats,
+} from "./harness/index.js";
+import type { PrivateNats, Replicas } from "./harness/index.js";
+import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
+import { ensureVmGuest } from "./harness/vm-guest.js";
+import type { VmGuest } from "./harness/vm-guest.js";
+
+const echo = process.env.EVE_TEST_ECHO === "1";
+const MiB = 2 ** 20;
+const newUuid = uuidMaker("0b0e7a5c");
+/** Where the tests keep the built-in tools image between runs (it only changes with qemu). */
+const TOOLS_CACHE = process.env.EVE_TEST_TOOLS_CACHE ?? "/var/cache/eve-tasks/tools-image";
+
+describe("VM tasks", () => {
+  let nats: PrivateNats;
+  let bus: Bus;
+  let containerd: ContainerdClient;
+  let configs: Publication<typeof AppInstanceConfigSchema>;
+  let statuses: Subscription<typeof TaskStatusSchema>;
+  let metrics: Subscription<typeof TaskMetricsSchema>;
+  let follower: EventFollower;
+  let guest: VmGuest;
+  let volumes: string;
+  const events: TaskEvent[] = [];
+  const workers: Replicas[] = [];
+
+  beforeAll(async () => {
+    const dir = await tempDir("vm-");
+    volumes = join(dir, "volumes");
+    const [natsServer, containerdServer, tools, vmGuest, noQemu] = await Promise.all([
+      withPrivateNats(),
+      startContainerd({ dir: join(dir, "ctrd") }),
+      buildToolsImage({ outDir: TOOLS_CACHE }),
+      ensureVmGuest(),
+      // A "tools image" with a busybox and no qemu in it.
+      (async () => {
+        const layout = new OciLayout(join(dir, "no-qemu"));
+        await layout.tag(
+          await layout.image({ layers: [{ entries: await busyboxEntries() }], config: {} }),
+          "tools",
+        );
+        return `oci:${layout.dir}:tools`;
+      })(),
+    ]);
+    nats = natsServer;
+    guest = vmGuest;
+    deferCleanup(async () => {
+      await cleanupContainerd(containerdServer.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
+      await containerdServer.stop();
+    });
+    // The guest's files under the node's volume roots (copies: a symlink out of them is refused).
+    await mkdir(join(volumes, "guest"), { recursive: true });
+    await copyFile(guest.kernelPath, join(volumes, "guest", "vmlinuz"));
+    await copyFile(guest.initrdPath, join(volumes, "guest", "initrd.img"));
+
+    bus = await connectBus({ servers: nats.url, name: "vm-task-test" });
+    await ensureBuckets(bus);
+    await ensureEventsStream(bus);
+    const toolsConfigs = new Publication(bus, {
+      agent: "controller",
+      type: "HypervisorToolsConfig",
+      schema: HypervisorToolsConfigSchema,
+    });
+    await toolsConfigs.publish("default", { schemaVersion: 1, image: tools.ref });
+    await toolsConfigs.publish("noqemu", { schemaVersion: 1, image: noQemu });
+
+    const env = {
+      NATS_URL: nats.url,
+      CONTAINERD_ADDRESS: containerdServer.address,
+      EVE_DATA_DIR: join(dir, "data"),
+      EVE_RUN_DIR: join(dir, "run"),
+      EVE_VOLUME_ROOTS: volumes,
+      EVE_NODE_MEMORY_MIB: "4096",
+      // Nested KVM here opens /dev/kvm and then hangs: the probe must give up and choose TCG.
+      EVE_KVM_PROBE_TIMEOUT_MS: "4000",
+      EVE_METRICS_INTERVAL_MS: "500",
+      LOG_LEVEL: "debug",
+    };
+    const spawn = (entry: string, name: string) => {
+      const r = spawnReplicas({ entry, count: 1, name, env, echo });
+      workers.push(r);
+      return r;
+    };
+    const started = [
+      spawn(BUILT.specBuilder, "spec-builder").waitForLine((l) => l.json?.msg === "worker running", 20_000),
+      spawn(BUILT.seedFetcher, "seed-fetcher").waitForLine((l) => l.json?.event === "started", 20_000),
+      spawn(BUILT.taskExecutor, "task-executor").waitForLine((l) => l.json?.event === "resynced", 30_000),
+      spawn(BUILT.procMonitor, "proc-monitor").waitForLine((l) => l.json?.msg === "worker running", 20_000),
+    ];
+    await Promise.all(started);
+    containerd = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
+    configs = new Publication(bus, {
+      agent: "controller",
+      type: "AppInstanceConfig",
+      schema: AppInstanceConfigSchema,
+    });
+    statuses = await subscribe(bus, {
+      agent: "task-executor",
+      type: "TaskStatus",
+      schema: TaskStatusSchema,
+      onCreate: () => undefined,
+    });
+    metrics = await subscribe(bus, {
+      agent: "proc-monitor",
+      type: "TaskMetrics",
+      schema: TaskMetricsSchema,
+      onCreate: () => undefined,
+    });
+    follower = followEvents(bus, (e) => events.push(e));
+  }, 150_000);
+
+  afterAll(async () => {
+    const all = await configs?.getAll();
+    for (const uuid of all?.keys() ?? []) await configs.unpublish(uuid);
+    if (all?.size) {
+      await waitFor(async () => (await containerd.containers.list()).length === 0, {
+        timeoutMs: 60_000,
+        message: "containers left after deleting every config",
+      }).catch((err: unknown) => console.error((err as Error).message));
+    }
+    await follower?.close();
+    await metrics?.close();
+    await statuses?.close();
+    await bus?.close();
+    containerd?.close();
+    for (const w of workers.reverse()) await w.stopAll();
+  }, 90_000);
+
+  function vmApp(
+    uuid: string,
+    over: Partial<AppInstanceConfigInput> = {},
+    vm: object = {},
+  ): AppInstanceConfigInput {
+    return {
+      schemaVersion: 1,
+      uuid,
+      version: "1",
+      displayName: `vm-${uuid.slice(-6)}`,
+      activate: true,
+      virtualization: "HVM",
+      resources: { memoryMiB: 128, vcpus: 1 },
+      vm: {
+        kernel: join(volumes, "guest", "vmlinuz"),
+        initrd: join(volumes, "guest", "initrd.img"),
+        cmdline: guest.cmdline,
+        ...vm,
+      },
+      stopTimeoutMs: 4000,
+      ...over,
+    } as AppInstanceConfigInput;
+  }
+
+  const until = (uuid: string, pred: (s: TaskStatus) => boolean, what: string, timeoutMs = 60_000) =>
+    statusWaiter(statuses).until(uuid, pred, what, timeoutMs);
+  const eventsOf = (uuid: string) => events.filter((e) => e.uuid === uuid);
+  const logOf = (s: TaskStatus) => readFile(s.logPath, "utf8").catch(() => "");
+
+  it("runs a guest with qemu as the anchor, limited to guest RAM plus the tax, its console in the log", async () => {
+    const uuid = newUuid();
+    // Booted alongside: a guest that ignores the power button, stopped by QMP quit below.
+    const deaf = newUuid();
+    await Promise.all([
+      configs.publish(uuid, vmApp(uuid)),
+      configs.publish(
+        deaf,
+        vmApp(
+          deaf,
+          { stopTimeoutMs: 2000 },
+          { cmdline: `${guest.cmdline} eve_ignore_powerdown`, accel: "tcg" },
+        ),
+      ),
+    ]);
+    const s = await until(uuid, (x) => x.state === "RUNNING", "never RUNNING", 90_000);
+
+    // The anchor is qemu, from the tools seed, and containerd says the same PID.
+    expect(readlinkSync(`/proc/${s.taskId}/exe`)).toMatch(/\/qemu-system-x86_64$/);
+    expect((await containerd.tasks.get(uuid)).pid).toBe(s.taskId);
+
+    const taxMiB = estimateAnchorTaxMiB({ memoryMiB: 128, vcpus: 1 });
+    expect(s.anchorTaxBytes).toBe(taxMiB * MiB);
+    expect(s.memoryLimitBytes).toBe((128 + taxMiB) * MiB);
+    const reader = new CgroupReader(cgroupDirsFor(detectCgroupLayout(), cgroupsPathFor(uuid)), [
+      "memoryLimitBytes",
+    ]);
+    try {
+      expect(reader.read().values.memoryLimitBytes).toBe((128 + taxMiB) * MiB);
+    } finally {
+      reader.close();
+    }
+
+    // The accelerator: auto ran the KVM probe (or found no /dev/kvm) and said what it chose.
+    const created = await waitFor(() => eventsOf(uuid).find((e) => e.type === "created"), {
+      timeoutMs: 10_000,
+      message: "no created event",
+    });
+    expect(created.message).toMatch(/; auto: /);
+    // With /dev/kvm the probe guest decided; without, there was nothing to probe.
+    expect(created.message).toMatch(existsSync("/dev/kvm") ? /probe guest/ : /no \/dev\/kvm on this node/);
+    const accel = created.fields.accel;
+    const args = readFileSync(`/proc/${s.taskId}/cmdline`, "utf8").split("\0");
+    expect(args.slice(args.indexOf("-accel"), args.indexOf("-accel") + 2)).toEqual(["-accel", accel]);
+    expect(existsSync(`/proc/${s.taskId}/root/dev/kvm`)).toBe(accel === "kvm");
+
+    // The guest booted: its marker came out of the serial console into the task log.
+    await waitFor(async () => (await logOf(s)).includes(guest.marker), {
+      timeoutMs: 90_000,
+      message: `the guest's marker ${guest.marker} never reached ${s.logPath}`,
+    }).catch(async (err: unknown) => {
+      throw new Error(`${(err as Error).message}; log: ${(await logOf(s)).slice(-2000)}`, { cause: err });
+    });
+
+    // The proc-monitor measures the tax: the cgroup's peak above guest RAM.
+    const m = await waitFor(
+      () => {
+        const x = metrics.get(uuid);
+        return x && x.taskId === s.taskId && x.anchorTaxPeakBytes !== null ? x : undefined;
+      },
+      { timeoutMs: 15_000, message: "no measured tax in TaskMetrics" },
+    );
+    expect(m.anchorTaxBytes).toBe(taxMiB * MiB);
+    expect(m.anchorTaxPeakBytes).toBeGreaterThan(0);
+    expect(m.anchorTaxPeakBytes).toBe(Math.max(0, (m.memoryPeakBytes ?? 0) - 128 * MiB));
+    const tax = await runNode(BUILT.cli, ["tax", "--json"], { env: { NATS_URL: nats.url } });
+    expect(tax.code, tax.stderr).toBe(0);
+    const rows = JSON.parse(tax.stdout) as {
+      key: string;
+      record: { guestMiB: number; peakAboveGuestBytes: number };
+    }[];
+    const row = rows.find((r) => r.record.guestMiB === 128);
+    expect(row?.record.peakAboveGuestBytes).toBeGreaterThan(0);
+
+    // A stop goes through QMP, and the event names the step that ended it: this guest powers
+    // off on the ACPI power button.
+    expect(guest.powerdown).toBe(true);
+    await configs.publish(uuid, vmApp(uuid, { activate: false }));
+    const halted = await until(uuid, (x) => x.state === "HALTED", "never HALTED", 30_000);
+    expect(halted).toMatchObject({ taskId: 0, lastTaskId: s.taskId, exitCode: 0, signal: null });
+    const exited = await waitFor(() => eventsOf(uuid).find((e) => e.type === "exited"), {
+      timeoutMs: 10_000,
+      message: "no exited event",
+    });
+    expect(exited.fields).toMatchObject({ stoppedBy: "system_powerdown", requested: true, exitCode: 0 });
+    expect(exited.message).toMatch(/ended: exit code 0 after QMP system_powerdown$/);
+    const stopping = eventsOf(uuid).filter((e) => e.type === "stopping");
+    expect(stopping.map((e) => e.message)).toEqual([
+      "stopping: activate is false (QMP system_powerdown, quit after 4000 ms, SIGKILL 5000 ms later)",
+    ]);
+    expect(await logOf(s)).toContain(guest.powerdownMarker);
+    await expect(containerd.tasks.get(uuid)).rejects.toThrow();
+
+    // The guest that ignores the button: system_powerdown, its deadline, then quit ends qemu.
+    const d = await until(deaf, (x) => x.state === "RUNNING", "never RUNNING", 90_000);
+    await waitFor(async () => (await logOf(d)).includes(guest.marker), {
+      timeoutMs: 90_000,
+      message: "the second guest never came up",
+    });
+    expect(await logOf(d)).toContain("system_powerdown will be ignored");
+    await configs.publish(
+      deaf,
+      vmApp(
+        deaf,
+        { activate: false, stopTimeoutMs: 2000 },
+        { cmdline: `${guest.cmdline} eve_ignore_powerdown`, accel: "tcg" },
+      ),
+    );
+    await until(deaf, (x) => x.state === "HALTED", "never HALTED", 30_000);
+    const deafExit = await waitFor(() => eventsOf(deaf).find((e) => e.type === "exited"), {
+      timeoutMs: 10_000,
+      message: "no exited event",
+    });
+    expect(deafExit.fields).toMatchObject({ stoppedBy: "quit", exitCode: 0 });
+    expect(
+      eventsOf(deaf)
+        .filter((e) => e.type === "stopping")
+        .map((e) => e.message)[1],
+    ).toBe("no exit 2000 ms after system_powerdown: sent QMP quit");
+    expect(await logOf(d)).not.toContain(guest.powerdownMarker);
+  }, 180_000);
+
+  it("refuses VM configs it cannot run, each with a clear error in its status", async () => {
+    const noQemu = newUuid();
+    const outside = newUuid();
+    const noBoot = newUuid();
+    const unnamed = newUuid();
+    await Promise.all([
+      configs.publish(noQemu, vmApp(noQemu, {}, { hypervisorTools: "noqemu" })),
+      configs.publish(outside, vmApp(outside, {}, { kernel: "/etc/hostname" })),
+      bus
+        .bucket("controller")
+        .then((kv) =>
+          kv.put(
+            `AppInstanceConfig.${noBoot}`,
+            JSON.stringify({ ...vmApp(noBoot), vm: { cmdline: "console=ttyS0" } }),
+          ),
+        ),
+      configs.publish(unnamed, vmApp(unnamed, {}, { hypervisorTools: "nosuch" })),
+    ]);
+    const failed = (uuid: string) => until(uuid, (x) => x.state === "FAILED", "never FAILED", 60_000);
+    const a = await failed(noQemu);
+    expect(a.error).toMatchObject({ source: "task-executor" });
+    expect(a.error?.message).toMatch(
+      /^the hypervisor tools image oci:.*:tools@sha256:[0-9a-f]{64} has no qemu-system-x86_64 in its PATH/,
+    );
+    const b = await failed(outside);
+    expect(b.error?.message).toMatch(/^volume \/eve\/vm\/kernel \/etc\/hostname is outside EVE_VOLUME_ROOTS/);
+    const c = await failed(noBoot);
+    expect(c.error).toMatchObject({ source: "spec-builder" });
+    expect(c.error?.message).toMatch(/a VM needs vm\.kernel or at least one disk in vm\.disks to boot/);
+    const d = await until(unnamed, (x) => x.state === "PENDING", "never PENDING", 30_000);
+    expect(d.waitingFor).toBe("seed");
+    // Nothing of them runs.
+    for (const uuid of [noQemu, outside, noBoot, unnamed]) {
+      await expect(containerd.tasks.get(uuid)).rejects.toThrow();
+    }
+  }, 120_000);
+
+  it("reserves the app's own tax when it sets one", async () => {
+    const uuid = newUuid();
+    await configs.publish(
+      uuid,
+      vmApp(uuid, { activate: false, resources: { memoryMiB: 64, vcpus: 1, vmmOverheadMiB: 96 } }),
+    );
+    const s = await until(uuid, (x) => x.state === "INSTALLED", "never INSTALLED", 60_000);
+    expect(s.memoryLimitBytes).toBe(160 * MiB);
+    expect(s.anchorTaxBytes).toBe(96 * MiB);
+    const stored = (await containerd.containers.get(uuid)).spec;
+    const spec = (stored ? specFromAny(stored) : {}) as {
+      linux?: { resources: { memory: { limit: number } } };
+    };
+    expect(spec.linux?.resources.memory.limit).toBe(160 * MiB);
+  }, 90_000);
+});
