@@ -261,7 +261,9 @@ describe("VM tasks", () => {
     );
     expect(m.anchorTaxBytes).toBe(taxMiB * MiB);
     expect(m.anchorTaxPeakBytes).toBeGreaterThan(0);
-    expect(m.anchorTaxPeakBytes).toBe(Math.max(0, (m.memoryPeakBytes ?? 0) - 128 * MiB));
+    // At least the peak above the whole guest RAM; at most the peak itself.
+    expect(m.anchorTaxPeakBytes).toBeGreaterThanOrEqual(Math.max(0, (m.memoryPeakBytes ?? 0) - 128 * MiB));
+    expect(m.anchorTaxPeakBytes).toBeLessThanOrEqual(m.memoryPeakBytes ?? 0);
     const tax = await runNode(BUILT.cli, ["tax", "--json"], { env: { NATS_URL: nats.url } });
     expect(tax.code, tax.stderr).toBe(0);
     const rows = JSON.parse(tax.stdout) as {

@@ -196,7 +196,7 @@ async function main(): Promise<number> {
   if (results.length > 0) process.stderr.write(`\n${summary(results)}\n\n`);
   if (taxRows.length > 0) {
     process.stderr.write(
-      "anchor tax: guest MiB, measured peak above guest RAM MiB (cgroup peak MiB), EVE's estimate MiB\n",
+      "anchor tax: guest MiB, measured (cgroup memory beyond the guest RAM qemu holds) MiB (cgroup peak MiB), EVE's estimate MiB\n",
     );
     for (const t of taxRows) {
       process.stderr.write(

@@ -39,3 +39,4 @@ export { AnchorReader } from "./anchor.js";
 export type { AnchorGoneReason, AnchorReading } from "./anchor.js";
 export { TaskSampler } from "./task-sampler.js";
 export type { TaskSample, TaskSamplerOptions } from "./task-sampler.js";
+export { guestRamResidentBytes, readGuestRamResidentBytes } from "./smaps.js";

@@ -75,10 +75,10 @@ export const AnchorTaxRecordSchema = z
     }),
     peakAboveGuestBytes: NonNegativeIntSchema.meta({
       description:
-        "the measured tax: max over every task and sample of the cgroup's peak memory minus guest RAM",
+        "the measured tax: the most memory a task's cgroup held beyond the guest's RAM (TaskMetrics.anchorTaxPeakBytes), max over every task",
     }),
     peakTotalBytes: NonNegativeIntSchema.meta({
-      description: "the cgroup's peak memory of the sample that set peakAboveGuestBytes",
+      description: "the cgroup's peak memory when peakAboveGuestBytes was set",
     }),
     peakAt: TimestampSchema.meta({ description: "when that sample was taken" }),
     peakUuid: UuidSchema.meta({ description: "the app whose task set the peak" }),
@@ -107,10 +107,14 @@ export const AnchorTaxRecordSchema = z
       });
     }
     const guestBytes = r.guestMiB * 2 ** 20;
-    if (r.peakAboveGuestBytes !== Math.max(0, r.peakTotalBytes - guestBytes)) {
+    if (
+      r.peakAboveGuestBytes < Math.max(0, r.peakTotalBytes - guestBytes) ||
+      r.peakAboveGuestBytes > r.peakTotalBytes
+    ) {
       ctx.addIssue({
         code: "custom",
-        message: "peakAboveGuestBytes must be max(0, peakTotalBytes - guestMiB · 2^20)",
+        message:
+          "peakAboveGuestBytes must lie between max(0, peakTotalBytes - guestMiB · 2^20) and peakTotalBytes",
         path: ["peakAboveGuestBytes"],
       });
     }

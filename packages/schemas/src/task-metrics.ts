@@ -68,7 +68,7 @@ export const TaskMetricsSchema = z
     }),
     anchorTaxPeakBytes: NonNegativeIntSchema.nullable().default(null).meta({
       description:
-        "the measured anchor tax: memoryPeakBytes minus the guest's RAM, never below 0, in bytes; null when not a VM or memoryPeakBytes was not read",
+        "the measured anchor tax in bytes: the most the cgroup held beyond the guest's RAM so far (the larger of memoryPeakBytes minus guest RAM, and memory now minus the guest RAM resident in qemu), never below 0; null when not a VM or memoryPeakBytes was not read",
     }),
     sampledAt: TimestampSchema,
     measured: z

@@ -23,20 +23,42 @@ export const RETRY_AFTER_MS = 30_000;
 /** How many task identities a tracker remembers per key (to tell a new task). */
 const KNOWN_TASKS = 64;
 
+/** What a sample adds to the measure of the tax besides the cgroup's peak. */
+export interface TaxSampleExtras {
+  /** The cgroup's memory now. */
+  memoryUsageBytes: number | null;
+  /** How much of the guest RAM the anchor holds now (smaps); null when unknown. */
+  guestResidentBytes: number | null;
+  /** The task's measure so far (a running max). */
+  previousBytes: number | null;
+}
+
 /**
- * The measured tax of one sample: the cgroup's peak memory minus the guest's RAM (the memory
- * limit minus the reserved tax), never below 0. Null when not a VM (`anchorTaxBytes` null), when a
- * value is missing, or when the limit is not above the tax (no guest RAM can be told).
+ * The measured tax of a VM's task: what its cgroup holds beyond the guest's RAM, never below 0.
+ * Two lower bounds, the larger wins, and it never decreases over a task's samples:
+ *
+ * - the cgroup's peak minus the whole guest RAM (the memory limit minus the reserved tax): exact
+ *   for a guest that touched all its RAM;
+ * - the cgroup's memory now minus the guest RAM resident in qemu now: a guest touches its RAM
+ *   lazily, and a 256 MiB guest that has booted may hold 120 MiB of it.
+ *
+ * Null when not a VM (`anchorTaxBytes` null), when the peak is missing, or when the limit is not
+ * above the tax (no guest RAM can be told).
  */
 export function anchorTaxPeakBytes(
   memoryPeakBytes: number | null,
   memoryLimitBytes: number | null,
   anchorTaxBytes: number | null,
+  extras?: TaxSampleExtras,
 ): number | null {
   if (memoryPeakBytes === null || memoryLimitBytes === null || anchorTaxBytes === null) return null;
   const guestBytes = memoryLimitBytes - anchorTaxBytes;
   if (guestBytes <= 0) return null;
-  return Math.max(0, memoryPeakBytes - guestBytes);
+  let tax = Math.max(0, memoryPeakBytes - guestBytes, extras?.previousBytes ?? 0);
+  if (extras && extras.memoryUsageBytes !== null && extras.guestResidentBytes !== null) {
+    tax = Math.max(tax, extras.memoryUsageBytes - extras.guestResidentBytes);
+  }
+  return Math.min(tax, memoryPeakBytes);
 }
 
 /** What a READY VM TaskConfig of this node says about its task, for the AnchorTax record. */

@@ -7,7 +7,7 @@
  */
 import { Publication, subscribe, waitForBucket } from "@eve-tasks/bus";
 import type { Bus, Outbox, Subscription } from "@eve-tasks/bus";
-import { TaskSampler } from "@eve-tasks/procfs";
+import { TaskSampler, readGuestRamResidentBytes } from "@eve-tasks/procfs";
 import type { AnchorReading, CgroupLayout, TaskSample } from "@eve-tasks/procfs";
 import { forApp } from "@eve-tasks/runtime";
 import type { Logger } from "@eve-tasks/runtime";
@@ -52,6 +52,8 @@ interface Watch {
   problemsLogged: boolean;
   /** A VM's facts for its AnchorTax record, once its READY TaskConfig matched its status. */
   vm: (VmFacts & { key: string }) | undefined;
+  /** A VM's measured tax so far (never decreases over the task's samples). */
+  taxBytes: number | null;
 }
 
 /** One app of this node with a TaskStatus. */
@@ -284,7 +286,15 @@ export class ProcMonitor {
       layout: this.#opts.layout,
       procRoot: this.#opts.procRoot,
     });
-    app.watch = { pid, startTicks, sampler, gone: false, problemsLogged: false, vm: undefined };
+    app.watch = {
+      pid,
+      startTicks,
+      sampler,
+      gone: false,
+      problemsLogged: false,
+      vm: undefined,
+      taxBytes: null,
+    };
     app.log.info(
       { event: "sampling-started", pid, anchorStartTicks: startTicks, cgroupsPath: sampler.cgroupsPath },
       startTicks === null
@@ -399,7 +409,7 @@ export class ProcMonitor {
         "cgroup files not understood",
       );
     }
-    const tax = this.#taxOf(app, sample);
+    const tax = this.#taxOf(app, w, sample);
     const metrics = taskMetricsOf(app.uuid, sample, tax);
     app.writes = app.writes.then(() => this.#publish(app, metrics));
     if (tax.anchorTaxPeakBytes !== null) this.#observeTax(app, w, sample, tax.anchorTaxPeakBytes);
@@ -410,14 +420,19 @@ export class ProcMonitor {
    * guest RAM. A task is a VM when its status reserves a tax, or its READY config is a VM's (a VM
    * may run with a tax of 0).
    */
-  #taxOf(app: App, sample: TaskSample): SampleTax {
+  #taxOf(app: App, w: Watch, sample: TaskSample): SampleTax {
     const reserved = app.anchorTaxBytes;
     const vm = reserved !== null && (reserved > 0 || this.#vms.has(app.uuid));
     if (!vm) return { anchorTaxBytes: null, anchorTaxPeakBytes: null };
-    return {
-      anchorTaxBytes: reserved,
-      anchorTaxPeakBytes: anchorTaxPeakBytes(sample.values.memoryPeakBytes, app.memoryLimitBytes, reserved),
-    };
+    const guestBytes = app.memoryLimitBytes === null ? null : app.memoryLimitBytes - reserved;
+    const measured = anchorTaxPeakBytes(sample.values.memoryPeakBytes, app.memoryLimitBytes, reserved, {
+      memoryUsageBytes: sample.values.memoryUsageBytes,
+      guestResidentBytes:
+        guestBytes !== null && guestBytes > 0 ? readGuestRamResidentBytes(w.pid, guestBytes) : null,
+      previousBytes: w.taxBytes,
+    });
+    if (measured !== null) w.taxBytes = measured;
+    return { anchorTaxBytes: reserved, anchorTaxPeakBytes: measured };
   }
 
   /**
