@@ -838,8 +838,8 @@ export class TaskExecutor {
       }
       if (!exited) {
         await unlessGone(tasks.kill(uuid, "SIGKILL", { all: true }));
-        const after = vm && !viaSignal ? `QMP system_powerdown and quit` : "SIGTERM";
-        await this.#event(uuid, "killed", `no exit after ${after}: sent SIGKILL`, {
+        const after = viaSignal ? `${app.stopTimeoutMs} ms after SIGTERM` : `${quitMs} ms after QMP quit`;
+        await this.#event(uuid, "killed", `no exit ${after}: sent SIGKILL`, {
           anchorPid: pid,
           step: "SIGKILL",
         });
