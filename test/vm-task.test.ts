@@ -196,6 +196,8 @@ describe("VM tasks", () => {
     statusWaiter(statuses).until(uuid, pred, what, timeoutMs);
   const eventsOf = (uuid: string) => events.filter((e) => e.uuid === uuid);
   const logOf = (s: TaskStatus) => readFile(s.logPath, "utf8").catch(() => "");
+  // The executor's exit event (the proc-monitor's "anchor gone" one may come first).
+  const isExecutorExit = (e: TaskEvent) => e.type === "exited" && e.fields.source !== "proc-monitor";
 
   it("runs a guest with qemu as the anchor, limited to guest RAM plus the tax, its console in the log", async () => {
     const uuid = newUuid();
@@ -279,7 +281,7 @@ describe("VM tasks", () => {
     await configs.publish(uuid, vmApp(uuid, { activate: false }));
     const halted = await until(uuid, (x) => x.state === "HALTED", "never HALTED", 30_000);
     expect(halted).toMatchObject({ taskId: 0, lastTaskId: s.taskId, exitCode: 0, signal: null });
-    const exited = await waitFor(() => eventsOf(uuid).find((e) => e.type === "exited"), {
+    const exited = await waitFor(() => eventsOf(uuid).find(isExecutorExit), {
       timeoutMs: 10_000,
       message: "no exited event",
     });
@@ -308,7 +310,7 @@ describe("VM tasks", () => {
       ),
     );
     await until(deaf, (x) => x.state === "HALTED", "never HALTED", 30_000);
-    const deafExit = await waitFor(() => eventsOf(deaf).find((e) => e.type === "exited"), {
+    const deafExit = await waitFor(() => eventsOf(deaf).find(isExecutorExit), {
       timeoutMs: 10_000,
       message: "no exited event",
     });
