@@ -125,7 +125,6 @@ export class AccelChooser implements AccelDecider {
       toolsRoot: tools.toolsRoot,
       qemu: tools.qemu,
       timeoutMs: this.#o.probeTimeoutMs ?? 10_000,
-      kvmDevice: this.#device,
     });
     this.#o.logger.info({ event: "kvm-probe", ...result }, `KVM probe: ${result.reason}`);
     const entry: CachedProbe = {
@@ -150,7 +149,11 @@ export interface ProbeKvmOptions {
   /** qemu's path inside the seed. */
   qemu: string;
   timeoutMs: number;
-  kvmDevice?: string;
+  /**
+   * The accelerator the probe guest runs under: `kvm` (what is being probed) or `tcg` (a
+   * reference run that checks the probe itself: it comes up wherever qemu works).
+   */
+  accel?: "kvm" | "tcg";
 }
 
 /**
@@ -168,7 +171,7 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
   await Promise.all([diskDir, upper, work].map((d) => mkdir(d, { recursive: true })));
   await writeFile(join(diskDir, "probe.img"), kvmProbeDisk());
   const spec = buildSpec(
-    withArgs([o.qemu, ...probeQemuArgs({ accel: "kvm", diskPath: "/eve/probe/probe.img" })]),
+    withArgs([o.qemu, ...probeQemuArgs({ accel: o.accel ?? "kvm", diskPath: "/eve/probe/probe.img" })]),
     withCwd("/"),
     withUser("0:0"),
     withHostname(id),
@@ -177,17 +180,18 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
     withBindMount({ source: diskDir, destination: "/eve/probe", readOnly: true }),
   );
   spec.root = { ...spec.root, path: "rootfs" };
-  const device = o.kvmDevice ?? "/dev/kvm";
   const linux = spec.linux as typeof spec.linux & { cgroupsPath?: string; devices?: object[] };
   linux.cgroupsPath = cgroupsPathFor(id);
-  linux.devices = [{ path: device, type: "c", major: 10, minor: 232, fileMode: 0o660, uid: 0, gid: 0 }];
-  (linux.resources as { devices: object[] }).devices.push({
-    allow: true,
-    type: "c",
-    major: 10,
-    minor: 232,
-    access: "rwm",
-  });
+  if ((o.accel ?? "kvm") === "kvm") {
+    linux.devices = [{ path: "/dev/kvm", type: "c", major: 10, minor: 232, fileMode: 0o660, uid: 0, gid: 0 }];
+    (linux.resources as { devices: object[] }).devices.push({
+      allow: true,
+      type: "c",
+      major: 10,
+      minor: 232,
+      access: "rwm",
+    });
+  }
 
   const { containers, tasks } = o.containerd;
   const started = Date.now();
@@ -222,7 +226,8 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
       const text = await readFile(logPath, "utf8").catch(() => "");
       if (text.includes(KVM_PROBE_MARKER)) {
         const ms = Date.now() - started;
-        return { usable: true, reason: `the probe guest came up under KVM in ${ms} ms`, elapsedMs: ms };
+        const under = (o.accel ?? "kvm").toUpperCase();
+        return { usable: true, reason: `the probe guest came up under ${under} in ${ms} ms`, elapsedMs: ms };
       }
       if (exited) {
         const status = await exit;
@@ -236,7 +241,7 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
       if (Date.now() >= deadline) {
         return {
           usable: false,
-          reason: `the probe guest did not come up under KVM within ${o.timeoutMs} ms`,
+          reason: `the probe guest did not come up under ${(o.accel ?? "kvm").toUpperCase()} within ${o.timeoutMs} ms`,
           elapsedMs: Date.now() - started,
         };
       }
