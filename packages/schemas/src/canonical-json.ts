@@ -10,14 +10,41 @@ import { createHash } from "node:crypto";
  * a top-level value that has no JSON form, since a fingerprint must not silently change data.
  */
 export function canonicalJson(value: unknown): string {
-  const text = serialise(value, new Set<object>(), "$");
+  let text: string | undefined;
+  try {
+    text = serialise(value, []);
+  } catch (err) {
+    if (err instanceof NotJson) throw new TypeError(`canonicalJson: ${describeRefusal(value)}`);
+    throw err;
+  }
   if (text === undefined) {
     throw new TypeError(`canonicalJson: a value of type ${typeof value} has no JSON form`);
   }
   return text;
 }
 
-function serialise(input: unknown, ancestors: Set<object>, where: string): string | undefined {
+/** Thrown inside the serialiser; the refusal is then located and described by {@link describeRefusal}. */
+class NotJson extends Error {}
+
+/**
+ * Below this depth no cycle check is made: a cycle nests without end, so it is still caught,
+ * one lap deeper, and the common shallow value pays nothing for the check.
+ */
+const CYCLE_CHECK_DEPTH = 32;
+
+/** A string JSON writes as it is between quotes: no quote, backslash, control or surrogate. */
+const PLAIN_STRING = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+function quote(s: string): string {
+  return PLAIN_STRING.test(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+/**
+ * The canonical text of `input`, or undefined when it has none (an object member that is then
+ * left out); `ancestors` holds the objects being serialised around it. It runs for every spec
+ * fingerprint, so it concatenates strings and allocates nothing per node beyond sorted keys.
+ */
+function serialise(input: unknown, ancestors: object[]): string | undefined {
   let value = input;
   if (
     typeof value === "object" &&
@@ -28,14 +55,14 @@ function serialise(input: unknown, ancestors: Set<object>, where: string): strin
   }
   switch (typeof value) {
     case "string":
+      return quote(value);
     case "boolean":
-      return JSON.stringify(value);
+      return value ? "true" : "false";
     case "number":
-      if (!Number.isFinite(value))
-        throw new TypeError(`canonicalJson: ${String(value)} at ${where} is not JSON`);
-      return JSON.stringify(value);
+      if (!Number.isFinite(value)) throw new NotJson();
+      return String(value); // the same digits as JSON.stringify, -0 as "0"
     case "bigint":
-      throw new TypeError(`canonicalJson: the bigint at ${where} is not JSON`);
+      throw new NotJson();
     case "undefined":
     case "function":
     case "symbol":
@@ -45,26 +72,63 @@ function serialise(input: unknown, ancestors: Set<object>, where: string): strin
   }
   if (value === null) return "null";
   const obj = value;
-  if (ancestors.has(obj))
-    throw new TypeError(`canonicalJson: the value at ${where} contains itself (a cycle)`);
-  ancestors.add(obj);
-  try {
-    if (Array.isArray(obj)) {
-      const items = (obj as unknown[]).map(
-        (item, i) => serialise(item, ancestors, `${where}[${i}]`) ?? "null",
-      );
-      return `[${items.join(",")}]`;
+  if (ancestors.length >= CYCLE_CHECK_DEPTH && ancestors.includes(obj)) throw new NotJson();
+  ancestors.push(obj);
+  let out: string;
+  if (Array.isArray(obj)) {
+    const items = obj as unknown[];
+    out = "[";
+    for (let i = 0; i < items.length; i++) {
+      out += (i === 0 ? "" : ",") + (serialise(items[i], ancestors) ?? "null");
     }
+    out += "]";
+  } else {
     const record = obj as Record<string, unknown>;
-    const members: string[] = [];
-    for (const key of Object.keys(record).sort()) {
-      const text = serialise(record[key], ancestors, `${where}.${key}`);
-      if (text !== undefined) members.push(`${JSON.stringify(key)}:${text}`);
+    const keys = Object.keys(record);
+    keys.sort();
+    out = "{";
+    let first = true;
+    for (const key of keys) {
+      const text = serialise(record[key], ancestors);
+      if (text === undefined) continue;
+      out += (first ? "" : ",") + quote(key) + ":" + text;
+      first = false;
     }
-    return `{${members.join(",")}}`;
-  } finally {
-    ancestors.delete(obj);
+    out += "}";
   }
+  ancestors.pop();
+  return out;
+}
+
+/** Finds what {@link serialise} refused in `root` and says where: `NaN at $.a[0] is not JSON`. */
+function describeRefusal(root: unknown): string {
+  const seen = new Set<object>();
+  const walk = (input: unknown, where: string): string | undefined => {
+    let value = input;
+    if (
+      typeof value === "object" &&
+      value !== null &&
+      typeof (value as { toJSON?: unknown }).toJSON === "function"
+    ) {
+      value = (value as { toJSON: () => unknown }).toJSON();
+    }
+    if (typeof value === "number" && !Number.isFinite(value))
+      return `${String(value)} at ${where} is not JSON`;
+    if (typeof value === "bigint") return `the bigint at ${where} is not JSON`;
+    if (typeof value !== "object" || value === null) return undefined;
+    if (seen.has(value)) return `the value at ${where} contains itself (a cycle)`;
+    seen.add(value);
+    const entries: [string, unknown][] = Array.isArray(value)
+      ? value.map((v, i) => [`${where}[${i}]`, v])
+      : Object.entries(value).map(([k, v]) => [`${where}.${k}`, v]);
+    for (const [w, v] of entries) {
+      const found = walk(v, w);
+      if (found) return found;
+    }
+    seen.delete(value);
+    return undefined;
+  };
+  return walk(root, "$") ?? "a value is not JSON";
 }
 
 /** The SHA-256 of `data` (a string is hashed as UTF-8), as 64 lowercase hex digits. */

@@ -34,6 +34,27 @@ describe("canonicalJson", () => {
     expect(canonicalJson('é"\n')).toBe(JSON.stringify('é"\n'));
   });
 
+  it("writes strings, keys and numbers exactly as JSON.stringify does", () => {
+    const strings = [
+      "plain",
+      'q"uote',
+      "back\\slash",
+      "ctl\u0001\n\t",
+      "é ☃ 😀",
+      "lone \ud800 surrogate",
+      "\udfff",
+      "",
+    ];
+    for (const s of strings) {
+      expect(canonicalJson(s)).toBe(JSON.stringify(s));
+      expect(canonicalJson({ [s]: s })).toBe(`{${JSON.stringify(s)}:${JSON.stringify(s)}}`);
+    }
+    for (const n of [0, -0, 1.5, -2e-7, 1e21, 123456789012345680000, Number.MAX_SAFE_INTEGER]) {
+      expect(canonicalJson(n)).toBe(JSON.stringify(n));
+    }
+    expect(canonicalJson([true, false, null])).toBe("[true,false,null]");
+  });
+
   it("refuses what JSON cannot hold", () => {
     expect(() => canonicalJson({ a: Number.NaN })).toThrow(/NaN at \$\.a is not JSON/);
     expect(() => canonicalJson({ a: 1n })).toThrow(TypeError);
@@ -41,6 +62,15 @@ describe("canonicalJson", () => {
     cyclic.self = cyclic;
     expect(() => canonicalJson(cyclic)).toThrow(/cycle/);
     expect(() => canonicalJson(undefined)).toThrow(/no JSON form/);
+    expect(() => canonicalJson({ a: [1, { b: Number.POSITIVE_INFINITY }] })).toThrow(
+      /Infinity at \$\.a\[1\]\.b is not JSON/,
+    );
+    const ring: unknown[] = [];
+    ring.push({ next: [ring] });
+    expect(() => canonicalJson({ deep: ring })).toThrow(/\$\.deep\[0\]\.next\[0\] contains itself/);
+    // The same object twice, side by side, is no cycle.
+    const shared = { x: 1 };
+    expect(canonicalJson({ a: shared, b: [shared, shared] })).toBe('{"a":{"x":1},"b":[{"x":1},{"x":1}]}');
   });
 
   it("gives an unchanged fingerprint to the same spec built twice", () => {
