@@ -1,6 +1,7 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import type { z } from "zod";
-import { canonicalJson, decodeValue, encodeValue } from "@eve-tasks/schemas";
+import { decodeValue, encodeValue, encodeValueText } from "@eve-tasks/schemas";
+import type { EncodedValue } from "@eve-tasks/schemas";
 import type { Bus } from "./connection.js";
 import { PublishError } from "./errors.js";
 import { RESTARTED_MARKER, assertTypeName, assertUserKey, kvKey, userKeyOf } from "./keys.js";
@@ -29,6 +30,8 @@ export type OrderedWriteResult = "written" | "unchanged" | "stale" | "deleted" |
 
 const MAX_CAS_ATTEMPTS = 20;
 
+const utf8 = new TextDecoder();
+
 function configRevisionOf(entry: KvEntry): number | undefined {
   try {
     const v = JSON.parse(new TextDecoder().decode(entry.value)) as { configRevision?: unknown };
@@ -48,7 +51,7 @@ export class Publication<S extends z.ZodType> {
   readonly type: string;
   readonly schema: S;
   readonly #bus: Bus;
-  /** What this process last wrote per key (canonical JSON), to skip identical writes. */
+  /** What this process last wrote per key (its JSON text), to skip identical writes. */
   readonly #written = new Map<string, string>();
   /** putIfNewer's last write per key: its KV revision and configRevision, for a write without a read. */
   readonly #lastOrdered = new Map<string, { kvRevision: number; configRevision: number }>();
@@ -65,11 +68,14 @@ export class Publication<S extends z.ZodType> {
     return this.#bus.bucket(this.agent);
   }
 
-  #encode(key: string, value: z.input<S>): { bytes: Uint8Array; canonical: string } {
+  /**
+   * Validates once and serializes the parsed value (defaults applied). Its JSON text is the
+   * fingerprint of identical writes: the schema fixes the order of an object's fields, so the
+   * same value gives the same text (a map filled in another order only costs a write).
+   */
+  #encode(key: string, value: z.input<S>): EncodedValue {
     assertUserKey(key);
-    // encodeValue validates once and serializes the parsed value (defaults applied).
-    const bytes = encodeValue(this.schema, value, { type: this.type, key });
-    return { bytes, canonical: canonicalJson(JSON.parse(new TextDecoder().decode(bytes))) };
+    return encodeValueText(this.schema, value, { type: this.type, key });
   }
 
   /**
@@ -79,12 +85,12 @@ export class Publication<S extends z.ZodType> {
    * value equals what this process last published and nothing was sent.
    */
   async publish(key: string, value: z.input<S>): Promise<number | undefined> {
-    const { bytes, canonical } = this.#encode(key, value);
-    if (this.#written.get(key) === canonical) return undefined;
+    const { bytes, text } = this.#encode(key, value);
+    if (this.#written.get(key) === text) return undefined;
     const kv = await this.#kv();
     try {
       const rev = await kv.put(kvKey(this.type, key), bytes);
-      this.#written.set(key, canonical);
+      this.#written.set(key, text);
       return rev;
     } catch (err) {
       throw new PublishError(this.agent, kvKey(this.type, key), `publish failed: ${(err as Error).message}`, {
@@ -204,17 +210,20 @@ export class Publication<S extends z.ZodType> {
    * Writes `value` only if no value with a higher `configRevision` is stored,
    * with compare-and-set on the key's KV revision, so replicas racing on one key never
    * put an older revision over a newer one. Returns "written", "unchanged" (the same
-   * value is stored) or "stale" (a newer configRevision is stored).
+   * value is stored) or "stale" (a newer configRevision is stored). `encoded`: `value` as
+   * {@link encodeValueText} already gave it for this table's schema (not validated again).
    */
   async putIfNewer(
     key: string,
     value: z.input<S> & { configRevision: number },
+    encoded?: EncodedValue,
   ): Promise<"written" | "unchanged" | "stale"> {
-    const { bytes, canonical } = this.#encode(key, value);
+    if (encoded) assertUserKey(key);
+    const { bytes, text } = encoded ?? this.#encode(key, value);
     const kv = await this.#kv();
     const full = kvKey(this.type, key);
     const written = (kvRevision: number): "written" => {
-      this.#written.set(key, canonical);
+      this.#written.set(key, text);
       this.#lastOrdered.set(key, { kvRevision, configRevision: value.configRevision });
       return "written";
     };
@@ -223,7 +232,7 @@ export class Publication<S extends z.ZodType> {
     // and then what is stored is our own older write. Otherwise: read, compare, write.
     const last = this.#lastOrdered.get(key);
     if (!last || last.configRevision <= value.configRevision) {
-      if (last && this.#written.get(key) === canonical) return "unchanged";
+      if (last && this.#written.get(key) === text) return "unchanged";
       try {
         return written(await kv.put(full, bytes, { previousSeq: last?.kvRevision ?? 0 }));
       } catch (err) {
@@ -240,8 +249,7 @@ export class Publication<S extends z.ZodType> {
         if (cur.operation === "PUT") {
           const stored = configRevisionOf(cur);
           if (stored !== undefined && stored > value.configRevision) return "stale";
-          const d = decodeValue(this.schema, cur.value);
-          if (d.ok && canonicalJson(d.value) === canonical) return "unchanged";
+          if (utf8.decode(cur.value) === text) return "unchanged";
         }
       }
       try {

@@ -1,7 +1,7 @@
 import type { KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { z } from "zod";
-import { canonicalJson, decodeValue } from "@eve-tasks/schemas";
+import { decodeValue, jsonEqual } from "@eve-tasks/schemas";
 import type { Bus } from "./connection.js";
 import { RESTARTED_MARKER, assertTypeName, userKeyOf } from "./keys.js";
 import { listKvKeys } from "./table-keys.js";
@@ -57,7 +57,7 @@ export interface SubscribeOptions<S extends z.ZodType> extends TableOptions<S> {
 export class Subscription<S extends z.ZodType> {
   readonly #opts: SubscribeOptions<S>;
   readonly #bus: Bus;
-  readonly #table = new Map<string, Known<z.infer<S>> & { canonical: string }>();
+  readonly #table = new Map<string, Known<z.infer<S>>>();
   #iterator: QueuedIterator<KvWatchEntry> | undefined;
   #synchronized = false;
   #resolveSync!: () => void;
@@ -72,7 +72,7 @@ export class Subscription<S extends z.ZodType> {
     this.#opts = options;
     this.synchronized = new Promise((r) => (this.#resolveSync = r));
     for (const [k, v] of options.known ?? []) {
-      this.#table.set(k, { ...v, canonical: canonicalJson(v.value) });
+      this.#table.set(k, { ...v });
     }
   }
 
@@ -176,11 +176,10 @@ export class Subscription<S extends z.ZodType> {
       else this.#bus.logger.warn({ key, type: o.type, reason: invalid?.reason }, invalid?.message);
       return;
     }
-    const canonical = canonicalJson(d.value);
-    this.#table.set(key, { revision: e.revision, value: d.value, canonical });
+    this.#table.set(key, { revision: e.revision, value: d.value });
     if (!cur) {
       await this.#call(key, () => o.onCreate(key, d.value, e.revision));
-    } else if (cur.canonical !== canonical) {
+    } else if (!jsonEqual(cur.value, d.value)) {
       if (o.onModify) await this.#call(key, () => o.onModify!(key, d.value, cur.value, e.revision));
     }
     // An identical update is suppressed, as in EVE.

@@ -14,7 +14,7 @@ import {
 } from "@eve-tasks/containerd";
 import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
 import { readProcStat } from "@eve-tasks/procfs";
-import { TaskConfigSchema, TaskStatusSchema, canonicalJson, taskLogPath } from "@eve-tasks/schemas";
+import { TaskConfigSchema, TaskStatusSchema, jsonEqual, taskLogPath } from "@eve-tasks/schemas";
 import type { ReadyTaskConfig, SignalReply, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
 import { MemoryLedger } from "./admission.js";
 import { NodeFactError } from "./errors.js";
@@ -1001,12 +1001,7 @@ export class TaskExecutor {
       updatedAt: new Date().toISOString(),
     };
     if (next.taskId === 0) next.anchorStartTicks = null;
-    if (
-      app.status &&
-      canonicalJson({ ...app.status, updatedAt: "" }) === canonicalJson({ ...next, updatedAt: "" })
-    ) {
-      return;
-    }
+    if (app.status && jsonEqual({ ...app.status, updatedAt: "" }, { ...next, updatedAt: "" })) return;
     app.status = next;
     await this.#status.publish(app.uuid, next);
   }

@@ -144,3 +144,52 @@ export function sha256Hex(data: string | Uint8Array): string {
 export function specSha256(spec: unknown): string {
   return sha256Hex(canonicalJson(spec));
 }
+
+/** Members JSON leaves out of an object, and writes as `null` in an array. */
+function isAbsent(v: unknown): boolean {
+  return v === undefined || typeof v === "function" || typeof v === "symbol";
+}
+
+/**
+ * Whether `a` and `b` are the same JSON data: `canonicalJson(a) === canonicalJson(b)` for plain
+ * data (objects, arrays, strings, finite numbers, booleans, null; members whose value is
+ * undefined count as absent), without building either text, and stopping at the first
+ * difference. Used to suppress identical updates. Values with `toJSON` (a Date) are compared by
+ * what it returns.
+ */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  let x = a;
+  let y = b;
+  if (typeof x === "object" && x !== null && typeof (x as { toJSON?: unknown }).toJSON === "function") {
+    x = (x as { toJSON: () => unknown }).toJSON();
+  }
+  if (typeof y === "object" && y !== null && typeof (y as { toJSON?: unknown }).toJSON === "function") {
+    y = (y as { toJSON: () => unknown }).toJSON();
+  }
+  if (x === y) return true;
+  if (typeof x !== "object" || typeof y !== "object" || x === null || y === null) return false;
+  if (Array.isArray(x)) {
+    if (!Array.isArray(y) || x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) {
+      const u: unknown = x[i];
+      const v: unknown = y[i];
+      if (isAbsent(u) || isAbsent(v)) {
+        if (!((isAbsent(u) || u === null) && (isAbsent(v) || v === null))) return false;
+      } else if (!jsonEqual(u, v)) return false;
+    }
+    return true;
+  }
+  if (Array.isArray(y)) return false;
+  const rx = x as Record<string, unknown>;
+  const ry = y as Record<string, unknown>;
+  let present = 0;
+  for (const k of Object.keys(rx)) {
+    const u = rx[k];
+    if (isAbsent(u)) continue;
+    present++;
+    if (!Object.prototype.hasOwnProperty.call(ry, k) || !jsonEqual(u, ry[k])) return false;
+  }
+  for (const k of Object.keys(ry)) if (!isAbsent(ry[k])) present--;
+  return present === 0;
+}

@@ -81,6 +81,14 @@ function describeJsonError(error: unknown, text: string): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** A value validated and encoded by {@link encodeValueText}. */
+export interface EncodedValue {
+  /** What is sent: UTF-8 JSON. */
+  readonly bytes: Uint8Array;
+  /** The same JSON as text: equal texts mean equal values (a cheap fingerprint). */
+  readonly text: string;
+}
+
 /**
  * Validates `value` with `schema` and encodes the parsed value (defaults applied) as UTF-8 JSON.
  * Throws {@link SchemaValidationError} if invalid and {@link ValueTooLargeError} if the result
@@ -92,12 +100,22 @@ export function encodeValue<S extends z.ZodType>(
   value: z.input<S>,
   context: ValueContext = {},
 ): Uint8Array {
+  return encodeValueText(schema, value, context).bytes;
+}
+
+/** {@link encodeValue}, also giving the JSON text. */
+export function encodeValueText<S extends z.ZodType>(
+  schema: S,
+  value: z.input<S>,
+  context: ValueContext = {},
+): EncodedValue {
   const named: ValueContext = { type: context.type ?? messageTypeNameOf(schema), key: context.key };
   const result = schema.safeParse(value, parseOptions);
   if (!result.success) throw new SchemaValidationError(result.error, named);
-  const bytes = encoder.encode(JSON.stringify(result.data));
+  const text = JSON.stringify(result.data);
+  const bytes = encoder.encode(text);
   if (bytes.byteLength > MAX_ACCEPTED_VALUE_BYTES) {
     throw new ValueTooLargeError(bytes.byteLength, MAX_ACCEPTED_VALUE_BYTES, named);
   }
-  return bytes;
+  return { bytes, text };
 }

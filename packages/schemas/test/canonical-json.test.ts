@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { canonicalJson, sha256Hex, specSha256 } from "../src/index.js";
+import { canonicalJson, jsonEqual, sha256Hex, specSha256 } from "../src/index.js";
 import { ociSpec } from "./fixtures.js";
 
 /** `value` with the keys of every object in reverse insertion order. */
@@ -79,6 +79,46 @@ describe("canonicalJson", () => {
     expect(JSON.stringify(reordered)).not.toBe(JSON.stringify(spec));
     expect(specSha256(reordered)).toBe(specSha256(spec));
     expect(specSha256({ ...spec, hostname: "other" })).not.toBe(specSha256(spec));
+  });
+});
+
+describe("jsonEqual", () => {
+  it("agrees with comparing canonical texts", () => {
+    const spec = ociSpec();
+    const values: unknown[] = [
+      null,
+      0,
+      -0,
+      1,
+      "1",
+      true,
+      false,
+      [],
+      {},
+      [1, 2],
+      [2, 1],
+      [1, undefined],
+      [1, null],
+      { a: 1 },
+      { a: 1, b: undefined },
+      { a: "1" },
+      { a: [1, { b: 2 }] },
+      { a: [1, { b: 3 }] },
+      { b: 1 },
+      { t: new Date(0) },
+      { t: "1970-01-01T00:00:00.000Z" },
+      spec,
+      reverseKeys(spec),
+      { ...spec, hostname: "other" },
+      { ...spec, process: { ...spec.process, args: [...(spec.process?.args ?? []), "x"] } },
+    ];
+    for (const a of values) {
+      for (const b of values) {
+        expect(jsonEqual(a, b), `${canonicalJson(a)} vs ${canonicalJson(b)}`).toBe(
+          canonicalJson(a) === canonicalJson(b),
+        );
+      }
+    }
   });
 });
 

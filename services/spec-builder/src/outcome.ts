@@ -1,5 +1,6 @@
 /** What building one AppInstanceConfig revision gives: the TaskConfig to write, or why none can be. */
 import type {
+  EncodedValue,
   FailedTaskConfig,
   HypervisorSeed,
   ImageSeed,
@@ -28,7 +29,12 @@ export type FailureReason =
 
 /** The result of building one config revision. */
 export type BuildOutcome =
-  | { readonly status: "READY"; readonly taskConfig: ReadyTaskConfig }
+  | {
+      readonly status: "READY";
+      readonly taskConfig: ReadyTaskConfig;
+      /** `taskConfig` validated and encoded for the bus, written as it is. */
+      readonly encoded: EncodedValue;
+    }
   /** An image root whose seed is not on the node yet (not published, or being pulled). */
   | { readonly status: "PENDING"; readonly taskConfig: PendingTaskConfig }
   | { readonly status: "FAILED"; readonly reason: FailureReason; readonly taskConfig: FailedTaskConfig }

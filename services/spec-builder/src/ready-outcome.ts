@@ -1,5 +1,6 @@
 /** The READY and PENDING outcomes every kind of app ends in. */
-import { TaskConfigSchema, ValueTooLargeError, encodeValue } from "@eve-tasks/schemas";
+import { TaskConfigSchema, ValueTooLargeError, encodeValueText } from "@eve-tasks/schemas";
+import type { EncodedValue } from "@eve-tasks/schemas";
 import type { ReadyTaskConfig } from "@eve-tasks/schemas";
 import { failed } from "./failed-task-config.js";
 import type { RawIdentity } from "./failed-task-config.js";
@@ -28,8 +29,8 @@ export function pendingOutcome(
 }
 
 /**
- * The READY outcome of `taskConfig`, or FAILED "too large" when it would be over 64 KiB on the
- * bus; `shorten` says what the user can shorten.
+ * The READY outcome of `taskConfig`, validated and encoded once for the write, or FAILED "too
+ * large" when it would be over 64 KiB on the bus; `shorten` says what the user can shorten.
  */
 export function readyOutcome(
   ctx: BuildContext,
@@ -37,8 +38,9 @@ export function readyOutcome(
   taskConfig: ReadyTaskConfig,
   shorten: string,
 ): BuildOutcome {
+  let encoded: EncodedValue;
   try {
-    encodeValue(TaskConfigSchema, taskConfig, { type: "TaskConfig", key: ctx.key });
+    encoded = encodeValueText(TaskConfigSchema, taskConfig, { type: "TaskConfig", key: ctx.key });
   } catch (err) {
     if (err instanceof ValueTooLargeError) {
       return failed(
@@ -51,5 +53,5 @@ export function readyOutcome(
     }
     throw err;
   }
-  return { status: "READY", taskConfig };
+  return { status: "READY", taskConfig, encoded };
 }

@@ -191,7 +191,7 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
       );
       return;
     }
-    result = await out.putIfNewer(tc.uuid, tc);
+    result = await out.putIfNewer(tc.uuid, tc, outcome.status === "READY" ? outcome.encoded : undefined);
     if (outcome.status === "PENDING") {
       const pending = outcome.taskConfig;
       log.info(
