@@ -17,12 +17,7 @@ import {
   startNatsServer,
 } from "@eve-tasks/embedded";
 import type { ManagedProcess, RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
-import {
-  AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
-  TaskConfigSchema,
-  TaskStatusSchema,
-} from "@eve-tasks/schemas";
+import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
 // Directly, not ../harness/index.js: that one imports vitest.
 import { makeRootfs } from "../harness/rootfs.js";
@@ -319,7 +314,12 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     for (const [name, entry] of Object.entries(entries)) {
       const proc = await spawnLogged({
         command: process.execPath,
-        args: options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry],
+        args: [
+          ...(process.env.BENCH_CPU_PROF
+            ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+            : []),
+          ...(options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry]),
+        ],
         logFile: join(logsDir, `${name}.log`),
         env: options.trace ? { ...childEnv, BENCH_TRACE_FILE: traceFile(name) } : childEnv,
         cwd: REPO,
@@ -358,7 +358,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       if (v.taskId === 0 && v.lastTaskId > 0 && v.exitCode !== null) seen.mark(key, "exit", t, v);
       seen.mark(key, v.state, t, v);
     };
-    const subs: Subscription<typeof TaskStatusSchema | typeof TaskConfigSchema>[] = [];
+    const subs: Subscription<typeof TaskStatusSchema>[] = [];
     cleanups.push({
       name: "close subscriptions",
       fn: () => Promise.all(subs.map((s) => s.close())),
@@ -372,14 +372,22 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         onModify: onStatus,
         onDelete: (key) => seen.mark(key, "deleted", nowMs()),
       }),
-      await subscribe(bus, {
-        agent: "spec-builder",
-        type: "TaskConfig",
-        schema: TaskConfigSchema,
-        onCreate: (key) => seen.mark(key, "taskconfig", nowMs()),
-        onModify: (key) => seen.mark(key, "taskconfig", nowMs()),
-      }),
     );
+    // When each TaskConfig arrives, for the breakdown only: a bare KV watch, since decoding every
+    // TaskConfig (its whole OCI spec) here would take the cores from the executor decoding it.
+    const configWatch = await (await bus.bucket("spec-builder")).watch({ key: "TaskConfig.>" });
+    const watching = (async () => {
+      for await (const e of configWatch) {
+        if (e.operation === "PUT") seen.mark(e.key.slice("TaskConfig.".length), "taskconfig", nowMs());
+      }
+    })();
+    cleanups.push({
+      name: "stop the TaskConfig watch",
+      fn: async () => {
+        configWatch.stop();
+        await watching;
+      },
+    });
 
     // Runs before the workers stop: every app deleted, so the executor removes its containers.
     cleanups.push({

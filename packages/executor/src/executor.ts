@@ -640,8 +640,8 @@ export class TaskExecutor {
   }
 
   /**
-   * Creates and starts a task (Tasks.Create → Tasks.Wait, not awaited → Tasks.Start).
-   * A failure rolls back what this call created and leaves the app FAILED.
+   * Creates and starts a task (Tasks.Create → Tasks.Start, Tasks.Wait issued right behind it and
+   * not awaited). A failure rolls back what this call created and leaves the app FAILED.
    */
   async #startTask(
     app: AppState,
@@ -686,6 +686,12 @@ export class TaskExecutor {
     let createdContainer = false;
     let pid = 0;
     let booting: Promise<void> = Promise.resolve();
+    const created = (): Promise<void> =>
+      this.#event(uuid, "created", `task created with anchor PID ${pid}` + (p.vm ? `; ${p.vm.why}` : ""), {
+        anchorPid: pid,
+        configRevision: d.configRevision,
+        ...(p.vm ? { accel: p.vm.accel } : {}),
+      });
     try {
       await this.#starts.use(async () => {
         const container = existing
@@ -703,9 +709,13 @@ export class TaskExecutor {
         ]);
         const log = fileUri(p.logPath);
         pid = (await tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: log, stderr: log })).pid;
+        // Tasks.Start goes out first; Tasks.Wait right behind it still sees any exit, since
+        // containerd keeps a task's exit status until Tasks.Delete, which only this executor does.
+        const starting = tasks.start(uuid);
         this.#ensureWait(app, pid);
-        // BOOTING (and its event) go out while Tasks.Start runs: statuses of one app leave
-        // this connection in order, so RUNNING can never overtake it.
+        // BOOTING goes out while Tasks.Start runs: statuses of one app leave this connection in
+        // order, so RUNNING can never overtake it. Its event waits until Tasks.Start has
+        // returned: the outbox's fdatasync would compete with runc for the node's cores.
         const anchor = pid;
         booting = (async () => {
           const ticks = (await readProcStat(anchor))?.startTimeTicks ?? null;
@@ -725,24 +735,15 @@ export class TaskExecutor {
               error: null,
             }),
           );
-          await this.#event(
-            uuid,
-            "created",
-            `task created with anchor PID ${anchor}` + (p.vm ? `; ${p.vm.why}` : ""),
-            {
-              anchorPid: anchor,
-              configRevision: d.configRevision,
-              ...(p.vm ? { accel: p.vm.accel } : {}),
-            },
-          );
         })();
         try {
-          await tasks.start(uuid);
+          await starting;
         } finally {
           await booting;
         }
       });
     } catch (err) {
+      if (pid) await created();
       if (isUnavailable(err) || (createdContainer === false && !existing && isAlreadyExists(err))) throw err;
       const message = `cannot start the task: ${(err as Error).message}`;
       this.#log.error({ uuid, err, anchorPid: pid }, message);
@@ -763,6 +764,7 @@ export class TaskExecutor {
       { uuid, event: "started", anchorPid: pid, configRevision: d.configRevision },
       "task running",
     );
+    await created();
     await this.#event(uuid, "started", `task started, anchor PID ${pid}`, {
       anchorPid: pid,
       configRevision: d.configRevision,
