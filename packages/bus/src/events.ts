@@ -11,12 +11,35 @@ import {
   decodeValue,
   eventSubject,
 } from "@eve-tasks/schemas";
-import type { TaskEvent } from "@eve-tasks/schemas";
+import type { TaskEvent, TaskEventType } from "@eve-tasks/schemas";
 import type { Bus } from "./connection.js";
 
 /** A live event follower; {@link EventFollower.close} ends it. */
 export interface EventFollower {
   close(): Promise<void>;
+}
+
+/** What {@link followEvents} follows. */
+export interface FollowEventsOptions {
+  /** One app's events; every app's when missing. */
+  uuid?: string;
+  /**
+   * Only events of these types: the others are dropped before they are validated (a worker that
+   * reacts to one kind of event skips the cost of checking every other one).
+   */
+  types?: readonly TaskEventType[];
+}
+
+const utf8 = new TextDecoder();
+
+/** The `type` of an event's JSON, or "" when it has none (then validation reports the problem). */
+function typeOf(data: Uint8Array): string {
+  try {
+    const v = JSON.parse(utf8.decode(data)) as { type?: unknown };
+    return typeof v?.type === "string" ? v.type : "";
+  } catch {
+    return "";
+  }
 }
 
 /**
@@ -27,15 +50,17 @@ export interface EventFollower {
 export function followEvents(
   bus: Bus,
   onEvent: (event: TaskEvent) => void,
-  options: { uuid?: string } = {},
+  options: FollowEventsOptions = {},
 ): EventFollower {
   const subject = options.uuid ? eventSubject(options.uuid) : EVENTS_SUBJECTS;
+  const types = options.types ? new Set<string>(options.types) : undefined;
   const sub: NatsSubscription = bus.nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err) {
         bus.logger.warn({ err, subject }, "event subscription ended");
         return;
       }
+      if (types && !types.has(typeOf(msg.data))) return;
       const r = decodeValue(TaskEventSchema, msg.data);
       if (!r.ok) {
         bus.logger.warn({ subject: msg.subject, reason: r.reason }, `invalid task event: ${r.message}`);

@@ -177,11 +177,13 @@ export class TaskExecutor {
     // the relist below is the safety net. Any of them only wakes a reconcile, so a lost or
     // duplicated notice is harmless.
     this.#exitEvents = this.#followContainerdEvents();
-    this.#monitorEvents = followEvents(this.#o.bus, (e) => {
-      if (e.type === "exited" && e.fields.source === "proc-monitor" && this.#apps.has(e.uuid)) {
-        this.#runner.kick(e.uuid);
-      }
-    });
+    this.#monitorEvents = followEvents(
+      this.#o.bus,
+      (e) => {
+        if (e.fields.source === "proc-monitor" && this.#apps.has(e.uuid)) this.#runner.kick(e.uuid);
+      },
+      { types: ["exited"] },
+    );
     const containers = await this.#o.containerd.containers.list();
     for (const c of containers) this.#app(c.id);
     // Memory that existing tasks hold counts before any new task is admitted.
