@@ -283,6 +283,39 @@ describe("native container tasks end to end", () => {
     expect(await containerd.containers.get(uuid).catch((e: unknown) => e)).toSatisfy(isNotFound);
   }, 90_000);
 
+  it("does not keep a task by a TaskConfig whose specSha256 is not its spec's", async () => {
+    const uuid = newUuid();
+    await configs.publish(uuid, app(uuid));
+    const good = await running(uuid);
+    const store = await bus.bucket("spec-builder");
+    const built = taskConfigs.get(uuid);
+    expect(built?.status).toBe("READY");
+    if (built?.status !== "READY") return;
+    // Another spec under the running task's fingerprint, as a buggy writer might put it: the
+    // schema accepts it (it checks the form only); the executor must not take it as unchanged.
+    const forged = {
+      ...built,
+      configRevision: built.configRevision + 1000,
+      spec: { ...built.spec, process: { ...built.spec.process, args: ["/bin/sh", "-c", "exit 3"] } },
+    };
+    await store.put(`TaskConfig.${uuid}`, JSON.stringify(forged));
+    const rejected = await until(
+      uuid,
+      (s) => s.error?.configRevision === forged.configRevision,
+      "inconsistent TaskConfig not reported",
+    );
+    expect(rejected.error?.source).toBe("task-executor");
+    expect(rejected.error?.message).toMatch(/specSha256 [0-9a-f]{64} is not that of its spec/);
+    expect(rejected.state).toBe("RUNNING");
+    expect(rejected.taskId).toBe(good.taskId);
+    expect((await containerd.tasks.get(uuid)).pid).toBe(good.taskId);
+    // Its revision is above the app's, so the spec-builder cannot remove it: the test does.
+    await configs.unpublish(uuid);
+    await store.delete(`TaskConfig.${uuid}`);
+    await waitFor(() => statuses.get(uuid) === undefined, { message: "status key not deleted" });
+    expect(await containerd.containers.get(uuid).catch((e: unknown) => e)).toSatisfy(isNotFound);
+  });
+
   it("replaces a container someone else made with the app's id", async () => {
     const uuid = newUuid();
     await containerd.containers.create({

@@ -14,7 +14,7 @@ import {
 } from "@eve-tasks/containerd";
 import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
 import { readProcStat } from "@eve-tasks/procfs";
-import { TaskConfigSchema, TaskStatusSchema, jsonEqual, taskLogPath } from "@eve-tasks/schemas";
+import { TaskConfigSchema, TaskStatusSchema, jsonEqual, specSha256, taskLogPath } from "@eve-tasks/schemas";
 import type { ReadyTaskConfig, SignalReply, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
 import { MemoryLedger } from "./admission.js";
 import { NodeFactError } from "./errors.js";
@@ -436,7 +436,18 @@ export class TaskExecutor {
     }
 
     let labels = container ? readLabels(container.labels) : undefined;
-    if (container && labels?.specSha256 !== d.specSha256) {
+    if (container && labels?.specSha256 === d.specSha256) {
+      // An equal fingerprint keeps the container and its task: check it is really the spec's
+      // (TaskConfig's schema does not, so that every other reader is spared the cost).
+      const actual = specSha256(d.spec);
+      if (actual !== d.specSha256) {
+        const message =
+          `TaskConfig revision ${d.configRevision} is inconsistent: its specSha256 ${d.specSha256} ` +
+          `is not that of its spec (${actual}); not applied`;
+        this.#log.warn({ uuid, configRevision: d.configRevision }, message);
+        return this.#reject(app, d, message, task !== undefined);
+      }
+    } else if (container) {
       // Any change that alters the built spec replaces the task.
       if (task) await this.#stopTask(app, task.pid, "the spec changed: replacing the task");
       await this.#deleteContainer(uuid);

@@ -14,7 +14,9 @@ export function canonicalJson(value: unknown): string {
   try {
     text = serialise(value, []);
   } catch (err) {
-    if (err instanceof NotJson) throw new TypeError(`canonicalJson: ${describeRefusal(value)}`);
+    if (err instanceof NotJson) {
+      throw new TypeError(`canonicalJson: ${describeRefusal(value)}`, { cause: err });
+    }
     throw err;
   }
   if (text === undefined) {
@@ -33,6 +35,7 @@ class NotJson extends Error {}
 const CYCLE_CHECK_DEPTH = 32;
 
 /** A string JSON writes as it is between quotes: no quote, backslash, control or surrogate. */
+// eslint-disable-next-line no-control-regex -- JSON escapes exactly the control characters
 const PLAIN_STRING = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
 
 function quote(s: string): string {

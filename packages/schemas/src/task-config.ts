@@ -7,7 +7,6 @@
 import { z } from "zod";
 import { expected } from "./error-messages.js";
 import { AccelSchema, MAX_MEMORY_MIB, VirtualizationSchema } from "./app-instance-config.js";
-import { specSha256 } from "./canonical-json.js";
 import { OciSpecSchema } from "./oci-spec.js";
 import {
   AbsolutePathSchema,
@@ -101,7 +100,9 @@ export const ReadyTaskConfigSchema = z
     restartCounter: NonNegativeIntSchema,
     virtualization: VirtualizationSchema,
     spec: OciSpecSchema,
-    specSha256: Sha256HexSchema.meta({ description: "sha256Hex(canonicalJson(spec))" }),
+    specSha256: Sha256HexSchema.meta({
+      description: "sha256Hex(canonicalJson(spec)); the task-executor checks it before keeping a task by it",
+    }),
     rootfs: TaskRootfsSchema,
     volumes: z.array(TaskVolumeSchema),
     memoryMiB: z
@@ -114,20 +115,10 @@ export const ReadyTaskConfigSchema = z
     restartPolicy: RestartPolicySchema,
     stopTimeoutMs: DurationMsSchema,
   })
+  // specSha256 is not recomputed here, on every parse of every TaskConfig (a quarter of its
+  // cost): the task-executor checks it where it decides something by it (an equal fingerprint
+  // keeps a running task).
   .superRefine((c, ctx) => {
-    let actual: string | undefined;
-    try {
-      actual = specSha256(c.spec);
-    } catch {
-      actual = undefined; // not JSON-clean; the schema issues already say why
-    }
-    if (actual !== undefined && actual !== c.specSha256) {
-      ctx.addIssue({
-        code: "custom",
-        message: `specSha256 does not match the spec: sha256Hex(canonicalJson(spec)) is ${actual}`,
-        path: ["specSha256"],
-      });
-    }
     if (c.virtualization === "NOHYPER" && c.anchorTaxMiB !== 0) {
       ctx.addIssue({
         code: "custom",
