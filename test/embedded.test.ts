@@ -27,6 +27,7 @@ import {
   stopProcess,
 } from "@eve-tasks/embedded";
 import type { HostFacts } from "@eve-tasks/embedded";
+import { removeEmptyCgroup } from "./harness/cgroups.js";
 import { deferCleanup, harnessEnv, makeRootfs, tempDir, waitFor } from "./harness/index.js";
 
 const execFileAsync = promisify(execFile);
@@ -239,6 +240,11 @@ describe("cleanupContainerd", () => {
     // shared by every containerd on the machine.
     const nsA = `eve-embedded-a-${process.pid}`;
     const nsB = `eve-embedded-b-${process.pid}`;
+    // Runs after containerd's stop (last in, first out): the tasks are gone by then.
+    deferCleanup(async () => {
+      await removeEmptyCgroup(nsA);
+      await removeEmptyCgroup(nsB);
+    });
     const runcRoot = join(dir, "runc");
     const run = (ns: string, id: string): Promise<string> =>
       ctr(

@@ -2,7 +2,7 @@
 // under the volume root, the real spec-builder and task-executor as separate processes, and the
 // clients the scenarios measure with. Everything started here is stopped here, by PID.
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, readdir, rm, rmdir } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -20,6 +20,7 @@ import type { ManagedProcess, RunningContainerd, RunningNatsServer } from "@eve-
 import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
 // Directly, not ../harness/index.js: that one imports vitest.
+import { removeEmptyCgroup } from "../harness/cgroups.js";
 import { makeRootfs } from "../harness/rootfs.js";
 import { mapLimit, nowMs } from "./stats.js";
 import type { TraceRecord } from "./trace-hooks.js";
@@ -510,13 +511,9 @@ export async function removeTask(
   }
 }
 
-/** rmdir of `/<ns>` in every cgroup hierarchy, for the baseline namespaces (empty ones only). */
+/** The baseline namespaces' parent cgroups, in every hierarchy (empty ones only). */
 async function removeBaselineCgroups(): Promise<void> {
-  const root = "/sys/fs/cgroup";
-  const hierarchies = [root, ...(await readdir(root).catch(() => [])).map((d) => join(root, d))];
-  for (const h of hierarchies) {
-    for (const ns of [BASELINE_NAMESPACE, CTR_NAMESPACE]) await rmdir(join(h, ns)).catch(() => undefined);
-  }
+  for (const ns of [BASELINE_NAMESPACE, CTR_NAMESPACE]) await removeEmptyCgroup(ns);
 }
 
 /** Mount points at or under `dir` (this process's mount namespace). */
