@@ -184,7 +184,7 @@ describe("TaskConfigViewSchema", () => {
     });
     // Still the one schema: a bad TaskConfig is refused, not reduced.
     expect(
-      decodeValue(TaskConfigViewSchema, encode(vmConfig(annotations, { specSha256: "0".repeat(64) }))),
+      decodeValue(TaskConfigViewSchema, encode(vmConfig(annotations, { memoryMiB: 0 }))),
     ).toMatchObject({ ok: false, reason: "schema" });
   });
 });
