@@ -183,9 +183,10 @@ describe("TaskConfigViewSchema", () => {
       value: { status: "PENDING", hvm: false, vm: null },
     });
     // Still the one schema: a bad TaskConfig is refused, not reduced.
-    expect(
-      decodeValue(TaskConfigViewSchema, encode(vmConfig(annotations, { memoryMiB: 0 }))),
-    ).toMatchObject({ ok: false, reason: "schema" });
+    expect(decodeValue(TaskConfigViewSchema, encode(vmConfig(annotations, { memoryMiB: 0 })))).toMatchObject({
+      ok: false,
+      reason: "schema",
+    });
   });
 });
 
