@@ -34,7 +34,7 @@ const utf8 = new TextDecoder();
 
 function configRevisionOf(entry: KvEntry): number | undefined {
   try {
-    const v = JSON.parse(new TextDecoder().decode(entry.value)) as { configRevision?: unknown };
+    const v = JSON.parse(utf8.decode(entry.value)) as { configRevision?: unknown };
     return typeof v.configRevision === "number" ? v.configRevision : undefined;
   } catch {
     return undefined;

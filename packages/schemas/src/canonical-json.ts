@@ -25,6 +25,15 @@ export function canonicalJson(value: unknown): string {
   return text;
 }
 
+/** What JSON writes for `value`: the result of its `toJSON` when it has one (a Date), else itself. */
+function jsonView(value: unknown): unknown {
+  return typeof value === "object" &&
+    value !== null &&
+    typeof (value as { toJSON?: unknown }).toJSON === "function"
+    ? (value as { toJSON: () => unknown }).toJSON()
+    : value;
+}
+
 /** Thrown inside the serialiser; the refusal is then located and described by {@link describeRefusal}. */
 class NotJson extends Error {}
 
@@ -48,14 +57,7 @@ function quote(s: string): string {
  * fingerprint, so it concatenates strings and allocates nothing per node beyond sorted keys.
  */
 function serialise(input: unknown, ancestors: object[]): string | undefined {
-  let value = input;
-  if (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as { toJSON?: unknown }).toJSON === "function"
-  ) {
-    value = (value as { toJSON: () => unknown }).toJSON();
-  }
+  const value = jsonView(input);
   switch (typeof value) {
     case "string":
       return quote(value);
@@ -107,14 +109,7 @@ function serialise(input: unknown, ancestors: object[]): string | undefined {
 function describeRefusal(root: unknown): string {
   const seen = new Set<object>();
   const walk = (input: unknown, where: string): string | undefined => {
-    let value = input;
-    if (
-      typeof value === "object" &&
-      value !== null &&
-      typeof (value as { toJSON?: unknown }).toJSON === "function"
-    ) {
-      value = (value as { toJSON: () => unknown }).toJSON();
-    }
+    const value = jsonView(input);
     if (typeof value === "number" && !Number.isFinite(value))
       return `${String(value)} at ${where} is not JSON`;
     if (typeof value === "bigint") return `the bigint at ${where} is not JSON`;
@@ -162,14 +157,8 @@ function isAbsent(v: unknown): boolean {
  */
 export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
-  let x = a;
-  let y = b;
-  if (typeof x === "object" && x !== null && typeof (x as { toJSON?: unknown }).toJSON === "function") {
-    x = (x as { toJSON: () => unknown }).toJSON();
-  }
-  if (typeof y === "object" && y !== null && typeof (y as { toJSON?: unknown }).toJSON === "function") {
-    y = (y as { toJSON: () => unknown }).toJSON();
-  }
+  const x = jsonView(a);
+  const y = jsonView(b);
   if (x === y) return true;
   if (typeof x !== "object" || typeof y !== "object" || x === null || y === null) return false;
   if (Array.isArray(x)) {
