@@ -13,7 +13,7 @@ import {
   specFromAny,
 } from "@eve-tasks/containerd";
 import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
-import { readProcStat } from "@eve-tasks/procfs";
+import { readProcStatSync } from "@eve-tasks/procfs";
 import { TaskConfigSchema, TaskStatusSchema, jsonEqual, specSha256, taskLogPath } from "@eve-tasks/schemas";
 import type { ReadyTaskConfig, SignalReply, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
 import { MemoryLedger } from "./admission.js";
@@ -502,7 +502,7 @@ export class TaskExecutor {
       const ticks =
         app.status?.taskId === task.pid && app.status.anchorStartTicks !== null
           ? app.status.anchorStartTicks
-          : ((await readProcStat(task.pid))?.startTimeTicks ?? null);
+          : (readProcStatSync(task.pid)?.startTimeTicks ?? null);
       return void (await this.#publish(
         app,
         this.#builtFrom(d, prepared, {
@@ -727,18 +727,20 @@ export class TaskExecutor {
         const starting = tasks.start(uuid);
         this.#ensureWait(app, pid);
         // BOOTING goes out while Tasks.Start runs: statuses of one app leave this connection in
-        // order, so RUNNING can never overtake it. Its event waits until Tasks.Start has
-        // returned: the outbox's fdatasync would compete with runc for the node's cores.
+        // order, so RUNNING can never overtake it. It waits one turn of the event loop, so the
+        // Start and Wait requests are on the socket before its work begins (http2 writes in the
+        // loop's check phase). Its event waits until Tasks.Start has returned: the outbox's
+        // fdatasync would compete with runc for the node's cores.
         const anchor = pid;
         booting = (async () => {
-          const ticks = (await readProcStat(anchor))?.startTimeTicks ?? null;
+          await new Promise((r) => setImmediate(r));
           await this.#publish(
             app,
             this.#builtFrom(d, p, {
               state: "BOOTING",
               taskId: anchor,
               lastTaskId: anchor,
-              anchorStartTicks: ticks,
+              anchorStartTicks: readProcStatSync(anchor)?.startTimeTicks ?? null,
               exitCode: null,
               signal: null,
               oomKilled: false,
@@ -771,7 +773,7 @@ export class TaskExecutor {
       taskId: pid,
       lastTaskId: pid,
       startedAt,
-      anchorStartTicks: app.status?.anchorStartTicks ?? (await readProcStat(pid))?.startTimeTicks ?? null,
+      anchorStartTicks: app.status?.anchorStartTicks ?? readProcStatSync(pid)?.startTimeTicks ?? null,
     });
     this.#log.info(
       { uuid, event: "started", anchorPid: pid, configRevision: d.configRevision },

@@ -1,4 +1,4 @@
-export { parseProcStat, readProcStat } from "./stat.js";
+export { parseProcStat, readProcStat, readProcStatSync } from "./stat.js";
 export type { ProcStat } from "./stat.js";
 export { parseProcStatus, readProcStatus } from "./status.js";
 export type { ProcStatus } from "./status.js";

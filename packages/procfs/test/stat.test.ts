@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { parseProcStat, readProcStat } from "@eve-tasks/procfs";
+import { parseProcStat, readProcStat, readProcStatSync } from "@eve-tasks/procfs";
 
 describe("/proc/<pid>/stat", () => {
   it("parses a comm with spaces and parentheses", () => {
@@ -25,6 +25,14 @@ describe("/proc/<pid>/stat", () => {
     const child = spawn("sleep", ["30"]);
     try {
       const s = await readProcStat(child.pid!);
+      // The same process through the synchronous read (its CPU and RSS may have moved since).
+      const sync = readProcStatSync(child.pid!);
+      expect([sync?.pid, sync?.comm, sync?.ppid, sync?.startTimeTicks]).toEqual([
+        s?.pid,
+        s?.comm,
+        s?.ppid,
+        s?.startTimeTicks,
+      ]);
       expect(s?.pid).toBe(child.pid);
       expect(s?.comm).toBe("sleep");
       expect(s?.ppid).toBe(process.pid);
@@ -37,5 +45,6 @@ describe("/proc/<pid>/stat", () => {
     }
     await new Promise((r) => child.once("exit", r));
     expect(await readProcStat(child.pid!)).toBeUndefined();
+    expect(readProcStatSync(child.pid!)).toBeUndefined();
   });
 });
