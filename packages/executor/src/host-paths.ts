@@ -24,6 +24,16 @@ export async function resolveUnderRoots(
 ): Promise<string> {
   if (!isAbsolute(path)) throw new NodeFactError(`${what} ${path} is not an absolute path`);
   let resolved: string;
+  // stat follows symlinks as realpath does: both at once, so the check costs one thread-pool
+  // round trip instead of two (a path swapped in between fails the start, never escapes: what is
+  // mounted is `resolved`, checked below).
+  const kind =
+    expect === "directory"
+      ? stat(path).then(
+          (s) => s.isDirectory(),
+          () => undefined,
+        )
+      : undefined;
   try {
     resolved = await realpath(path);
   } catch (err) {
@@ -45,7 +55,7 @@ export async function resolveUnderRoots(
       `${what} ${path} is outside EVE_VOLUME_ROOTS${via}; allowed: ${roots.join(":") || "(none)"}`,
     );
   }
-  if (expect === "directory" && !(await stat(resolved)).isDirectory()) {
+  if (expect === "directory" && (await kind) !== true) {
     throw new NodeFactError(`${what} ${path} is not a directory`);
   }
   return resolved;
