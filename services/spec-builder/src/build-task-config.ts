@@ -6,7 +6,6 @@
 import {
   SpecOptionError,
   buildSpec,
-  toTaskSpec,
   withAnnotations,
   withArgs,
   withBindMount,
@@ -23,6 +22,7 @@ import { TASK_LABELS, imageSeedKey, specSha256 } from "@eve-tasks/schemas";
 import type {
   AppInstanceConfig,
   NativeAppInstanceConfig,
+  OciSpec,
   ReadyTaskConfig,
   SeedProcess,
   TaskRootfs,
@@ -126,7 +126,9 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
     }
     rootfs = rootfsOf(config);
   }
-  const spec = toTaskSpec(buildSpec(...opts));
+  // Checked once, with the whole TaskConfig, when readyOutcome validates it for the bus (a spec
+  // lacking what every task needs is refused there, naming the `spec.…` field).
+  const spec = buildSpec(...opts) as OciSpec;
   const taskConfig: ReadyTaskConfig = {
     schemaVersion: 1,
     uuid: config.uuid,

@@ -8,7 +8,6 @@ import {
   buildSpec,
   qemuArgs,
   qemuProgramFor,
-  toTaskSpec,
   vmGuestPaths,
   withAnnotations,
   withArgs,
@@ -29,7 +28,7 @@ import {
   hypervisorSeedKey,
   specSha256,
 } from "@eve-tasks/schemas";
-import type { ReadyTaskConfig, TaskVolume, VmAppInstanceConfig } from "@eve-tasks/schemas";
+import type { OciSpec, ReadyTaskConfig, TaskVolume, VmAppInstanceConfig } from "@eve-tasks/schemas";
 import { failed } from "./failed-task-config.js";
 import type { BuildContext, BuildOutcome } from "./outcome.js";
 import { pendingOutcome, readyOutcome } from "./ready-outcome.js";
@@ -102,7 +101,7 @@ export function buildVmTaskConfig(config: VmAppInstanceConfig, ctx: BuildContext
     volumes.push({ path: d.path, mountPoint: vmGuestPaths.disk(i), readOnly: d.readOnly }),
   );
 
-  let spec;
+  let spec: OciSpec;
   let qemu: string;
   try {
     // The guest's architecture: the app's, else the tools image's platform (the node's own).
@@ -117,24 +116,23 @@ export function buildVmTaskConfig(config: VmAppInstanceConfig, ctx: BuildContext
       cmdline: vm.cmdline,
       disks: vm.disks,
     });
-    spec = toTaskSpec(
-      buildSpec(
-        withArgs(args),
-        withEnv(seed.process.env),
-        withCwd("/"),
-        withUser("0:0"),
-        withHostname(config.uuid),
-        withMemoryLimitBytes((memoryMiB + anchorTaxMiB) * MiB),
-        withCpus(vcpus + 1),
-        withReadonlyRoot(false),
-        withAnnotations({
-          [TASK_LABELS.uuid]: config.uuid,
-          [TOOLS_ANNOTATION]: `${seed.ref}@${seed.digest}`,
-          [VM_VCPUS_ANNOTATION]: String(vcpus),
-          [VM_ACCEL_ANNOTATION]: vm.accel,
-        }),
-      ),
-    );
+    // Checked once, with the whole TaskConfig, when readyOutcome validates it for the bus.
+    spec = buildSpec(
+      withArgs(args),
+      withEnv(seed.process.env),
+      withCwd("/"),
+      withUser("0:0"),
+      withHostname(config.uuid),
+      withMemoryLimitBytes((memoryMiB + anchorTaxMiB) * MiB),
+      withCpus(vcpus + 1),
+      withReadonlyRoot(false),
+      withAnnotations({
+        [TASK_LABELS.uuid]: config.uuid,
+        [TOOLS_ANNOTATION]: `${seed.ref}@${seed.digest}`,
+        [VM_VCPUS_ANNOTATION]: String(vcpus),
+        [VM_ACCEL_ANNOTATION]: vm.accel,
+      }),
+    ) as OciSpec;
   } catch (err) {
     if (err instanceof SpecOptionError) return failed(ctx, identity, "spec", `vm: ${err.reason}`);
     throw err;
