@@ -6,6 +6,7 @@
 // lines) when the process exits, so tracing adds no I/O to the path it measures.
 import { writeFileSync } from "node:fs";
 import { open, unlink } from "node:fs/promises";
+import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Bucket } from "@nats-io/kv";
@@ -79,6 +80,19 @@ await probe.close();
 await unlink(probePath);
 wrap(fileHandleProto, "datasync", "fs.datasync");
 wrap(fileHandleProto, "sync", "fs.sync");
+
+// When the bytes naming an app reach the worker (a TaskConfig at the executor, a change at the
+// spec-builder): the gap to the next traced call is the worker's own receive-and-decode time.
+const socketProto = Socket.prototype as unknown as Record<string, AnyFn>;
+const emit = socketProto.emit!;
+socketProto.emit = function (this: unknown, event: unknown, ...args: unknown[]): unknown {
+  if (event === "data" && Buffer.isBuffer(args[0])) {
+    const t = now();
+    const k = UUID.exec(args[0].toString("latin1"))?.[0];
+    if (k !== undefined) records.push({ w: worker, op: "socket.data", k, s: t, e: t });
+  }
+  return emit.apply(this, [event, ...args]);
+};
 
 process.on("exit", () => {
   if (!file) return;
