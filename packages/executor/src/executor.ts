@@ -730,27 +730,29 @@ export class TaskExecutor {
         // order, so RUNNING can never overtake it. It waits one turn of the event loop, so the
         // Start and Wait requests are on the socket before its work begins (http2 writes in the
         // loop's check phase). Its event waits until Tasks.Start has returned: the outbox's
-        // fdatasync would compete with runc for the node's cores.
+        // fdatasync would compete with runc for the node's cores. A BOOTING that cannot be
+        // published never fails the start (RUNNING follows; if NATS is gone, that one fails and
+        // the reconcile is retried, adopting the task).
         const anchor = pid;
         booting = (async () => {
           await new Promise((r) => setImmediate(r));
-          await this.#publish(
-            app,
-            this.#builtFrom(d, p, {
-              state: "BOOTING",
-              taskId: anchor,
-              lastTaskId: anchor,
-              anchorStartTicks: readProcStatSync(anchor)?.startTimeTicks ?? null,
-              exitCode: null,
-              signal: null,
-              oomKilled: false,
-              finishedAt: null,
-              restarts: restarts.restartTimes.length,
-              waitingFor: null,
-              error: null,
-            }),
-          );
-        })();
+          const status = this.#builtFrom(d, p, {
+            state: "BOOTING",
+            taskId: anchor,
+            lastTaskId: anchor,
+            anchorStartTicks: readProcStatSync(anchor)?.startTimeTicks ?? null,
+            exitCode: null,
+            signal: null,
+            oomKilled: false,
+            finishedAt: null,
+            restarts: restarts.restartTimes.length,
+            waitingFor: null,
+            error: null,
+          });
+          await this.#publish(app, status);
+        })().catch((err: unknown) => {
+          this.#log.warn({ uuid, err, anchorPid: anchor }, "cannot publish BOOTING; RUNNING follows");
+        });
         try {
           await starting;
         } finally {
