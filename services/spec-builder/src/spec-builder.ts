@@ -158,14 +158,19 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
 
   const rawIdentity = async (key: string): Promise<RawIdentity> => identityOf(await raw.get(key));
 
-  /** Writes an outcome with compare-and-set and logs one line for it. */
+  /**
+   * Writes an outcome for app `key` with compare-and-set and logs one line for it. The app's
+   * logger is made after the write, off the path to the TaskConfig: a pino child (bindings
+   * serialised, redaction applied) took 0.05–0.1 ms of an idle worker in the profiles.
+   */
   const write = async (
     outcome: BuildOutcome,
-    log: Logger,
+    key: string,
     fields: Record<string, unknown>,
   ): Promise<void> => {
+    const log = (): Logger => forApp(logger, key);
     if (outcome.status === "UNREPORTABLE") {
-      log.error({ event: "config-unreportable", ...fields, error: outcome.message }, outcome.message);
+      log().error({ event: "config-unreportable", ...fields, error: outcome.message }, outcome.message);
       return;
     }
     const tc = outcome.taskConfig;
@@ -177,7 +182,7 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
         current?.status === "FAILED" && sameFailure(current, outcome.taskConfig)
           ? "unchanged"
           : await out.putIfNewer(tc.uuid, tc);
-      log.warn(
+      log().warn(
         {
           event: "config-rejected",
           ...fields,
@@ -194,7 +199,7 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
     result = await out.putIfNewer(tc.uuid, tc, outcome.status === "READY" ? outcome.encoded : undefined);
     if (outcome.status === "PENDING") {
       const pending = outcome.taskConfig;
-      log.info(
+      log().info(
         {
           event: "spec-pending",
           ...fields,
@@ -207,7 +212,7 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
       );
       return;
     }
-    log.info(
+    log().info(
       {
         event: "spec-built",
         ...fields,
@@ -221,24 +226,23 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
   };
 
   const handle = async (state: SourceState<AppInstanceConfig>, ctx: WorkContext): Promise<void> => {
-    const log = forApp(logger, state.key);
     const fields = { deliveryCount: ctx.deliveryCount };
     const build = { key: state.key, revision: state.revision, time: now() };
     switch (state.kind) {
       case "deleted": {
         const result = await out.deleteIfNotNewer(state.key, state.revision);
-        log.info(
+        forApp(logger, state.key).info(
           { event: "task-config-deleted", ...fields, configRevision: state.revision, result },
           `AppInstanceConfig deleted: TaskConfig ${result}`,
         );
         return;
       }
       case "invalid":
-        await write(rejectInvalidConfig(state, await rawIdentity(state.key), build), log, fields);
+        await write(rejectInvalidConfig(state, await rawIdentity(state.key), build), state.key, fields);
         return;
       case "value": {
         const deps = await dependenciesOf(state.value);
-        await write(buildTaskConfig(state.value, { ...build, ...deps }), log, fields);
+        await write(buildTaskConfig(state.value, { ...build, ...deps }), state.key, fields);
         return;
       }
     }
@@ -250,9 +254,8 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
     concurrency: options.concurrency,
     handle,
     async onGiveUp(state, err) {
-      const log = forApp(logger, state.key);
       const build = { key: state.key, revision: state.revision, time: now() };
-      await write(giveUp(err, await rawIdentity(state.key), build), log, { gaveUp: true });
+      await write(giveUp(err, await rawIdentity(state.key), build), state.key, { gaveUp: true });
     },
   });
 
