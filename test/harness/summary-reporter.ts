@@ -7,14 +7,17 @@ export default class SummaryReporter implements Reporter {
     let failed = 0;
     let skipped = 0;
     for (const mod of testModules) {
+      let failedHere = 0;
       for (const test of mod.children.allTests()) {
         const state = test.result().state;
         if (state === "passed") passed++;
-        else if (state === "failed") failed++;
+        else if (state === "failed") failedHere++;
         else skipped++;
       }
-      // A module that failed to load has no tests but is a failure all the same.
-      if (mod.state() === "failed" && !mod.children.size) failed++;
+      failed += failedHere;
+      // A module that failed to load, or whose set-up threw (its tests then count as skipped),
+      // is a failure all the same.
+      if (mod.state() === "failed" && failedHere === 0) failed++;
     }
     process.stdout.write(`\nvitest: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   }
