@@ -1,7 +1,8 @@
 // Profiling preload for the workers (BENCH_TRACE=1): `node --import tsx --import <this file>
 // services/<name>/dist/main.js`. It wraps, in the worker's own module instances, the calls the
 // publish-to-running path makes (containerd RPCs, NATS KV get/put, Publication, the executor's
-// reconcile kicks, the outbox's emit and fdatasync) and records start and end times. Nothing of
+// reconcile kicks, the outbox's emit and fdatasync) and records start and end times, and when
+// bytes naming an app reach one of the worker's sockets (`socket.data`). Nothing of
 // the workers' code is changed. Records are kept in memory and written to BENCH_TRACE_FILE (JSON
 // lines) when the process exits, so tracing adds no I/O to the path it measures.
 import { writeFileSync } from "node:fs";
