@@ -62,10 +62,15 @@ export async function readProcStat(pid: number, procRoot = "/proc"): Promise<Pro
   try {
     return parseProcStat(await readFile(`${procRoot}/${pid}/stat`, "utf8"));
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ESRCH") return undefined;
-    throw err;
+    return unlessGone(err);
   }
+}
+
+/** Undefined for the errors of a process that does not exist (any more); rethrows the rest. */
+function unlessGone(err: unknown): undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ENOENT" || code === "ESRCH") return undefined;
+  throw err;
 }
 
 /**
@@ -78,8 +83,6 @@ export function readProcStatSync(pid: number, procRoot = "/proc"): ProcStat | un
   try {
     return parseProcStat(readFileSync(`${procRoot}/${pid}/stat`, "utf8"));
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ESRCH") return undefined;
-    throw err;
+    return unlessGone(err);
   }
 }
