@@ -1,9 +1,10 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { readProcStatSync } from "@eve-tasks/procfs";
 import { ProcessError } from "./errors.js";
 
 /** How a process should be stopped. */
@@ -197,17 +198,11 @@ export function isProcessAlive(pid: number): boolean {
 
 function isZombie(pid: number): boolean {
   try {
-    const stat = readProcStatSync(pid);
-    const afterComm = stat.slice(stat.lastIndexOf(")") + 2);
-    return afterComm.startsWith("Z") || afterComm.startsWith("X");
+    const state = readProcStatSync(pid)?.state;
+    return state === "Z" || state === "X";
   } catch {
     return false;
   }
-}
-
-function readProcStatSync(pid: number): string {
-  // Synchronous read is fine: /proc files are tiny and served from memory.
-  return readFileSync(`/proc/${pid}/stat`, "utf8");
 }
 
 function isSinglePid(pid: number): boolean {
