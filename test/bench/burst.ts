@@ -53,7 +53,7 @@ export async function burst(env: BenchEnv, o: BurstOptions): Promise<ScenarioRes
     await Promise.all(uuids.map((u, i) => env.configs.publish(u, configs[i]!)));
     const tPublished = nowMs();
     const running = await Promise.all(uuids.map((u) => env.seen.when(u, "RUNNING", timeoutMs)));
-    const tcs = env.traced ? uuids.map((u) => env.seen.time(u, "taskconfig") ?? NaN) : [NaN];
+    const tcs = uuids.map((u) => env.seen.time(u, "taskconfig") ?? NaN);
     const cpu1 = await cpuSnapshot(cpuTargets);
     const round: Round = {
       wallMs: Math.max(...running) - t0,
@@ -61,7 +61,7 @@ export async function burst(env: BenchEnv, o: BurstOptions): Promise<ScenarioRes
       machineBusyPct: machineBusyPercent(cpu0, cpu1),
       perAppMs: running.map((t) => t - t0),
       allPublishedMs: tPublished - t0,
-      allTaskConfigsMs: Math.max(...tcs) - t0,
+      allTaskConfigsMs: env.traced ? Math.max(...tcs) - t0 : undefined,
       firstRunningMs: Math.min(...running) - t0,
     };
     // Not timed: delete them all and wait until the executor has removed every one.
