@@ -48,7 +48,11 @@ export async function prepareTask(
   facts: NodeFacts,
   accel?: AccelDecider,
 ): Promise<PreparedTask> {
-  const spec = structuredClone(config.spec);
+  // Copy on write: each change below replaces the part of the spec it changes (root, mounts,
+  // linux, process) instead of editing it, so the TaskConfig's own spec is never modified and
+  // no deep copy is needed (structuredClone of a spec was ~0.2 ms of an idle executor, on the
+  // way to Containers.Create).
+  const spec: OciSpec = { ...config.spec };
   const uuid = config.uuid;
 
   // A VM's tax: the app's own, else the node's EVE_VMM_OVERHEAD_MIB, else EVE's estimate.

@@ -79,7 +79,8 @@ const KVM_DEVICE = { path: "/dev/kvm", type: "c", major: 10, minor: 232, fileMod
  * Applies a VM's node facts to its prepared spec: checks that the tools seed has the spec's qemu
  * (a clear error naming the image and PATH otherwise), adds `-accel <accel>`, binds the QMP
  * directory `<runDir>/vm/<uuid>` (returned, to be created) at {@link QMP_DIR_IN_TASK}, and for
- * KVM adds `/dev/kvm` with a device-cgroup rule allowing it.
+ * KVM adds `/dev/kvm` with a device-cgroup rule allowing it. It assigns the spec's `process`,
+ * `mounts` and `linux` anew and never edits the objects they held (shared with the TaskConfig).
  *
  * @throws NodeFactError for a tools image without qemu or a socket path over the kernel's limit.
  */
@@ -125,11 +126,18 @@ export async function applyVmFacts(
         devices?: { allow: boolean; type?: string; major?: number; minor?: number; access: string }[];
       };
     };
-    linux.devices = [...(linux.devices ?? []).filter((d) => d.path !== KVM_DEVICE.path), KVM_DEVICE];
-    linux.resources.devices = [
-      ...(linux.resources.devices ?? []),
-      { allow: true, type: "c", major: KVM_DEVICE.major, minor: KVM_DEVICE.minor, access: "rwm" },
-    ];
+    // Replaced, not edited: the spec shares its other parts with the TaskConfig's.
+    spec.linux = {
+      ...linux,
+      devices: [...(linux.devices ?? []).filter((d) => d.path !== KVM_DEVICE.path), KVM_DEVICE],
+      resources: {
+        ...linux.resources,
+        devices: [
+          ...(linux.resources.devices ?? []),
+          { allow: true, type: "c", major: KVM_DEVICE.major, minor: KVM_DEVICE.minor, access: "rwm" },
+        ],
+      },
+    };
   }
   return { accel, why, qmpDir };
 }

@@ -12,6 +12,7 @@ import {
 import type { NodeFacts } from "@eve-tasks/executor";
 import { specSha256 } from "@eve-tasks/schemas";
 import type { OciSpec, ReadyTaskConfig } from "@eve-tasks/schemas";
+import { deepFreeze } from "./deep-freeze.js";
 
 const UUID = "6f1c1c1e-0c9a-4d43-9d2c-4a1b7c3e2f10";
 
@@ -110,6 +111,16 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
     expect(p.memoryLimitBytes).toBe(64 * 2 ** 20);
     expect(p.spec.process.rlimits).toEqual([{ type: "RLIMIT_NOFILE", hard: 4096, soft: 4096 }]);
     expect(p.logPath).toBe(join(dir, "data", "tasks", UUID, "console.log"));
+  });
+
+  it("never modifies the TaskConfig it prepares (the executor keeps it as the app's desired state)", async () => {
+    const c = deepFreeze(config());
+    const before = JSON.stringify(c);
+    // A frozen object throws on any write in strict mode (ES modules are strict).
+    const p = await prepareTask(c, facts);
+    expect(JSON.stringify(c)).toBe(before);
+    expect(p.spec.linux.cgroupsPath).toBe(`/eve-user-apps/${UUID}`);
+    expect(c.spec.linux.cgroupsPath).toBeUndefined();
   });
 
   it("mounts the host root read-only, without the host's submounts", async () => {

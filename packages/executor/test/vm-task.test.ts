@@ -18,6 +18,7 @@ import {
 } from "@eve-tasks/oci-spec";
 import { specSha256 } from "@eve-tasks/schemas";
 import type { ReadyTaskConfig } from "@eve-tasks/schemas";
+import { deepFreeze } from "./deep-freeze.js";
 
 const UUID = "0b0e0000-0000-4000-8000-000000000001";
 const MiB = 2 ** 20;
@@ -139,7 +140,10 @@ describe("prepareTask for a VM", () => {
   });
 
   it("passes /dev/kvm, and allows it in the device cgroup, only when KVM is used", async () => {
-    const p = await prepareTask(config(), facts, fixedAccel("kvm"));
+    // Frozen: the TaskConfig's spec stays as it came (any write to it would throw).
+    const c = deepFreeze(config());
+    const p = await prepareTask(c, facts, fixedAccel("kvm"));
+    expect(JSON.stringify(c.spec.linux)).not.toContain("/dev/kvm");
     expect(p.spec.process.args.slice(-2)).toEqual(["-accel", "kvm"]);
     const linux = p.spec.linux as { devices?: { path: string }[]; resources: { devices?: object[] } };
     expect(linux.devices?.map((d) => d.path)).toEqual(["/dev/kvm"]);
