@@ -322,7 +322,13 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         command: process.execPath,
         args: [
           ...(process.env.BENCH_CPU_PROF
-            ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+            ? [
+                "--cpu-prof",
+                `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`,
+                ...(process.env.BENCH_CPU_PROF_INTERVAL_US
+                  ? [`--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL_US}`]
+                  : []),
+              ]
             : []),
           ...(options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry]),
         ],

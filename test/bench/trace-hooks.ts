@@ -24,6 +24,13 @@ export interface TraceRecord {
   e: number;
 }
 
+/** One instant on two clocks, and the worker's PID (which names its CPU profile file). */
+export interface TraceClock {
+  pid: number;
+  epochMs: number;
+  monotonicUs: number;
+}
+
 const worker = /services\/([^/]+)\//.exec(process.argv[1] ?? "")?.[1] ?? `pid-${process.pid}`;
 const file = process.env.BENCH_TRACE_FILE;
 const records: TraceRecord[] = [];
@@ -98,4 +105,12 @@ socketProto.emit = function (this: unknown, event: unknown, ...args: unknown[]):
 process.on("exit", () => {
   if (!file) return;
   writeFileSync(file, records.map((r) => JSON.stringify(r)).join("\n") + "\n", { flag: "a" });
+  // The same instant on both clocks: the records' (epoch ms) and a V8 CPU profile's (monotonic
+  // µs), so `profile-windows.ts` can cut this worker's profile (BENCH_CPU_PROF) to the records.
+  const clock: TraceClock = {
+    pid: process.pid,
+    epochMs: now(),
+    monotonicUs: Number(process.hrtime.bigint() / 1000n),
+  };
+  writeFileSync(`${file}.clock.json`, JSON.stringify(clock) + "\n");
 });
