@@ -23,7 +23,7 @@ import { CONTAINERD_NAMESPACE, TASK_LABELS } from "@eve-tasks/schemas";
 import { BASELINE_NAMESPACE, TASK_ARGS, TASK_MEMORY_MIB, log, removeTask } from "./env.js";
 import type { BenchEnv } from "./env.js";
 import { cpuSnapshot, load1, machineBusyPercent } from "./cpu.js";
-import { median, medians, nowMs, percentile, r1, r3 } from "./stats.js";
+import { bootstrapRatioCi95, median, medians, nowMs, percentile, r1, r3 } from "./stats.js";
 import type { ScenarioResult } from "./result.js";
 import type { TracedApp } from "./trace-report.js";
 
@@ -206,6 +206,7 @@ export async function publishToRunning(
     baselineMedianMs: r1(median(baseTotals)),
     baselineP95Ms: r1(percentile(baseTotals, 95)),
     ratio: r3(ratio),
+    ratioCi95: bootstrapRatioCi95(ourTotals, baseTotals).map(r3),
     target: `<=${TARGET}`,
     met: ratio <= TARGET,
     baseline: "ContainerdClient Containers.Create + Tasks.Create + Tasks.Start, equivalent spec",
@@ -231,6 +232,8 @@ export async function publishToRunning(
     load1: { start: loadAtStart, end: load1() },
     machineBusyPct: busyPct,
   };
+  const [lo, hi] = result.ratioCi95 as number[];
+  log(`  ratio ${r3(ratio)}; from sampling alone it could be ${lo}–${hi} (95% bootstrap interval)`);
   return { result, traced: oursSamples.map(({ uuid, t0, tRunning }) => ({ uuid, t0, tRunning })) };
 }
 

@@ -21,6 +21,38 @@ export function percentile(values: readonly number[], p: number): number {
   return s[rank - 1]!;
 }
 
+/** A seeded pseudo-random generator in [0, 1) (mulberry32): the same sequence for the same seed. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * The 95% bootstrap interval of `median(ours) / median(baseline)`: each side resampled with
+ * replacement `rounds` times, the 2.5th and 97.5th percentiles of the resampled ratios. Seeded,
+ * so the same samples always give the same interval. It says how far the ratio of one run could
+ * move from sampling alone: a target inside it is not decided by that run.
+ */
+export function bootstrapRatioCi95(
+  ours: readonly number[],
+  baseline: readonly number[],
+  rounds = 2000,
+  seed = 1,
+): [number, number] {
+  if (ours.length === 0 || baseline.length === 0) return [NaN, NaN];
+  const random = seededRandom(seed);
+  const resample = (xs: readonly number[]): number[] =>
+    Array.from(xs, () => xs[Math.floor(random() * xs.length)]!);
+  const ratios = Array.from({ length: rounds }, () => median(resample(ours)) / median(resample(baseline)));
+  return [percentile(ratios, 2.5), percentile(ratios, 97.5)];
+}
+
 /** Rounds to 0.1 ms (JSON output). */
 export function r1(ms: number): number {
   return Math.round(ms * 10) / 10;
