@@ -22,6 +22,7 @@ interface ProfileNode {
 interface CpuProfile {
   nodes: ProfileNode[];
   startTime: number;
+  endTime: number;
   samples: number[];
   timeDeltas: number[];
 }
@@ -59,7 +60,9 @@ for (const list of byApp.values()) {
   list.sort((a, b) => a.s - b.s);
   const from = list.find((r) => r.op === fromOp);
   const to = from && list.find((r) => r.op === toOp && r.s >= from.s);
-  if (from && to) windows.push([toProfileUs(from.s), toProfileUs(to.s)]);
+  // Only this process's: a worker restarted during the run appended to the same trace.
+  const [a, b] = from && to ? [toProfileUs(from.s), toProfileUs(to.s)] : [NaN, NaN];
+  if (a >= profile.startTime && b <= profile.endTime) windows.push([a, b]);
 }
 windows.sort((a, b) => a[0] - b[0]);
 const kept = windows.slice(skip);
