@@ -21,15 +21,15 @@ export function percentile(values: readonly number[], p: number): number {
   return s[rank - 1]!;
 }
 
-/** A seeded pseudo-random generator in [0, 1) (mulberry32): the same sequence for the same seed. */
+/**
+ * A seeded pseudo-random generator in [0, 1): a 32-bit linear congruential generator
+ * (multiplier 1664525, increment 1013904223), whose high bits are what a resample index uses.
+ */
 function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 4294967296;
   };
 }
 
