@@ -3,7 +3,7 @@
 // table on stderr. Self-contained: its own nats-server, containerd, workers and rootfs in a temp
 // dir, all stopped and removed at the end (containers first). Needs root, like the e2e tests.
 //
-// Knobs (environment): BENCH_SCENARIOS=a,b  BENCH_N=30  BENCH_WARMUP=3  BENCH_APPS=100
+// Knobs (environment): BENCH_SCENARIOS=a,b  BENCH_N=300  BENCH_WARMUP=3  BENCH_APPS=100
 // BENCH_ROUNDS=5  BENCH_SETTLE_MS=50  BENCH_LOG_LEVEL=warn  BENCH_KEEP=1 (keep the temp dir)
 // BENCH_STRICT=1 (exit 1 when a target is missed)  BENCH_TRACE=1 (profile the workers' calls in
 // scenario (a): see trace-hooks.ts; it perturbs what it measures a little).
@@ -39,7 +39,9 @@ function intEnv(name: string, def: number, min = 1): number {
 
 const opts = {
   scenarios: new Set((process.env.BENCH_SCENARIOS ?? "a,b,pull").split(",").map((s) => s.trim())),
-  n: intEnv("BENCH_N", 30),
+  // (a)'s samples spread with Tasks.Create (45–90 ms here): at 60 a side one run's ratio could
+  // be ±0.05 off from sampling alone, at 600 ±0.02 (its bootstrap interval says so each run).
+  n: intEnv("BENCH_N", 300),
   warmup: intEnv("BENCH_WARMUP", 3, 0),
   apps: intEnv("BENCH_APPS", 100),
   rounds: intEnv("BENCH_ROUNDS", 5),
