@@ -12,6 +12,7 @@
 // compile code. Needs the `.clock.json` that trace-hooks.ts writes next to each trace.
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { median } from "./stats.js";
 import type { TraceClock, TraceRecord } from "./trace-hooks.js";
 
 interface ProfileNode {
@@ -101,7 +102,7 @@ for (let i = 0; i < profile.samples.length; i++) {
   }
 }
 
-const spans = kept.map(([a, b]) => (b - a) / 1000).sort((a, b) => a - b);
+const medianSpanMs = median(kept.map(([a, b]) => (b - a) / 1000));
 const perWindow = (us: number): string => `${(us / kept.length).toFixed(0).padStart(7)} µs`;
 const top = (m: Map<string, number>, n: number): string =>
   [...m]
@@ -111,6 +112,6 @@ const top = (m: Map<string, number>, n: number): string =>
     .join("\n");
 console.log(
   `${kept.length} windows ${fromOp} → ${toOp} (first ${skip} left out): median ` +
-    `${spans[Math.floor(spans.length / 2)]!.toFixed(2)} ms, sampled ${(sampledUs / kept.length / 1000).toFixed(2)} ms per window\n` +
+    `${medianSpanMs.toFixed(2)} ms, sampled ${(sampledUs / kept.length / 1000).toFixed(2)} ms per window\n` +
     `self time, per window:\n${top(selfUs, 20)}\nwith callees, per window:\n${top(totalUs, 30)}`,
 );
