@@ -2,41 +2,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { Outbox, connectBus, ensureBuckets, ensureEventsStream } from "@eve-tasks/bus";
-import type { Bus } from "@eve-tasks/bus";
-import { EVENTS_STREAM } from "@eve-tasks/schemas";
 import { startNatsServer } from "@eve-tasks/embedded";
 import type { RunningNatsServer } from "@eve-tasks/embedded";
 import { waitFor } from "../harness/index.js";
+import { storedEvents } from "./helpers.js";
 
 const UUID = "6f1c1c1e-0c9a-4d43-9d2c-4a1b7c3e2f10";
-
-/** Every event in the stream: its message id and its message. */
-async function storedEvents(bus: Bus): Promise<{ id: string; message: string }[]> {
-  const info = await bus.jsm.streams.info(EVENTS_STREAM);
-  const total = info.state.messages;
-  const name = `check-${Date.now()}`;
-  await bus.jsm.consumers.add(EVENTS_STREAM, {
-    name,
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    inactive_threshold: 60e9,
-  });
-  const c = await bus.js.consumers.get(EVENTS_STREAM, name);
-  const out: { id: string; message: string }[] = [];
-  while (out.length < total) {
-    const batch = await c.fetch({ max_messages: total - out.length, expires: 2000 });
-    let got = 0;
-    for await (const m of batch) {
-      got++;
-      out.push({ id: m.headers?.get("Nats-Msg-Id") ?? "", message: m.json<{ message: string }>().message });
-    }
-    if (got === 0) break;
-  }
-  await bus.jsm.consumers.delete(EVENTS_STREAM, name);
-  return out;
-}
 
 describe("the event outbox", () => {
   const cleanups: (() => Promise<void>)[] = [];

@@ -57,3 +57,27 @@ export class PublishError extends BusError {
     super(`${bucket}/${key}: ${message}`, options);
   }
 }
+
+/** The outbox was closed: it takes no more events. */
+export class OutboxClosedError extends BusError {
+  override name = "OutboxClosedError";
+  constructor(readonly file: string) {
+    super(`outbox ${file} is closed`);
+  }
+}
+
+/** An event (or its acknowledgement record, or a compacted copy) could not be written to the outbox file. */
+export class OutboxWriteError extends BusError {
+  override name = "OutboxWriteError";
+  /** The errno code of the failure, e.g. `ENOSPC`. */
+  readonly code: string | undefined;
+  constructor(
+    readonly file: string,
+    what: string,
+    options: { cause: unknown },
+  ) {
+    const cause = options.cause as NodeJS.ErrnoException | undefined;
+    super(`outbox ${file}: cannot write ${what}: ${cause?.message ?? String(cause)}`, options);
+    this.code = cause?.code;
+  }
+}
