@@ -194,3 +194,90 @@ describe("WorkQueue.redo", () => {
     expect(calls.length).toBe(after);
   }, 30_000);
 });
+
+describe("deliveries waiting for a slot", () => {
+  let bus: Bus;
+  beforeAll(async () => {
+    bus = await testBus("work-queue-slots-test");
+  });
+  afterAll(async () => {
+    await bus.close();
+  });
+
+  it("are never redelivered or given up while a slow handler holds the only slot", async () => {
+    const source = uniqueType("Slow");
+    const table = { agent: "controller", type: source, schema: ItemSchema };
+    const handled: { key: string; deliveryCount: number }[] = [];
+    const gaveUp: string[] = [];
+    const queue = await shareWork(bus, {
+      source: table,
+      durable: `slow-${source}`,
+      concurrency: 1,
+      ackWaitMs: 1000,
+      maxDeliver: 2,
+      async handle(state, ctx) {
+        handled.push({ key: state.key, deliveryCount: ctx.deliveryCount });
+        // Longer than the ack wait: the keep-alive must cover it, and the deliveries waiting
+        // behind it must not be left to time out.
+        await new Promise((r) => setTimeout(r, 1500));
+      },
+      onGiveUp(state) {
+        gaveUp.push(state.key);
+        return Promise.resolve();
+      },
+    });
+    try {
+      const pub = new Publication(bus, table);
+      const keys = ["k0", "k1", "k2", "k3"];
+      for (const [i, key] of keys.entries()) await pub.publish(key, { schemaVersion: 1, n: i });
+      await waitFor(() => new Set(handled.map((h) => h.key)).size === keys.length, {
+        timeoutMs: 30_000,
+        message: "every key handled",
+      });
+      // Long enough for a timed-out delivery to come back.
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(handled).toEqual(keys.map((key) => ({ key, deliveryCount: 1 })));
+      expect(gaveUp).toEqual([]);
+    } finally {
+      await queue.stop();
+    }
+  }, 60_000);
+});
+
+describe("the pull loop", () => {
+  let bus: Bus;
+  beforeAll(async () => {
+    bus = await testBus("work-queue-pull-test");
+  });
+  afterAll(async () => {
+    await bus.close();
+  });
+
+  it("makes a deleted durable consumer again and goes on; stops promptly while idle", async () => {
+    const source = uniqueType("Gone");
+    const table = { agent: "controller", type: source, schema: ItemSchema };
+    const durable = `gone-${source}`;
+    const handled: number[] = [];
+    const queue = await shareWork(bus, {
+      source: table,
+      durable,
+      handle(state) {
+        if (state.kind === "value") handled.push(state.value.n);
+        return Promise.resolve();
+      },
+    });
+    try {
+      const pub = new Publication(bus, table);
+      await pub.publish("k", { schemaVersion: 1, n: 1 });
+      await waitFor(() => handled.includes(1), { message: "first change handled" });
+      await bus.jsm.consumers.delete("KV_controller", durable);
+      await pub.publish("k", { schemaVersion: 1, n: 2 });
+      await waitFor(() => handled.includes(2), { timeoutMs: 30_000, message: "change after the delete" });
+    } finally {
+      const t0 = Date.now();
+      await queue.stop();
+      expect(Date.now() - t0).toBeLessThan(2000);
+      await bus.jsm.consumers.delete("KV_controller", durable).catch(() => undefined);
+    }
+  }, 60_000);
+});

@@ -1,8 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import type { ConsumerConfig, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import type { Consumer, ConsumerConfig, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { z } from "zod";
 import { decodeValue } from "@eve-tasks/schemas";
+import { backoffDelayMs } from "./backoff.js";
+import type { BackoffPolicy } from "./backoff.js";
 import type { Bus } from "./connection.js";
 import { ConfigMismatchError } from "./errors.js";
 import { assertTypeName, kvKey, streamOf } from "./keys.js";
@@ -49,6 +51,21 @@ const DEFAULT_BACKOFF_MS = [1000, 5000, 15000, 30000] as const;
 /** Delays before the retries of a failed {@link WorkQueue.redo}, in ms. */
 const REDO_BACKOFF_MS = [1000, 3000] as const;
 
+/** How long one pull request waits on the server for messages before the next replaces it. */
+const PULL_EXPIRES_MS = 10_000;
+
+/** Between pulls that failed (NATS away, the consumer deleted). */
+const PULL_RETRY: BackoffPolicy = { firstMs: 250, maxMs: 10_000 };
+
+/**
+ * How often a delivery in hand (waiting for a slot, for its key, or being handled) tells the
+ * server it is still being worked on: three times per ack wait, so one late tick does not let
+ * the ack wait run out.
+ */
+export function keepAliveIntervalMs(ackWaitMs: number): number {
+  return Math.max(50, Math.floor(ackWaitMs / 3));
+}
+
 /** The durable consumer configuration owned by the bus for a work queue. */
 export function workQueueConsumerConfig(
   options: Pick<WorkQueueOptions<z.ZodType>, "source" | "durable" | "maxDeliver" | "ackWaitMs">,
@@ -73,13 +90,18 @@ export function workQueueConsumerConfig(
 export class WorkQueue<S extends z.ZodType> {
   readonly #bus: Bus;
   readonly #opts: WorkQueueOptions<S>;
-  #messages: ConsumerMessages | undefined;
+  /** The pull in progress, stopped by stop(). */
+  #batch: ConsumerMessages | undefined;
   readonly #busyKeys = new Map<string, Promise<void>>();
+  /** Deliveries in hand and redos, until they are done. */
   readonly #inFlight = new Set<Promise<void>>();
   #slots: number;
+  /** Deliveries and redos waiting for a slot. */
   #waiters: (() => void)[] = [];
+  /** The pull loop waiting for a slot to become free. */
+  #onFreeSlot: (() => void) | undefined;
   #stopped = false;
-  /** Aborted by stop(): a redo waiting to retry gives up. */
+  /** Aborted by stop(): a redo waiting to retry, or the pull loop backing off, gives up. */
   readonly #stopping = new AbortController();
   /** Resolves when the queue has stopped and in-flight work has finished. */
   done: Promise<void> = Promise.resolve();
@@ -91,8 +113,8 @@ export class WorkQueue<S extends z.ZodType> {
     this.#slots = options.concurrency ?? 8;
   }
 
-  /** Creates the durable consumer if needed (or checks it) and starts consuming. */
-  async start(): Promise<this> {
+  /** Creates the durable consumer if needed (or checks it). */
+  async #ensureConsumer(): Promise<Consumer> {
     const stream = streamOf(this.#opts.source.agent);
     const wanted = workQueueConsumerConfig(this.#opts);
     try {
@@ -108,11 +130,13 @@ export class WorkQueue<S extends z.ZodType> {
       // Not found (or another replica is creating it): add is idempotent for an identical config.
       await this.#bus.jsm.consumers.add(stream, wanted);
     }
-    const consumer = await this.#bus.js.consumers.get(stream, wanted.durable_name);
-    this.#messages = await consumer.consume({
-      max_messages: Math.max(2 * (this.#opts.concurrency ?? 8), 16),
-    });
-    this.done = this.#run(this.#messages);
+    return this.#bus.js.consumers.get(stream, wanted.durable_name);
+  }
+
+  /** Creates the durable consumer if needed (or checks it) and starts consuming. */
+  async start(): Promise<this> {
+    const consumer = await this.#ensureConsumer();
+    this.done = this.#run(consumer);
     return this;
   }
 
@@ -126,22 +150,88 @@ export class WorkQueue<S extends z.ZodType> {
 
   #release(): void {
     const w = this.#waiters.shift();
-    if (w) w();
-    else this.#slots++;
+    if (w) return w();
+    this.#slots++;
+    this.#onFreeSlot?.();
   }
 
-  async #run(messages: ConsumerMessages): Promise<void> {
+  /**
+   * The pull loop: asks the server for at most as many messages as there are free slots, so no
+   * delivery waits in this replica for a slot it cannot have soon (and the others' replicas get
+   * the rest). A failed pull is retried with back-off; a deleted consumer is created again.
+   */
+  async #run(initial: Consumer): Promise<void> {
+    let consumer = initial;
+    let failures = 0;
     const prefix = `$KV.${this.#opts.source.agent}.${this.#opts.source.type}.`;
-    for await (const m of messages) {
-      const key = m.subject.startsWith(prefix) ? m.subject.slice(prefix.length) : "";
-      if (!key || key.startsWith("_")) {
-        m.ack();
+    while (!this.#stopped) {
+      if (this.#slots === 0) {
+        await new Promise<void>((r) => (this.#onFreeSlot = r));
+        this.#onFreeSlot = undefined;
         continue;
       }
-      await this.#acquire();
-      void this.#chain(key, () => this.#handle(key, m));
+      try {
+        const started = Date.now();
+        let got = 0;
+        this.#batch = await consumer.fetch({ max_messages: this.#slots, expires: PULL_EXPIRES_MS });
+        if (this.#stopped) await this.#batch.close();
+        for await (const m of this.#batch) {
+          got++;
+          const key = m.subject.startsWith(prefix) ? m.subject.slice(prefix.length) : "";
+          if (!key || key.startsWith("_")) m.ack();
+          else this.#accept(key, m);
+        }
+        // A pull that ends early with nothing is a failure in disguise (e.g. the consumer is
+        // gone): treated as one, so it is not repeated in a tight loop.
+        if (got === 0 && !this.#stopped && Date.now() - started < PULL_EXPIRES_MS / 2) {
+          throw new Error("the pull ended early without messages");
+        }
+        failures = 0;
+      } catch (err) {
+        if (this.#stopped) break;
+        const retryInMs = backoffDelayMs(failures++, PULL_RETRY);
+        this.#bus.logger.warn(
+          { err, durable: this.#opts.durable, retryInMs },
+          "pulling work failed; will retry",
+        );
+        await sleep(retryInMs, undefined, { signal: this.#stopping.signal }).catch(() => undefined);
+        if (this.#stopped) break;
+        // The consumer may be gone (deleted by an operator): make it again, as start() does.
+        try {
+          consumer = await this.#ensureConsumer();
+        } catch (e) {
+          this.#bus.logger.warn({ err: e, durable: this.#opts.durable }, "cannot check the consumer");
+        }
+      } finally {
+        this.#batch = undefined;
+      }
     }
     await Promise.allSettled([...this.#inFlight]);
+  }
+
+  /**
+   * Takes a delivery in hand: keeps it alive from now until it is acknowledged (also while it
+   * waits for a slot or for an earlier change of its key), then handles it in a slot. After
+   * stop() a delivery not yet started is handed back at once (nak) for another replica.
+   */
+  #accept(key: string, m: JsMsg): void {
+    const ackWait = this.#opts.ackWaitMs ?? 30_000;
+    const keepAlive = setInterval(() => m.working(), keepAliveIntervalMs(ackWait));
+    const p = (async () => {
+      try {
+        await this.#acquire();
+        if (this.#stopped) {
+          this.#release();
+          m.nak();
+          return;
+        }
+        await this.#chain(key, () => this.#handle(key, m));
+      } finally {
+        clearInterval(keepAlive);
+      }
+    })();
+    this.#inFlight.add(p);
+    void p.finally(() => this.#inFlight.delete(p));
   }
 
   /**
@@ -153,10 +243,8 @@ export class WorkQueue<S extends z.ZodType> {
     const p: Promise<void> = before.then(work).finally(() => {
       this.#release();
       if (this.#busyKeys.get(key) === p) this.#busyKeys.delete(key);
-      this.#inFlight.delete(p);
     });
     this.#busyKeys.set(key, p);
-    this.#inFlight.add(p);
     return p;
   }
 
@@ -188,8 +276,6 @@ export class WorkQueue<S extends z.ZodType> {
     const maxDeliver = this.#opts.maxDeliver ?? 5;
     const deliveryCount = m.info.deliveryCount;
     const ctx: WorkContext = { deliveryCount, lastAttempt: deliveryCount >= maxDeliver };
-    const ackWait = this.#opts.ackWaitMs ?? 30_000;
-    const keepAlive = setInterval(() => m.working(), Math.max(1000, ackWait / 3));
     let state: SourceState<z.infer<S>> | undefined;
     try {
       state = await this.#stateOf(key, m);
@@ -214,8 +300,6 @@ export class WorkQueue<S extends z.ZodType> {
         log.warn({ err, key, deliveryCount, retryInMs: delay }, "work failed; will retry");
         m.nak(delay);
       }
-    } finally {
-      clearInterval(keepAlive);
     }
   }
 
@@ -229,12 +313,14 @@ export class WorkQueue<S extends z.ZodType> {
    */
   async redo(key: string): Promise<void> {
     if (this.#stopped || !key || key.startsWith("_")) return;
-    await this.#acquire();
-    if (this.#stopped) {
-      this.#release();
-      return;
-    }
-    return this.#chain(key, () => this.#redo(key));
+    const p = (async () => {
+      await this.#acquire();
+      if (this.#stopped) return this.#release();
+      await this.#chain(key, () => this.#redo(key));
+    })();
+    this.#inFlight.add(p);
+    void p.finally(() => this.#inFlight.delete(p));
+    return p;
   }
 
   async #redo(key: string): Promise<void> {
@@ -265,7 +351,8 @@ export class WorkQueue<S extends z.ZodType> {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#stopping.abort();
-    await this.#messages?.close();
+    this.#onFreeSlot?.();
+    await this.#batch?.close();
     await this.done;
     await Promise.allSettled([...this.#inFlight]);
   }
