@@ -253,6 +253,34 @@ describe("the pull loop", () => {
     await bus.close();
   });
 
+  it("tells onGiveUp whether the change it gave up on was a delete", async () => {
+    const source = uniqueType("GiveUp");
+    const table = { agent: "controller", type: source, schema: ItemSchema };
+    const gaveUp: { key: string; deleted: boolean }[] = [];
+    const queue = await shareWork(bus, {
+      source: table,
+      durable: `giveup-${source}`,
+      maxDeliver: 2,
+      backoffMs: [100],
+      handle(state) {
+        return state.kind === "deleted" ? Promise.reject(new Error("cannot delete")) : Promise.resolve();
+      },
+      onGiveUp(state) {
+        gaveUp.push({ key: state.key, deleted: state.deleted });
+        return Promise.resolve();
+      },
+    });
+    try {
+      const pub = new Publication(bus, table);
+      await pub.publish("k", { schemaVersion: 1, n: 1 });
+      await pub.unpublish("k");
+      await waitFor(() => gaveUp.length > 0, { timeoutMs: 20_000, message: "given up" });
+      expect(gaveUp).toEqual([{ key: "k", deleted: true }]);
+    } finally {
+      await queue.stop();
+    }
+  }, 60_000);
+
   it("makes a deleted durable consumer again and goes on; stops promptly while idle", async () => {
     const source = uniqueType("Gone");
     const table = { agent: "controller", type: source, schema: ItemSchema };

@@ -9,5 +9,7 @@ export * from "./work-queue.js";
 export * from "./outbox.js";
 export * from "./table-keys.js";
 export * from "./update.js";
+export * from "./ordering.js";
+export * from "./backoff.js";
 export * from "./events.js";
 export * from "./rpc.js";

@@ -1,10 +1,30 @@
-import type { KV, KvEntry } from "@nats-io/kv";
+import type { StoredMsg } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { Empty, headers } from "@nats-io/nats-core";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { z } from "zod";
 import { decodeValue, encodeValue, encodeValueText } from "@eve-tasks/schemas";
 import type { EncodedValue } from "@eve-tasks/schemas";
+import { CAS_BACKOFF, MAX_CAS_ATTEMPTS, backoffDelayMs } from "./backoff.js";
 import type { Bus } from "./connection.js";
 import { PublishError } from "./errors.js";
-import { RESTARTED_MARKER, assertTypeName, assertUserKey, kvKey, userKeyOf } from "./keys.js";
+import {
+  RESTARTED_MARKER,
+  assertTypeName,
+  assertUserKey,
+  kvKey,
+  streamOf,
+  subjectOf,
+  userKeyOf,
+} from "./keys.js";
+import {
+  CONFIG_REVISION_HEADER,
+  KV_OPERATION_HEADER,
+  parseConfigRevision,
+  planDelete,
+  planPut,
+} from "./ordering.js";
+import type { StoredRecord } from "./ordering.js";
 import { listKvKeys } from "./table-keys.js";
 import { isWrongLastSequence, updateKey } from "./update.js";
 import type { Current, UpdateResult } from "./update.js";
@@ -28,17 +48,35 @@ export interface RestartedMarker {
 /** Result of a compare-and-set write ordered by configRevision. */
 export type OrderedWriteResult = "written" | "unchanged" | "stale" | "deleted" | "absent";
 
-const MAX_CAS_ATTEMPTS = 20;
-
 const utf8 = new TextDecoder();
 
-function configRevisionOf(entry: KvEntry): number | undefined {
+function configRevisionOf(text: string): number | undefined {
   try {
-    const v = JSON.parse(utf8.decode(entry.value)) as { configRevision?: unknown };
+    const v = JSON.parse(text) as { configRevision?: unknown };
     return typeof v.configRevision === "number" ? v.configRevision : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** A stored message as the ordering rule sees it: a value, or a delete marker (tombstone). */
+function storedRecordOf(sm: StoredMsg | null): StoredRecord {
+  if (!sm) return { kind: "none" };
+  const op = sm.header?.get(KV_OPERATION_HEADER);
+  if (op === "DEL" || op === "PURGE") {
+    return {
+      kind: "tombstone",
+      revision: sm.seq,
+      configRevision: parseConfigRevision(sm.header?.get(CONFIG_REVISION_HEADER) || undefined),
+    };
+  }
+  const text = utf8.decode(sm.data);
+  return { kind: "value", revision: sm.seq, configRevision: configRevisionOf(text), text };
+}
+
+/** Waits before compare-and-set retry number `attempt`, so racing replicas do not collide in step. */
+function casPause(attempt: number): Promise<void> {
+  return sleep(backoffDelayMs(attempt, CAS_BACKOFF));
 }
 
 /**
@@ -55,6 +93,8 @@ export class Publication<S extends z.ZodType> {
   readonly #written = new Map<string, string>();
   /** putIfNewer's last write per key: its KV revision and configRevision, for a write without a read. */
   readonly #lastOrdered = new Map<string, { kvRevision: number; configRevision: number }>();
+  /** Whether the bucket's stream answers direct gets (as nats.js's kv.get decides), once known. */
+  #direct: Promise<boolean> | undefined;
 
   constructor(bus: Bus, options: TableOptions<S>) {
     assertTypeName(options.type);
@@ -66,6 +106,41 @@ export class Publication<S extends z.ZodType> {
 
   #kv(): Promise<KV> {
     return this.#bus.bucket(this.agent);
+  }
+
+  /**
+   * The last record of KV key `full`, headers included (kv.get does not show them): read the
+   * way kv.get reads it, by a direct get when the stream allows one.
+   */
+  async #lastRecord(full: string): Promise<StoredRecord> {
+    const stream = streamOf(this.agent);
+    if (!this.#direct) {
+      const direct = this.#bus.jsm.streams.info(stream).then((i) => i.config.allow_direct === true);
+      // A failed look-up is asked again next time.
+      direct.catch(() => {
+        if (this.#direct === direct) this.#direct = undefined;
+      });
+      this.#direct = direct;
+    }
+    const last_by_subj = `$KV.${this.agent}.${full}`;
+    const sm = (await this.#direct)
+      ? await this.#bus.jsm.direct.getMessage(stream, { last_by_subj })
+      : await this.#bus.jsm.streams.getMessage(stream, { last_by_subj });
+    return storedRecordOf(sm);
+  }
+
+  /**
+   * Writes a delete marker for KV key `full` that carries `configRevision`, with compare-and-set
+   * on `previousSeq` (0: the key has no record). To every KV reader it is a plain delete.
+   */
+  async #tombstone(key: string, configRevision: number, previousSeq: number): Promise<void> {
+    const h = headers();
+    h.set(KV_OPERATION_HEADER, "DEL");
+    h.set(CONFIG_REVISION_HEADER, String(configRevision));
+    await this.#bus.js.publish(subjectOf(this.agent, this.type, key), Empty, {
+      headers: h,
+      expect: { lastSubjectSequence: previousSeq },
+    });
   }
 
   /**
@@ -207,10 +282,11 @@ export class Publication<S extends z.ZodType> {
   }
 
   /**
-   * Writes `value` only if no value with a higher `configRevision` is stored,
-   * with compare-and-set on the key's KV revision, so replicas racing on one key never
-   * put an older revision over a newer one. Returns "written", "unchanged" (the same
-   * value is stored) or "stale" (a newer configRevision is stored). `encoded`: `value` as
+   * Writes `value` only if no record with a higher `configRevision` is stored — a value, or a
+   * delete's tombstone with a higher or equal one (see {@link deleteIfNotNewer}) — with
+   * compare-and-set on the key's KV revision, so replicas racing on one key never put an older
+   * revision over a newer one, nor bring back a key deleted since. Returns "written",
+   * "unchanged" (the same value is stored) or "stale" (a newer configRevision is stored). `encoded`: `value` as
    * {@link encodeValueText} already gave it for this table's schema (not validated again).
    */
   async putIfNewer(
@@ -242,47 +318,46 @@ export class Publication<S extends z.ZodType> {
       }
     }
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const cur = await kv.get(full);
-      let previousSeq = 0;
-      if (cur) {
-        previousSeq = cur.revision;
-        if (cur.operation === "PUT") {
-          const stored = configRevisionOf(cur);
-          if (stored !== undefined && stored > value.configRevision) return "stale";
-          if (utf8.decode(cur.value) === text) return "unchanged";
-        }
-      }
+      const plan = planPut(await this.#lastRecord(full), value.configRevision, text);
+      if (plan.action === "skip") return plan.result;
       try {
-        return written(await kv.put(full, bytes, { previousSeq }));
+        return written(await kv.put(full, bytes, { previousSeq: plan.previousSeq }));
       } catch (err) {
-        if (isWrongLastSequence(err)) continue;
-        throw new PublishError(this.agent, full, `write failed: ${(err as Error).message}`, { cause: err });
+        if (!isWrongLastSequence(err)) {
+          throw new PublishError(this.agent, full, `write failed: ${(err as Error).message}`, { cause: err });
+        }
+        await casPause(attempt);
       }
     }
     throw new PublishError(this.agent, full, `gave up after ${MAX_CAS_ATTEMPTS} compare-and-set conflicts`);
   }
 
   /**
-   * Removes `key` only if the stored value's `configRevision` is not higher than
-   * `configRevision`, with compare-and-set. Returns "deleted", "absent" or "stale".
+   * Deletes `key` as of source revision `configRevision`, unless a newer value is stored: a
+   * KV delete marker carrying the revision in its {@link CONFIG_REVISION_HEADER} header (a
+   * tombstone), written with compare-and-set. The tombstone is written also where there is no
+   * value, so that {@link putIfNewer} of an older revision (a replica that read the source
+   * before it was deleted) never lands afterwards. Returns "deleted" (a value was removed),
+   * "absent" (there was none) or "stale" (a newer configRevision is stored).
    */
   async deleteIfNotNewer(key: string, configRevision: number): Promise<"deleted" | "absent" | "stale"> {
     assertUserKey(key);
-    const kv = await this.#kv();
     const full = kvKey(this.type, key);
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const cur = await kv.get(full);
-      if (!cur || cur.operation !== "PUT") return "absent";
-      const stored = configRevisionOf(cur);
-      if (stored !== undefined && stored > configRevision) return "stale";
+      const plan = planDelete(await this.#lastRecord(full), configRevision);
+      if (plan.action === "skip") return plan.result;
       try {
-        await kv.delete(full, { previousSeq: cur.revision });
+        await this.#tombstone(key, configRevision, plan.previousSeq);
         this.#written.delete(key);
         this.#lastOrdered.delete(key);
-        return "deleted";
+        return plan.result;
       } catch (err) {
-        if (isWrongLastSequence(err)) continue;
-        throw new PublishError(this.agent, full, `delete failed: ${(err as Error).message}`, { cause: err });
+        if (!isWrongLastSequence(err)) {
+          throw new PublishError(this.agent, full, `delete failed: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+        await casPause(attempt);
       }
     }
     throw new PublishError(this.agent, full, `gave up after ${MAX_CAS_ATTEMPTS} compare-and-set conflicts`);

@@ -2,6 +2,8 @@ import type { KV, KvEntry } from "@nats-io/kv";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { z } from "zod";
 import { canonicalJson, decodeValue, encodeValue } from "@eve-tasks/schemas";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CAS_BACKOFF, MAX_CAS_ATTEMPTS, backoffDelayMs } from "./backoff.js";
 import { PublishError } from "./errors.js";
 import { kvKey } from "./keys.js";
 
@@ -60,7 +62,7 @@ export async function updateKey<S extends z.ZodType>(
   options: { maxAttempts?: number } = {},
 ): Promise<UpdateResult<z.output<S>>> {
   const full = kvKey(type, key);
-  const maxAttempts = options.maxAttempts ?? 20;
+  const maxAttempts = options.maxAttempts ?? MAX_CAS_ATTEMPTS;
   for (let conflicts = 0; conflicts < maxAttempts; conflicts++) {
     const current = currentOf(schema, await kv.get(full));
     const bytes = encodeValue(schema, fn(current), { type, key });
@@ -75,7 +77,7 @@ export async function updateKey<S extends z.ZodType>(
     } catch (err) {
       if (!isWrongLastSequence(err)) throw err;
       // Another writer got in between: back off a little (with jitter) and redo from its value.
-      await new Promise((r) => setTimeout(r, Math.min(200, 5 * 2 ** conflicts) * Math.random()));
+      await sleep(backoffDelayMs(conflicts, CAS_BACKOFF));
     }
   }
   throw new PublishError(agent, full, `gave up after ${maxAttempts} compare-and-set conflicts; try again`);

@@ -42,8 +42,12 @@ export interface WorkQueueOptions<S extends z.ZodType> {
   /** How long a delivery may go unacknowledged before the server redelivers it (default 30 s). */
   ackWaitMs?: number;
   handle(state: SourceState<z.infer<S>>, ctx: WorkContext): Promise<void>;
-  /** The change failed `maxDeliver` times: report it (e.g. publish the error downstream). */
-  onGiveUp?(state: { key: string; revision: number }, err: unknown): Promise<void>;
+  /**
+   * The change failed `maxDeliver` times: report it (e.g. publish the error downstream).
+   * `deleted`: the last attempt saw the key deleted (then there is nothing to report an error
+   * on: a report must not bring the key back).
+   */
+  onGiveUp?(state: { key: string; revision: number; deleted: boolean }, err: unknown): Promise<void>;
 }
 
 const DEFAULT_BACKOFF_MS = [1000, 5000, 15000, 30000] as const;
@@ -289,7 +293,14 @@ export class WorkQueue<S extends z.ZodType> {
           "work given up after last delivery",
         );
         try {
-          await this.#opts.onGiveUp?.({ key, revision: state?.revision ?? m.info.streamSequence }, err);
+          await this.#opts.onGiveUp?.(
+            {
+              key,
+              revision: state?.revision ?? m.info.streamSequence,
+              deleted: state?.kind === "deleted",
+            },
+            err,
+          );
         } catch (reportErr) {
           log.error({ err: reportErr, key }, "reporting a given-up change failed");
         }

@@ -254,6 +254,16 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
     concurrency: options.concurrency,
     handle,
     async onGiveUp(state, err) {
+      if (state.deleted) {
+        // Deleting its TaskConfig kept failing: one last try, and never a FAILED TaskConfig,
+        // which would bring the deleted app back as an error.
+        const result = await out.deleteIfNotNewer(state.key, state.revision);
+        forApp(logger, state.key).error(
+          { event: "task-config-deleted", gaveUp: true, configRevision: state.revision, result, err },
+          `AppInstanceConfig deleted: TaskConfig ${result} after repeated failures`,
+        );
+        return;
+      }
       const build = { key: state.key, revision: state.revision, time: now() };
       await write(giveUp(err, await rawIdentity(state.key), build), state.key, { gaveUp: true });
     },
