@@ -109,6 +109,24 @@ describe("buckets", () => {
     await bus.jsm.streams.delete(`KV_${agent}`);
   });
 
+  it("looks for a missing bucket again with back-off, and stops when told to", async () => {
+    const agent = `later-${Date.now().toString(36)}`;
+    // Every look is a stream-info request: count them on the wire.
+    let looks = 0;
+    const sub = bus.nc.subscribe(`$JS.API.STREAM.INFO.KV_${agent}`, { callback: () => void looks++ });
+    const stop = new AbortController();
+    const waiting = waitForBucket(bus, agent, { intervalMs: 50, signal: stop.signal });
+    await new Promise((r) => setTimeout(r, 1600));
+    // 50, 100, 200, 400, 800 ms: 5 or 6 looks, where a fixed 50 ms interval makes ~30.
+    expect(looks).toBeGreaterThanOrEqual(4);
+    expect(looks).toBeLessThanOrEqual(7);
+    const t0 = Date.now();
+    stop.abort();
+    await expect(waiting).rejects.toThrow();
+    expect(Date.now() - t0).toBeLessThan(500);
+    sub.unsubscribe();
+  });
+
   it("says clearly when NATS is not there", async () => {
     await expect(
       connectBus({ servers: "nats://127.0.0.1:1", name: "nowhere", connectTimeoutMs: 1000 }),

@@ -1,7 +1,10 @@
 import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import type { StreamConfig, StreamInfo } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { setTimeout as sleep } from "node:timers/promises";
 import { EVENTS_STREAM, agents } from "@eve-tasks/schemas";
+import { backoffDelayMs } from "./backoff.js";
+import type { BackoffPolicy } from "./backoff.js";
 import type { Bus } from "./connection.js";
 import { ConfigMismatchError } from "./errors.js";
 import { streamOf } from "./keys.js";
@@ -95,18 +98,23 @@ export async function ensureEventsStream(bus: Bus): Promise<void> {
   await bus.jsm.streams.add({ ...EVENTS_STREAM_CONFIG, subjects: [...EVENTS_STREAM_CONFIG.subjects] });
 }
 
+/** Between looks for a bucket that does not exist yet: from `intervalMs`, doubling up to 5 s. */
+const BUCKET_WAIT: BackoffPolicy = { firstMs: 1000, maxMs: 5000 };
+
 /**
  * Waits until `agent`'s bucket exists with the bus's configuration: for a bucket this worker
  * reads but may not create (with per-worker NATS users, only a bucket's own agent, or an
- * admin, creates it). Says once, at info level, what it waits for.
+ * admin, creates it). Looks again with back-off (from `intervalMs`, default 1 s, up to 5 s).
+ * Says once, at info level, what it waits for. Rejects when `signal` aborts.
  */
 export async function waitForBucket(
   bus: Bus,
   agent: string,
   options: { intervalMs?: number; signal?: AbortSignal } = {},
 ): Promise<void> {
+  const policy = { ...BUCKET_WAIT, firstMs: options.intervalMs ?? BUCKET_WAIT.firstMs };
   let said = false;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     const existing = await streamInfo(bus, streamOf(agent));
     if (existing) {
       const diff = differences(existing.config, bucketStreamSettings());
@@ -121,6 +129,6 @@ export async function waitForBucket(
       said = true;
     }
     options.signal?.throwIfAborted();
-    await new Promise((r) => setTimeout(r, options.intervalMs ?? 1000));
+    await sleep(backoffDelayMs(attempt, policy), undefined, { signal: options.signal });
   }
 }
