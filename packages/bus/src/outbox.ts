@@ -20,6 +20,7 @@ interface Pending {
   bytes: number;
 }
 
+/** A record of the file: an event emitted, or acknowledged by JetStream. */
 type Record_ = { op: "emit"; id: string; subject: string; data: string } | { op: "ack"; id: string };
 
 /** The steps of a compaction, after which {@link OutboxOptions.onCompactionStep} is called. */
@@ -77,7 +78,7 @@ function pendingRecords(text: string): Pending[] {
     } catch {
       continue; // a torn line from a crash mid-write: its emit never returned
     }
-    if (r.op === "emit") pending.set(r.id, pendingOf(r.id, r.subject, r.data));
+    if (r.op === "emit") pending.set(r.id, pendingOf(r.id, r.subject, r.data).pending);
     else if (r.op === "ack") pending.delete(r.id);
   }
   return [...pending.values()];
@@ -87,8 +88,10 @@ function emitLine(p: { id: string; subject: string; data: string }): string {
   return JSON.stringify({ op: "emit", id: p.id, subject: p.subject, data: p.data }) + "\n";
 }
 
-function pendingOf(id: string, subject: string, data: string): Pending {
-  return { id, subject, data, bytes: Buffer.byteLength(emitLine({ id, subject, data })) };
+/** An event as pending, with its emit record's line. */
+function pendingOf(id: string, subject: string, data: string): { pending: Pending; line: string } {
+  const line = emitLine({ id, subject, data });
+  return { pending: { id, subject, data, bytes: Buffer.byteLength(line) }, line };
 }
 
 /** Writes `text` to a new `path` and syncs it to disk. */
@@ -219,9 +222,11 @@ export class Outbox {
     return this.#fh;
   }
 
-  /** Appends one record (in the chain). On failure the file is left with whole records only. */
-  async #append(r: Record_, sync: boolean): Promise<void> {
-    const line = r.op === "emit" ? emitLine(r) : JSON.stringify(r) + "\n";
+  /**
+   * Appends one record's `line` (in the chain); `what` names it in an error. On failure the
+   * file is left with whole records only.
+   */
+  async #append(line: string, sync: boolean, what: string): Promise<void> {
     try {
       const fh = await this.#handle();
       // writeFile loops over short writes (a nearly full disk takes part of a record).
@@ -231,11 +236,7 @@ export class Outbox {
       this.#torn = true;
       // Cut the torn record now if we can; otherwise the next write does it first.
       await this.#handle().catch(() => undefined);
-      throw new OutboxWriteError(
-        this.#file,
-        r.op === "emit" ? `event ${r.id}` : `the acknowledgement of event ${r.id}`,
-        { cause: err },
-      );
+      throw new OutboxWriteError(this.#file, what, { cause: err });
     }
     this.#fileBytes += Buffer.byteLength(line);
   }
@@ -322,10 +323,10 @@ export class Outbox {
   async emit(event: TaskEventInput, id: string = randomUUID()): Promise<string> {
     if (this.#closed) throw new OutboxClosedError(this.#file);
     const data = new TextDecoder().decode(encodeValue(TaskEventSchema, event, { type: "TaskEvent" }));
-    const p = pendingOf(id, eventSubject(event.uuid), data);
+    const { pending: p, line } = pendingOf(id, eventSubject(event.uuid), data);
     await this.#serial(async () => {
       if (this.#closed) throw new OutboxClosedError(this.#file);
-      await this.#append({ op: "emit", id: p.id, subject: p.subject, data: p.data }, true);
+      await this.#append(line, true, `event ${id}`);
       // Queued in the chain, so the queue always matches the file for a compaction.
       this.#queue.push(p);
       this.#pendingBytes += p.bytes;
@@ -370,7 +371,10 @@ export class Outbox {
       this.#queue.shift();
       this.#pendingBytes -= next.bytes;
       try {
-        await this.#serial(() => this.#append({ op: "ack", id: next.id }, false));
+        const ack: Record_ = { op: "ack", id: next.id };
+        await this.#serial(() =>
+          this.#append(JSON.stringify(ack) + "\n", false, `the acknowledgement of event ${next.id}`),
+        );
       } catch (err) {
         // Harmless: after a restart the event is re-sent with its id and JetStream drops it
         // (duplicate window); the next compaction leaves it out anyway.
