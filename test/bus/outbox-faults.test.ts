@@ -1,7 +1,7 @@
 // The outbox under faults: a full disk (a real tmpfs filled to the last byte), compaction while
 // running, and a worker killed between the steps of a compaction.
 import { execFile } from "node:child_process";
-import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -97,6 +97,43 @@ describe("the outbox under faults", () => {
     const again = await Outbox.open(bus, { file });
     deferCleanup(() => again.close());
     expect(again.pending).toBe(0);
+  }, 60_000);
+
+  it("opens on a full disk: keeps its file as it is, cuts a torn tail, and sends what is pending", async () => {
+    const nats = await withPrivateNats();
+    const bus = await busFor(nats.url);
+    const mnt = await smallFilesystem(64 * 1024);
+    const file = join(mnt, "outbox.jsonl");
+    const line = (id: string) =>
+      JSON.stringify({
+        op: "emit",
+        id,
+        subject: `eve.events.${UUID}`,
+        data: JSON.stringify(event(id)),
+      }) + "\n";
+    // A previous life: "a" acknowledged, "b" pending, and a record torn by a crash.
+    await writeFile(
+      file,
+      line("a") + JSON.stringify({ op: "ack", id: "a" }) + "\n" + line("b") + '{"op":"em',
+    );
+    const filler = await fill(mnt);
+
+    const outbox = await Outbox.open(bus, { file });
+    deferCleanup(() => outbox.close());
+    expect(outbox.pending).toBe(1);
+    await outbox.flushed();
+    await rm(filler);
+    await outbox.emit(event("c"), "c");
+    await outbox.flushed();
+    expect((await storedEvents(bus)).map((e) => e.id)).toEqual(["b", "c"]);
+    expect((await records(file)).map((r) => `${r.op} ${r.id}`)).toEqual([
+      "emit a",
+      "ack a",
+      "emit b",
+      "ack b",
+      "emit c",
+      "ack c",
+    ]);
   }, 60_000);
 
   it("compacts its file while running, and every event is stored once", async () => {

@@ -172,27 +172,27 @@ export class Outbox {
   async #load(): Promise<void> {
     const file = this.#file;
     await mkdir(dirname(file), { recursive: true });
-    let text = "";
+    let bytes = Buffer.alloc(0);
     try {
-      text = await readFile(file, "utf8");
+      bytes = await readFile(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
-    for (const p of pendingRecords(text)) {
+    for (const p of pendingRecords(bytes.toString("utf8"))) {
       this.#queue.push(p);
       this.#pendingBytes += p.bytes;
     }
     try {
       await this.#rewrite();
     } catch (err) {
+      if (!(err instanceof OutboxWriteError)) throw err;
       // The file as it is loads to the same events: append to it, after its last whole line.
       this.#bus.logger.warn(
-        { event: "outbox-compaction-failed", file, err: (err as Error).message },
+        { event: "outbox-compaction-failed", file, err: err.message },
         "cannot compact the outbox file at start; appending to it as it is",
       );
-      const whole = text.lastIndexOf("\n") + 1;
-      this.#fileBytes = Buffer.byteLength(text.slice(0, whole));
-      this.#torn = whole < text.length;
+      this.#fileBytes = bytes.lastIndexOf(0x0a) + 1;
+      this.#torn = this.#fileBytes < bytes.length;
     }
     if (this.#queue.length) {
       this.#bus.logger.info(
