@@ -130,8 +130,8 @@ export class Publication<S extends z.ZodType> {
   }
 
   /**
-   * Writes a delete marker for KV key `full` that carries `configRevision`, with compare-and-set
-   * on `previousSeq` (0: the key has no record). To every KV reader it is a plain delete.
+   * Writes a delete marker for `key` that carries `configRevision`, with compare-and-set on
+   * `previousSeq` (0: the key has no record). To every KV reader it is a plain delete.
    */
   async #tombstone(key: string, configRevision: number, previousSeq: number): Promise<void> {
     const h = headers();
@@ -286,8 +286,9 @@ export class Publication<S extends z.ZodType> {
    * delete's tombstone with a higher or equal one (see {@link deleteIfNotNewer}) — with
    * compare-and-set on the key's KV revision, so replicas racing on one key never put an older
    * revision over a newer one, nor bring back a key deleted since. Returns "written",
-   * "unchanged" (the same value is stored) or "stale" (a newer configRevision is stored). `encoded`: `value` as
-   * {@link encodeValueText} already gave it for this table's schema (not validated again).
+   * "unchanged" (the same value is stored) or "stale" (a newer configRevision is stored).
+   * `encoded`: `value` as {@link encodeValueText} already gave it for this table's schema (not
+   * validated again).
    */
   async putIfNewer(
     key: string,
