@@ -29,6 +29,7 @@ import {
   ensureBuckets,
   ensureEventsStream,
   subscribe,
+  waitForBucket,
   workQueueConsumerConfig,
 } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
@@ -37,11 +38,25 @@ import {
   findExecutable,
   pathWithSbin,
   renderContainerdConfig,
+  renderNatsPermissions,
 } from "@eve-tasks/embedded";
 import { workerNodeOptions } from "@eve-tasks/launcher";
-import { AppInstanceConfigSchema, TaskConfigSchema, agents, signalSubject } from "@eve-tasks/schemas";
+import {
+  AppInstanceConfigSchema,
+  HypervisorToolsConfigSchema,
+  SPEC_BUILDER_DURABLE,
+  SeedSchema,
+  TaskConfigSchema,
+  agents,
+  natsInboxPrefix,
+  seedFetcherDurables,
+  signalSubject,
+} from "@eve-tasks/schemas";
+import { SeedStore } from "@eve-tasks/registry";
 import type { AppInstanceConfigInput, TaskConfig } from "@eve-tasks/schemas";
 import { startSpecBuilder } from "../services/spec-builder/src/spec-builder.js";
+import { startSeedFetcher } from "../services/hypervisor-seed-fetcher/src/seed-fetcher.js";
+import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 
 const REPO = resolve(import.meta.dirname, "..");
 const DEPLOY = join(REPO, "deploy");
@@ -236,24 +251,44 @@ afterAll(async () => {
   await Promise.allSettled(connections.map((nc) => nc.close()));
 });
 
+/** A plain nats.js client as `user`, on its own inbox prefix (the only one its permissions allow). */
 async function connectAs(url: string | string[], user: User): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, user, pass: PASSWORDS[user], name: `deploy-test ${user}` });
+  const nc = await connect({
+    servers: url,
+    user,
+    pass: PASSWORDS[user],
+    name: `deploy-test ${user}`,
+    inboxPrefix: natsInboxPrefix(user),
+  });
   connections.push(nc);
   return nc;
 }
 
 /**
- * connectBus as `user`, with the credentials in the URL the way a worker's NATS_URL carries
- * them (deploy/systemd/<worker>.env.example).
+ * connectBus as `user`, with a password file the way a worker gets its credentials
+ * (NATS_USER + NATS_PASSWORD_FILE, deploy/systemd/<worker>.env.example).
  */
 async function busAs(url: string | string[], user: User): Promise<Bus> {
-  const urls = (Array.isArray(url) ? url : [url]).map((u) =>
-    u.replace("://", `://${encodeURIComponent(user)}:${encodeURIComponent(PASSWORDS[user] ?? "")}@`),
-  );
-  const bus = await connectBus({ servers: urls.join(","), name: `deploy-test ${user}` });
+  const bus = await connectBus({
+    servers: (Array.isArray(url) ? url : [url]).join(","),
+    name: `deploy-test ${user}`,
+    credentials: { user, passwordFile: await passwordFileOf(user) },
+  });
   connections.push(bus.nc);
   return bus;
 }
+
+/** A 0600 file holding `user`'s password, in a temp dir of this file's. */
+async function passwordFileOf(user: string): Promise<string> {
+  if (passwordDir === undefined) {
+    passwordDir = await mkdtemp(join(tmpdir(), "eve-deploy-passwords-"));
+    tempDirs.push(passwordDir);
+  }
+  const file = join(passwordDir, `${user}.password`);
+  await writeFile(file, `${PASSWORDS[user]}\n`, { mode: 0o600 });
+  return file;
+}
+let passwordDir: string | undefined;
 
 const DENIED = /Permissions Violation/;
 
@@ -294,6 +329,24 @@ describe("deploy/nats: config test mode (nats-server -t)", () => {
     const r = await run(NATS_SERVER, ["-t", "-c", join(NATS_DIR, conf)], envWith(CONFIG_ENV));
     expect(r.stderr + r.stdout).toContain("is valid");
     expect(r.code).toBe(0);
+  });
+
+  it("permissions.conf is the render of the one source `npm start` uses too, for node `local`", async () => {
+    const file = join(NATS_DIR, "permissions.conf");
+    expect(await readFile(file, "utf8")).toBe(renderNatsPermissions({ nodes: ["local"] }));
+    const script = join(NATS_DIR, "render-permissions.mjs");
+    const same = await run("node", [script, "--check", "--node", "local", file]);
+    expect(same.stderr).toBe("");
+    expect(same.code).toBe(0);
+    // Another node's fetcher durables are not in it: the check says so.
+    const other = await run("node", [script, "--check", "--node", "edge-7", file]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/is not the render for nodes edge-7; first difference at line \d+/);
+    const rendered = await run("node", [script, "--node", "edge-7"]);
+    expect(rendered.stdout).toBe(renderNatsPermissions({ nodes: ["edge-7"] }));
+    expect(rendered.stdout).toContain(
+      '"$JS.API.CONSUMER.CREATE.KV_controller.hypervisor-seed-fetcher-edge-7-tools"',
+    );
   });
 
   it("has no password of its own: without a password variable nats-server refuses the config", async () => {
@@ -427,8 +480,9 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
     await ensureBucket(bus["spec-builder"], "controller");
     await ensureBucket(bus["spec-builder"], "spec-builder");
     const queue = await startSpecBuilder({ bus: bus["spec-builder"], logger: pino({ level: "silent" }) });
-    // task-executor: what its main does before reconciling (checks only: the buckets exist).
-    await ensureBuckets(bus["task-executor"]);
+    // task-executor: what its main does before reconciling: its own bucket, the one it reads, events.
+    await ensureBucket(bus["task-executor"], "task-executor");
+    await waitForBucket(bus["task-executor"], "spec-builder");
     await ensureEventsStream(bus["task-executor"]);
     const seen = new Map<string, TaskConfig>();
     const taskConfigs: Subscription<typeof TaskConfigSchema> = await subscribe(bus["task-executor"], {
@@ -593,6 +647,73 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
     }
   });
 
+  it("the hypervisor-seed-fetcher's real work queues run under its user: fetch, ack (MSG.NEXT, $JS.ACK)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "eve-deploy-fetcher-"));
+    tempDirs.push(dir);
+    const layout = new OciLayout(join(dir, "layout"));
+    await layout.tag(await layout.image({ layers: [{ entries: await busyboxEntries() }] }), "tools");
+    const tools = new Publication(bus.controller, {
+      agent: "controller",
+      type: "HypervisorToolsConfig",
+      schema: HypervisorToolsConfigSchema,
+    });
+    await tools.publish("deploytest", { schemaVersion: 1, image: `oci:${layout.dir}:tools` });
+    const fetcher = await startSeedFetcher({
+      bus: bus["hypervisor-seed-fetcher"],
+      logger: pino({ level: "silent" }),
+      node: "local",
+      seeds: new SeedStore({ dataDir: join(dir, "data"), durable: false }),
+    });
+    try {
+      const seeds = new Publication(bus.viewer, {
+        agent: "hypervisor-seed-fetcher",
+        type: "HypervisorSeed",
+        schema: SeedSchema,
+      });
+      const seed = await waitFor("HypervisorSeed READY", async () => {
+        const s = await seeds.get("local.deploytest");
+        return s?.state === "READY" ? s : undefined;
+      });
+      expect(existsSync(join(seed.rootfsPath ?? "", "bin", "busybox"))).toBe(true);
+      // Every delivery of both queues was acknowledged (an ack refused would stay pending and
+      // come back after ack_wait).
+      const names = seedFetcherDurables("local");
+      for (const name of [names.tools, names.images]) {
+        const info = await waitFor(`${name} acked`, async () => {
+          const i = await bus.admin.jsm.consumers.info("KV_controller", name);
+          return i.delivered.consumer_seq > 0 && i.num_ack_pending === 0 && i.num_pending === 0
+            ? i
+            : undefined;
+        });
+        expect(info.ack_floor.consumer_seq, name).toBe(info.delivered.consumer_seq);
+      }
+    } finally {
+      await fetcher.stop();
+      await tools.unpublish("deploytest");
+    }
+  });
+
+  it("the workers' durable consumers are theirs alone: controller and viewer cannot create, change or drain them", async () => {
+    const durables = [SPEC_BUILDER_DURABLE, ...Object.values(seedFetcherDurables("local"))];
+    for (const name of durables) {
+      const before = await bus.admin.jsm.consumers.info("KV_controller", name);
+      for (const user of ["controller", "viewer"] as const) {
+        const what = `${user} → ${name}`;
+        await expect(
+          bus[user].jsm.consumers.add("KV_controller", { ...before.config, max_deliver: 1 }),
+          what,
+        ).rejects.toThrow(DENIED);
+        await expect(bus[user].jsm.consumers.delete("KV_controller", name), what).rejects.toThrow(DENIED);
+        const next = bus[user].nc.request(`$JS.API.CONSUMER.MSG.NEXT.KV_controller.${name}`, "1", {
+          timeout: 2000,
+        });
+        await expect(next, what).rejects.toThrow(DENIED);
+      }
+      const after = await bus.admin.jsm.consumers.info("KV_controller", name);
+      expect(after.config, name).toEqual(before.config);
+    }
+  });
+
   it("the durable consumer `spec-builder` is the spec-builders' alone", async () => {
     const wanted = workQueueConsumerConfig({
       source: { agent: "controller", type: "AppInstanceConfig", schema: AppInstanceConfigSchema },
@@ -647,22 +768,24 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
   it("who creates buckets: admin all of them, each agent only its own when missing", async () => {
     await bus.admin.jsm.streams.delete("KV_proc-monitor");
     const env = { ...process.env, NATS_URL: server.url, NATS_USER: "admin", NATS_PASSWORD: PASSWORDS.admin };
-    // The bootstrap as anyone but admin fails on the missing bucket (it may only check the others).
+    // The bootstrap as anyone but admin fails: a worker may not even look at buckets it does not read.
     const asExecutor = await run("node", [createBuckets], {
       ...env,
       NATS_USER: "task-executor",
       NATS_PASSWORD: PASSWORDS["task-executor"],
     });
     expect(asExecutor.code).toBe(1);
-    expect(asExecutor.stderr).toMatch(/Permissions Violation.*STREAM\.CREATE\.KV_proc-monitor/);
-    // The executor's start-up (ensureBuckets) cannot create another agent's bucket...
+    expect(asExecutor.stderr).toMatch(
+      /Permissions Violation for Publish to "\$JS\.API\.STREAM\.INFO\.KV_controller"/,
+    );
+    // Another worker cannot create an agent's bucket (nor even look at it: not its input)...
     const te = await busAs(server.url, "task-executor");
-    await expect(ensureBuckets(te)).rejects.toThrow(DENIED);
+    await expect(ensureBucket(te, "proc-monitor")).rejects.toThrow(DENIED);
     // ... its owner can, with the bus's configuration.
     const pm = await busAs(server.url, "proc-monitor");
     await ensureBucket(pm, "proc-monitor");
     expect((await bus.admin.jsm.streams.info("KV_proc-monitor")).config.max_msg_size).toBe(MiB);
-    await ensureBuckets(te);
+    await ensureBuckets(bus.admin);
     // The bootstrap finds everything in place; on a standalone server it refuses replicas 3.
     const again = await run("node", [createBuckets], env);
     expect(again.code).toBe(0);
@@ -737,7 +860,8 @@ describe("deploy/nats/cluster: three nodes, buckets with replicas 3, and a leaf-
       expect(info.config.num_replicas, stream).toBe(3);
     }
     // The bus's check accepts the 3-replica buckets; a put on one node is read on another.
-    await ensureBuckets(te);
+    await ensureBuckets(admin);
+    await ensureBucket(te, "task-executor");
     const status = new Publication(te, { agent: "task-executor", type: "TaskStatus", schema: Loose });
     const uuid = randomUUID();
     await status.publish(uuid, { schemaVersion: 1, configRevision: 1 });
