@@ -8,7 +8,7 @@ import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, openSync, closeSync } from "node:fs";
-import { cp, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -36,6 +36,8 @@ import type { Bus, Subscription } from "@eve-tasks/bus";
 import {
   DISABLED_CONTAINERD_PLUGINS,
   findExecutable,
+  natsCredentialsDir,
+  natsPasswordFile,
   pathWithSbin,
   renderContainerdConfig,
   renderNatsPermissions,
@@ -347,6 +349,50 @@ describe("deploy/nats: config test mode (nats-server -t)", () => {
     expect(rendered.stdout).toContain(
       '"$JS.API.CONSUMER.CREATE.KV_controller.hypervisor-seed-fetcher-edge-7-tools"',
     );
+  });
+
+  it("credentials.mjs makes the passwords once (files, 0600) and nats-server's env file from them", async () => {
+    const tmp = await mkdtemp(join(tmpdir(), "eve-deploy-creds-"));
+    tempDirs.push(tmp);
+    const dir = join(tmp, "var-lib", "nats-credentials");
+    const envFile = join(tmp, "nats-users.env");
+    const script = join(NATS_DIR, "credentials.mjs");
+    const first = await run("node", [script, dir, envFile]);
+    expect(first.stderr).toBe("");
+    expect(first.stdout).toBe(`7 NATS users: passwords in ${dir}, nats-server's environment in ${envFile}\n`);
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    expect((await stat(envFile)).mode & 0o777).toBe(0o600);
+    const env = Object.fromEntries(
+      (await readFile(envFile, "utf8"))
+        .split("\n")
+        .filter((l) => /^EVE_NATS_/.test(l))
+        .map((l) => l.split("=", 2) as [string, string]),
+    );
+    expect(Object.keys(env).sort()).toEqual(USERS.map(passwordVar).sort());
+    for (const user of USERS) {
+      const file = natsPasswordFile(dir, user);
+      expect((await stat(file)).mode & 0o777, user).toBe(0o600);
+      expect((await readFile(file, "utf8")).trim(), user).toBe(env[passwordVar(user)]);
+    }
+    // Run again: the same passwords.
+    await run("node", [script, dir, envFile]);
+    expect(await readFile(natsPasswordFile(dir, "admin"), "utf8")).toBe(`${env.EVE_NATS_ADMIN_PASSWORD}\n`);
+    // nats-server and the unit's password check accept the env file as it is.
+    const single = join(NATS_DIR, "single-node.conf");
+    const checked = await run("/bin/sh", [join(NATS_DIR, "check-passwords.sh"), single], envWith(env));
+    expect({ code: checked.code, stderr: checked.stderr }).toEqual({ code: 0, stderr: "" });
+    const valid = await run(NATS_SERVER, ["-t", "-c", single], envWith(env));
+    expect(valid.code).toBe(0);
+    // A worker gets in with its file (NATS_USER + NATS_PASSWORD_FILE), on a server run with the env.
+    const server = await startNats(await tempNatsCopy("single-node.conf"), env);
+    const worker = await connectBus({
+      servers: server.url,
+      name: "deploy-test credentials",
+      credentials: { user: "proc-monitor", passwordFile: natsPasswordFile(dir, "proc-monitor") },
+    });
+    connections.push(worker.nc);
+    await ensureBucket(worker, "proc-monitor");
+    await server.stop();
   });
 
   it("has no password of its own: without a password variable nats-server refuses the config", async () => {
@@ -1077,6 +1123,8 @@ function repoPathOf(installed: string): string | undefined {
   if (installed.startsWith("/etc/eve-tasks/nats/"))
     return join(NATS_DIR, installed.slice("/etc/eve-tasks/nats/".length));
   if (installed === "/etc/eve-tasks/containerd/config.toml") return join(DEPLOY, "containerd", "config.toml");
+  // Written on the node by deploy/nats/credentials.mjs.
+  if (installed === "/etc/eve-tasks/nats-users.env") return join(NATS_DIR, "credentials.mjs");
   const env = /^\/etc\/eve-tasks\/([a-z-]+\.env)$/.exec(installed);
   if (env) {
     const base = join(DEPLOY, "systemd", env[1]!);
@@ -1205,9 +1253,23 @@ describe("deploy/systemd", () => {
     expect(await readFile(join(NATS_DIR, "single-node.conf"), "utf8")).toContain("listen: 127.0.0.1:4222");
     expect(env.EVE_RUN_DIR).toBe("/run/eve-tasks");
     expect(env.EVE_DATA_DIR).toBe("/var/lib/eve-tasks");
-    // Secrets only in the examples' placeholders: every password in nats.env.example is empty.
+    // No secret in the repository: nats.env.example's are empty placeholders, and the users'
+    // passwords are not in it at all (credentials.mjs makes them, as files, on the node).
     const secrets = await readFile(join(dir, "nats.env.example"), "utf8");
-    for (const m of secrets.matchAll(/^(EVE_NATS_\w+_PASSWORD)=(.*)$/gm)) expect(m[2], m[1]).toBe("");
-    for (const user of USERS) expect(secrets).toContain(`${passwordVar(user)}=`);
+    for (const m of secrets.matchAll(/^#?(EVE_NATS_\w+_PASSWORD)=(.*)$/gm)) expect(m[2], m[1]).toBe("");
+    for (const user of USERS) expect(secrets).not.toMatch(new RegExp(`^#?${passwordVar(user)}=`, "m"));
+    // Each worker connects as its own user, with its file where credentials.mjs and `npm start`
+    // (EVE_DATA_DIR=/var/lib/eve-tasks) put it; its optional env file only shows overrides.
+    for (const w of WORKERS) {
+      const unit = units.get(`eve-tasks-${w}.service`)!;
+      const vars = Object.fromEntries(
+        values(unit, "Service", "Environment").map((e) => e.split("=", 2) as [string, string]),
+      );
+      expect(vars.NATS_USER, w).toBe(w);
+      expect(vars.NATS_PASSWORD_FILE, w).toBe(natsPasswordFile(natsCredentialsDir(vars.EVE_DATA_DIR!), w));
+      const example = await readFile(join(dir, `${w}.env.example`), "utf8");
+      expect(example, w).not.toMatch(/^[A-Z_]+=/m);
+      expect(example, w).toContain(`#NATS_PASSWORD_FILE=${vars.NATS_PASSWORD_FILE}`);
+    }
   });
 });
