@@ -1,6 +1,7 @@
 /** The "where is everything" text printed once everything is up. */
 import { natsPasswordFile } from "@eve-tasks/embedded";
 import { redactUrl } from "@eve-tasks/runtime";
+import { natsInboxPrefix } from "@eve-tasks/schemas";
 
 /** What the banner shows. */
 export interface BannerInfo {
@@ -31,10 +32,12 @@ const owned = (pid: number | null, log: string | null): string =>
 export function buildBanner(b: BannerInfo): string {
   const url = redactUrl(b.natsUrl);
   const dir = b.natsCredentialsDir;
-  /** The nats CLI's options to connect as `user`. */
+  /** The nats CLI's options to connect as `user` (on its own inbox prefix, the only one it may use). */
   const s = (user: string): string =>
     `--server '${url}'` +
-    (dir === null ? "" : ` --user ${user} --password "$(cat '${natsPasswordFile(dir, user)}')"`);
+    (dir === null
+      ? ""
+      : ` --user ${user} --password "$(cat '${natsPasswordFile(dir, user)}')" --inbox-prefix ${natsInboxPrefix(user)}`);
   const lines = [
     ``,
     `eve-tasks is up (launcher pid ${b.launcherPid})`,
