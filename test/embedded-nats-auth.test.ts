@@ -15,8 +15,9 @@ import {
   renderNatsPermissions,
   startNatsServer,
 } from "@eve-tasks/embedded";
+import { connectBus } from "@eve-tasks/bus";
 import { natsInboxPrefix, seedFetcherDurables } from "@eve-tasks/schemas";
-import { deferCleanup, tempDir } from "./harness/index.js";
+import { deferCleanup, harnessEnv, tempDir } from "./harness/index.js";
 
 describe("NATS permissions", () => {
   it("gives every user but admin its own inbox prefix and nothing else of _INBOX", () => {
@@ -127,5 +128,31 @@ describe("NATS credentials under the data dir", () => {
         /Authorization Violation/,
       );
     }
+  });
+});
+
+describe("a worker given its credentials, on a server that asks for none", () => {
+  it("connects, reads, writes and gets its replies on its own inbox prefix", async () => {
+    const dir = join(await tempDir("creds-"), "nats-credentials");
+    await ensureNatsCredentials(dir, ["task-executor"]);
+    // The harness's shared nats-server has no authorization block.
+    const bus = await connectBus({
+      servers: harnessEnv().natsUrl,
+      name: "creds-on-open-server",
+      credentials: { user: "task-executor", passwordFile: natsPasswordFile(dir, "task-executor") },
+    });
+    deferCleanup(() => bus.close());
+    const replyTo: string[] = [];
+    const reply = bus.nc.subscribe("nats-auth.echo", {
+      callback: (_e, m) => {
+        replyTo.push(m.reply ?? "");
+        m.respond(m.data);
+      },
+    });
+    const answer = await bus.nc.request("nats-auth.echo", "hi", { timeout: 2000 });
+    expect(answer.string()).toBe("hi");
+    expect(replyTo[0]).toMatch(/^_INBOX_task-executor\./);
+    reply.unsubscribe();
+    await expect(bus.jsm.getAccountInfo()).resolves.toBeDefined();
   });
 });
