@@ -8,7 +8,7 @@ import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, openSync, closeSync } from "node:fs";
-import { cp, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -29,19 +29,36 @@ import {
   ensureBuckets,
   ensureEventsStream,
   subscribe,
+  waitForBucket,
   workQueueConsumerConfig,
 } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import {
   DISABLED_CONTAINERD_PLUGINS,
   findExecutable,
+  natsCredentialsDir,
+  natsPasswordFile,
   pathWithSbin,
   renderContainerdConfig,
+  renderNatsPermissions,
 } from "@eve-tasks/embedded";
 import { workerNodeOptions } from "@eve-tasks/launcher";
-import { AppInstanceConfigSchema, TaskConfigSchema, agents, signalSubject } from "@eve-tasks/schemas";
+import {
+  AppInstanceConfigSchema,
+  HypervisorToolsConfigSchema,
+  SPEC_BUILDER_DURABLE,
+  SeedSchema,
+  TaskConfigSchema,
+  agents,
+  natsInboxPrefix,
+  seedFetcherDurables,
+  signalSubject,
+} from "@eve-tasks/schemas";
+import { SeedStore } from "@eve-tasks/registry";
 import type { AppInstanceConfigInput, TaskConfig } from "@eve-tasks/schemas";
 import { startSpecBuilder } from "../services/spec-builder/src/spec-builder.js";
+import { startSeedFetcher } from "../services/hypervisor-seed-fetcher/src/seed-fetcher.js";
+import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 
 const REPO = resolve(import.meta.dirname, "..");
 const DEPLOY = join(REPO, "deploy");
@@ -236,24 +253,44 @@ afterAll(async () => {
   await Promise.allSettled(connections.map((nc) => nc.close()));
 });
 
+/** A plain nats.js client as `user`, on its own inbox prefix (the only one its permissions allow). */
 async function connectAs(url: string | string[], user: User): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, user, pass: PASSWORDS[user], name: `deploy-test ${user}` });
+  const nc = await connect({
+    servers: url,
+    user,
+    pass: PASSWORDS[user],
+    name: `deploy-test ${user}`,
+    inboxPrefix: natsInboxPrefix(user),
+  });
   connections.push(nc);
   return nc;
 }
 
 /**
- * connectBus as `user`, with the credentials in the URL the way a worker's NATS_URL carries
- * them (deploy/systemd/<worker>.env.example).
+ * connectBus as `user`, with a password file the way a worker gets its credentials
+ * (NATS_USER + NATS_PASSWORD_FILE, deploy/systemd/<worker>.env.example).
  */
 async function busAs(url: string | string[], user: User): Promise<Bus> {
-  const urls = (Array.isArray(url) ? url : [url]).map((u) =>
-    u.replace("://", `://${encodeURIComponent(user)}:${encodeURIComponent(PASSWORDS[user] ?? "")}@`),
-  );
-  const bus = await connectBus({ servers: urls.join(","), name: `deploy-test ${user}` });
+  const bus = await connectBus({
+    servers: (Array.isArray(url) ? url : [url]).join(","),
+    name: `deploy-test ${user}`,
+    credentials: { user, passwordFile: await passwordFileOf(user) },
+  });
   connections.push(bus.nc);
   return bus;
 }
+
+/** A 0600 file holding `user`'s password, in a temp dir of this file's. */
+async function passwordFileOf(user: string): Promise<string> {
+  if (passwordDir === undefined) {
+    passwordDir = await mkdtemp(join(tmpdir(), "eve-deploy-passwords-"));
+    tempDirs.push(passwordDir);
+  }
+  const file = join(passwordDir, `${user}.password`);
+  await writeFile(file, `${PASSWORDS[user]}\n`, { mode: 0o600 });
+  return file;
+}
+let passwordDir: string | undefined;
 
 const DENIED = /Permissions Violation/;
 
@@ -294,6 +331,68 @@ describe("deploy/nats: config test mode (nats-server -t)", () => {
     const r = await run(NATS_SERVER, ["-t", "-c", join(NATS_DIR, conf)], envWith(CONFIG_ENV));
     expect(r.stderr + r.stdout).toContain("is valid");
     expect(r.code).toBe(0);
+  });
+
+  it("permissions.conf is the render of the one source `npm start` uses too, for node `local`", async () => {
+    const file = join(NATS_DIR, "permissions.conf");
+    expect(await readFile(file, "utf8")).toBe(renderNatsPermissions({ nodes: ["local"] }));
+    const script = join(NATS_DIR, "render-permissions.mjs");
+    const same = await run("node", [script, "--check", "--node", "local", file]);
+    expect(same.stderr).toBe("");
+    expect(same.code).toBe(0);
+    // Another node's fetcher durables are not in it: the check says so.
+    const other = await run("node", [script, "--check", "--node", "edge-7", file]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/is not the render for nodes edge-7; first difference at line \d+/);
+    const rendered = await run("node", [script, "--node", "edge-7"]);
+    expect(rendered.stdout).toBe(renderNatsPermissions({ nodes: ["edge-7"] }));
+    expect(rendered.stdout).toContain(
+      '"$JS.API.CONSUMER.CREATE.KV_controller.hypervisor-seed-fetcher-edge-7-tools"',
+    );
+  });
+
+  it("credentials.mjs makes the passwords once (files, 0600) and nats-server's env file from them", async () => {
+    const tmp = await mkdtemp(join(tmpdir(), "eve-deploy-creds-"));
+    tempDirs.push(tmp);
+    const dir = join(tmp, "var-lib", "nats-credentials");
+    const envFile = join(tmp, "nats-users.env");
+    const script = join(NATS_DIR, "credentials.mjs");
+    const first = await run("node", [script, dir, envFile]);
+    expect(first.stderr).toBe("");
+    expect(first.stdout).toBe(`7 NATS users: passwords in ${dir}, nats-server's environment in ${envFile}\n`);
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    expect((await stat(envFile)).mode & 0o777).toBe(0o600);
+    const env = Object.fromEntries(
+      (await readFile(envFile, "utf8"))
+        .split("\n")
+        .filter((l) => /^EVE_NATS_/.test(l))
+        .map((l) => l.split("=", 2) as [string, string]),
+    );
+    expect(Object.keys(env).sort()).toEqual(USERS.map(passwordVar).sort());
+    for (const user of USERS) {
+      const file = natsPasswordFile(dir, user);
+      expect((await stat(file)).mode & 0o777, user).toBe(0o600);
+      expect((await readFile(file, "utf8")).trim(), user).toBe(env[passwordVar(user)]);
+    }
+    // Run again: the same passwords.
+    await run("node", [script, dir, envFile]);
+    expect(await readFile(natsPasswordFile(dir, "admin"), "utf8")).toBe(`${env.EVE_NATS_ADMIN_PASSWORD}\n`);
+    // nats-server and the unit's password check accept the env file as it is.
+    const single = join(NATS_DIR, "single-node.conf");
+    const checked = await run("/bin/sh", [join(NATS_DIR, "check-passwords.sh"), single], envWith(env));
+    expect({ code: checked.code, stderr: checked.stderr }).toEqual({ code: 0, stderr: "" });
+    const valid = await run(NATS_SERVER, ["-t", "-c", single], envWith(env));
+    expect(valid.code).toBe(0);
+    // A worker gets in with its file (NATS_USER + NATS_PASSWORD_FILE), on a server run with the env.
+    const server = await startNats(await tempNatsCopy("single-node.conf"), env);
+    const worker = await connectBus({
+      servers: server.url,
+      name: "deploy-test credentials",
+      credentials: { user: "proc-monitor", passwordFile: natsPasswordFile(dir, "proc-monitor") },
+    });
+    connections.push(worker.nc);
+    await ensureBucket(worker, "proc-monitor");
+    await server.stop();
   });
 
   it("has no password of its own: without a password variable nats-server refuses the config", async () => {
@@ -427,8 +526,9 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
     await ensureBucket(bus["spec-builder"], "controller");
     await ensureBucket(bus["spec-builder"], "spec-builder");
     const queue = await startSpecBuilder({ bus: bus["spec-builder"], logger: pino({ level: "silent" }) });
-    // task-executor: what its main does before reconciling (checks only: the buckets exist).
-    await ensureBuckets(bus["task-executor"]);
+    // task-executor: what its main does before reconciling: its own bucket, the one it reads, events.
+    await ensureBucket(bus["task-executor"], "task-executor");
+    await waitForBucket(bus["task-executor"], "spec-builder");
     await ensureEventsStream(bus["task-executor"]);
     const seen = new Map<string, TaskConfig>();
     const taskConfigs: Subscription<typeof TaskConfigSchema> = await subscribe(bus["task-executor"], {
@@ -593,6 +693,73 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
     }
   });
 
+  it("the hypervisor-seed-fetcher's real work queues run under its user: fetch, ack (MSG.NEXT, $JS.ACK)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "eve-deploy-fetcher-"));
+    tempDirs.push(dir);
+    const layout = new OciLayout(join(dir, "layout"));
+    await layout.tag(await layout.image({ layers: [{ entries: await busyboxEntries() }] }), "tools");
+    const tools = new Publication(bus.controller, {
+      agent: "controller",
+      type: "HypervisorToolsConfig",
+      schema: HypervisorToolsConfigSchema,
+    });
+    await tools.publish("deploytest", { schemaVersion: 1, image: `oci:${layout.dir}:tools` });
+    const fetcher = await startSeedFetcher({
+      bus: bus["hypervisor-seed-fetcher"],
+      logger: pino({ level: "silent" }),
+      node: "local",
+      seeds: new SeedStore({ dataDir: join(dir, "data"), durable: false }),
+    });
+    try {
+      const seeds = new Publication(bus.viewer, {
+        agent: "hypervisor-seed-fetcher",
+        type: "HypervisorSeed",
+        schema: SeedSchema,
+      });
+      const seed = await waitFor("HypervisorSeed READY", async () => {
+        const s = await seeds.get("local.deploytest");
+        return s?.state === "READY" ? s : undefined;
+      });
+      expect(existsSync(join(seed.rootfsPath ?? "", "bin", "busybox"))).toBe(true);
+      // Every delivery of both queues was acknowledged (an ack refused would stay pending and
+      // come back after ack_wait).
+      const names = seedFetcherDurables("local");
+      for (const name of [names.tools, names.images]) {
+        const info = await waitFor(`${name} acked`, async () => {
+          const i = await bus.admin.jsm.consumers.info("KV_controller", name);
+          return i.delivered.consumer_seq > 0 && i.num_ack_pending === 0 && i.num_pending === 0
+            ? i
+            : undefined;
+        });
+        expect(info.ack_floor.consumer_seq, name).toBe(info.delivered.consumer_seq);
+      }
+    } finally {
+      await fetcher.stop();
+      await tools.unpublish("deploytest");
+    }
+  });
+
+  it("the workers' durable consumers are theirs alone: controller and viewer cannot create, change or drain them", async () => {
+    const durables = [SPEC_BUILDER_DURABLE, ...Object.values(seedFetcherDurables("local"))];
+    for (const name of durables) {
+      const before = await bus.admin.jsm.consumers.info("KV_controller", name);
+      for (const user of ["controller", "viewer"] as const) {
+        const what = `${user} → ${name}`;
+        await expect(
+          bus[user].jsm.consumers.add("KV_controller", { ...before.config, max_deliver: 1 }),
+          what,
+        ).rejects.toThrow(DENIED);
+        await expect(bus[user].jsm.consumers.delete("KV_controller", name), what).rejects.toThrow(DENIED);
+        const next = bus[user].nc.request(`$JS.API.CONSUMER.MSG.NEXT.KV_controller.${name}`, "1", {
+          timeout: 2000,
+        });
+        await expect(next, what).rejects.toThrow(DENIED);
+      }
+      const after = await bus.admin.jsm.consumers.info("KV_controller", name);
+      expect(after.config, name).toEqual(before.config);
+    }
+  });
+
   it("the durable consumer `spec-builder` is the spec-builders' alone", async () => {
     const wanted = workQueueConsumerConfig({
       source: { agent: "controller", type: "AppInstanceConfig", schema: AppInstanceConfigSchema },
@@ -647,22 +814,24 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
   it("who creates buckets: admin all of them, each agent only its own when missing", async () => {
     await bus.admin.jsm.streams.delete("KV_proc-monitor");
     const env = { ...process.env, NATS_URL: server.url, NATS_USER: "admin", NATS_PASSWORD: PASSWORDS.admin };
-    // The bootstrap as anyone but admin fails on the missing bucket (it may only check the others).
+    // The bootstrap as anyone but admin fails: a worker may not even look at buckets it does not read.
     const asExecutor = await run("node", [createBuckets], {
       ...env,
       NATS_USER: "task-executor",
       NATS_PASSWORD: PASSWORDS["task-executor"],
     });
     expect(asExecutor.code).toBe(1);
-    expect(asExecutor.stderr).toMatch(/Permissions Violation.*STREAM\.CREATE\.KV_proc-monitor/);
-    // The executor's start-up (ensureBuckets) cannot create another agent's bucket...
+    expect(asExecutor.stderr).toMatch(
+      /Permissions Violation for Publish to "\$JS\.API\.STREAM\.INFO\.KV_controller"/,
+    );
+    // Another worker cannot create an agent's bucket (nor even look at it: not its input)...
     const te = await busAs(server.url, "task-executor");
-    await expect(ensureBuckets(te)).rejects.toThrow(DENIED);
+    await expect(ensureBucket(te, "proc-monitor")).rejects.toThrow(DENIED);
     // ... its owner can, with the bus's configuration.
     const pm = await busAs(server.url, "proc-monitor");
     await ensureBucket(pm, "proc-monitor");
     expect((await bus.admin.jsm.streams.info("KV_proc-monitor")).config.max_msg_size).toBe(MiB);
-    await ensureBuckets(te);
+    await ensureBuckets(bus.admin);
     // The bootstrap finds everything in place; on a standalone server it refuses replicas 3.
     const again = await run("node", [createBuckets], env);
     expect(again.code).toBe(0);
@@ -737,7 +906,8 @@ describe("deploy/nats/cluster: three nodes, buckets with replicas 3, and a leaf-
       expect(info.config.num_replicas, stream).toBe(3);
     }
     // The bus's check accepts the 3-replica buckets; a put on one node is read on another.
-    await ensureBuckets(te);
+    await ensureBuckets(admin);
+    await ensureBucket(te, "task-executor");
     const status = new Publication(te, { agent: "task-executor", type: "TaskStatus", schema: Loose });
     const uuid = randomUUID();
     await status.publish(uuid, { schemaVersion: 1, configRevision: 1 });
@@ -953,6 +1123,8 @@ function repoPathOf(installed: string): string | undefined {
   if (installed.startsWith("/etc/eve-tasks/nats/"))
     return join(NATS_DIR, installed.slice("/etc/eve-tasks/nats/".length));
   if (installed === "/etc/eve-tasks/containerd/config.toml") return join(DEPLOY, "containerd", "config.toml");
+  // Written on the node by deploy/nats/credentials.mjs.
+  if (installed === "/etc/eve-tasks/nats-users.env") return join(NATS_DIR, "credentials.mjs");
   const env = /^\/etc\/eve-tasks\/([a-z-]+\.env)$/.exec(installed);
   if (env) {
     const base = join(DEPLOY, "systemd", env[1]!);
@@ -1081,9 +1253,23 @@ describe("deploy/systemd", () => {
     expect(await readFile(join(NATS_DIR, "single-node.conf"), "utf8")).toContain("listen: 127.0.0.1:4222");
     expect(env.EVE_RUN_DIR).toBe("/run/eve-tasks");
     expect(env.EVE_DATA_DIR).toBe("/var/lib/eve-tasks");
-    // Secrets only in the examples' placeholders: every password in nats.env.example is empty.
+    // No secret in the repository: nats.env.example's are empty placeholders, and the users'
+    // passwords are not in it at all (credentials.mjs makes them, as files, on the node).
     const secrets = await readFile(join(dir, "nats.env.example"), "utf8");
-    for (const m of secrets.matchAll(/^(EVE_NATS_\w+_PASSWORD)=(.*)$/gm)) expect(m[2], m[1]).toBe("");
-    for (const user of USERS) expect(secrets).toContain(`${passwordVar(user)}=`);
+    for (const m of secrets.matchAll(/^#?(EVE_NATS_\w+_PASSWORD)=(.*)$/gm)) expect(m[2], m[1]).toBe("");
+    for (const user of USERS) expect(secrets).not.toMatch(new RegExp(`^#?${passwordVar(user)}=`, "m"));
+    // Each worker connects as its own user, with its file where credentials.mjs and `npm start`
+    // (EVE_DATA_DIR=/var/lib/eve-tasks) put it; its optional env file only shows overrides.
+    for (const w of WORKERS) {
+      const unit = units.get(`eve-tasks-${w}.service`)!;
+      const vars = Object.fromEntries(
+        values(unit, "Service", "Environment").map((e) => e.split("=", 2) as [string, string]),
+      );
+      expect(vars.NATS_USER, w).toBe(w);
+      expect(vars.NATS_PASSWORD_FILE, w).toBe(natsPasswordFile(natsCredentialsDir(vars.EVE_DATA_DIR!), w));
+      const example = await readFile(join(dir, `${w}.env.example`), "utf8");
+      expect(example, w).not.toMatch(/^[A-Z_]+=/m);
+      expect(example, w).toContain(`#NATS_PASSWORD_FILE=${vars.NATS_PASSWORD_FILE}`);
+    }
   });
 });

@@ -1,9 +1,10 @@
 // End to end: the built launcher (`npx tsc -b packages/launcher` first) brings up its own
-// nats-server and containerd in a temporary data dir, creates the buckets, runs a fixture worker,
-// restarts it when killed, and on SIGINT stops everything it started and exits 0.
+// nats-server (with the project's NATS users, passwords generated under the data dir) and
+// containerd in a temporary data dir, creates the buckets, runs a fixture worker as its own NATS
+// user, restarts it when killed, and on SIGINT stops everything it started and exits 0.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, stat, writeFile } from "node:fs/promises";
 import { connect as http2Connect } from "node:http2";
 import type { IncomingHttpHeaders } from "node:http2";
 import { connect as netConnect } from "node:net";
@@ -11,7 +12,6 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { isSameProcessAlive, readStateFile, stateFilePath } from "@eve-tasks/launcher";
 import type { LauncherStateRecord } from "@eve-tasks/launcher";
 import { healthDir, readHeartbeats } from "@eve-tasks/runtime";
@@ -19,13 +19,14 @@ import { ContainerdClient } from "@eve-tasks/containerd";
 import { buildSpec, withArgs, withHostname } from "@eve-tasks/oci-spec";
 import { CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
 import { Publication, connectBus } from "@eve-tasks/bus";
-import { removeTreeSafely } from "@eve-tasks/embedded";
-import { makeRootfs } from "./harness/index.js";
+import { NATS_USERS, natsCredentialsDir, natsPasswordFile, removeTreeSafely } from "@eve-tasks/embedded";
+import { BUILT, makeRootfs, runNode } from "./harness/index.js";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const launcherMain = path.join(repo, "packages/launcher/dist/main.js");
 const fixtureWorker = path.join(repo, "test/fixtures/launcher/worker.js");
-const WORKER = "fixture-worker";
+/** The fixture runs as a real worker's name, so the launcher gives it that worker's NATS user. */
+const WORKER = "proc-monitor";
 
 let tmp: string;
 let dataDir: string;
@@ -149,31 +150,56 @@ describe("launcher", () => {
       (await readHeartbeats(healthDir(s.runDir))).find((h) => h.pid === workerPid && h.state === "running"),
     );
 
-    const nc = await connect({ servers: s.nats.url!, name: "launcher-test" });
-    try {
-      const jsm = await jetstreamManager(nc);
-      const streams: string[] = [];
-      for await (const si of jsm.streams.list()) streams.push(si.config.name);
-      expect(streams).toEqual(
-        expect.arrayContaining([
-          "KV_controller",
-          "KV_spec-builder",
-          "KV_task-executor",
-          "KV_proc-monitor",
-          "KV_hypervisor-seed-fetcher",
-          "TASK_EVENTS",
-        ]),
-      );
-    } finally {
-      await nc.close();
+    // No user, no connection; the launcher's generated passwords are root's alone.
+    await expect(connect({ servers: s.nats.url! })).rejects.toThrow(/Authorization Violation/);
+    const credentials = natsCredentialsDir(dataDir);
+    expect((await stat(credentials)).mode & 0o777).toBe(0o700);
+    for (const user of NATS_USERS) {
+      expect((await stat(natsPasswordFile(credentials, user))).mode & 0o777, user).toBe(0o600);
     }
+    const admin = await connectBus({
+      servers: s.nats.url!,
+      name: "launcher-test",
+      credentials: { user: "admin", passwordFile: natsPasswordFile(credentials, "admin") },
+    });
+    const jsm = admin.jsm;
+    const streams: string[] = [];
+    for await (const si of jsm.streams.list()) streams.push(si.config.name);
+    expect(streams).toEqual(
+      expect.arrayContaining([
+        "KV_controller",
+        "KV_spec-builder",
+        "KV_task-executor",
+        "KV_proc-monitor",
+        "KV_hypervisor-seed-fetcher",
+        "TASK_EVENTS",
+      ]),
+    );
 
     const v = await containerdVersion(s.containerd.address!);
     expect(v.grpcStatus).toBe("0");
     expect(v.body.toString("latin1")).toMatch(/\d+\.\d+\.\d+/);
 
+    // The worker connected as its own user: its probe is in its bucket, which only it may write.
+    const probe = await until(
+      "the worker's probe",
+      async () => (await (await admin.bucket(WORKER)).get("Probe.fixture").catch(() => null)) ?? undefined,
+    );
+    expect(probe.json<{ user: string }>().user).toBe(WORKER);
+    await admin.close();
+
+    // The CLI, as root, with no credentials given: it finds them under the data dir.
+    const get = await runNode(BUILT.cli, ["get"], {
+      env: { NATS_URL: s.nats.url!, EVE_DATA_DIR: dataDir, NATS_USER: "", NATS_PASSWORD_FILE: "" },
+    });
+    expect({ code: get.code, stderr: get.stderr }).toEqual({ code: 0, stderr: "no apps\n" });
+
     // The apps table follows the bus: a status appearing is a line of the launcher's output.
-    const bus = await connectBus({ servers: s.nats.url!, name: "launcher-test-status" });
+    const bus = await connectBus({
+      servers: s.nats.url!,
+      name: "launcher-test-status",
+      credentials: { user: "task-executor", passwordFile: natsPasswordFile(credentials, "task-executor") },
+    });
     try {
       const uuid = "0a0b0c0d-0000-4000-8000-000000000042";
       const now = new Date().toISOString();
@@ -230,7 +256,9 @@ describe("launcher", () => {
     expect(after.restarts).toBe(before.restarts + 1);
     expect(after.lastExit).toMatchObject({ signal: "SIGKILL" });
     expect(alive(after.pid!)).toBe(true);
-    expect(output).toMatch(/fixture-worker \(pid \d+\) exited with signal SIGKILL .* restart #1 in 1 s/);
+    expect(output).toMatch(
+      new RegExp(`${WORKER} \\(pid \\d+\\) exited with signal SIGKILL .* restart #1 in 1 s`),
+    );
   });
 
   it("on SIGINT stops its tasks, then everything it started, by PID, and exits 0", async () => {

@@ -5,23 +5,24 @@
 // replicas of a bucket that already exists with fewer (e.g. one a worker created, replicas 1).
 // A bucket with another configuration is reported and left alone (exit 1), as the workers do.
 //
-//   NATS_URL=nats://127.0.0.1:4222 NATS_USER=admin NATS_PASSWORD=... \
+//   NATS_URL=nats://127.0.0.1:4222 NATS_USER=admin NATS_PASSWORD_FILE=/etc/eve-tasks/nats-credentials/admin.password \
 //     node deploy/nats/create-buckets.mjs [--replicas N]
 //
-// The password is read from the environment only (never from the command line, which `ps` shows).
+// The credentials are the workers' convention: NATS_USER with NATS_PASSWORD_FILE (or NATS_PASSWORD),
+// from the environment only (never from the command line, which `ps` shows).
 // Run from the built project (`npm ci && npm run build`): it uses @eve-tasks/bus's configuration.
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { connect } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import {
   BUCKET_CONFIG,
   EVENTS_STREAM_CONFIG,
+  connectBus,
   ensureBucket,
   ensureEventsStream,
   streamOf,
 } from "@eve-tasks/bus";
+import { natsConnection } from "@eve-tasks/runtime";
 import { agents } from "@eve-tasks/schemas";
 
 const say = (line) => process.stdout.write(`${line}\n`);
@@ -51,29 +52,30 @@ async function main() {
     options: { replicas: { type: "string", default: "1" }, help: { type: "boolean", short: "h" } },
   });
   if (values.help) {
-    say("usage: NATS_URL=... NATS_USER=admin NATS_PASSWORD=... create-buckets.mjs [--replicas N]");
+    say("usage: NATS_URL=... NATS_USER=admin NATS_PASSWORD_FILE=... create-buckets.mjs [--replicas N]");
     return 0;
   }
   const replicas = Number(values.replicas);
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
     throw new Error(`--replicas must be an integer from 1 to 5, got ${values.replicas}`);
   }
-  const servers = (process.env.NATS_URL || "nats://127.0.0.1:4222").split(",").map((s) => s.trim());
-  const nc = await connect({
-    servers,
+  const env = (name) => process.env[name] || undefined;
+  const bus = await connectBus({
+    ...natsConnection({
+      NATS_URL: env("NATS_URL") ?? "nats://127.0.0.1:4222",
+      NATS_USER: env("NATS_USER"),
+      NATS_PASSWORD: env("NATS_PASSWORD"),
+      NATS_PASSWORD_FILE: env("NATS_PASSWORD_FILE"),
+    }),
     name: "eve-tasks create-buckets",
-    user: process.env.NATS_USER || undefined,
-    pass: process.env.NATS_PASSWORD || undefined,
   });
+  const nc = bus.nc;
   try {
     // A standalone server accepts num_replicas 3 and keeps one copy: refuse rather than pretend.
     if (replicas > 1 && !nc.info?.cluster) {
       throw new Error(`--replicas ${replicas} needs a clustered nats-server; this one has no cluster`);
     }
-    const js = jetstream(nc);
-    const jsm = await jetstreamManager(nc);
-    // The bus's checks (ensureBucket/ensureEventsStream) need only these two handles.
-    const bus = { js, jsm };
+    const { js, jsm } = bus;
     for (const agent of agents) {
       const name = streamOf(agent);
       const info = await streamInfo(jsm, name);
@@ -99,7 +101,7 @@ async function main() {
       say(`${name}: created, replicas ${replicas}`);
     }
   } finally {
-    await nc.close();
+    await bus.close();
   }
   return 0;
 }

@@ -1,4 +1,6 @@
-import { connect } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { connect, usernamePasswordAuthenticator } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
@@ -6,18 +8,117 @@ import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { pino } from "pino";
 import type { Logger } from "pino";
+import { natsInboxPrefix } from "@eve-tasks/schemas";
 import { assertMinimumServer, serverVersionOf } from "./server-version.js";
 import { BusError } from "./errors.js";
 
+/**
+ * Who to connect as: a NATS user and its password, given as such or as a file holding it (the
+ * file is read at each (re)connect, so a rotated password is picked up).
+ */
+export type NatsCredentials =
+  | { readonly user: string; readonly password: string }
+  | { readonly user: string; readonly passwordFile: string };
+
 /** How to reach the bus. */
 export interface BusOptions {
-  /** NATS URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`. */
+  /**
+   * NATS URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`. A `user:password@` in the URLs
+   * is taken as the credentials too (then `credentials` must not be given).
+   */
   servers: string;
   /** Connection name shown by the server (`nats server report connections`): the worker's name. */
   name: string;
+  /**
+   * The NATS user to connect as; none connects anonymously (a server that asks for no
+   * credentials). A user's replies and consumer deliveries use its private inbox prefix
+   * `_INBOX_<user>` (natsInboxPrefix), which is all a user may subscribe to on the project's
+   * nats-servers.
+   */
+  credentials?: NatsCredentials;
   logger?: Logger;
   /** Give up connecting after this long at start-up (default 10 s). Reconnects after that never give up. */
   connectTimeoutMs?: number;
+}
+
+/** Credentials that cannot be used: a password file missing, unreadable or empty; or given twice. */
+export class NatsCredentialsError extends BusError {
+  override name = "NatsCredentialsError";
+  constructor(
+    message: string,
+    readonly file?: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The password in `text` (a password file's content): without surrounding whitespace (a final newline). */
+function passwordOf(text: string, file: string): string {
+  const password = text.trim();
+  if (password === "") throw new NatsCredentialsError(`NATS password file ${file} is empty`, file);
+  return password;
+}
+
+function passwordFileError(file: string, err: unknown): NatsCredentialsError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === "ENOENT"
+      ? "no such file"
+      : code === "EACCES" || code === "EPERM"
+        ? `permission denied (it is readable by its owner only${
+            typeof process.getuid === "function" && process.getuid() !== 0 ? "; this process is not root" : ""
+          })`
+        : (err as Error).message;
+  return new NatsCredentialsError(`cannot read the NATS password file ${file}: ${why}`, file, { cause: err });
+}
+
+/** Reads a password file (the whole file, surrounding whitespace dropped). */
+export async function readPasswordFile(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw passwordFileError(file, err);
+  }
+  return passwordOf(text, file);
+}
+
+/** {@link readPasswordFile}, synchronously (for the client's authenticator at a reconnect). */
+function readPasswordFileSync(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw passwordFileError(file, err);
+  }
+  return passwordOf(text, file);
+}
+
+/** The connect options carrying `credentials` (read once now, so a bad file fails the start clearly). */
+async function authOptions(
+  credentials: NatsCredentials,
+  logger: Logger,
+): Promise<{ authenticator: ReturnType<typeof usernamePasswordAuthenticator>; inboxPrefix: string }> {
+  const { user } = credentials;
+  let password: () => string;
+  if ("passwordFile" in credentials) {
+    const file = credentials.passwordFile;
+    let last = await readPasswordFile(file);
+    password = () => {
+      try {
+        last = readPasswordFileSync(file);
+      } catch (err) {
+        logger.warn({ err, file }, "cannot read the NATS password file again; using the one read before");
+      }
+      return last;
+    };
+  } else {
+    if (credentials.password === "") throw new NatsCredentialsError(`the NATS password of ${user} is empty`);
+    const fixed = credentials.password;
+    password = () => fixed;
+  }
+  return { authenticator: usernamePasswordAuthenticator(user, password), inboxPrefix: natsInboxPrefix(user) };
 }
 
 /**
@@ -52,11 +153,19 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
   // At start-up the server may still be coming up (the launcher starts it alongside
   // the workers): try again until the deadline, then say where we tried.
   const { servers, user, pass } = splitCredentials(options.servers);
+  if (user !== undefined && options.credentials !== undefined) {
+    throw new NatsCredentialsError(
+      "NATS credentials given twice: in the URL and as a user and password; give them one way",
+    );
+  }
+  const credentials: NatsCredentials | undefined =
+    options.credentials ?? (user !== undefined ? { user, password: pass ?? "" } : undefined);
+  const auth = credentials ? await authOptions(credentials, logger) : {};
   while (!nc) {
     try {
       nc = await connect({
         servers,
-        ...(user !== undefined ? { user, pass } : {}),
+        ...auth,
         name: options.name,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
@@ -67,6 +176,15 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       });
     } catch (err) {
       lastErr = err;
+      // A refused user or password does not heal by trying again.
+      if (isAuthorizationError(err)) {
+        const who = credentials ? `as NATS user ${credentials.user}` : "without credentials";
+        throw new NatsCredentialsError(
+          `NATS at ${servers.join(",")} refused the connection ${who}: ${(err as Error).message}`,
+          undefined,
+          { cause: err },
+        );
+      }
       if (Date.now() + 250 >= deadline) {
         throw new BusError(`cannot connect to NATS at ${servers.join(",")}: ${(err as Error).message}`, {
           cause: lastErr,
@@ -93,7 +211,10 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
   const jsm = await jetstreamManager(nc);
   const kvm = new Kvm(js);
   const buckets = new Map<string, Promise<KV>>();
-  logger.debug({ event: "nats-connected", serverVersion }, "connected to NATS");
+  logger.debug(
+    { event: "nats-connected", serverVersion, natsUser: credentials?.user ?? null },
+    "connected to NATS",
+  );
   return {
     nc,
     js,
@@ -116,6 +237,14 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       if (!nc.isClosed()) await nc.close();
     },
   };
+}
+
+/** Whether `err` (from connecting) is the server refusing the credentials, or their absence. */
+export function isAuthorizationError(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (/authorization violation|authentication/i.test(e.message)) return true;
+  }
+  return false;
 }
 
 /**

@@ -14,7 +14,8 @@ import { registerTax } from "./commands/tax.js";
 import type { CliContext } from "./context.js";
 import { UserError, describeError } from "./errors.js";
 import { formatAge, parseDuration } from "./human.js";
-import { DEFAULT_NATS_URL, resolveServer } from "./server.js";
+import { DEFAULT_NATS_URL, natsTarget } from "./server.js";
+import type { CliAccess, NatsTarget } from "./server.js";
 
 /** The CLI's version, from its package.json. */
 export function cliVersion(): string {
@@ -56,7 +57,8 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .showHelpAfterError("(add --help for usage)")
     .exitOverride()
     .addHelpText("after", EXAMPLES);
-  const server = (): string => resolveServer(program.opts().server, ctx.env);
+  /** Where a command connects: reading commands as `viewer`, writing ones as `controller`. */
+  const server = (access: CliAccess): NatsTarget => natsTarget(program.opts().server, ctx.env, access);
 
   program
     .command("apply")
@@ -68,7 +70,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .requiredOption("-f, --file <path>", "the config file, or - for stdin")
     .option("--dry-run", "only validate; publish nothing")
     .action(async (opts) => {
-      await runApply(ctx, { file: opts.file, dryRun: opts.dryRun === true, server: server() });
+      await runApply(ctx, { file: opts.file, dryRun: opts.dryRun === true, server: server("write") });
     });
 
   program
@@ -82,7 +84,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .argument("[app]", "only this app (a uuid, a display name, or a uuid prefix)")
     .option("--json", "print a JSON array of { uuid, revision, config, status }")
     .action(async (app, opts) => {
-      await runGet(ctx, { app, json: opts.json === true, server: server() });
+      await runGet(ctx, { app, json: opts.json === true, server: server("read") });
     });
 
   program
@@ -95,7 +97,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .argument("[app]", "only this app (a uuid, a display name, or a uuid prefix)")
     .option("--json", "print one JSON object per line")
     .action(async (app, opts) => {
-      await runWatch(ctx, { app, json: opts.json === true, server: server() });
+      await runWatch(ctx, { app, json: opts.json === true, server: server("read") });
     });
 
   const lifecycle = (
@@ -118,7 +120,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
       )
       .action(async (app, opts) => {
         const timeoutMs = parseDuration(opts.timeout, "--timeout");
-        await run({ app, wait: opts.wait === true, timeoutMs, server: server() });
+        await run({ app, wait: opts.wait === true, timeoutMs, server: server("write") });
       });
   };
   const cas =
@@ -175,7 +177,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
         follow: opts.follow === true,
         json: opts.json === true,
         last,
-        server: server(),
+        server: server("read"),
       });
     });
 
@@ -190,11 +192,11 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .argument("<app>", "a uuid, a unique display name, or a unique uuid prefix")
     .option("--signal <signal>", "signal name or number (HUP, SIGTERM, 9)", "SIGTERM")
     .action(async (app, opts) => {
-      await runKill(ctx, { app, signal: opts.signal, server: server() });
+      await runKill(ctx, { app, signal: opts.signal, server: server("write") });
     });
   registerPull(program, ctx);
-  registerSeeds(program, ctx, server);
-  registerTax(program, ctx, server);
+  registerSeeds(program, ctx, () => server("read"));
+  registerTax(program, ctx, () => server("read"));
   return program;
 }
 

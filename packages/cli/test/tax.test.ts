@@ -17,7 +17,7 @@ import {
   taxRow,
 } from "../src/commands/tax.js";
 import type { TaxRow } from "../src/commands/tax.js";
-import { runCli } from "../src/index.js";
+import { natsTarget, runCli } from "../src/index.js";
 import type { CliContext } from "../src/index.js";
 import { NOW, UUID } from "./fixtures.js";
 
@@ -162,7 +162,7 @@ describe("eve-tasks tax against the real KV", () => {
 
   it("prints JSON with the key, headroom and ratio of each record", async () => {
     const f = fakeContext();
-    await runTax(f.ctx, { node: other, json: true, server });
+    await runTax(f.ctx, { node: other, json: true, server: natsTarget(server, {}, "read") });
     const rows = JSON.parse(f.out()) as TaxRow[];
     expect(rows).toEqual([
       {
@@ -176,13 +176,13 @@ describe("eve-tasks tax against the real KV", () => {
 
   it("says why there is nothing to show", async () => {
     const f = fakeContext();
-    await runTax(f.ctx, { node: `${node}-none`, json: false, server });
+    await runTax(f.ctx, { node: `${node}-none`, json: false, server: natsTarget(server, {}, "read") });
     expect(f.out()).toBe("");
     expect(f.err()).toBe(noTaxRecordsMessage(`${node}-none`));
     expect(f.err()).toContain("no VM has run on node");
     expect(noTaxRecordsMessage(undefined)).toMatch(/^no VM has run on this node yet/);
     const j = fakeContext();
-    await runTax(j.ctx, { node: `${node}-none`, json: true, server });
+    await runTax(j.ctx, { node: `${node}-none`, json: true, server: natsTarget(server, {}, "read") });
     expect(j.out()).toBe("[]\n");
   });
 });

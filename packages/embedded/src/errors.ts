@@ -41,3 +41,6 @@ export class PrerequisiteError extends EmbeddedError {}
 
 /** A polling wait ran out of time. */
 export class WaitTimeoutError extends EmbeddedError {}
+
+/** The NATS credentials of `npm start` cannot be made or used (bad file, mode, owner). */
+export class NatsCredentialsStoreError extends EmbeddedError {}

@@ -7,6 +7,8 @@ export * from "./process.js";
 export * from "./executables.js";
 export * from "./net-probe.js";
 export * from "./nats-server.js";
+export * from "./nats-permissions.js";
+export * from "./nats-credentials.js";
 export * from "./containerd-config.js";
 export * from "./containerd.js";
 export * from "./containerd-cleanup.js";

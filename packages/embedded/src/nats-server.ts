@@ -24,7 +24,14 @@ export interface StartNatsServerOptions {
   serverName?: string;
   /** Where nats-server writes `nats-server_<pid>.ports`; default `storeDir`. */
   portsFileDir?: string;
-  /** More command-line arguments, e.g. `["-c", "deploy/nats-server.conf"]`. */
+  /**
+   * A config file (`-c`), e.g. prepareNatsAuth's: users and permissions. The command-line options
+   * above (address, port, JetStream store) take precedence over what it says.
+   */
+  configFile?: string;
+  /** Environment additions (the passwords a config refers to as `$EVE_NATS_…_PASSWORD`). */
+  env?: Readonly<Record<string, string>>;
+  /** More command-line arguments. */
   extraArgs?: readonly string[];
   /** How long to wait for the server to be ready; default 15 000 ms. */
   startTimeoutMs?: number;
@@ -81,7 +88,18 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
 
   await mkdir(storeDir, { recursive: true });
   await mkdir(portsFileDir, { recursive: true });
-  const args = ["-js", "-sd", storeDir, "-a", host, "-p", String(port), "--ports_file_dir", portsFileDir];
+  const args = [
+    ...(options.configFile !== undefined ? ["-c", resolve(options.configFile)] : []),
+    "-js",
+    "-sd",
+    storeDir,
+    "-a",
+    host,
+    "-p",
+    String(port),
+    "--ports_file_dir",
+    portsFileDir,
+  ];
   if (options.serverName !== undefined) args.push("-n", options.serverName);
   if (options.extraArgs) args.push(...options.extraArgs);
 
@@ -89,6 +107,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     command: binary,
     args,
     logFile,
+    env: options.env !== undefined ? { ...process.env, ...options.env } : undefined,
     detached: options.detached,
     stopOnParentExit: options.stopOnParentExit,
   });

@@ -15,6 +15,8 @@ import {
   canConnect,
   ensureDebianPackages,
   ensurePrerequisites,
+  natsCredentialsDir,
+  prepareNatsAuth,
   startContainerd,
   startNatsServer,
 } from "@eve-tasks/embedded";
@@ -27,7 +29,14 @@ import {
   registerDefaultTools,
 } from "@eve-tasks/tools-image";
 import type { BuildProgress } from "@eve-tasks/tools-image";
-import { createLogger, healthDir, installShutdown, readHeartbeats, redactUrl } from "@eve-tasks/runtime";
+import {
+  createLogger,
+  healthDir,
+  installShutdown,
+  natsConnection,
+  readHeartbeats,
+  redactUrl,
+} from "@eve-tasks/runtime";
 import type { HeartbeatReading, Logger } from "@eve-tasks/runtime";
 import type { LauncherArgs } from "./args.js";
 import { AppsView } from "./apps-view.js";
@@ -36,6 +45,8 @@ import type { LauncherConfig } from "./config.js";
 import { ConsoleView } from "./console-view.js";
 import type { ViewOutput } from "./console-view.js";
 import { LauncherError } from "./errors.js";
+import { planNatsUsers, workerNatsEnv } from "./nats-users.js";
+import type { NatsUsersPlan } from "./nats-users.js";
 import { portIsFree } from "./port-probe.js";
 import { readStartTicks } from "./proc.js";
 import { StateFileWriter, stateFilePath } from "./state-file.js";
@@ -269,9 +280,31 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     }
 
     // nats-server
+    let natsUsers: NatsUsersPlan;
     if (natsUrl !== undefined) {
       say(`using NATS at ${redactUrl(natsUrl)} (NATS_URL is set; not starting nats-server)`);
+      natsUsers = planNatsUsers({
+        credentialsDir: config.EVE_NATS_CREDENTIALS_DIR,
+        given: natsConnection({ ...config, NATS_URL: natsUrl }).credentials,
+      });
+      say(
+        natsUsers.credentialsDir !== undefined
+          ? `NATS users: admin for the launcher, each worker its own (passwords in ${natsUsers.credentialsDir})`
+          : `NATS users: the launcher ${natsUsers.launcher ? `as ${natsUsers.launcher.user}` : "without credentials"}, ` +
+              `the workers without credentials (set EVE_NATS_CREDENTIALS_DIR to give each its own)`,
+      );
     } else {
+      // The project's users and permissions (deploy/'s, rendered for this node), with passwords
+      // generated once under the data dir (mode 0600, readable by root only).
+      const auth = await prepareNatsAuth({
+        credentialsDir: natsCredentialsDir(dataDir),
+        configDir: path.join(dataDir, "nats"),
+        nodes: [config.EVE_NODE],
+      });
+      natsUsers = planNatsUsers({ credentialsDir: auth.credentialsDir, given: undefined });
+      say(
+        `NATS users and permissions: ${auth.permissionsFile}; passwords in ${auth.credentialsDir} (root only)`,
+      );
       const free = await portIsFree(DEFAULT_NATS_PORT, "127.0.0.1");
       if (!free) {
         say(
@@ -285,6 +318,8 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
         port: free ? DEFAULT_NATS_PORT : -1,
         logFile: path.join(logDir, "nats-server.log"),
         stopGraceMs: SERVICE_STOP_GRACE_MS,
+        configFile: auth.configFile,
+        env: auth.env,
       });
       lifecycle.onShutdown("stop nats-server", async () => {
         const n = await starting.catch(() => undefined);
@@ -364,7 +399,12 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
 
     // Buckets and the events stream.
     // The connection stays open for the apps table; closed before nats-server stops.
-    const bus = await connectBus({ servers: natsUrl, name: "eve-tasks-launcher", logger });
+    const bus = await connectBus({
+      servers: natsUrl,
+      name: "eve-tasks-launcher",
+      logger,
+      credentials: natsUsers.launcher,
+    });
     lifecycle.onShutdown("close the bus connection", () => bus.close());
     await ensureBuckets(bus);
     await ensureEventsStream(bus);
@@ -397,11 +437,15 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     const heartbeatOf = (s: WorkerSnapshot): HeartbeatReading | undefined =>
       s.pid === null ? undefined : heartbeats.find((h) => h.pid === s.pid);
     for (const entry of discovery.workers) {
+      const env = workerNatsEnv(natsUsers, entry.name, workerEnv);
+      if (natsUsers.credentialsDir !== undefined && env.NATS_USER === undefined) {
+        say(`worker ${entry.name} has no NATS user of its own: it connects without credentials`);
+      }
       supervisors.push(
         new WorkerSupervisor({
           entry,
           logFile: path.join(logDir, `${entry.name}.log`),
-          env: workerEnv,
+          env,
           logger: logger.child({ child: entry.name }),
           graceMs: args.workerGraceMs,
           onChange: (s, event) => {
@@ -433,6 +477,7 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
         natsUrl,
         natsPid: nats?.pid ?? null,
         natsLog: nats?.logFile ?? null,
+        natsCredentialsDir: natsUsers.credentialsDir ?? null,
         containerdAddress,
         containerdPid: containerd?.pid ?? null,
         containerdLog: containerd?.logFile ?? null,

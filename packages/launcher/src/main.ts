@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** Entry point of `npm start`: `node packages/launcher/dist/main.js [--services-dir DIR] [--keep-tasks]`. */
-import { ConfigError, loadConfig } from "@eve-tasks/runtime";
+import { ConfigError, loadConfig, natsConnection } from "@eve-tasks/runtime";
 import { UsageError, parseLauncherArgs, usage } from "./args.js";
 import { launcherEnvSchema } from "./config.js";
 import { LauncherError, runLauncher } from "./launcher.js";
@@ -12,7 +12,10 @@ try {
   } else {
     // The launcher reads the environment here only: its config, and what the workers inherit.
     const env = process.env;
-    await runLauncher({ config: loadConfig(launcherEnvSchema, env), args, env, out: process.stdout });
+    const config = loadConfig(launcherEnvSchema, env);
+    // NATS_USER and its password come together (the launcher's own, with NATS_URL).
+    natsConnection({ ...config, NATS_URL: config.NATS_URL ?? "" });
+    await runLauncher({ config, args, env, out: process.stdout });
   }
 } catch (err) {
   if (err instanceof UsageError || err instanceof ConfigError) {

@@ -86,6 +86,18 @@ export type LogLevel = (typeof logLevels)[number];
 export const baseWorkerEnv = {
   /** Where the bus is. */
   NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  /**
+   * The NATS user this process connects as (the worker's own, e.g. `spec-builder`), with
+   * NATS_PASSWORD_FILE or NATS_PASSWORD. Unset: no credentials (a server that asks for none).
+   */
+  NATS_USER: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, { error: (iss) => `expected letters, digits, - or _, got ${got(iss.input)}` })
+    .optional(),
+  /** A file holding NATS_USER's password (read at each connect; the launcher's are mode 0600). */
+  NATS_PASSWORD_FILE: envPath().optional(),
+  /** NATS_USER's password itself, when it cannot be a file. */
+  NATS_PASSWORD: z.string().min(1).optional(),
   /** The data dir (task logs, seeds, stores), resolved to an absolute path. */
   EVE_DATA_DIR: envPath().prefault("./.data"),
   /** This node's name: the executor ignores other nodes' apps. */
@@ -100,6 +112,58 @@ export const baseWorkerEnv = {
     .enum(logLevels, { error: (iss) => `expected one of ${logLevels.join("|")}, got ${got(iss.input)}` })
     .default("info"),
 };
+
+/** How to connect to NATS: what @eve-tasks/bus's `connectBus` takes as `servers` and `credentials`. */
+export interface NatsConnectionSettings {
+  readonly servers: string;
+  readonly credentials?:
+    | { readonly user: string; readonly password: string }
+    | { readonly user: string; readonly passwordFile: string };
+}
+
+/**
+ * The NATS settings of a config: NATS_URL, and NATS_USER with NATS_PASSWORD_FILE or NATS_PASSWORD.
+ *
+ * @throws {ConfigError} when a password comes without a user, a user without a password, or
+ *   both NATS_PASSWORD and NATS_PASSWORD_FILE are set.
+ */
+export function natsConnection(config: {
+  readonly NATS_URL: string;
+  readonly NATS_USER?: string | undefined;
+  readonly NATS_PASSWORD?: string | undefined;
+  readonly NATS_PASSWORD_FILE?: string | undefined;
+}): NatsConnectionSettings {
+  const {
+    NATS_URL: servers,
+    NATS_USER: user,
+    NATS_PASSWORD: password,
+    NATS_PASSWORD_FILE: passwordFile,
+  } = config;
+  const problems: { variable: string; message: string }[] = [];
+  if (password !== undefined && passwordFile !== undefined) {
+    problems.push({
+      variable: "NATS_PASSWORD",
+      message: "set NATS_PASSWORD or NATS_PASSWORD_FILE, not both",
+    });
+  }
+  if (user === undefined && (password !== undefined || passwordFile !== undefined)) {
+    problems.push({ variable: "NATS_USER", message: "required with a NATS password, not set" });
+  }
+  if (user !== undefined && password === undefined && passwordFile === undefined) {
+    problems.push({
+      variable: "NATS_PASSWORD_FILE",
+      message: `required with NATS_USER (or NATS_PASSWORD), not set`,
+    });
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(problems, problems.map((p) => `✖ ${p.message}\n  → at ${p.variable}`).join("\n"));
+  }
+  if (user === undefined) return { servers };
+  return {
+    servers,
+    credentials: passwordFile !== undefined ? { user, passwordFile } : { user, password: password ?? "" },
+  };
+}
 
 /** The base worker env as an object schema. */
 export const baseWorkerEnvSchema = z.object(baseWorkerEnv);

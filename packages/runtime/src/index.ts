@@ -13,8 +13,9 @@ export {
   envPositiveInt,
   loadConfig,
   logLevels,
+  natsConnection,
 } from "./config.js";
-export type { BaseWorkerConfig, Env, LogLevel } from "./config.js";
+export type { BaseWorkerConfig, Env, LogLevel, NatsConnectionSettings } from "./config.js";
 export { createLogger, forApp, redactUrl, redactedPaths } from "./logging.js";
 export type { Logger, LoggerOptions } from "./logging.js";
 export { Lifecycle, LifecycleError, ProcessLifecycle, forcedExitCode, installShutdown } from "./shutdown.js";

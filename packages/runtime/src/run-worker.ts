@@ -5,7 +5,7 @@
  */
 import path from "node:path";
 import type { z } from "zod";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, loadConfig, natsConnection } from "./config.js";
 import type { BaseWorkerConfig, Env } from "./config.js";
 import { createLogger, redactUrl } from "./logging.js";
 import type { Logger } from "./logging.js";
@@ -64,6 +64,8 @@ export async function runWorker<S extends z.ZodObject & z.ZodType<BaseWorkerConf
   let config: Readonly<z.output<S>>;
   try {
     config = loadConfig(opts.envSchema, opts.env);
+    // NATS_USER and its password come together: a missing half is a configuration error too.
+    natsConnection(config);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${opts.name}: ${err.message}\n`);
@@ -102,6 +104,7 @@ export async function runWorker<S extends z.ZodObject & z.ZodType<BaseWorkerConf
   logger.info(
     {
       natsUrl: redactUrl(base.NATS_URL),
+      natsUser: base.NATS_USER ?? null,
       dataDir: base.EVE_DATA_DIR,
       runDir: base.EVE_RUN_DIR,
       heartbeat: heartbeat?.file,

@@ -9,6 +9,7 @@ import {
   envList,
   envPositiveInt,
   loadConfig,
+  natsConnection,
 } from "../src/index.js";
 
 const schema = z.object({
@@ -101,6 +102,49 @@ describe("loadConfig", () => {
   it("says when a required variable is missing", () => {
     expect(() => loadConfig(z.object({ EVE_REQUIRED: z.string() }), {})).toThrow(
       "invalid configuration: EVE_REQUIRED: required, not set",
+    );
+  });
+});
+
+describe("natsConnection: NATS_USER with NATS_PASSWORD_FILE or NATS_PASSWORD", () => {
+  const load = (env: Record<string, string>) => natsConnection(loadConfig(baseWorkerEnvSchema, env));
+
+  it("connects without credentials when none are set", () => {
+    expect(load({})).toEqual({ servers: "nats://127.0.0.1:4222" });
+  });
+
+  it("takes a user with a password file (resolved to an absolute path) or a password", () => {
+    expect(load({ NATS_USER: "spec-builder", NATS_PASSWORD_FILE: "creds/spec-builder.password" })).toEqual({
+      servers: "nats://127.0.0.1:4222",
+      credentials: { user: "spec-builder", passwordFile: path.resolve("creds/spec-builder.password") },
+    });
+    expect(load({ NATS_URL: "nats://n:4222", NATS_USER: "viewer", NATS_PASSWORD: "pw" })).toEqual({
+      servers: "nats://n:4222",
+      credentials: { user: "viewer", password: "pw" },
+    });
+  });
+
+  it("refuses half or doubled credentials, naming the variable", () => {
+    const problems = (env: Record<string, string>): unknown => {
+      try {
+        load(env);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).problems;
+      }
+      return "no error";
+    };
+    expect(problems({ NATS_PASSWORD_FILE: "/x" })).toEqual([
+      { variable: "NATS_USER", message: "required with a NATS password, not set" },
+    ]);
+    expect(problems({ NATS_USER: "viewer" })).toEqual([
+      { variable: "NATS_PASSWORD_FILE", message: "required with NATS_USER (or NATS_PASSWORD), not set" },
+    ]);
+    expect(problems({ NATS_USER: "viewer", NATS_PASSWORD: "a", NATS_PASSWORD_FILE: "/x" })).toEqual([
+      { variable: "NATS_PASSWORD", message: "set NATS_PASSWORD or NATS_PASSWORD_FILE, not both" },
+    ]);
+    expect(() => load({ NATS_USER: "a b" })).toThrow(
+      /NATS_USER: expected letters, digits, - or _, got "a b"/,
     );
   });
 });

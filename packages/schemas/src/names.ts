@@ -56,3 +56,23 @@ export function hypervisorSeedKey(node: string, name: string): string {
 export function imageSeedKey(node: string, ref: string): string {
   return `${node}.${sha256Hex(ref)}`;
 }
+
+/**
+ * The reply-subject prefix of NATS user `user`: `_INBOX_<user>`. Every client connecting as a
+ * user sets it as its inbox prefix and the server lets each user subscribe to its own prefix
+ * only, so replies and consumer deliveries (other users' reads) never reach another user.
+ */
+export function natsInboxPrefix(user: string): string {
+  return `_INBOX_${user}`;
+}
+
+/** The durable consumer on `KV_controller` that every spec-builder replica shares. */
+export const SPEC_BUILDER_DURABLE = "spec-builder";
+
+/**
+ * The durable consumers on `KV_controller` that the hypervisor-seed-fetchers of `node` share:
+ * one over HypervisorToolsConfig, one over AppInstanceConfig (image roots).
+ */
+export function seedFetcherDurables(node: string): { tools: string; images: string } {
+  return { tools: `hypervisor-seed-fetcher-${node}-tools`, images: `hypervisor-seed-fetcher-${node}-images` };
+}

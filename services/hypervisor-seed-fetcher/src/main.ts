@@ -4,7 +4,7 @@
 import { z } from "zod";
 import { connectBus, ensureBucket, waitForBucket } from "@eve-tasks/bus";
 import { registryEnv, seedStoreFromEnv } from "@eve-tasks/registry";
-import { baseWorkerEnv, envInt, runWorker } from "@eve-tasks/runtime";
+import { baseWorkerEnv, envInt, runWorker, natsConnection } from "@eve-tasks/runtime";
 import { startSeedFetcher } from "./seed-fetcher.js";
 
 const NAME = "hypervisor-seed-fetcher";
@@ -25,7 +25,7 @@ await runWorker({
     const seeds = await seedStoreFromEnv(config.EVE_DATA_DIR, config, {
       onWarning: (message) => logger.warn({ event: "unpack-warning" }, message),
     });
-    const bus = await connectBus({ servers: config.NATS_URL, name: NAME, logger });
+    const bus = await connectBus({ ...natsConnection(config), name: NAME, logger });
     lifecycle.onShutdown("drain NATS", () => bus.drain());
     await ensureBucket(bus, NAME);
     await waitForBucket(bus, "controller", { signal: lifecycle.signal });

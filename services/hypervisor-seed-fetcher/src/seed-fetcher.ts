@@ -18,6 +18,7 @@ import {
   SeedSchema,
   hypervisorSeedKey,
   imageSeedKey,
+  seedFetcherDurables,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfig, HypervisorToolsConfig, Seed } from "@eve-tasks/schemas";
 
@@ -66,7 +67,7 @@ export interface SeedFetcher {
 
 /** The durable consumer names of `node`'s fetchers (replicas on the node share them). */
 export function durableNames(node: string): { tools: string; images: string } {
-  return { tools: `${SEED_FETCHER_AGENT}-${node}-tools`, images: `${SEED_FETCHER_AGENT}-${node}-images` };
+  return seedFetcherDurables(node);
 }
 
 /** The image ref of an app on `node`, if its root is an image. */

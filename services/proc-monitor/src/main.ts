@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { Outbox, connectBus, ensureBucket, ensureEventsStream, waitForBucket } from "@eve-tasks/bus";
 import { detectCgroupLayout } from "@eve-tasks/procfs";
-import { baseWorkerEnv, envInt, runWorker } from "@eve-tasks/runtime";
+import { baseWorkerEnv, envInt, runWorker, natsConnection } from "@eve-tasks/runtime";
 import { ProcMonitor } from "./proc-monitor.js";
 
 /** The worker's name: its NATS connection name, bucket, log `worker` field and liveness file. */
@@ -25,7 +25,7 @@ await runWorker({
     const layout = detectCgroupLayout();
     logger.info({ event: "cgroup-layout", layout }, `cgroup v${layout.version}`);
 
-    const bus = await connectBus({ servers: config.NATS_URL, name: NAME, logger });
+    const bus = await connectBus({ ...natsConnection(config), name: NAME, logger });
     lifecycle.onShutdown("drain NATS", () => bus.drain());
     // Its own bucket it creates; the one it reads it waits for (see the spec-builder). Until the
     // events stream exists (an admin may have to create it), events wait in the outbox. The

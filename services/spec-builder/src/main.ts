@@ -3,7 +3,7 @@
  * number of replicas anywhere; they share the durable `spec-builder` consumer.
  */
 import { connectBus, ensureBucket, waitForBucket } from "@eve-tasks/bus";
-import { baseWorkerEnvSchema, runWorker } from "@eve-tasks/runtime";
+import { baseWorkerEnvSchema, runWorker, natsConnection } from "@eve-tasks/runtime";
 import { startSpecBuilder } from "./spec-builder.js";
 
 /** The worker's name: its NATS connection name, log `worker` field and liveness file. */
@@ -13,7 +13,7 @@ await runWorker({
   name: NAME,
   envSchema: baseWorkerEnvSchema,
   async main({ config, logger, lifecycle }) {
-    const bus = await connectBus({ servers: config.NATS_URL, name: NAME, logger });
+    const bus = await connectBus({ ...natsConnection(config), name: NAME, logger });
     // Steps run last-registered first: the builder stops (seed subscription closed, in-flight
     // builds finish), then NATS drains.
     lifecycle.onShutdown("drain NATS", () => bus.drain());

@@ -12,6 +12,7 @@ import { forApp } from "@eve-tasks/runtime";
 import type { Logger } from "@eve-tasks/runtime";
 import {
   AppInstanceConfigSchema,
+  SPEC_BUILDER_DURABLE,
   HypervisorSeedSchema,
   HypervisorToolsConfigSchema,
   ImageSeedSchema,
@@ -31,8 +32,8 @@ import {
 import type { RawIdentity } from "./failed-task-config.js";
 import type { BuildOutcome } from "./outcome.js";
 
-/** The durable consumer every spec-builder replica shares. */
-export const SPEC_BUILDER_DURABLE = "spec-builder";
+/** The durable consumer every spec-builder replica shares (named in @eve-tasks/schemas). */
+export { SPEC_BUILDER_DURABLE };
 
 /** Where the spec-builder reads: the controller's AppInstanceConfig table. */
 export const APP_INSTANCE_CONFIG_TABLE = {

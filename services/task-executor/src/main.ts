@@ -8,7 +8,14 @@ import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBuc
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { AccelChooser, TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
-import { baseWorkerEnv, envInt, envList, envPositiveInt, runWorker } from "@eve-tasks/runtime";
+import {
+  baseWorkerEnv,
+  envInt,
+  envList,
+  envPositiveInt,
+  runWorker,
+  natsConnection,
+} from "@eve-tasks/runtime";
 import {
   CONTAINERD_NAMESPACE,
   SignalReplySchema,
@@ -63,7 +70,7 @@ await runWorker({
       "connected to containerd",
     );
 
-    const bus = await connectBus({ servers: config.NATS_URL, name: "task-executor", logger });
+    const bus = await connectBus({ ...natsConnection(config), name: "task-executor", logger });
     lifecycle.onShutdown("drain NATS", () => bus.drain());
     // Its own bucket it creates; the one it reads it waits for (see the spec-builder). The events
     // stream may only be creatable by an admin: until it exists, events wait in the outbox.

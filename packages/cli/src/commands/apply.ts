@@ -7,6 +7,7 @@ import { parseConfigInput, readConfigSource } from "../config-input.js";
 import type { CliContext } from "../context.js";
 import { CONFIG_AGENT } from "../load-apps.js";
 import { withBus } from "../server.js";
+import type { NatsTarget } from "../server.js";
 
 /** Options of `apply`. */
 export interface ApplyOptions {
@@ -14,7 +15,7 @@ export interface ApplyOptions {
   file: string;
   /** Validate only; publish nothing (and do not connect). */
   dryRun: boolean;
-  server: string;
+  server: NatsTarget;
 }
 
 /**

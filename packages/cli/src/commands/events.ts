@@ -7,6 +7,7 @@ import type { CliContext } from "../context.js";
 import { UserError } from "../errors.js";
 import { loadApps } from "../load-apps.js";
 import { withBus } from "../server.js";
+import type { NatsTarget } from "../server.js";
 
 /** Options of `events`. */
 export interface EventsOptions {
@@ -16,7 +17,7 @@ export interface EventsOptions {
   json: boolean;
   /** Only the last N stored events. */
   last?: number | undefined;
-  server: string;
+  server: NatsTarget;
 }
 
 /** One line per event: time, app, type, message, then the machine fields as key=value. */
@@ -48,7 +49,7 @@ export async function runEvents(ctx: CliContext, o: EventsOptions): Promise<void
     } catch (err) {
       if (isStreamNotFound(err)) {
         throw new UserError(
-          `the ${EVENTS_STREAM} stream does not exist on ${o.server}: is eve-tasks running there?`,
+          `the ${EVENTS_STREAM} stream does not exist on ${o.server.url}: is eve-tasks running there?`,
         );
       }
       throw err;

@@ -4,13 +4,14 @@ import type { CliContext } from "../context.js";
 import { appsJson, renderGetTable } from "../get-view.js";
 import { invalidWarnings, loadApps } from "../load-apps.js";
 import { withBus } from "../server.js";
+import type { NatsTarget } from "../server.js";
 
 /** Options of `get`. */
 export interface GetOptions {
   /** A uuid, a display name (all apps of that name are shown) or a uuid prefix. */
   app: string | undefined;
   json: boolean;
-  server: string;
+  server: NatsTarget;
 }
 
 /**

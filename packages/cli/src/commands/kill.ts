@@ -7,13 +7,14 @@ import type { CliContext } from "../context.js";
 import { UserError } from "../errors.js";
 import { loadApps } from "../load-apps.js";
 import { withBus } from "../server.js";
+import type { NatsTarget } from "../server.js";
 
 /** Options of `kill`. */
 export interface KillOptions {
   app: string;
   /** A name (HUP, SIGHUP, sighup) or a number (1). */
   signal: string;
-  server: string;
+  server: NatsTarget;
 }
 
 /** `HUP`, `sighup`, `SIGHUP` and `1` all give `SIGHUP`; anything else is a UserError. */

@@ -11,6 +11,7 @@ import type { CliContext } from "../context.js";
 import { UserError } from "../errors.js";
 import { CONFIG_AGENT, STATUS_AGENT, loadApps } from "../load-apps.js";
 import { requireBucket, withBus } from "../server.js";
+import type { NatsTarget } from "../server.js";
 import type { WaitCondition } from "../wait-status.js";
 import { removedCondition, runningCondition, stoppedCondition, waitForStatus } from "../wait-status.js";
 
@@ -24,7 +25,7 @@ export interface LifecycleOptions {
   /** Wait until the status shows the change took effect. */
   wait: boolean;
   timeoutMs: number;
-  server: string;
+  server: NatsTarget;
 }
 
 /**

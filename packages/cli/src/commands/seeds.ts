@@ -5,6 +5,7 @@ import { SeedSchema } from "@eve-tasks/schemas";
 import type { Seed } from "@eve-tasks/schemas";
 import type { CliContext } from "../context.js";
 import { withBus } from "../server.js";
+import type { NatsTarget } from "../server.js";
 import { renderTable, sanitize } from "../table.js";
 
 /** One row of `seeds`. */
@@ -25,7 +26,7 @@ function size(seed: Seed): string {
 }
 
 /** Runs `seeds`. */
-export async function runSeeds(ctx: CliContext, o: { json: boolean; server: string }): Promise<void> {
+export async function runSeeds(ctx: CliContext, o: { json: boolean; server: NatsTarget }): Promise<void> {
   const rows = await withBus(o.server, async (bus) => {
     const out: SeedRow[] = [];
     for (const type of ["HypervisorSeed", "ImageSeed"] as const) {
@@ -66,7 +67,7 @@ export async function runSeeds(ctx: CliContext, o: { json: boolean; server: stri
 export function registerSeeds(
   program: Command<[], { server?: string }>,
   ctx: CliContext,
-  server: () => string,
+  server: () => NatsTarget,
 ): void {
   program
     .command("seeds")

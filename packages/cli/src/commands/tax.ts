@@ -10,6 +10,7 @@ import { formatAge } from "../human.js";
 import { readTable } from "../kv.js";
 import type { InvalidStored } from "../kv.js";
 import { withBus } from "../server.js";
+import type { NatsTarget } from "../server.js";
 import { renderTable } from "../table.js";
 
 const MiB = 2 ** 20;
@@ -30,7 +31,7 @@ export interface TaxOptions {
   /** Only this node's records. */
   node: string | undefined;
   json: boolean;
-  server: string;
+  server: NatsTarget;
 }
 
 /** A row of `record` stored under `key`. */
@@ -158,7 +159,7 @@ export async function runTax(ctx: CliContext, o: TaxOptions): Promise<void> {
 export function registerTax(
   program: Command<[], { server?: string }>,
   ctx: CliContext,
-  server: () => string,
+  server: () => NatsTarget,
 ): void {
   program
     .command("tax")

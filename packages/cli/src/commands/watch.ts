@@ -8,6 +8,7 @@ import type { CliContext } from "../context.js";
 
 import { CONFIG_AGENT, STATUS_AGENT } from "../load-apps.js";
 import { requireBucket, withBus } from "../server.js";
+import type { NatsTarget } from "../server.js";
 import { sanitize } from "../table.js";
 import type { WatchEvent, WatchEventType } from "../watch-lines.js";
 import { configChanges, describeStatus, formatWatchLine, statusChanges } from "../watch-lines.js";
@@ -18,7 +19,7 @@ export interface WatchOptions {
   app: string | undefined;
   /** One JSON object ({@link WatchEvent}) per line instead of text. */
   json: boolean;
-  server: string;
+  server: NatsTarget;
 }
 
 /** How long Ctrl-C waits for the watches to close before the connection is closed under them. */
@@ -164,7 +165,7 @@ export async function runWatch(ctx: CliContext, o: WatchOptions): Promise<void> 
       await Promise.all([configs.synchronized, statuses.synchronized]);
       w.printCurrent();
       w.live = true;
-      reportConnection(bus, ctx, o.server);
+      reportConnection(bus, ctx, o.server.url);
       if (!ctx.signal.aborted) {
         await new Promise<void>((resolve) =>
           ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
