@@ -56,3 +56,8 @@ export function hypervisorSeedKey(node: string, name: string): string {
 export function imageSeedKey(node: string, ref: string): string {
   return `${node}.${sha256Hex(ref)}`;
 }
+
+/** Key (within type NetworkInstanceStatus) of network instance `name` on `node`: `<node>.<name>`. */
+export function networkInstanceStatusKey(node: string, name: string): string {
+  return `${node}.${name}`;
+}
