@@ -2,80 +2,32 @@
 // "host" netns (as EVE_NET_NS) with the instance's bridge, dnsmasq and rules; two task netns; a
 // "client" netns on a veth standing in for the uplink.
 import { randomUUID } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { NetworkInstanceConfig } from "@eve-tasks/schemas";
-import { AppInterfacesSchema, NetworkInstanceConfigSchema } from "@eve-tasks/schemas";
-import { deferCleanup, tempDir, waitFor } from "../../../test/harness/index.js";
-import type { AppNetworkSpec, InstanceEndpoint, ResolvedAppNetwork } from "../src/index.js";
-import { NodeNetwork, validateAppInterfaces, validateInstances } from "../src/index.js";
+import { waitFor } from "../../../test/harness/index.js";
+import { validateAppInterfaces, validateInstances } from "../src/index.js";
+import { app, endpointsOf, httpServer, instance, makeNode, startTask } from "./fixtures.js";
 import {
   httpGet,
   httpReachable,
   inNs,
   linksIn,
   makeNetns,
-  netnsWithPrefix,
-  searchableTempDir,
   startIn,
   succeeds,
-  tag,
   tablesIn,
   vethBetween,
 } from "./ns.js";
-
-/** A fresh node: its host netns, a client netns on uplink `up0`, and a NodeNetwork there. */
-async function makeNode() {
-  const t = tag();
-  const host = await makeNetns(`nwt${t}-host`);
-  const client = await makeNetns(`nwt${t}-client`);
-  await vethBetween(host, "up0", "192.168.77.1/24", client, "eth0", "192.168.77.2/24");
-  const prefix = `eve-nwt${t}-`;
-  const dataDir = await tempDir("nwd-");
-  const runDir = await searchableTempDir("nwr-");
-  const net = new NodeNetwork({ hostNetns: host, dataDir, runDir, netnsPrefix: prefix });
-  deferCleanup(async () => {
-    await net.close();
-    // Anything a failed test left, by the names it generated.
-    for (const ns of await netnsWithPrefix(prefix))
-      await inNs(host, ["ip", "netns", "del", ns]).catch(() => undefined);
-  });
-  return { host, client, net, prefix, dataDir, runDir, t };
-}
-
-function app(
-  uuid: string,
-  displayName: string,
-  interfaces: unknown[],
-  virtualization: "NOHYPER" | "HVM" = "NOHYPER",
-): AppNetworkSpec {
-  return {
-    uuid,
-    displayName,
-    virtualization,
-    interfaces: AppInterfacesSchema.parse(interfaces),
-  };
-}
-
-/** Endpoints of `instance` from resolved apps. */
-function endpointsOf(instance: string, apps: readonly ResolvedAppNetwork[]): InstanceEndpoint[] {
-  return apps.flatMap((a) => a.endpoints.filter((e) => e.instance === instance).map((e) => e.endpoint));
-}
-
-async function httpServer(ns: string, marker: string, port: number): Promise<void> {
-  const dir = await tempDir("nwh-");
-  await writeFile(join(dir, "index.html"), marker);
-  startIn(ns, ["busybox", "httpd", "-f", "-p", String(port), "-h", dir]);
-}
 
 const fetchFrom = (ns: string, url: string) => httpGet(ns, url);
 
 describe("a local network instance", () => {
   it("connects two apps by address and by name, enforces ACLs, maps ports from the uplink and NATs out of it", async () => {
-    const { host, client, net, runDir } = await makeNode();
-    const ni: NetworkInstanceConfig = NetworkInstanceConfigSchema.parse({
-      schemaVersion: 1,
+    const { host, net, runDir, t } = await makeNode();
+    const client = await makeNetns(`nwt${t}-client`);
+    await vethBetween(host, "up0", "192.168.77.1/24", client, "eth0", "192.168.77.2/24");
+    const ni = instance({
       name: "apps",
       type: "local",
       subnet: "10.88.0.0/24",
@@ -98,15 +50,7 @@ describe("a local network instance", () => {
     await net.applyInstance(ni, endpointsOf("apps", [ra, rb]));
     const nsA = ra.plan.netns;
     const nsB = rb.plan.netns;
-    for (const r of [ra, rb]) {
-      await net.setupTask(r, join(runDir, "tasks", r.plan.uuid));
-      deferCleanup(() =>
-        net.teardownTask(
-          r.plan.uuid,
-          r.statuses.map((s) => s.hostIfName),
-        ),
-      );
-    }
+    for (const r of [ra, rb]) await startTask(net, r, join(runDir, "tasks", r.plan.uuid));
     expect(ra.statuses[0]).toMatchObject({ name: "eth0", network: "apps", ip: "10.88.0.2" });
     expect(ra.statuses[0]?.hostIfName).toMatch(/^ev[0-9a-f]{10}-0$/);
     const inside = JSON.parse(await inNs(nsA, ["ip", "-json", "addr", "show", "eth0"])) as {
