@@ -131,7 +131,7 @@ export class DnsmasqSupervisor {
         { context: { blocked } },
       );
     }
-    await writeFileAtomic(p.conf, renderDnsmasqConf(ni, p));
+    await writeFileAtomic(p.conf, renderDnsmasqConf(ni, p), 0o644, false);
     await this.#writeHosts(hosts);
     const stale = await dnsmasqPidFromFile(p.pidFile, p.conf);
     if (stale !== undefined) await killPid(stale);
@@ -141,8 +141,9 @@ export class DnsmasqSupervisor {
   }
 
   async #writeHosts(hosts: readonly DnsmasqHost[]): Promise<void> {
-    await writeFileAtomic(this.#o.paths.dhcpHosts, renderDhcpHosts(hosts));
-    await writeFileAtomic(this.#o.paths.dnsHosts, renderDnsHosts(hosts));
+    // Rebuilt from the IPAM at every start: atomic, not durable.
+    await writeFileAtomic(this.#o.paths.dhcpHosts, renderDhcpHosts(hosts), 0o644, false);
+    await writeFileAtomic(this.#o.paths.dnsHosts, renderDnsHosts(hosts), 0o644, false);
   }
 
   async #spawn(): Promise<void> {

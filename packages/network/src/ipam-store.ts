@@ -31,6 +31,8 @@ export interface IpamInstance {
 export class IpamStore {
   readonly #dir: string;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Instances whose file this store has read or written as it is now (no write needed when unchanged). */
+  readonly #known = new Set<string>();
 
   /** @param dir directory holding one `<instance>.json` per instance (created when needed). */
   constructor(dir: string) {
@@ -95,7 +97,10 @@ export class IpamStore {
     return this.#serial(async () => {
       const before = await this.#load(instance);
       const { state, addresses } = assignAddresses(before, requests, reserved);
-      await this.#save(instance.name, state);
+      const same =
+        this.#known.has(instance.name) && JSON.stringify(state.leases) === JSON.stringify(before.leases);
+      if (!same) await this.#save(instance.name, state);
+      this.#known.add(instance.name);
       return addresses;
     });
   }

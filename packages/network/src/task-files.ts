@@ -42,7 +42,8 @@ export interface TaskFilePaths {
 export async function writeTaskFiles(dir: string, input: TaskFilesInput): Promise<TaskFilePaths> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const paths = { resolvConf: join(dir, "resolv.conf"), hosts: join(dir, "hosts") };
-  await writeFileAtomic(paths.resolvConf, renderResolvConf(input));
-  await writeFileAtomic(paths.hosts, renderHosts(input));
+  // Rebuilt at every task start: atomic, not durable.
+  await writeFileAtomic(paths.resolvConf, renderResolvConf(input), 0o644, false);
+  await writeFileAtomic(paths.hosts, renderHosts(input), 0o644, false);
   return paths;
 }

@@ -3,11 +3,12 @@
  * interface, its host end on the instance's bridge, its task end renamed to the interface's name
  * with the app's MAC, address, MTU and default route; for a VM, a tap per interface joined to the
  * veth by tc u32 + mirred both ways (the guest takes the MAC and gets the address by DHCP).
- * Planned as `ip -batch` / `tc -batch` lines (pure), applied in three commands.
+ * Planned as `ip -batch` / `tc -batch` lines (pure), applied in two commands (three for a VM):
+ * the host's (which adds the netns, so it runs in the caller's mount namespace) and the task's.
  */
 import { existsSync } from "node:fs";
 import { CommandError } from "./errors.js";
-import { ipBatch, ipBatchForce, tcBatch } from "./exec.js";
+import { ipBatch, ipBatchForce, ipBatchIn, tcBatch } from "./exec.js";
 
 /** One interface of a task, every name and address resolved. */
 export interface TaskInterfacePlan {
@@ -114,7 +115,7 @@ export async function setupTaskNetwork(
     });
   }
   const t1 = performance.now();
-  const t2 = await ipBatch(plan.netns, cmds.task)
+  const t2 = await ipBatchIn(plan.netns, cmds.task)
     .then(() => performance.now())
     .then(async (t) => {
       await tcBatch(plan.netns, cmds.tc);
