@@ -7,6 +7,7 @@ import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { NetworkInstanceConfig } from "@eve-tasks/schemas";
+import { MAX_APP_INTERFACES } from "@eve-tasks/schemas";
 import type { InstanceEndpoint, ResolvedAppNetwork } from "./app-plan.js";
 import { resolveAppNetwork } from "./app-plan.js";
 import { deleteBridge, ensureBridge, listLinks } from "./bridge.js";
@@ -16,7 +17,7 @@ import { nftApply } from "./exec.js";
 import { IpamStore } from "./ipam-store.js";
 import type { IpRequest } from "./ipam.js";
 import { leaseKey } from "./ipam.js";
-import { DEFAULT_NETNS_PREFIX, bridgeMac, bridgeName, netnsName } from "./names.js";
+import { DEFAULT_NETNS_PREFIX, bridgeMac, bridgeName, hostIfName, netnsName } from "./names.js";
 import { renderDeleteRules, renderInstanceRules } from "./nft.js";
 import type { SweepPlan, SweepWanted } from "./sweep.js";
 import { applySweep, observeSweep, planSweep } from "./sweep.js";
@@ -197,9 +198,13 @@ export class NodeNetwork {
     return { files, timings };
   }
 
-  /** Removes app `uuid`'s netns and host-side veths (idempotent). */
-  async teardownTask(uuid: string, hostIfNames: readonly string[]): Promise<void> {
-    await teardownTaskNetwork(this.#o.hostNetns, netnsName(uuid, this.#prefix), hostIfNames);
+  /**
+   * Removes app `uuid`'s netns and host-side veths (idempotent). Without `hostIfNames`, every
+   * name the app could have is tried (in the same one command), so no config is needed.
+   */
+  async teardownTask(uuid: string, hostIfNames?: readonly string[]): Promise<void> {
+    const names = hostIfNames ?? Array.from({ length: MAX_APP_INTERFACES }, (_, i) => hostIfName(uuid, i));
+    await teardownTaskNetwork(this.#o.hostNetns, netnsName(uuid, this.#prefix), names);
   }
 
   /** Frees app `uuid`'s addresses (the app was deleted). */

@@ -94,6 +94,26 @@ describe("the sweep", () => {
   });
 });
 
+describe("a task's network", () => {
+  it("is rebuilt over what an interrupted setup left, and torn down without its config", async () => {
+    const { host, net, runDir, prefix } = await makeNode();
+    const ni = instance({ name: "apps", type: "local", subnet: "10.88.0.0/24", gateway: "10.88.0.1" });
+    const a = app(randomUUID(), "a", [{ name: "eth0", network: "apps" }]);
+    const r = await net.resolveApp(a, new Map([[ni.name, ni]]));
+    await net.applyInstance(ni, endpointsOf("apps", [r]));
+    const files = join(runDir, "tasks", a.uuid);
+    await net.setupTask(r, files);
+    // As if the executor died after creating the netns and veth: the same setup runs again.
+    await net.setupTask(r, files);
+    expect(await netnsWithPrefix(prefix)).toEqual([r.plan.netns]);
+    expect((await linksIn(host)).filter((l) => l.startsWith("ev"))).toEqual([r.statuses[0]?.hostIfName]);
+    await net.teardownTask(a.uuid);
+    await net.teardownTask(a.uuid);
+    expect(await netnsWithPrefix(prefix)).toEqual([]);
+    expect(await linksIn(host)).toEqual(["eb-apps", "lo"]);
+  });
+});
+
 describe("many task netns", () => {
   it("are set up and torn down with no leak of netns, links or nft tables", async () => {
     const { host, net, runDir, prefix } = await makeNode();
