@@ -4,9 +4,12 @@
 // namespaces this script creates and removes. Needs root.
 //
 // Run: node --import tsx test/bench/network-setup.ts   Knobs: BENCH_NET_N=50 (tasks per round).
+// The executor's default path (bridges in its own netns, no nsenter on the host side) is measured
+// in a throw-away netns: BENCH_NET_HOST=current unshare --net -- node --import tsx test/bench/network-setup.ts
 // One JSON line on stdout; a readable summary on stderr.
 import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { readlinkSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +19,10 @@ import { median, percentile } from "./stats.js";
 
 const n = Number(process.env.BENCH_NET_N ?? "50");
 const tag = randomUUID().slice(0, 6);
+const current = process.env.BENCH_NET_HOST === "current";
+if (current && readlinkSync("/proc/self/ns/net") === readlinkSync(`/proc/${process.ppid}/ns/net`)) {
+  throw new Error("BENCH_NET_HOST=current only inside a netns of its own (unshare --net)");
+}
 const host = `nwb${tag}-host`;
 const prefix = `eve-nwb${tag}-`;
 
@@ -32,9 +39,10 @@ function timed(fn: () => void): number {
 
 const dir = await mkdtemp(join(tmpdir(), "eve-nwb-"));
 await chmod(dir, 0o755);
-sh(["ip", "netns", "add", host]);
+if (!current) sh(["ip", "netns", "add", host]);
+const hostArgs = current ? [] : ["-n", host];
 const net = new NodeNetwork({
-  hostNetns: host,
+  hostNetns: current ? null : host,
   dataDir: join(dir, "data"),
   runDir: join(dir, "run"),
   netnsPrefix: prefix,
@@ -60,8 +68,7 @@ try {
         sh(["ip", "netns", "add", ns]);
         sh([
           "ip",
-          "-n",
-          host,
+          ...hostArgs,
           "link",
           "add",
           `evraw${i}`,
@@ -75,7 +82,7 @@ try {
         ]);
       }),
     );
-    sh(["ip", "-n", host, "link", "del", `evraw${i}`]);
+    sh(["ip", ...hostArgs, "link", "del", `evraw${i}`]);
     sh(["ip", "netns", "del", ns]);
   }
 
@@ -113,7 +120,9 @@ try {
   }
   const m = (xs: number[]) => Math.round(median(xs) * 10) / 10;
   const result = {
-    scenario: "network-setup",
+    scenario: current
+      ? "network-setup (bridges in the current netns)"
+      : "network-setup (bridges in a named netns)",
     n,
     medianMs: m(totals),
     p95Ms: Math.round(percentile(totals, 95) * 10) / 10,
@@ -140,6 +149,6 @@ try {
 } finally {
   await net.deleteInstance("bench").catch(() => undefined);
   await net.close();
-  spawnSync("ip", ["netns", "del", host]);
+  if (!current) spawnSync("ip", ["netns", "del", host]);
   await rm(dir, { recursive: true, force: true });
 }
