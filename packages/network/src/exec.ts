@@ -113,11 +113,3 @@ export async function ipJson<T>(netns: string | null, args: readonly string[]): 
 export async function nftApply(netns: string | null, script: string): Promise<void> {
   await runCommand(inNetns(netns, ["nft", "-f", "-"]), { input: script });
 }
-
-/** Writes `value` to `/proc/sys/<key with dots as slashes>` in `netns`. */
-export async function writeSysctl(netns: string | null, path: string, value: string): Promise<void> {
-  // /proc/sys/net shows the netns of the process that opens it, so the write runs inside it.
-  await runCommand(
-    inNetns(netns, ["sh", "-c", 'printf %s "$1" > "$2"', "sh", value, join("/proc/sys", path)]),
-  );
-}
