@@ -133,6 +133,7 @@ function status(uuid: string, configRevision: number, over: Partial<TaskStatus> 
     finishedAt: null,
     updatedAt: now,
     error: null,
+    interfaces: [],
     ...over,
   };
 }

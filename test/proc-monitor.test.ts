@@ -331,6 +331,7 @@ describe("proc-monitor end to end", () => {
         finishedAt: null,
         updatedAt: now,
         error: null,
+        interfaces: [],
       };
     }
 

@@ -4,17 +4,31 @@ import { createInterface } from "node:readline";
 import { PrerequisiteError } from "./errors.js";
 import { findExecutable, pathWithSbin } from "./executables.js";
 
-/** The commands the embedded services need. */
+/**
+ * The commands the embedded services need; `ip`, `tc`, `nft` and `dnsmasq` build the task
+ * executor's network instances and task interfaces (`@eve-tasks/network`).
+ */
 export const DEFAULT_PREREQUISITE_COMMANDS: readonly string[] = [
   "nats-server",
   "containerd",
   "runc",
   "containerd-shim-runc-v2",
   "ctr",
+  "ip",
+  "tc",
+  "nft",
+  "dnsmasq",
 ];
 
 /** The Debian 12 packages providing {@link DEFAULT_PREREQUISITE_COMMANDS}. */
-export const DEBIAN_PACKAGES: readonly string[] = ["nats-server", "containerd", "runc"];
+export const DEBIAN_PACKAGES: readonly string[] = [
+  "nats-server",
+  "containerd",
+  "runc",
+  "iproute2",
+  "nftables",
+  "dnsmasq-base",
+];
 
 /** Which cgroup hierarchy the host has mounted. */
 export interface CgroupInfo {
@@ -134,9 +148,9 @@ export function detectHostFacts(): HostFacts {
 
 /**
  * Makes sure the embedded services can run: cgroups mounted (v1 or v2), and nats-server,
- * containerd, runc, containerd-shim-runc-v2 and ctr installed. When something is missing on a
- * Debian host running as root, runs `apt-get update` and `apt-get install -y nats-server
- * containerd runc` (printing what it does); otherwise throws {@link PrerequisiteError} saying
+ * containerd, runc, containerd-shim-runc-v2, ctr, ip, tc, nft and dnsmasq installed. When
+ * something is missing on a Debian host running as root, runs `apt-get update` and `apt-get
+ * install -y` {@link DEBIAN_PACKAGES} (printing what it does); otherwise throws {@link PrerequisiteError} saying
  * exactly what to install and how.
  */
 export async function ensurePrerequisites(
@@ -165,7 +179,7 @@ export async function ensurePrerequisites(
   const missingText = first.missing.join(", ");
   if (!host.isDebian || host.aptGet === undefined) {
     throw new PrerequisiteError(
-      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr) and runc with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
+      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr), runc, iproute2 (ip, tc), nftables and dnsmasq with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
       { context: { missing: first.missing, host } },
     );
   }

@@ -31,6 +31,7 @@ export function initialStatus(o: {
     finishedAt: null,
     updatedAt: o.now.toISOString(),
     error: null,
+    interfaces: [],
   };
 }
 

@@ -3,6 +3,7 @@
  * `$KV.controller.AppInstanceConfig.<uuid>`.
  */
 import { z } from "zod";
+import { AppInterfacesSchema } from "./app-interfaces.js";
 import { expected } from "./error-messages.js";
 import {
   AbsolutePathSchema,
@@ -279,6 +280,7 @@ const commonShape = {
   stopTimeoutMs: DurationMsSchema.default(DEFAULT_STOP_TIMEOUT_MS).meta({
     description: "milliseconds between SIGTERM (or a VM's powerdown) and SIGKILL",
   }),
+  interfaces: AppInterfacesSchema.default([]),
 };
 
 /** A native container (`virtualization: "NOHYPER"`): needs `root`, has no `vm`. */
@@ -317,7 +319,7 @@ export const VmAppInstanceConfigSchema = z.strictObject({
  * The desired state of one app (contract v1), a union on `virtualization`. Parsing applies the
  * defaults: node "local", activate true, restartCounter 0, displayName "", volumes [],
  * restartPolicy never (maxRestarts 5, windowMs 600000, backoffMs 1000, maxBackoffMs 60000),
- * stopTimeoutMs 10000; for VMs vm.disks [], vm.hypervisorTools "default", vm.accel "auto".
+ * stopTimeoutMs 10000, interfaces []; for VMs vm.disks [], vm.hypervisorTools "default", vm.accel "auto".
  */
 export const AppInstanceConfigSchema = z.discriminatedUnion(
   "virtualization",

@@ -76,3 +76,8 @@ export const SPEC_BUILDER_DURABLE = "spec-builder";
 export function seedFetcherDurables(node: string): { tools: string; images: string } {
   return { tools: `hypervisor-seed-fetcher-${node}-tools`, images: `hypervisor-seed-fetcher-${node}-images` };
 }
+
+/** Key (within type NetworkInstanceStatus) of network instance `name` on `node`: `<node>.<name>`. */
+export function networkInstanceStatusKey(node: string, name: string): string {
+  return `${node}.${name}`;
+}

@@ -3,6 +3,8 @@ import type { z } from "zod";
 import { AnchorTaxRecordSchema } from "./anchor-tax-record.js";
 import { AppInstanceConfigSchema } from "./app-instance-config.js";
 import { HypervisorToolsConfigSchema } from "./hypervisor-tools-config.js";
+import { NetworkInstanceConfigSchema } from "./network-instance-config.js";
+import { NetworkInstanceStatusSchema } from "./network-instance-status.js";
 import { SeedSchema } from "./seed.js";
 import { TaskConfigSchema } from "./task-config.js";
 import { TaskMetricsSchema } from "./task-metrics.js";
@@ -45,8 +47,14 @@ export interface MessageTypeInfo {
 export const messageTypes = {
   AppInstanceConfig: { agent: "controller", key: "<uuid>", schema: AppInstanceConfigSchema },
   HypervisorToolsConfig: { agent: "controller", key: "<name>", schema: HypervisorToolsConfigSchema },
+  NetworkInstanceConfig: { agent: "controller", key: "<name>", schema: NetworkInstanceConfigSchema },
   TaskConfig: { agent: "spec-builder", key: "<uuid>", schema: TaskConfigSchema },
   TaskStatus: { agent: "task-executor", key: "<uuid>", schema: TaskStatusSchema },
+  NetworkInstanceStatus: {
+    agent: "task-executor",
+    key: "<node>.<name>",
+    schema: NetworkInstanceStatusSchema,
+  },
   TaskMetrics: { agent: "proc-monitor", key: "<uuid>", schema: TaskMetricsSchema },
   AnchorTax: {
     agent: "proc-monitor",

@@ -3,6 +3,7 @@
  * `$KV.task-executor.TaskStatus.<uuid>`. This is the topic users watch.
  */
 import { z } from "zod";
+import { TaskInterfaceStatusSchema } from "./app-interfaces.js";
 import { expected } from "./error-messages.js";
 import {
   ConfigRevisionSchema,
@@ -110,6 +111,10 @@ export const TaskStatusSchema = z
     error: StageErrorSchema.nullable().meta({
       description: "the latest stage error about this app; cleared (null) by a later good revision",
     }),
+    interfaces: z
+      .array(TaskInterfaceStatusSchema, { error: expected("must be a list of interfaces") })
+      .default([])
+      .meta({ description: "the task's network interfaces; empty when it has loopback only" }),
   })
   .superRefine((s, ctx) => {
     if (s.state === "RUNNING" && s.taskId === 0) {

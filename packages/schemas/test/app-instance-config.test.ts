@@ -29,6 +29,7 @@ describe("AppInstanceConfig", () => {
     expect(config).toEqual({
       ...(input as object),
       restartPolicy: DEFAULT_RESTART_POLICY,
+      interfaces: [],
     });
     expect(config.virtualization).toBe("NOHYPER");
     if (config.virtualization === "NOHYPER") expect(rootKindOf(config.root)).toBe("volume");

@@ -125,5 +125,6 @@ export function runningStatus(): TaskStatus {
     finishedAt: null,
     updatedAt: TIME,
     error: null,
+    interfaces: [],
   };
 }

@@ -20,6 +20,8 @@ describe("committed JSON Schema files", () => {
       "HypervisorSeed.schema.json",
       "HypervisorToolsConfig.schema.json",
       "ImageSeed.schema.json",
+      "NetworkInstanceConfig.schema.json",
+      "NetworkInstanceStatus.schema.json",
       "SignalReply.schema.json",
       "SignalRequest.schema.json",
       "TaskConfig.schema.json",

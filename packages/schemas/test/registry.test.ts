@@ -26,8 +26,10 @@ describe("registry", () => {
     expect(owners).toEqual({
       AppInstanceConfig: "controller",
       HypervisorToolsConfig: "controller",
+      NetworkInstanceConfig: "controller",
       TaskConfig: "spec-builder",
       TaskStatus: "task-executor",
+      NetworkInstanceStatus: "task-executor",
       TaskMetrics: "proc-monitor",
       AnchorTax: "proc-monitor",
       HypervisorSeed: "hypervisor-seed-fetcher",

@@ -1,0 +1,149 @@
+/**
+ * A task's network namespace: `/run/netns/eve-<uuid>` with loopback up and one veth per
+ * interface, its host end on the instance's bridge, its task end renamed to the interface's name
+ * with the app's MAC, address, MTU and default route; for a VM, a tap per interface joined to the
+ * veth by tc u32 + mirred both ways (the guest takes the MAC and gets the address by DHCP).
+ * Planned as `ip -batch` / `tc -batch` lines (pure), applied in two commands (three for a VM):
+ * the host's (which adds the netns, so it runs in the caller's mount namespace) and the task's.
+ */
+import { existsSync } from "node:fs";
+import { CommandError } from "./errors.js";
+import { ipBatch, ipBatchForce, ipBatchIn, tcBatch } from "./exec.js";
+
+/** One interface of a task, every name and address resolved. */
+export interface TaskInterfacePlan {
+  /** The name inside the task (`eth0`). */
+  readonly name: string;
+  /** The host end, on the bridge. */
+  readonly hostIfName: string;
+  readonly bridge: string;
+  readonly mac: string;
+  readonly ip: string;
+  readonly prefixLength: number;
+  readonly gateway: string;
+  readonly mtu: number;
+  /** Whether the task's default route goes through this interface's gateway. */
+  readonly defaultRoute: boolean;
+  /** A VM's tap for the interface; then the netns holds no address (the guest has it). */
+  readonly tap?: string | undefined;
+}
+
+/** A task's network, resolved. */
+export interface TaskNetworkPlan {
+  readonly uuid: string;
+  /** The netns name (`eve-<uuid>`). */
+  readonly netns: string;
+  readonly interfaces: readonly TaskInterfacePlan[];
+}
+
+/** The command lines that build a task's network. */
+export interface TaskNetworkCommands {
+  /** `ip -batch` in the namespace where bridges live: the netns, the veths, their bridge ports. */
+  readonly host: string[];
+  /** `ip -batch` in the task's netns: loopback, names, MACs, addresses, routes, taps. */
+  readonly task: string[];
+  /** `tc -batch` in the task's netns: the mirred pairs between veth and tap (VMs only). */
+  readonly tc: string[];
+}
+
+/** The commands that build `plan` (pure). */
+export function planTaskNetwork(plan: TaskNetworkPlan): TaskNetworkCommands {
+  const host = [`netns add ${plan.netns}`];
+  const task = ["link set lo up"];
+  const tc: string[] = [];
+  for (const i of plan.interfaces) {
+    host.push(
+      `link add ${i.hostIfName} mtu ${i.mtu} type veth peer name ${i.name} address ${i.mac} mtu ${i.mtu} netns ${plan.netns}`,
+      `link set ${i.hostIfName} master ${i.bridge} up`,
+    );
+    task.push(`link set ${i.name} up`);
+    if (i.tap !== undefined) {
+      task.push(`tuntap add dev ${i.tap} mode tap`, `link set ${i.tap} mtu ${i.mtu} up`);
+      tc.push(
+        `qdisc add dev ${i.name} ingress`,
+        `filter add dev ${i.name} parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev ${i.tap}`,
+        `qdisc add dev ${i.tap} ingress`,
+        `filter add dev ${i.tap} parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev ${i.name}`,
+      );
+    } else {
+      task.push(`addr add ${i.ip}/${i.prefixLength} dev ${i.name}`);
+      if (i.defaultRoute) task.push(`route add default via ${i.gateway} dev ${i.name}`);
+    }
+  }
+  return { host, task, tc };
+}
+
+/** The commands that remove a task's network: its host-side veths, then its netns. */
+export function planTaskTeardown(netns: string, hostIfNames: readonly string[]): string[] {
+  return [...hostIfNames.map((n) => `link del ${n}`), `netns del ${netns}`];
+}
+
+/** How long the parts of {@link setupTaskNetwork} took, in milliseconds. */
+export interface TaskNetworkTimings {
+  hostMs: number;
+  taskMs: number;
+  tcMs: number;
+  totalMs: number;
+}
+
+function nsExists(netns: string): boolean {
+  return existsSync(`/run/netns/${netns}`);
+}
+
+/**
+ * Builds a task's network. A netns or veth left by an interrupted earlier attempt is removed and
+ * the build retried once; a failed build removes what it made.
+ *
+ * @param hostNetns where the bridges live (EVE_NET_NS), or null for the current namespace.
+ * @throws CommandError naming the failing command.
+ */
+export async function setupTaskNetwork(
+  hostNetns: string | null,
+  plan: TaskNetworkPlan,
+): Promise<TaskNetworkTimings> {
+  const cmds = planTaskNetwork(plan);
+  const hostIfs = plan.interfaces.map((i) => i.hostIfName);
+  const t0 = performance.now();
+  try {
+    await ipBatch(hostNetns, cmds.host);
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    await teardownTaskNetwork(hostNetns, plan.netns, hostIfs);
+    await ipBatch(hostNetns, cmds.host).catch(async (again: unknown) => {
+      await teardownTaskNetwork(hostNetns, plan.netns, hostIfs);
+      throw again;
+    });
+  }
+  const t1 = performance.now();
+  const t2 = await ipBatchIn(plan.netns, cmds.task)
+    .then(() => performance.now())
+    .then(async (t) => {
+      await tcBatch(plan.netns, cmds.tc);
+      return t;
+    })
+    .catch(async (err: unknown) => {
+      await teardownTaskNetwork(hostNetns, plan.netns, hostIfs);
+      throw err;
+    });
+  const t3 = performance.now();
+  return { hostMs: t1 - t0, taskMs: t2 - t1, tcMs: t3 - t2, totalMs: t3 - t0 };
+}
+
+/**
+ * Removes a task's network (idempotent): its host-side veths (the peers go with them) and its
+ * netns. Resolves once the netns is gone.
+ *
+ * @throws CommandError when the netns is still there afterwards.
+ */
+export async function teardownTaskNetwork(
+  hostNetns: string | null,
+  netns: string,
+  hostIfNames: readonly string[],
+): Promise<void> {
+  const ok = await ipBatchForce(hostNetns, planTaskTeardown(netns, hostIfNames));
+  if (!ok && nsExists(netns)) {
+    throw new CommandError(`could not remove network namespace ${netns}`, {
+      context: { netns, hostIfNames },
+    });
+  }
+}
