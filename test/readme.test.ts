@@ -22,7 +22,7 @@ import type { TaskStatus } from "@eve-tasks/schemas";
 import { REPO_ROOT, waitFor } from "./harness/index.js";
 
 /** The quick start: the start command, then the commands a user types while it runs. */
-export interface QuickStart {
+interface QuickStart {
   start: string;
   commands: string[];
 }
@@ -32,7 +32,7 @@ export interface QuickStart {
  * how the system is started (`npm ci && npm start`); the rest of that block (`npm test`) is not
  * typed while it runs. Comments after `#` are dropped.
  */
-export function quickStartOf(readme: string): QuickStart {
+function quickStartOf(readme: string): QuickStart {
   const start = readme.search(/^## Quick start\s*$/m);
   if (start < 0) throw new Error('README.md has no "## Quick start" section');
   const rest = readme.slice(start + 1);
