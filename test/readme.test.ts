@@ -1,4 +1,4 @@
-// The README's quick start, followed as a newcomer types it: `npm start` (as a detached process
+// The README's quick start, then the VM example's walk-through, followed as a newcomer types them: `npm start` (as a detached process
 // group, like a terminal's foreground job, with its own data and run dirs), then every command of
 // the quick start's shell blocks, in order, each through bash from the repository's root, each
 // one's effect checked; then Ctrl-C (SIGINT to the group), after which nothing it started may be
@@ -38,18 +38,25 @@ function quickStartOf(readme: string): QuickStart {
   const rest = readme.slice(start + 1);
   const end = rest.search(/^## /m);
   const section = end < 0 ? rest : rest.slice(0, end);
-  const blocks = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) =>
+  const blocks = shBlocks(section);
+  if (blocks.length === 0) throw new Error("the quick start has no sh blocks");
+  const [first, ...others] = blocks;
+  return { start: first![0]!, commands: [...others.flat(), ...VM_EXAMPLE] };
+}
+
+/** The commands of each `sh` block of a Markdown text, comments after `#` dropped. */
+function shBlocks(text: string): string[][] {
+  return [...text.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) =>
     m[1]!
       .split("\n")
       .map((l) => l.replace(/\s+#\s.*$/, "").trim())
       .filter((l) => l !== "" && !l.startsWith("#")),
   );
-  if (blocks.length === 0) throw new Error("the quick start has no sh blocks");
-  const [first, ...others] = blocks;
-  return { start: first![0]!, commands: others.flat() };
 }
 
 const README = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+/** The VM example's walk-through: the first sh block of examples/vm/README.md. */
+const VM_EXAMPLE = shBlocks(readFileSync(join(REPO_ROOT, "examples/vm/README.md"), "utf8"))[0]!;
 const HELLO = JSON.parse(readFileSync(join(REPO_ROOT, "examples/hello.json"), "utf8")) as { uuid: string };
 const VM_UUID = /APP_UUID="([0-9a-f-]{36})"/.exec(
   readFileSync(join(REPO_ROOT, "examples/vm/make-guest.sh"), "utf8"),
@@ -225,6 +232,44 @@ const STEPS: Step[] = [
     check(r) {
       expect(r.stdout).toMatch(/^TOOLS +GUEST +VCPUS +RESERVED/);
       expect(r.stdout).toMatch(/ 128Mi +1 /);
+    },
+  },
+
+  // examples/vm/README.md, after the README's quick start.
+  {
+    match:
+      /^bash examples\/vm\/make-guest\.sh \S+\/volumes\/vm-hello && npx eve-tasks apply -f \S+\/vm-hello\.json$/,
+    async check(r) {
+      expect(r.stdout).toMatch(/^applied vm-hello \(3c5e7a90-/m);
+      await until("vm-hello RUNNING", () => status(VM_UUID)?.state === "RUNNING", 120_000);
+    },
+  },
+  {
+    match: /^npx eve-tasks watch vm-hello$/,
+    interruptWhen: (out) => /vm-hello.*RUNNING/.test(out),
+    check(r) {
+      expect(r.stdout).toMatch(/vm-hello.*RUNNING/);
+    },
+  },
+  {
+    match: /^cat \S+\/tasks\/3c5e7a90-[0-9a-f-]+\/console\.log$/,
+    retryMs: 90_000,
+    check(r) {
+      expect(r.stdout).toContain("EVE-TASKS-GUEST-UP");
+    },
+  },
+  {
+    match: /^npx eve-tasks stop vm-hello --wait$/,
+    check(r) {
+      expect(r.stdout).toMatch(/is HALTED\n$/);
+      expect(status(VM_UUID)).toMatchObject({ state: "HALTED", taskId: 0 });
+    },
+  },
+  {
+    match: /^npx eve-tasks delete vm-hello$/,
+    async check(r) {
+      expect(r.stdout).toMatch(/^deleted vm-hello/m);
+      await until("vm-hello's status removed", () => status(VM_UUID) === undefined, 60_000);
     },
   },
 ];
