@@ -340,6 +340,9 @@ describe("the README's quick start", () => {
       { timeoutMs: 180_000, intervalMs: 250, message: `npm start never came up:\n${launcherOut}` },
     );
     expect(launcherOut).toContain("npx eve-tasks apply -f examples/hello.json");
+    // The banner says which NATS_URL to export when NATS is not where eve-tasks looks by default.
+    if (up.nats.url === "nats://127.0.0.1:4222") expect(launcherOut).not.toContain("export NATS_URL");
+    else expect(launcherOut).toContain(`export NATS_URL='${up.nats.url}'`);
     env.NATS_URL = up.nats.url!;
     bus = await connectBus({ servers: up.nats.url!, name: "readme-test" });
     statuses = await subscribe(bus, {
