@@ -298,8 +298,27 @@ afterAll(async () => {
   for (const [pid, startTicks] of [...owned, ...anchors]) {
     if (isSameProcessAlive({ pid, startTicks })) process.kill(pid, "SIGKILL");
   }
+  // Shims of this run's containerd (they name its socket) outlive a containerd that was killed.
+  for (const line of await processesNaming(tmp)) {
+    try {
+      process.kill(Number(line.split(":")[0]), "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
   if (tmp) await removeTreeSafely(tmp);
 }, 180_000);
+
+/** `<pid>: <command line>` of every process whose command line names `path`. */
+async function processesNaming(path: string): Promise<string[]> {
+  const found: string[] = [];
+  if (!path) return found;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(path)) found.push(`${pid}: ${cmdline.replaceAll("\0", " ")}`);
+  }
+  return found;
+}
 
 describe("the README's quick start", () => {
   const quick = quickStartOf(README);
@@ -409,12 +428,7 @@ describe("the README's quick start", () => {
     const alive = [...owned, ...tasks].filter(([pid, startTicks]) => isSameProcessAlive({ pid, startTicks }));
     expect(alive).toEqual([]);
     // No process anywhere still names this run's dirs (containerd shims, qemu, workers), no mount.
-    const leftovers: string[] = [];
-    for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-      if (cmdline.includes(tmp)) leftovers.push(`${pid}: ${cmdline.replaceAll("\0", " ")}`);
-    }
-    expect(leftovers).toEqual([]);
+    expect(await processesNaming(tmp)).toEqual([]);
     const mounts = readFileSync("/proc/self/mountinfo", "utf8")
       .split("\n")
       .filter((l) => l.split(" ")[4]?.startsWith(tmp));
