@@ -238,7 +238,7 @@ describe("launcher", () => {
     }
 
     expect(output).toContain(`NATS           ${s.nats.url}`);
-    expect(output).toContain("kv watch task-executor 'TaskStatus.>'");
+    expect(output).toContain("npx eve-tasks get");
   });
 
   it("restarts a worker that dies, with a new PID and a count", async () => {

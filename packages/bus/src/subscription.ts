@@ -4,7 +4,7 @@ import type { z } from "zod";
 import { decodeValue, jsonEqual } from "@eve-tasks/schemas";
 import type { Bus } from "./connection.js";
 import { RESTARTED_MARKER, assertTypeName, userKeyOf } from "./keys.js";
-import { listKvKeys } from "./table-keys.js";
+import { lastKvRevision } from "./table-keys.js";
 import type { RestartedMarker, TableOptions } from "./publication.js";
 
 /** Why a received value was not handed to the create/modify handlers. */
@@ -99,13 +99,24 @@ export class Subscription<S extends z.ZodType> {
     this.#iterator = await kv.watch({ key: filter });
     const seen = new Set<string>();
     this.done = this.#run(this.#iterator, seen);
-    // NATS v3 gives no "initialized" signal for an empty match: if the table holds no record
-    // now (not even a delete), nothing will come before the first change, so the snapshot is
-    // complete. Otherwise the watch's last snapshot entry (delta 0) says so.
-    const keys = await listKvKeys(this.#bus, this.#opts.agent, filter);
-    if (!keys?.length && !this.#synchronized) await this.#enqueue(() => this.#markSynchronized(seen));
+    // The snapshot is complete once the watch has delivered the table's newest record as of
+    // now (the watch delivers in stream order), or an entry with nothing pending after it
+    // (delta 0). Both are needed: nats-server 2.9 counts one message too many as pending when a
+    // key of the snapshot is written while the watch starts (the overwritten record is never
+    // delivered), and delta then never reaches 0; and NATS v3 gives no signal at all for an
+    // empty match, where nothing comes before the first change.
+    const last = await lastKvRevision(this.#bus, this.#opts.agent, filter);
+    await this.#enqueue(async () => {
+      this.#syncRevision = last ?? 0;
+      if (this.#delivered >= this.#syncRevision) await this.#markSynchronized(seen);
+    });
     return this;
   }
+
+  /** The revision whose delivery completes the snapshot (known once the watch is open). */
+  #syncRevision = Number.POSITIVE_INFINITY;
+  /** The highest revision the watch has delivered. */
+  #delivered = 0;
 
   #chain: Promise<void> = Promise.resolve();
 
@@ -133,9 +144,11 @@ export class Subscription<S extends z.ZodType> {
 
   async #process(e: KvWatchEntry, seen: Set<string>): Promise<void> {
     const o = this.#opts;
+    this.#delivered = Math.max(this.#delivered, e.revision);
     const key = userKeyOf(o.type, e.key);
-    if (key === undefined) return;
-    if (key === RESTARTED_MARKER) {
+    if (key === undefined) {
+      // not this table's: nothing to hand out, but it may still complete the snapshot
+    } else if (key === RESTARTED_MARKER) {
       if (e.operation === "PUT" && o.onRestarted) {
         try {
           const m = JSON.parse(e.string()) as RestartedMarker;
@@ -148,7 +161,9 @@ export class Subscription<S extends z.ZodType> {
       if (!this.#synchronized) seen.add(key);
       await this.#apply(key, e);
     }
-    if (!this.#synchronized && e.delta === 0) await this.#markSynchronized(seen);
+    if (!this.#synchronized && (e.delta === 0 || e.revision >= this.#syncRevision)) {
+      await this.#markSynchronized(seen);
+    }
   }
 
   async #apply(key: string, e: KvWatchEntry): Promise<void> {

@@ -35,3 +35,17 @@ export async function listKvKeys(bus: Bus, agent: string, filter: string): Promi
     .filter((s) => s.startsWith(prefix))
     .map((s) => s.slice(prefix.length));
 }
+
+/**
+ * The stream sequence (KV revision) of the newest record under `filter` (e.g. `TaskStatus.>`) in
+ * `agent`'s bucket, deletes included; undefined when there is none or the bucket does not exist.
+ */
+export async function lastKvRevision(bus: Bus, agent: string, filter: string): Promise<number | undefined> {
+  try {
+    const m = await bus.jsm.streams.getMessage(streamOf(agent), { last_by_subj: `$KV.${agent}.${filter}` });
+    return m?.seq;
+  } catch (err) {
+    if (isStreamNotFound(err)) return undefined;
+    throw err;
+  }
+}

@@ -1,7 +1,5 @@
 /** The "where is everything" text printed once everything is up. */
-import { natsPasswordFile } from "@eve-tasks/embedded";
-import { redactUrl } from "@eve-tasks/runtime";
-import { natsInboxPrefix } from "@eve-tasks/schemas";
+import { baseWorkerEnv, redactUrl } from "@eve-tasks/runtime";
 
 /** What the banner shows. */
 export interface BannerInfo {
@@ -25,6 +23,9 @@ export interface BannerInfo {
   readonly keepTasks: boolean;
 }
 
+/** Where the workers and `eve-tasks` look for NATS when NATS_URL is not set. */
+const DEFAULT_NATS_URL: string = baseWorkerEnv.NATS_URL.parse(undefined);
+
 const owned = (pid: number | null, log: string | null): string =>
   pid === null ? "(given, not started here)" : `(pid ${pid}, started here; log ${log ?? "-"})`;
 
@@ -32,12 +33,6 @@ const owned = (pid: number | null, log: string | null): string =>
 export function buildBanner(b: BannerInfo): string {
   const url = redactUrl(b.natsUrl);
   const dir = b.natsCredentialsDir;
-  /** The nats CLI's options to connect as `user` (on its own inbox prefix, the only one it may use). */
-  const s = (user: string): string =>
-    `--server '${url}'` +
-    (dir === null
-      ? ""
-      : ` --user ${user} --password "$(cat '${natsPasswordFile(dir, user)}')" --inbox-prefix ${natsInboxPrefix(user)}`);
   const lines = [
     ``,
     `eve-tasks is up (launcher pid ${b.launcherPid})`,
@@ -53,15 +48,19 @@ export function buildBanner(b: BannerInfo): string {
     `  workers        ${b.workers.length > 0 ? b.workers.join(", ") : "none found"}  (from ${b.servicesDir})`,
   ];
   if (b.missingWorkers.length > 0) lines.push(`  not built yet  ${b.missingWorkers.join(", ")}`);
+  lines.push(``, `From another terminal, in the repository, talk to it with eve-tasks:`);
+  if (b.natsUrl !== DEFAULT_NATS_URL) {
+    lines.push(`  export NATS_URL='${url}'       # NATS is not at ${DEFAULT_NATS_URL}`);
+  }
   lines.push(
-    ``,
-    `Publish an app (KV put to $KV.controller.AppInstanceConfig.<uuid>; any NATS client works, e.g. the nats CLI):`,
-    `  nats ${s("controller")} kv put controller AppInstanceConfig.<uuid> "$(cat app.json)"`,
-    `Watch status, metrics and events:`,
-    `  nats ${s("viewer")} kv watch task-executor 'TaskStatus.>'`,
-    `  nats ${s("viewer")} kv watch proc-monitor 'TaskMetrics.>'`,
-    `  nats ${s("viewer")} sub 'eve.events.>'`,
-    `Stop an app: nats ${s("controller")} kv del controller AppInstanceConfig.<uuid>`,
+    `  npx eve-tasks apply -f examples/hello.json     # publish an app`,
+    `  npx eve-tasks get                              # apps and their tasks`,
+    `  npx eve-tasks watch                            # changes as they happen (Ctrl-C to leave)`,
+    `  npx eve-tasks events hello                     # its task events`,
+    `  npx eve-tasks delete hello --wait`,
+    `  npx eve-tasks --help                           # every command`,
+    `Any NATS client works as well (the nats CLI is optional; it is not in Debian): the subjects,`,
+    `buckets and messages are in docs/contract.md.`,
     ``,
     b.keepTasks
       ? `Ctrl-C stops the workers, then containerd and nats-server if they were started here (--keep-tasks: tasks are left running).`
