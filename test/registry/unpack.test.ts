@@ -1,10 +1,11 @@
 // The unpacker's safety rules and the node-local pieces (references, locks, GC), without a registry.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readFile, readdir, readlink, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { SeedStore, acquireLock, parseReference, tryLock } from "@eve-tasks/registry";
+import { SeedStore, acquireLock, parseReference, pullLimits, tryLock } from "@eve-tasks/registry";
+import type { PullLimits, SeedRecord } from "@eve-tasks/registry";
 import { tempDir } from "../harness/index.js";
 import { OciLayout } from "../harness/registry-images.js";
 import type { EntrySpec } from "../harness/registry-images.js";
@@ -12,26 +13,51 @@ import type { EntrySpec } from "../harness/registry-images.js";
 /** Builds a one-image layout of `layers` and unpacks it; resolves with the store or the error. */
 async function unpack(
   layersOf: (outside: string) => EntrySpec[][],
-): Promise<{ data: string; outside: string; result: Promise<unknown> }> {
+  limits: Partial<PullLimits> = {},
+): Promise<{
+  data: string;
+  outside: string;
+  result: Promise<SeedRecord>;
+  /** The host dirs next to the root, and their metadata before the unpack started. */
+  victims: string[];
+  before: Record<string, number>[];
+}> {
   const dir = await tempDir("unsafe-");
   const outside = join(dir, "outside");
   await mkdir(outside);
   await writeFile(join(outside, "victim"), "untouched\n");
+  // Another host directory, with a subdirectory a layer's path could meet through a symlink.
+  await mkdir(join(dir, "host", "d"), { recursive: true });
   const layout = new OciLayout(join(dir, "layout"));
   const image = await layout.image({ layers: layersOf(outside).map((entries) => ({ entries })) });
   await layout.tag(image, "t");
   const data = join(dir, "data");
-  const s = new SeedStore({ dataDir: data, durable: false });
+  const s = new SeedStore({ dataDir: data, durable: false, limits: pullLimits(limits) });
+  const victims = [outside, join(dir, "host"), join(dir, "host", "d")];
+  const before = await Promise.all(victims.map(metadataOf));
   const result = s.ensure(`oci:${layout.dir}:t`, { arch: "x86_64" });
   result.catch(() => undefined);
-  return { data, outside, result };
+  return { data, outside, result, victims, before };
 }
 
-async function assertNothingEscaped(data: string, outside: string): Promise<void> {
+/** What a layer must never change about a host path. */
+async function metadataOf(p: string): Promise<Record<string, number>> {
+  const st = await lstat(p);
+  return {
+    mode: st.mode,
+    uid: st.uid,
+    gid: st.gid,
+    mtimeMs: st.mtimeMs,
+    ctimeMs: st.ctimeMs,
+    nlink: st.nlink,
+  };
+}
+
+async function assertNothingEscaped(data: string, outside: string, refused = true): Promise<void> {
   expect((await readdir(outside)).sort()).toEqual(["victim"]);
   expect(await readFile(join(outside, "victim"), "utf8")).toBe("untouched\n");
   // No seed (and no staging dir) is left behind.
-  expect(await readdir(join(data, "seeds")).catch(() => [])).toEqual([]);
+  if (refused) expect(await readdir(join(data, "seeds")).catch(() => [])).toEqual([]);
 }
 
 describe("unsafe layers are refused, nothing written outside the root", () => {
@@ -135,6 +161,132 @@ describe("unsafe layers are refused, nothing written outside the root", () => {
     const seed = await s.ensure(`oci:${layout.dir}:t`, { arch: "x86_64" });
     expect(seed.skippedEntries).toBe(1);
     expect(warnings[0]).toMatch(/skipped fifo p/);
+  });
+});
+
+describe("deferred directory metadata never reaches outside the root", () => {
+  // A directory entry's mode, owner and times are applied after the layer's other entries. If
+  // the layer replaced the directory (or a parent) with a symlink meanwhile, nothing outside
+  // may change: not the mode (a setuid, world-writable host dir), the owner, or the times.
+  const dirEntry = { type: "directory" as const, mode: 0o4777, uid: 1234, gid: 1234 };
+  const cases: {
+    name: string;
+    layer: (outside: string) => EntrySpec[];
+    check: (root: string) => Promise<void>;
+  }[] = [
+    {
+      name: "d, then d → a symlink to an outside directory",
+      layer: (out) => [
+        { name: "d/", ...dirEntry },
+        { name: "d", type: "symlink", linkname: out },
+      ],
+      check: async (root) => expect(await readlink(join(root, "d"))).toMatch(/outside$/),
+    },
+    {
+      name: "d, then d → a hardlink to a symlink to an outside directory",
+      layer: (out) => [
+        { name: "s", type: "symlink", linkname: out },
+        { name: "d/", ...dirEntry },
+        { name: "d", type: "link", linkname: "s" },
+      ],
+      check: async (root) => expect((await lstat(join(root, "d"))).isSymbolicLink()).toBe(true),
+    },
+    {
+      name: "p/d, then the parent p → a symlink to an outside directory that has a d",
+      layer: (out) => [
+        { name: "p/", type: "directory" },
+        { name: "p/d/", ...dirEntry },
+        { name: "p", type: "symlink", linkname: join(out, "..", "host") },
+      ],
+      check: async (root) => expect((await lstat(join(root, "p"))).isSymbolicLink()).toBe(true),
+    },
+    {
+      name: "d, then d → a symlink outside, then an opaque marker in d",
+      layer: (out) => [
+        { name: "d/", ...dirEntry },
+        { name: "d", type: "symlink", linkname: out },
+        { name: "d/.wh..wh..opq", content: "" },
+      ],
+      check: async (root) => expect((await lstat(join(root, "d"))).isSymbolicLink()).toBe(true),
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { data, outside, result, victims, before } = await unpack((out) => [c.layer(out)]);
+      const seed = await result.catch((err: unknown) => err as Error);
+      expect(await Promise.all(victims.map(metadataOf))).toEqual(before);
+      expect(((await stat(outside)).mode & 0o7777).toString(8)).toBe("755");
+      await assertNothingEscaped(data, outside, seed instanceof Error);
+      if (!(seed instanceof Error)) await c.check(seed.rootfsPath);
+    });
+  }
+
+  it("drops a record whose directory the layer replaced by a new one at the same path", async () => {
+    const { result } = await unpack(() => [
+      [
+        { name: "x/", type: "directory" },
+        { name: "x/y/", type: "directory", mode: 0o700 },
+        { name: "x", type: "symlink", linkname: "elsewhere" },
+        { name: "x/", type: "directory" },
+        // y comes back, made implicitly (0755) as the parent of z: the 0700 was the old y's.
+        { name: "x/y/z", content: "z" },
+      ],
+    ]);
+    const seed = await result;
+    expect((await stat(join(seed.rootfsPath, "x/y"))).mode & 0o7777).toBe(0o755);
+    expect(await readFile(join(seed.rootfsPath, "x/y/z"), "utf8")).toBe("z");
+  });
+
+  it("applies a directory's metadata once its entries are written, a later entry winning", async () => {
+    const { result } = await unpack(() => [
+      [
+        { name: "ro/", type: "directory", mode: 0o555, uid: 7, gid: 8 },
+        { name: "ro/f", content: "f" },
+        { name: "ro/", type: "directory", mode: 0o511, uid: 9, gid: 10 },
+      ],
+    ]);
+    const seed = await result;
+    const st = await stat(join(seed.rootfsPath, "ro"));
+    expect([st.mode & 0o7777, st.uid, st.gid, st.mtimeMs]).toEqual([
+      0o511,
+      9,
+      10,
+      new Date("2024-01-01T00:00:00Z").getTime(),
+    ]);
+  });
+});
+
+describe("caps", () => {
+  const entries = (n: number): EntrySpec[] =>
+    Array.from({ length: n }, (_, i) => ({ name: `f${i}`, content: "x" }));
+
+  it("refuses a layer with more entries than EVE_REGISTRY_MAX_LAYER_ENTRIES, writing nothing", async () => {
+    const { data, outside, result } = await unpack(() => [entries(6)], { maxLayerEntries: 5 });
+    await expect(result).rejects.toThrow(
+      /^layer sha256:[0-9a-f]{64} has more than 5 entries, over the limit of 5 \(EVE_REGISTRY_MAX_LAYER_ENTRIES\)$/,
+    );
+    await assertNothingEscaped(data, outside);
+    const { result: ok } = await unpack(() => [entries(5)], { maxLayerEntries: 5 });
+    expect((await readdir((await ok).rootfsPath)).length).toBe(5);
+  });
+
+  it("refuses an image with more layers than EVE_REGISTRY_MAX_LAYERS before fetching any", async () => {
+    const { data, outside, result } = await unpack(() => [entries(1), entries(2)], { maxLayers: 1 });
+    await expect(result).rejects.toThrow(
+      /^image oci:\/.*:t has 2 layers, over the limit of 1 \(EVE_REGISTRY_MAX_LAYERS\)$/,
+    );
+    await assertNothingEscaped(data, outside);
+  });
+
+  it("refuses an image whose layers add up to more than EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES", async () => {
+    const big = (name: string): EntrySpec[] => [{ name, content: Buffer.alloc(3000, 1) }];
+    const { data, outside, result } = await unpack(() => [big("a"), big("b")], {
+      maxImageUnpackedBytes: 8000,
+    });
+    await expect(result).rejects.toThrow(
+      /^the image's uncompressed layers \(with layer sha256:[0-9a-f]{64}\) is too large: \d+ bytes, over the limit of 8000 bytes \(EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES\)$/,
+    );
+    await assertNothingEscaped(data, outside);
   });
 });
 

@@ -197,7 +197,7 @@ export class RegistryClient {
     const cached = this.#tokens.get(cacheKey);
     const authorization = cached && cached.expiresAtMs > Date.now() ? cached.authorization : undefined;
     const first = await this.#follow(url, headers, authorization, signal);
-    let res = first.res;
+    const res = first.res;
     if (res.statusCode !== 401) return res;
     const detail = await errorDetail(res);
     refuseForeignChallenge(url, first.url);

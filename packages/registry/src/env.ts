@@ -16,6 +16,13 @@ const bytes = (name: string) =>
     .transform(Number)
     .refine((n) => n > 0, { error: `${name}: expected a positive number of bytes` });
 
+const count = (name: string) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: `${name}: expected a positive whole number` })
+    .transform(Number)
+    .refine((n) => n > 0, { error: `${name}: expected a positive whole number` });
+
 /** The registry variables (all optional). */
 export const registryEnv = {
   /** `host:port`s reached over plain HTTP, comma-separated; every other registry over HTTPS. */
@@ -34,6 +41,9 @@ export const registryEnv = {
   EVE_REGISTRY_MAX_CONFIG_BYTES: bytes("EVE_REGISTRY_MAX_CONFIG_BYTES").optional(),
   EVE_REGISTRY_MAX_LAYER_BYTES: bytes("EVE_REGISTRY_MAX_LAYER_BYTES").optional(),
   EVE_REGISTRY_MAX_UNPACKED_LAYER_BYTES: bytes("EVE_REGISTRY_MAX_UNPACKED_LAYER_BYTES").optional(),
+  EVE_REGISTRY_MAX_LAYER_ENTRIES: count("EVE_REGISTRY_MAX_LAYER_ENTRIES").optional(),
+  EVE_REGISTRY_MAX_LAYERS: count("EVE_REGISTRY_MAX_LAYERS").optional(),
+  EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES: bytes("EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES").optional(),
 };
 
 /** The registry variables as an object schema. */
@@ -53,6 +63,9 @@ export async function seedStoreFromEnv(
     maxConfigBytes: env.EVE_REGISTRY_MAX_CONFIG_BYTES,
     maxLayerBytes: env.EVE_REGISTRY_MAX_LAYER_BYTES,
     maxUnpackedLayerBytes: env.EVE_REGISTRY_MAX_UNPACKED_LAYER_BYTES,
+    maxLayerEntries: env.EVE_REGISTRY_MAX_LAYER_ENTRIES,
+    maxLayers: env.EVE_REGISTRY_MAX_LAYERS,
+    maxImageUnpackedBytes: env.EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES,
   });
   const client = new RegistryClient({
     credentials: await loadCredentials(env.EVE_REGISTRY_AUTH_FILE),

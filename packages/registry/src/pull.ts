@@ -5,7 +5,7 @@
  */
 import type { ImageSource, RegistryClient } from "./client.js";
 import type { ContentStore } from "./content-store.js";
-import { InvalidManifestError, PlatformNotFoundError, RegistryError } from "./errors.js";
+import { InvalidManifestError, PlatformNotFoundError, RegistryError, TooManyError } from "./errors.js";
 import { DEFAULT_LIMITS, LIMIT_SETTINGS } from "./limits.js";
 import type { PullLimits } from "./limits.js";
 import { layerCompression, parseImageConfig, parseManifest } from "./manifest.js";
@@ -130,6 +130,15 @@ export async function pullImage(options: PullOptions): Promise<PulledImage> {
   await store.putBytes(digest, manifestBytes.bytes);
 
   // Everything that can be refused is refused before the first layer byte is fetched.
+  if (manifest.layers.length > limits.maxLayers) {
+    throw new TooManyError(
+      `image ${ref}`,
+      manifest.layers.length,
+      "layers",
+      limits.maxLayers,
+      LIMIT_SETTINGS.maxLayers,
+    );
+  }
   const compressions = manifest.layers.map((l) => layerCompression(l.mediaType));
   for (const l of manifest.layers) {
     if (l.size > limits.maxLayerBytes) {

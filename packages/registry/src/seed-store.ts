@@ -146,11 +146,19 @@ export class SeedStore {
         const r = await applyLayer(
           rootfs,
           { blobPath: l.blobPath, digest: l.descriptor.digest, compression: l.compression, diffId: l.diffId },
-          { maxUnpackedLayerBytes: this.limits.maxUnpackedLayerBytes, onWarning: this.#warn },
+          {
+            maxUnpackedLayerBytes: this.limits.maxUnpackedLayerBytes,
+            maxLayerEntries: this.limits.maxLayerEntries,
+            maxImageUnpackedBytes: this.limits.maxImageUnpackedBytes,
+            imageUnpackedBytesBefore: unpackedBytes,
+            scratchDir: path.join(staging, "scratch"),
+            onWarning: this.#warn,
+          },
         );
         unpackedBytes += r.unpackedBytes;
         skipped += r.skipped;
       }
+      await rm(path.join(staging, "scratch"), { recursive: true, force: true });
       const record: SeedRecord = {
         ref: image.ref,
         digest: image.digest,
