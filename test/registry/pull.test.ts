@@ -32,6 +32,7 @@ function store(
     dataDir,
     limits,
     durable: false,
+    ociLayoutRoots: [images.dir],
     client: new RegistryClient({
       insecureHosts: reg.map((r) => (typeof r === "string" ? r : r.host)),
       credentials: extra.auth ? parseAuthConfig(extra.auth) : undefined,

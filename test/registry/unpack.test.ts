@@ -1,7 +1,7 @@
 // The unpacker's safety rules and the node-local pieces (references, locks, GC), without a registry.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { lstat, mkdir, readFile, readdir, readlink, stat, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readFile, readdir, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SeedStore, acquireLock, parseReference, pullLimits, tryLock } from "@eve-tasks/registry";
@@ -32,7 +32,12 @@ async function unpack(
   const image = await layout.image({ layers: layersOf(outside).map((entries) => ({ entries })) });
   await layout.tag(image, "t");
   const data = join(dir, "data");
-  const s = new SeedStore({ dataDir: data, durable: false, limits: pullLimits(limits) });
+  const s = new SeedStore({
+    dataDir: data,
+    durable: false,
+    limits: pullLimits(limits),
+    ociLayoutRoots: [dir],
+  });
   const victims = [outside, join(dir, "host"), join(dir, "host", "d")];
   const before = await Promise.all(victims.map(metadataOf));
   const result = s.ensure(`oci:${layout.dir}:t`, { arch: "x86_64" });
@@ -131,7 +136,7 @@ describe("unsafe layers are refused, nothing written outside the root", () => {
       wrongDiffIds: true,
     });
     await layout.tag(image, "t");
-    const s = new SeedStore({ dataDir: join(dir, "data"), durable: false });
+    const s = new SeedStore({ dataDir: join(dir, "data"), durable: false, ociLayoutRoots: [dir] });
     await expect(s.ensure(`oci:${layout.dir}:t`, { arch: "x86_64" })).rejects.toThrow(
       /digest mismatch for uncompressed layer sha256:[0-9a-f]{64} \(config rootfs.diff_ids\)/,
     );
@@ -156,6 +161,7 @@ describe("unsafe layers are refused, nothing written outside the root", () => {
     const s = new SeedStore({
       dataDir: join(dir, "data"),
       durable: false,
+      ociLayoutRoots: [dir],
       onWarning: (m) => warnings.push(m),
     });
     const seed = await s.ensure(`oci:${layout.dir}:t`, { arch: "x86_64" });
@@ -290,6 +296,76 @@ describe("caps", () => {
   });
 });
 
+describe("oci:<dir> layouts are host paths like any other", () => {
+  const SECRET = "SECRET-do-not-echo-4242";
+
+  /** A data dir, an allowed layout root, a layout inside it, and a secret outside. */
+  async function setup(): Promise<{
+    dir: string;
+    roots: string;
+    layout: OciLayout;
+    secret: string;
+    store: SeedStore;
+  }> {
+    const dir = await tempDir("layout-");
+    const roots = join(dir, "volumes");
+    const layout = new OciLayout(join(roots, "app"));
+    await layout.tag(await layout.image({ layers: [{ entries: [{ name: "f", content: "x" }] }] }), "t");
+    const secret = join(dir, "secret");
+    await writeFile(secret, `${SECRET}\n`);
+    const store = new SeedStore({ dataDir: join(dir, "data"), durable: false, ociLayoutRoots: [roots] });
+    return { dir, roots, layout, secret, store };
+  }
+
+  it("reads a layout under an allowed root, and refuses one elsewhere or reached through a symlink", async () => {
+    const { dir, roots, layout, store } = await setup();
+    expect((await store.ensure(`oci:${layout.dir}:t`, { arch: "x86_64" })).digest).toMatch(/^sha256:/);
+    const elsewhere = new OciLayout(join(dir, "elsewhere"));
+    await elsewhere.tag(await elsewhere.image({ layers: [{ entries: [{ name: "g", content: "y" }] }] }), "t");
+    await expect(store.ensure(`oci:${elsewhere.dir}:t`, { arch: "x86_64" })).rejects.toThrow(
+      `refused oci:${elsewhere.dir}:t: ${elsewhere.dir} is outside the allowed directories; OCI layouts are read only from EVE_OCI_LAYOUT_ROOTS (${roots})`,
+    );
+    await symlink(elsewhere.dir, join(roots, "link"));
+    await expect(store.ensure(`oci:${join(roots, "link")}:t`, { arch: "x86_64" })).rejects.toThrow(
+      `${join(roots, "link")} is outside the allowed directories (it resolves to ${elsewhere.dir})`,
+    );
+  });
+
+  it("never follows a symlinked index.json or blob out of the layout, nor quotes what it read", async () => {
+    const { layout, secret, store } = await setup();
+    const index = join(layout.dir, "index.json");
+    const real = await readFile(index);
+    await rm(index);
+    await symlink(secret, index);
+    const viaIndex = await store
+      .ensure(`oci:${layout.dir}:t`, { arch: "x86_64" })
+      .catch((e: unknown) => e as Error);
+    expect(viaIndex).toBeInstanceOf(Error);
+    expect((viaIndex as Error).message).toBe(
+      `invalid OCI layout ${layout.dir}: index.json is not a regular file in the layout (symlinks are not followed)`,
+    );
+    // A manifest blob that is a symlink to the secret.
+    await rm(index);
+    await writeFile(index, real);
+    const manifest =
+      (JSON.parse(real.toString()) as { manifests: { digest: string }[] }).manifests[0]?.digest ?? "";
+    const blob = join(layout.dir, "blobs", "sha256", manifest.slice(7));
+    await rm(blob);
+    await symlink(secret, blob);
+    await expect(store.ensure(`oci:${layout.dir}:t`, { arch: "x86_64" })).rejects.toThrow(
+      `blobs/sha256/${manifest.slice(7)} is not a regular file in the layout (symlinks are not followed)`,
+    );
+    // A regular index.json that is no JSON: the error says where, not what.
+    await rm(index);
+    await writeFile(index, `${SECRET}\n`);
+    const bad = await store
+      .ensure(`oci:${layout.dir}:t`, { arch: "x86_64" })
+      .catch((e: unknown) => e as Error);
+    expect((bad as Error).message).toBe(`invalid OCI layout index ${index}: not valid JSON`);
+    expect((bad as Error).message).not.toContain(SECRET);
+  });
+});
+
 describe("references", () => {
   it("parses registry references with Docker Hub defaults, and OCI layouts", () => {
     expect(parseReference("busybox")).toMatchObject({
@@ -354,7 +430,7 @@ describe("garbage collection", () => {
     });
     await layout.tag(a, "a");
     await layout.tag(b, "b");
-    const s = new SeedStore({ dataDir: join(dir, "data"), durable: false });
+    const s = new SeedStore({ dataDir: join(dir, "data"), durable: false, ociLayoutRoots: [dir] });
     const sa = await s.ensure(`oci:${layout.dir}:a`, { arch: "x86_64" });
     const sb = await s.ensure(`oci:${layout.dir}:b`, { arch: "x86_64" });
     const before = new Set((await s.content.list()).map((x) => x.digest));

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { loadCredentials } from "./auth.js";
 import { RegistryClient } from "./client.js";
 import { pullLimits } from "./limits.js";
-import { SeedStore } from "./seed-store.js";
+import { SeedStore, defaultOciLayoutRoots } from "./seed-store.js";
 
 const bytes = (name: string) =>
   z
@@ -22,6 +22,13 @@ const count = (name: string) =>
     .regex(/^\d+$/, { error: `${name}: expected a positive whole number` })
     .transform(Number)
     .refine((n) => n > 0, { error: `${name}: expected a positive whole number` });
+
+const paths = z.string().transform((s) =>
+  s
+    .split(":")
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0),
+);
 
 /** The registry variables (all optional). */
 export const registryEnv = {
@@ -44,6 +51,10 @@ export const registryEnv = {
   EVE_REGISTRY_MAX_LAYER_ENTRIES: count("EVE_REGISTRY_MAX_LAYER_ENTRIES").optional(),
   EVE_REGISTRY_MAX_LAYERS: count("EVE_REGISTRY_MAX_LAYERS").optional(),
   EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES: bytes("EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES").optional(),
+  /** Directories `oci:<dir>` layouts may be read from, colon-separated. */
+  EVE_OCI_LAYOUT_ROOTS: paths.optional(),
+  /** The node's volume roots (colon-separated): layouts may live there too unless EVE_OCI_LAYOUT_ROOTS is set. */
+  EVE_VOLUME_ROOTS: paths.optional(),
 };
 
 /** The registry variables as an object schema. */
@@ -72,5 +83,6 @@ export async function seedStoreFromEnv(
     insecureHosts: env.EVE_INSECURE_REGISTRIES ?? [],
     limits,
   });
-  return new SeedStore({ dataDir, client, limits, ...options });
+  const ociLayoutRoots = env.EVE_OCI_LAYOUT_ROOTS ?? defaultOciLayoutRoots(dataDir, env.EVE_VOLUME_ROOTS);
+  return new SeedStore({ dataDir, client, limits, ociLayoutRoots, ...options });
 }

@@ -21,7 +21,7 @@ export { applyLayer, unpackLayers } from "./unpack.js";
 export type { ApplyResult, LayerToApply, UnpackOptions } from "./unpack.js";
 export { pullImage, sourceOf } from "./pull.js";
 export type { PullOptions, PullProgress, PulledImage, PulledLayer } from "./pull.js";
-export { SeedStore } from "./seed-store.js";
+export { SeedStore, defaultOciLayoutRoots } from "./seed-store.js";
 export type { EnsureOptions, SeedRecord, SeedStoreOptions } from "./seed-store.js";
 export { registryEnv, registryEnvSchema, seedStoreFromEnv } from "./env.js";
 export type { RegistryEnv } from "./env.js";

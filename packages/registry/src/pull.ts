@@ -31,6 +31,11 @@ export interface PullOptions {
   /** The registry client (needed for registry references). */
   client: RegistryClient;
   limits?: PullLimits;
+  /**
+   * Directories `oci:<dir>` layouts may be read from (absolute); a layout elsewhere is refused.
+   * Default: none.
+   */
+  ociLayoutRoots?: readonly string[];
   /** Layers fetched at once (default 3). */
   concurrency?: number;
   /** Called as bytes arrive (often: throttle it). */
@@ -91,8 +96,15 @@ async function mapLimit<T, R>(
 }
 
 /** The {@link ImageSource} of a reference. */
-export function sourceOf(reference: ImageReference, client: RegistryClient, limits: PullLimits): ImageSource {
-  return reference.kind === "registry" ? client.source(reference) : layoutSource(reference, limits);
+export function sourceOf(
+  reference: ImageReference,
+  client: RegistryClient,
+  limits: PullLimits,
+  ociLayoutRoots: readonly string[] = [],
+): ImageSource {
+  return reference.kind === "registry"
+    ? client.source(reference)
+    : layoutSource(reference, limits, ociLayoutRoots);
 }
 
 /** Pulls `ref` into `store`; see the module comment. */
@@ -100,7 +112,7 @@ export async function pullImage(options: PullOptions): Promise<PulledImage> {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const reference = typeof options.ref === "string" ? parseReference(options.ref) : options.ref;
   const ref = reference.raw;
-  const source = sourceOf(reference, options.client, limits);
+  const source = sourceOf(reference, options.client, limits, options.ociLayoutRoots);
   const store = options.store;
   const wanted = platformFor(options.arch ?? hostArch());
   const progress: PullProgress = { doneBytes: 0, totalBytes: null };

@@ -53,7 +53,25 @@ export interface SeedStoreOptions {
   durable?: boolean;
   /** Layers fetched at once (default 3). */
   concurrency?: number;
+  /**
+   * Directories `oci:<dir>` layouts may be read from (EVE_OCI_LAYOUT_ROOTS); default
+   * {@link defaultOciLayoutRoots} of `dataDir`.
+   */
+  ociLayoutRoots?: readonly string[];
   onWarning?: (message: string) => void;
+}
+
+/**
+ * Where `oci:<dir>` layouts may come from unless EVE_OCI_LAYOUT_ROOTS says otherwise: the
+ * built-in tools images (`<dataDir>/tools-images`) and the node's volume roots
+ * (EVE_VOLUME_ROOTS, default `<dataDir>/volumes`), like every other host path in config.
+ */
+export function defaultOciLayoutRoots(dataDir: string, volumeRoots?: readonly string[]): string[] {
+  const data = path.resolve(dataDir);
+  return [
+    path.join(data, "tools-images"),
+    ...(volumeRoots ?? [path.join(data, "volumes")]).map((r) => path.resolve(r)),
+  ];
 }
 
 /** Options of one {@link SeedStore.ensure}. */
@@ -75,6 +93,7 @@ export class SeedStore {
   readonly seedsDir: string;
   readonly client: RegistryClient;
   readonly limits: PullLimits;
+  readonly ociLayoutRoots: readonly string[];
   readonly #concurrency: number;
   readonly #warn: (m: string) => void;
 
@@ -85,6 +104,9 @@ export class SeedStore {
     this.client = options.client ?? new RegistryClient({ limits: options.limits });
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.#concurrency = options.concurrency ?? 3;
+    this.ociLayoutRoots = (options.ociLayoutRoots ?? defaultOciLayoutRoots(this.dataDir)).map((r) =>
+      path.resolve(r),
+    );
     this.#warn = options.onWarning ?? (() => undefined);
   }
 
@@ -102,6 +124,7 @@ export class SeedStore {
       client: this.client,
       limits: this.limits,
       concurrency: this.#concurrency,
+      ociLayoutRoots: this.ociLayoutRoots,
       onProgress: options.onProgress,
       signal: options.signal,
     });
