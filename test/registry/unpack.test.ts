@@ -1,7 +1,18 @@
 // The unpacker's safety rules and the node-local pieces (references, locks, GC), without a registry.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { lstat, mkdir, readFile, readdir, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  lstat,
+  mkdir,
+  readFile,
+  readdir,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SeedStore, acquireLock, parseReference, pullLimits, tryLock } from "@eve-tasks/registry";
@@ -363,6 +374,37 @@ describe("oci:<dir> layouts are host paths like any other", () => {
       .catch((e: unknown) => e as Error);
     expect((bad as Error).message).toBe(`invalid OCI layout index ${index}: not valid JSON`);
     expect((bad as Error).message).not.toContain(SECRET);
+  });
+});
+
+describe("seeds are for root only", () => {
+  it("keeps seeds and content 0700, so no other user reaches an image's set-uid files", async () => {
+    const dir = await tempDir("modes-");
+    const layout = new OciLayout(join(dir, "layout"));
+    const image = await layout.image({
+      layers: [{ entries: [{ name: "bin/suid", content: "#!/bin/sh\n", mode: 0o4755 }] }],
+    });
+    await layout.tag(image, "t");
+    // A data dir any user can traverse, with a seeds dir an older version left 0755.
+    const data = join(dir, "data");
+    await mkdir(join(data, "seeds"), { recursive: true, mode: 0o755 });
+    await chmod(join(data, "seeds"), 0o755);
+    for (const d of [dir, data]) await chmod(d, 0o755);
+    const seed = await new SeedStore({ dataDir: data, durable: false, ociLayoutRoots: [dir] }).ensure(
+      `oci:${layout.dir}:t`,
+      { arch: "x86_64" },
+    );
+    const suid = join(seed.rootfsPath, "bin/suid");
+    expect((await stat(suid)).mode & 0o7777).toBe(0o4755);
+    const asNobody = (p: string) =>
+      spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--", "test", "-e", p])
+        .status;
+    expect(asNobody(data)).toBe(0);
+    expect(asNobody(suid)).not.toBe(0);
+    expect(asNobody(join(data, "content/blobs"))).not.toBe(0);
+    expect(spawnSync("test", ["-e", suid]).status).toBe(0);
+    expect((await stat(join(data, "seeds"))).mode & 0o777).toBe(0o700);
+    expect((await stat(join(data, "content"))).mode & 0o777).toBe(0o700);
   });
 });
 

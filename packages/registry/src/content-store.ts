@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, open, readFile, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { Transform } from "node:stream";
@@ -94,10 +94,21 @@ export class ContentStore {
     }
   }
 
+  /**
+   * Makes the store's dirs; the root is 0700 (as containerd keeps its content store): blobs of
+   * private images stay unreadable to the node's other users.
+   */
   async #dirs(): Promise<void> {
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await chmod(this.root, 0o700);
     await Promise.all(
       ["blobs/sha256", "ingest", "locks"].map((d) => mkdir(path.join(this.root, d), { recursive: true })),
     );
+  }
+
+  /** Makes the store's dirs (see {@link ContentStore.ingest}); idempotent. */
+  prepare(): Promise<void> {
+    return this.#dirs();
   }
 
   #tempPath(hex: string): string {

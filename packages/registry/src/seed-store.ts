@@ -110,6 +110,18 @@ export class SeedStore {
     this.#warn = options.onWarning ?? (() => undefined);
   }
 
+  /**
+   * Makes the seeds dir and the content store, 0700 like containerd's snapshot and content
+   * dirs: a seed holds the image's files with the image's modes, set-uid-root ones included,
+   * and only root may reach them (the kernel reaches an overlay's lower dir as the mounter).
+   * Run on each use, so a data dir made by an older version is tightened too.
+   */
+  async #prepare(): Promise<void> {
+    await mkdir(this.seedsDir, { recursive: true, mode: 0o700 });
+    await chmod(this.seedsDir, 0o700);
+    await this.content.prepare();
+  }
+
   /** The seed dir of manifest `digest`. */
   seedDir(digest: string): string {
     return path.join(this.seedsDir, digest.replace(/^sha256:/, ""));
@@ -136,7 +148,7 @@ export class SeedStore {
    * yet. One process at a time per reference on the node; others wait.
    */
   async ensure(ref: string, options: EnsureOptions = {}): Promise<SeedRecord> {
-    await mkdir(path.join(this.content.root, "locks"), { recursive: true });
+    await this.#prepare();
     const refHash = createHash("sha256").update(ref).digest("hex");
     const lock = await acquireLock(path.join(this.content.root, "locks", `ref-${refHash}.lock`), {
       signal: options.signal,
@@ -155,7 +167,7 @@ export class SeedStore {
     const dir = this.seedDir(image.digest);
     const existing = await this.read(image.digest);
     if (existing) return existing;
-    await mkdir(this.seedsDir, { recursive: true });
+    await this.#prepare();
     const staging = path.join(
       this.seedsDir,
       `.staging-${image.digest.slice(7, 19)}-${process.pid}-${randomBytes(4).toString("hex")}`,
