@@ -22,6 +22,7 @@ export type { ApplyResult, LayerToApply, UnpackOptions } from "./unpack.js";
 export { pullImage, sourceOf } from "./pull.js";
 export type { PullOptions, PullProgress, PulledImage, PulledLayer } from "./pull.js";
 export { SeedStore, defaultOciLayoutRoots } from "./seed-store.js";
+export { lowerDirs, overlayLowerDirs, seedsInUse } from "./mountinfo.js";
 export type { EnsureOptions, SeedRecord, SeedStoreOptions } from "./seed-store.js";
 export { registryEnv, registryEnvSchema, seedStoreFromEnv } from "./env.js";
 export type { RegistryEnv } from "./env.js";

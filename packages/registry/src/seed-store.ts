@@ -6,7 +6,18 @@
  * files keep the image's modes). Tasks use it only as an overlay's lower dir.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  mkdir,
+  readFile,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { RegistryClient } from "./client.js";
 import { ContentStore } from "./content-store.js";
@@ -18,6 +29,7 @@ import { imageProcess } from "./manifest.js";
 import type { ImageProcess } from "./manifest.js";
 import { pullImage } from "./pull.js";
 import type { PullProgress, PulledImage } from "./pull.js";
+import { seedsInUse } from "./mountinfo.js";
 import { applyLayer } from "./unpack.js";
 
 /** A seed on disk: what `seed.json` holds. */
@@ -120,6 +132,18 @@ export class SeedStore {
     await mkdir(this.seedsDir, { recursive: true, mode: 0o700 });
     await chmod(this.seedsDir, 0o700);
     await this.content.prepare();
+  }
+
+  /** Seed dir names used as overlay lower dirs in any of `files` (unreadable ones skipped). */
+  async #mountedSeeds(files: readonly string[]): Promise<Set<string>> {
+    const seedsReal = await realpath(this.seedsDir).catch(() => this.seedsDir);
+    const used = new Set<string>();
+    for (const f of files) {
+      const text = await readFile(f, "utf8").catch(() => "");
+      for (const name of seedsInUse(text, seedsReal)) used.add(name);
+      if (seedsReal !== this.seedsDir) for (const name of seedsInUse(text, this.seedsDir)) used.add(name);
+    }
+    return used;
   }
 
   /** The seed dir of manifest `digest`. */
@@ -250,22 +274,30 @@ export class SeedStore {
   }
 
   /**
-   * Garbage collection: removes seeds whose manifest digest is not in `keep` (older than
-   * `graceMs`, default 10 min, so a seed just made for a config not yet seen survives), stale
-   * staging dirs, then every blob no remaining seed uses.
+   * Garbage collection: removes seeds whose manifest digest is not in `keep` and that no live
+   * overlay mount uses as a lower dir (a task still running on it: see `mountinfo.ts`; the
+   * mount tables read are `mountinfoFiles`, default init's and this process's), once they have
+   * been unused for `graceMs` (default 10 min): each run marks every seed in use by touching its
+   * dir, so the grace counts from the last time a run saw it in use (a container being created
+   * from it, a task about to restart on it) or from its creation. Then stale staging dirs, then
+   * every blob no remaining seed uses.
    */
   async gc(
     keep: ReadonlySet<string>,
-    options: { graceMs?: number } = {},
-  ): Promise<{ seedsRemoved: string[]; blobs: GcResult }> {
+    options: { graceMs?: number; mountinfoFiles?: readonly string[] } = {},
+  ): Promise<{ seedsRemoved: string[]; seedsMounted: string[]; blobs: GcResult }> {
     const graceMs = options.graceMs ?? 10 * 60_000;
-    const now = Date.now();
     const seedsRemoved: string[] = [];
+    const seedsMounted: string[] = [];
     const lock = await acquireLock(path.join(this.content.root, "locks", "gc.lock"), {
       timeoutMs: 60_000,
     }).catch(() => undefined);
-    if (!lock) return { seedsRemoved, blobs: { removed: [], freedBytes: 0 } };
+    if (!lock) return { seedsRemoved, seedsMounted, blobs: { removed: [], freedBytes: 0 } };
     try {
+      const mounted = await this.#mountedSeeds(
+        options.mountinfoFiles ?? ["/proc/1/mountinfo", "/proc/self/mountinfo"],
+      );
+      const now = Date.now();
       const kept = new Set<string>();
       for (const name of await readdir(this.seedsDir).catch(() => [] as string[])) {
         const abs = path.join(this.seedsDir, name);
@@ -286,7 +318,10 @@ export class SeedStore {
         if (!/^[a-f0-9]{64}$/.test(name)) continue;
         const digest = `sha256:${name}`;
         const record = await this.read(digest);
-        if (keep.has(digest) || now - st.mtimeMs < graceMs) {
+        const inUse = keep.has(digest) || mounted.has(name);
+        if (mounted.has(name)) seedsMounted.push(digest);
+        if (inUse) await utimes(abs, new Date(now), new Date(now)).catch(() => undefined);
+        if (inUse || now - st.mtimeMs < graceMs) {
           if (record) {
             for (const d of [
               record.digest,
@@ -303,7 +338,7 @@ export class SeedStore {
         seedsRemoved.push(digest);
       }
       const blobs = await this.content.gc(kept, { graceMs });
-      return { seedsRemoved, blobs };
+      return { seedsRemoved, seedsMounted, blobs };
     } finally {
       await lock.release();
     }
