@@ -19,7 +19,7 @@ export type { HeldLock, LockOptions } from "./lock.js";
 export { ZstdDecompressStream, decompressor } from "./decompress.js";
 export { applyLayer, unpackLayers } from "./unpack.js";
 export type { ApplyResult, LayerToApply, UnpackOptions } from "./unpack.js";
-export { pullImage, sourceOf } from "./pull.js";
+export { DEFAULT_LAYER_CONCURRENCY, pullImage, sourceOf } from "./pull.js";
 export type { PullOptions, PullProgress, PulledImage, PulledLayer } from "./pull.js";
 export { SeedStore, defaultOciLayoutRoots } from "./seed-store.js";
 export { lowerDirs, overlayLowerDirs, seedsInUse } from "./mountinfo.js";

@@ -1,7 +1,8 @@
 /**
  * Pulls an image into the content store: resolves the reference (index → the platform's
  * manifest), stores manifest, index and config, then every layer, each verified by digest and
- * size while streaming. Layers are fetched a few at a time.
+ * size while streaming (the digest in a worker thread, see blob-hasher.ts). Layers are fetched
+ * several at a time.
  */
 import type { ImageSource, RegistryClient } from "./client.js";
 import type { ContentStore } from "./content-store.js";
@@ -14,6 +15,12 @@ import { layoutSource } from "./oci-layout.js";
 import { formatPlatform, hostArch, platformFor, selectPlatform } from "./platform.js";
 import { parseReference } from "./reference.js";
 import type { ImageReference } from "./reference.js";
+
+/**
+ * Layers fetched at once by default: as skopeo and podman (containers/image) do; on one fast
+ * link more streams keep both the network and the disk busy (measured in test/bench/README.md).
+ */
+export const DEFAULT_LAYER_CONCURRENCY = 6;
 
 /** Bytes of a pull so far; `totalBytes` is null until the manifest is known. */
 export interface PullProgress {
@@ -36,7 +43,7 @@ export interface PullOptions {
    * Default: none.
    */
   ociLayoutRoots?: readonly string[];
-  /** Layers fetched at once (default 3). */
+  /** Layers fetched at once (default {@link DEFAULT_LAYER_CONCURRENCY}). */
   concurrency?: number;
   /** Called as bytes arrive (often: throttle it). */
   onProgress?: (p: PullProgress) => void;
@@ -213,7 +220,7 @@ export async function pullImage(options: PullOptions): Promise<PulledImage> {
       `${manifest.layers.length} layers in the manifest but ${diffIds.length} rootfs.diff_ids in the config`,
     );
   }
-  const paths = await mapLimit(manifest.layers, options.concurrency ?? 3, (l) =>
+  const paths = await mapLimit(manifest.layers, options.concurrency ?? DEFAULT_LAYER_CONCURRENCY, (l) =>
     ingest(l, "layer", limits.maxLayerBytes, LIMIT_SETTINGS.maxLayerBytes),
   );
   const layers: PulledLayer[] = manifest.layers.map((descriptor, i) => ({

@@ -27,7 +27,7 @@ import { DEFAULT_LIMITS } from "./limits.js";
 import type { PullLimits } from "./limits.js";
 import { imageProcess } from "./manifest.js";
 import type { ImageProcess } from "./manifest.js";
-import { pullImage } from "./pull.js";
+import { DEFAULT_LAYER_CONCURRENCY, pullImage } from "./pull.js";
 import type { PullProgress, PulledImage } from "./pull.js";
 import { seedsInUse } from "./mountinfo.js";
 import { applyLayer } from "./unpack.js";
@@ -63,7 +63,7 @@ export interface SeedStoreOptions {
   limits?: PullLimits;
   /** fsync blobs before renaming them into place (default true). */
   durable?: boolean;
-  /** Layers fetched at once (default 3). */
+  /** Layers fetched at once (default {@link DEFAULT_LAYER_CONCURRENCY}). */
   concurrency?: number;
   /**
    * Directories `oci:<dir>` layouts may be read from (EVE_OCI_LAYOUT_ROOTS); default
@@ -115,7 +115,7 @@ export class SeedStore {
     this.seedsDir = path.join(this.dataDir, "seeds");
     this.client = options.client ?? new RegistryClient({ limits: options.limits });
     this.limits = options.limits ?? DEFAULT_LIMITS;
-    this.#concurrency = options.concurrency ?? 3;
+    this.#concurrency = options.concurrency ?? DEFAULT_LAYER_CONCURRENCY;
     this.ociLayoutRoots = (options.ociLayoutRoots ?? defaultOciLayoutRoots(this.dataDir)).map((r) =>
       path.resolve(r),
     );
