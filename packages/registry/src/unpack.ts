@@ -169,7 +169,7 @@ async function readEntries(
 ): Promise<number> {
   const extract = tar.extract();
   const feeding = pipeline(
-    blob.createReadStream({ start: 0, autoClose: false }),
+    blob.createReadStream({ start: 0, autoClose: false, highWaterMark: 256 * 1024 }),
     decompressor(layer.compression),
     tap,
     extract,
