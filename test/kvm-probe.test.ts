@@ -25,7 +25,9 @@ describe("choosing a VM's accelerator", () => {
     const dir = await tempDir("kvm-");
     dataDir = join(dir, "data");
     const image = await buildToolsImage({ outDir: TOOLS_CACHE });
-    const seed = await new SeedStore({ dataDir, durable: false }).ensure(image.ref);
+    const seed = await new SeedStore({ dataDir, durable: false, ociLayoutRoots: [TOOLS_CACHE] }).ensure(
+      image.ref,
+    );
     toolsRoot = seed.rootfsPath;
     containerd = new ContainerdClient({
       address: inject("containerdAddress"),

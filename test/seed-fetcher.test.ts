@@ -114,6 +114,7 @@ beforeAll(async () => {
       EVE_RUN_DIR: path.join(dir, "run"),
       EVE_INSECURE_REGISTRIES: `${registry.host},127.0.0.1:1`,
       EVE_SEED_GC_GRACE_MS: "0",
+      EVE_OCI_LAYOUT_ROOTS: dir,
       LOG_LEVEL: "info",
     },
   });

@@ -112,6 +112,8 @@ describe("VM tasks", () => {
       EVE_DATA_DIR: join(dir, "data"),
       EVE_RUN_DIR: join(dir, "run"),
       EVE_VOLUME_ROOTS: volumes,
+      // The tools layouts: the shared cache and this test's own (oci: refs must be under these).
+      EVE_OCI_LAYOUT_ROOTS: `${TOOLS_CACHE}:${dir}`,
       EVE_NODE_MEMORY_MIB: "4096",
       // Nested KVM here opens /dev/kvm and then hangs: the probe must give up and choose TCG.
       EVE_KVM_PROBE_TIMEOUT_MS: "4000",

@@ -310,6 +310,8 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       // VMs: TCG, as the direct qemu baseline runs; the proc-monitor samples twice a second.
       EVE_ACCEL: "tcg",
       EVE_METRICS_INTERVAL_MS: "500",
+      // The tools image of the vm scenarios (vm.ts's TOOLS_CACHE): oci: layouts must be under here.
+      EVE_OCI_LAYOUT_ROOTS: process.env.EVE_TEST_TOOLS_CACHE ?? "/var/cache/eve-tasks/tools-image",
     });
     const workers: { name: string; proc: ManagedProcess }[] = [];
     const pids: Record<string, number> = { "nats-server": nats.pid, containerd: containerd.pid };

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { spawnLogged } from "@eve-tasks/embedded";
-import { RegistryClient, SeedStore } from "@eve-tasks/registry";
+import { DEFAULT_LAYER_CONCURRENCY, RegistryClient, SeedStore } from "@eve-tasks/registry";
 import { OciLayout } from "../harness/registry-images.js";
 import { log } from "./env.js";
 import type { ScenarioResult } from "./result.js";
@@ -27,6 +27,8 @@ export interface PullBenchOptions {
   rounds: number;
   /** Image size in MiB, split over 4 layers (default 64). */
   sizeMiB: number;
+  /** Layers pulled at once by ours (default: the library's, DEFAULT_LAYER_CONCURRENCY). */
+  concurrency?: number;
   keep: boolean;
 }
 
@@ -89,7 +91,7 @@ export async function pullBench(o: PullBenchOptions): Promise<ScenarioResult> {
     const unpack: number[] = [];
     let sizeBytes = 0;
     const oursOnce = async (i: number): Promise<number> => {
-      const store = new SeedStore({ dataDir: join(dir, `ours-${i}`), client });
+      const store = new SeedStore({ dataDir: join(dir, `ours-${i}`), client, concurrency: o.concurrency });
       const t0 = nowMs();
       const pulled = await store.pull(ref, { arch: "x86_64" });
       const ms = nowMs() - t0;
@@ -141,6 +143,7 @@ export async function pullBench(o: PullBenchOptions): Promise<ScenarioResult> {
       baseline: `skopeo copy docker://${ref} oci:<dir> (same registry, same run, alternating)`,
       imageBytes: sizeBytes,
       layers: 4,
+      concurrency: o.concurrency ?? DEFAULT_LAYER_CONCURRENCY,
       unpackMedianMs: r1(median(unpack)),
       oursMiBPerS: r1(sizeBytes / 2 ** 20 / (median(ours) / 1000)),
     };

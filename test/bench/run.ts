@@ -167,6 +167,7 @@ async function main(): Promise<number> {
       const r = await pullBench({
         rounds: intEnv("BENCH_PULL_ROUNDS", 5),
         sizeMiB: intEnv("BENCH_PULL_MIB", 64),
+        concurrency: process.env.BENCH_PULL_CONCURRENCY ? intEnv("BENCH_PULL_CONCURRENCY", 6) : undefined,
         keep: opts.keep,
       });
       results.push(r);

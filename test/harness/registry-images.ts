@@ -3,10 +3,13 @@
 // or zstd, written as an OCI image layout that skopeo can push to a registry.
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
-import { gzipSync } from "node:zlib";
+import { createGzip, gzipSync } from "node:zlib";
 import tar from "tar-stream";
 
 const run = promisify(execFile);
@@ -103,6 +106,68 @@ export async function tarOf(entries: readonly EntrySpec[]): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** A ustar header of an empty directory `name` (mode 0755, root, mtime 0). */
+export function ustarDirHeader(name: string): Buffer {
+  const h = Buffer.alloc(512);
+  const put = (at: number, text: string): void => void h.write(text, at, "ascii");
+  put(0, name);
+  put(100, "0000755\0");
+  put(108, "0000000\0");
+  put(116, "0000000\0");
+  put(124, "00000000000\0");
+  put(136, "00000000000\0");
+  put(156, "5");
+  put(257, "ustar\0");
+  put(263, "00");
+  h.fill(" ", 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  put(148, `${sum.toString(8).padStart(6, "0")}\0 `);
+  return h;
+}
+
+/**
+ * A gzip layer streamed from `chunks` (raw tar bytes, without the end-of-archive blocks), for
+ * layers too large to build in memory: its blob is written to `layout`; resolves with its
+ * descriptor and diff_id.
+ */
+export async function streamedGzipLayer(
+  layout: OciLayout,
+  chunks: Iterable<Buffer>,
+): Promise<{ descriptor: Descriptor; diffId: string }> {
+  const raw = createHash("sha256");
+  const compressed = createHash("sha256");
+  const tmp = join(layout.dir, `layer-${process.pid}-${Date.now()}.tmp`);
+  await mkdir(layout.dir, { recursive: true });
+  let size = 0;
+  const source = Readable.from(
+    (function* () {
+      for (const c of chunks) {
+        raw.update(c);
+        yield c;
+      }
+      const end = Buffer.alloc(1024);
+      raw.update(end);
+      yield end;
+    })(),
+  );
+  const count = new Transform({
+    transform(c: Buffer, _e, cb) {
+      compressed.update(c);
+      size += c.length;
+      cb(null, c);
+    },
+  });
+  await pipeline(source, createGzip({ level: 1 }), count, createWriteStream(tmp));
+  const digest = `sha256:${compressed.digest("hex")}`;
+  await mkdir(join(layout.dir, "blobs", "sha256"), { recursive: true });
+  await rename(tmp, join(layout.dir, "blobs", "sha256", digest.slice(7)));
+  return {
+    descriptor: { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest, size },
+    diffId: `sha256:${raw.digest("hex")}`,
+  };
+}
+
 async function zstdCompress(data: Buffer): Promise<Buffer> {
   const child = spawn("zstd", ["-q", "-c", "-3"], { stdio: ["pipe", "pipe", "pipe"] });
   const out: Buffer[] = [];
@@ -173,6 +238,26 @@ export class OciLayout {
       layers,
     });
     return { ...manifest, platform: { os: "linux", architecture } };
+  }
+
+  /** An image of layers already stored (`streamedGzipLayer`); returns the manifest's descriptor. */
+  async imageOfLayers(
+    layers: readonly { descriptor: Descriptor; diffId: string }[],
+    config: ProcessSpec = {},
+  ): Promise<Descriptor> {
+    const cfg = await this.json("application/vnd.oci.image.config.v1+json", {
+      architecture: "amd64",
+      os: "linux",
+      config,
+      rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
+    });
+    const manifest = await this.json("application/vnd.oci.image.manifest.v1+json", {
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: cfg,
+      layers: layers.map((l) => l.descriptor),
+    });
+    return { ...manifest, platform: { os: "linux", architecture: "amd64" } };
   }
 
   /** Builds an image index of `entries`; returns its descriptor. */

@@ -32,6 +32,7 @@ function store(
     dataDir,
     limits,
     durable: false,
+    ociLayoutRoots: [images.dir],
     client: new RegistryClient({
       insecureHosts: reg.map((r) => (typeof r === "string" ? r : r.host)),
       credentials: extra.auth ? parseAuthConfig(extra.auth) : undefined,
@@ -249,6 +250,62 @@ describe("authentication", () => {
     expect(seen.filter((r) => r.host === "storage" && r.authorization !== undefined)).toEqual([]);
     expect(seen.some((r) => r.host === "registry" && r.authorization?.startsWith("Basic "))).toBe(true);
   });
+});
+
+describe("credentials through a redirect", () => {
+  // Registry A redirects every request to host B; B answers 401 with a challenge whose token
+  // endpoint is its own. A's credentials must never reach B, whether or not A asked for them.
+  for (const aAsks of [false, true]) {
+    it(`never sends A's credentials to a host A redirected to (A ${aAsks ? "asks for basic auth first" : "is open"})`, async () => {
+      const atB: { path: string; authorization: string | undefined }[] = [];
+      const b = http.createServer((req, res) => {
+        atB.push({ path: req.url ?? "", authorization: req.headers.authorization });
+        const port = (b.address() as AddressInfo).port;
+        if (req.url?.startsWith("/token")) {
+          res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ token: "t" }));
+          return;
+        }
+        res
+          .writeHead(401, {
+            "WWW-Authenticate": `Bearer realm="http://127.0.0.2:${port}/token",service="b"`,
+          })
+          .end();
+      });
+      await new Promise<void>((ok) => b.listen(0, "127.0.0.2", ok));
+      const bHost = `127.0.0.2:${(b.address() as AddressInfo).port}`;
+      const basicOk = `Basic ${Buffer.from("test:secret").toString("base64")}`;
+      const a = http.createServer((req, res) => {
+        if (aAsks && req.headers.authorization !== basicOk) {
+          res.writeHead(401, { "WWW-Authenticate": 'Basic realm="a"' }).end();
+          return;
+        }
+        res.writeHead(307, { Location: `http://${bHost}${req.url ?? "/"}` }).end();
+      });
+      await new Promise<void>((ok) => a.listen(0, "127.0.0.1", ok));
+      const aHost = `127.0.0.1:${(a.address() as AddressInfo).port}`;
+      deferCleanup(() => {
+        for (const srv of [a, b]) {
+          srv.closeAllConnections();
+          srv.close();
+        }
+      });
+      const data = await tempDir("data-");
+      const pull = store(data, [aHost, bHost], { auth: authFile(aHost, "test", "secret") }).pull(
+        `${aHost}/bb:1`,
+        { arch: "x86_64" },
+      );
+      const failed = await pull.then(
+        () => undefined,
+        (err: unknown) => err as Error,
+      );
+      expect(atB.length).toBeGreaterThan(0);
+      expect(atB.filter((r) => r.authorization !== undefined)).toEqual([]);
+      expect(atB.filter((r) => r.path.startsWith("/token"))).toEqual([]);
+      expect(failed?.message).toContain(
+        `unauthorized (401) for http://${bHost}/v2/bb/manifests/1: http://${bHost}, where http://${aHost} redirected, asks for credentials`,
+      );
+    });
+  }
 });
 
 describe("bad input", () => {

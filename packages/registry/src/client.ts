@@ -87,6 +87,21 @@ async function errorDetail(res: IncomingMessage): Promise<string> {
   }
 }
 
+/**
+ * Throws when a 401 came from `answered`, another origin than the registry's `asked`: a host the
+ * registry redirected to asks for credentials. They are the registry's, and go neither to that
+ * host nor to a token endpoint it names.
+ */
+function refuseForeignChallenge(asked: URL, answered: URL): void {
+  if (answered.origin === asked.origin) return;
+  throw new UnauthorizedError(
+    answered.origin + answered.pathname,
+    401,
+    `${answered.origin}, where ${asked.origin} redirected, asks for credentials; ` +
+      `they are sent only to ${asked.origin} and the token endpoint it names`,
+  );
+}
+
 /** A client of one registry host, shared by every repository on it (tokens are cached per scope). */
 export class RegistryClient {
   readonly #credentials: CredentialStore;
@@ -168,7 +183,8 @@ export class RegistryClient {
   /**
    * GET with the cached authorization for the repository; on 401, answers the challenge (basic
    * or bearer) and tries once more. Redirects are followed; credentials go only to the
-   * registry's own origin.
+   * registry's own origin, and only a challenge from that origin is answered (a host it
+   * redirected to could otherwise name its own token endpoint and receive them).
    */
   async #authorizedGet(
     ref: RegistryReference,
@@ -180,17 +196,23 @@ export class RegistryClient {
     const cacheKey = `${ref.apiHost}|${scope}`;
     const cached = this.#tokens.get(cacheKey);
     const authorization = cached && cached.expiresAtMs > Date.now() ? cached.authorization : undefined;
-    let res = await this.#follow(url, headers, authorization, signal);
+    const first = await this.#follow(url, headers, authorization, signal);
+    const res = first.res;
     if (res.statusCode !== 401) return res;
-    const header = res.headers["www-authenticate"];
     const detail = await errorDetail(res);
+    refuseForeignChallenge(url, first.url);
+    const header = res.headers["www-authenticate"];
     const challenges = parseChallenges(Array.isArray(header) ? header.join(", ") : (header ?? ""));
     const creds =
       this.#credentials(ref.host) ?? (ref.host !== ref.apiHost ? this.#credentials(ref.apiHost) : undefined);
     const fresh = await this.#answer(ref, challenges, scope, creds, url, detail);
     this.#tokens.set(cacheKey, fresh);
-    res = await this.#follow(url, headers, fresh.authorization, signal);
-    return res;
+    const again = await this.#follow(url, headers, fresh.authorization, signal);
+    if (again.res.statusCode === 401) {
+      discard(again.res);
+      refuseForeignChallenge(url, again.url);
+    }
+    return again.res;
   }
 
   async #answer(
@@ -271,13 +293,16 @@ export class RegistryClient {
     return { authorization: `Bearer ${token}`, expiresAtMs: started + Math.max(1, expiresInS - 10) * 1000 };
   }
 
-  /** GET `url`, following up to 5 redirects; Authorization only to the first URL's origin. */
+  /**
+   * GET `url`, following up to 5 redirects; Authorization only to the first URL's origin.
+   * Resolves with the last response and the URL that gave it.
+   */
   async #follow(
     first: URL,
     headers: Record<string, string>,
     authorization: string | undefined,
     signal?: AbortSignal,
-  ): Promise<IncomingMessage> {
+  ): Promise<{ res: IncomingMessage; url: URL }> {
     let url = first;
     for (let hop = 0; ; hop++) {
       const h: Record<string, string> = { "User-Agent": this.#userAgent, ...headers };
@@ -285,7 +310,7 @@ export class RegistryClient {
       const res = await httpGet(url, { headers: h, timeoutMs: this.#timeoutMs, signal });
       const status = res.statusCode ?? 0;
       const location = res.headers.location;
-      if (![301, 302, 303, 307, 308].includes(status) || location === undefined) return res;
+      if (![301, 302, 303, 307, 308].includes(status) || location === undefined) return { res, url };
       discard(res);
       if (hop >= MAX_REDIRECTS)
         throw new RegistryHttpError(first.href, status, `more than ${MAX_REDIRECTS} redirects`);

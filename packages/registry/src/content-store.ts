@@ -5,13 +5,14 @@
  * One pull lock per blob (`<root>/locks/<hex>.lock`) keeps two processes from fetching it at once.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, open, readFile, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { Transform } from "node:stream";
+import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { DigestMismatchError, InvalidManifestError, SizeMismatchError, TooLargeError } from "./errors.js";
+import { BlobHasher } from "./blob-hasher.js";
 import { acquireLock } from "./lock.js";
 import type { LockOptions } from "./lock.js";
 
@@ -41,9 +42,8 @@ function hexOf(digest: string): string {
   return m[1];
 }
 
-/** Counts and hashes bytes going through; fails as soon as more than `limit` arrive. */
-class VerifyingTap extends Transform {
-  readonly hash = createHash("sha256");
+/** Counts bytes going through; fails as soon as more than `limit` arrive. */
+class CountingTap extends Transform {
   bytes = 0;
   constructor(
     private readonly limit: number,
@@ -62,11 +62,43 @@ class VerifyingTap extends Transform {
       cb(this.tooMany(this.bytes));
       return;
     }
-    this.hash.update(chunk);
     this.onBytes?.(chunk.length);
     cb(null, chunk);
   }
 }
+
+/** Writes to an open file, telling `onWritten` how many bytes are on it so far. */
+class FileSink extends Writable {
+  written = 0;
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly onWritten: (bytes: number) => void,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+  }
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    const bufs = chunks.map((c) => c.chunk);
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    this.fh.writev(bufs).then(
+      ({ bytesWritten }) => {
+        if (bytesWritten !== total) {
+          cb(new Error(`short write: ${bytesWritten} of ${total} bytes`));
+          return;
+        }
+        this.written += bytesWritten;
+        this.onWritten(this.written);
+        cb();
+      },
+      (err: unknown) => cb(err as Error),
+    );
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this._writev([{ chunk }], cb);
+  }
+}
+
+/** The hashing workers shared by every content store of the process. */
+const hasher = new BlobHasher();
 
 /** The content store rooted at `root` (e.g. `<EVE_DATA_DIR>/content`). */
 export class ContentStore {
@@ -94,10 +126,21 @@ export class ContentStore {
     }
   }
 
+  /**
+   * Makes the store's dirs; the root is 0700 (as containerd keeps its content store): blobs of
+   * private images stay unreadable to the node's other users.
+   */
   async #dirs(): Promise<void> {
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await chmod(this.root, 0o700);
     await Promise.all(
       ["blobs/sha256", "ingest", "locks"].map((d) => mkdir(path.join(this.root, d), { recursive: true })),
     );
+  }
+
+  /** Makes the store's dirs (see {@link ContentStore.ingest}); idempotent. */
+  prepare(): Promise<void> {
+    return this.#dirs();
   }
 
   #tempPath(hex: string): string {
@@ -133,29 +176,29 @@ export class ContentStore {
     try {
       if (await this.has(digest, size)) return { path: target, fetched: false };
       const temp = this.#tempPath(hex);
+      const fh = await open(temp, "wx+", 0o444);
+      // sha256 in a worker thread, reading back what is written (see blob-hasher.ts).
+      const job = hasher.start(fh.fd);
+      let closed = false;
       try {
-        const tap = new VerifyingTap(
+        const tap = new CountingTap(
           size,
           options.onBytes,
           (n) => new SizeMismatchError(what, size, `more than ${n - 1}`),
         );
         const source = await openStream();
-        const out = createWriteStream(temp, { flags: "wx", mode: 0o444 });
-        await pipeline(source, tap, out, { signal: options.signal });
+        await pipeline(source, tap, new FileSink(fh, (n) => job.advance(n)), { signal: options.signal });
         if (tap.bytes !== size) throw new SizeMismatchError(what, size, tap.bytes);
-        const actual = `sha256:${tap.hash.digest("hex")}`;
+        const [hexActual] = await Promise.all([job.finish(size), this.durable ? fh.datasync() : undefined]);
+        closed = true;
+        await fh.close();
+        const actual = `sha256:${hexActual}`;
         if (actual !== digest) throw new DigestMismatchError(what, digest, actual);
-        if (this.durable) {
-          const fh = await open(temp, "r");
-          try {
-            await fh.datasync();
-          } finally {
-            await fh.close();
-          }
-        }
         await rename(temp, target);
         return { path: target, fetched: true };
       } catch (err) {
+        job.abort();
+        if (!closed) await fh.close().catch(() => undefined);
         await unlink(temp).catch(() => undefined);
         throw err;
       }
@@ -182,7 +225,7 @@ export class ContentStore {
     await this.#dirs();
     const temp = this.#tempPath(hexOf(digest));
     try {
-      const fh = await open(temp, "wx", 0o444);
+      const fh = await open(temp, "wx+", 0o444);
       try {
         await fh.writeFile(bytes);
         if (this.durable) await fh.datasync();

@@ -40,7 +40,7 @@ export class ZstdDecompressStream extends Transform {
 export function decompressor(compression: LayerCompression): Transform {
   switch (compression) {
     case "gzip":
-      return createGunzip({ chunkSize: 64 * 1024 });
+      return createGunzip({ chunkSize: 256 * 1024 });
     case "zstd":
       return new ZstdDecompressStream();
     case "none":

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { loadCredentials } from "./auth.js";
 import { RegistryClient } from "./client.js";
 import { pullLimits } from "./limits.js";
-import { SeedStore } from "./seed-store.js";
+import { SeedStore, defaultOciLayoutRoots } from "./seed-store.js";
 
 const bytes = (name: string) =>
   z
@@ -15,6 +15,20 @@ const bytes = (name: string) =>
     .regex(/^\d+$/, { error: `${name}: expected a positive number of bytes` })
     .transform(Number)
     .refine((n) => n > 0, { error: `${name}: expected a positive number of bytes` });
+
+const count = (name: string) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: `${name}: expected a positive whole number` })
+    .transform(Number)
+    .refine((n) => n > 0, { error: `${name}: expected a positive whole number` });
+
+const paths = z.string().transform((s) =>
+  s
+    .split(":")
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0),
+);
 
 /** The registry variables (all optional). */
 export const registryEnv = {
@@ -34,6 +48,13 @@ export const registryEnv = {
   EVE_REGISTRY_MAX_CONFIG_BYTES: bytes("EVE_REGISTRY_MAX_CONFIG_BYTES").optional(),
   EVE_REGISTRY_MAX_LAYER_BYTES: bytes("EVE_REGISTRY_MAX_LAYER_BYTES").optional(),
   EVE_REGISTRY_MAX_UNPACKED_LAYER_BYTES: bytes("EVE_REGISTRY_MAX_UNPACKED_LAYER_BYTES").optional(),
+  EVE_REGISTRY_MAX_LAYER_ENTRIES: count("EVE_REGISTRY_MAX_LAYER_ENTRIES").optional(),
+  EVE_REGISTRY_MAX_LAYERS: count("EVE_REGISTRY_MAX_LAYERS").optional(),
+  EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES: bytes("EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES").optional(),
+  /** Directories `oci:<dir>` layouts may be read from, colon-separated. */
+  EVE_OCI_LAYOUT_ROOTS: paths.optional(),
+  /** The node's volume roots (colon-separated): layouts may live there too unless EVE_OCI_LAYOUT_ROOTS is set. */
+  EVE_VOLUME_ROOTS: paths.optional(),
 };
 
 /** The registry variables as an object schema. */
@@ -53,11 +74,15 @@ export async function seedStoreFromEnv(
     maxConfigBytes: env.EVE_REGISTRY_MAX_CONFIG_BYTES,
     maxLayerBytes: env.EVE_REGISTRY_MAX_LAYER_BYTES,
     maxUnpackedLayerBytes: env.EVE_REGISTRY_MAX_UNPACKED_LAYER_BYTES,
+    maxLayerEntries: env.EVE_REGISTRY_MAX_LAYER_ENTRIES,
+    maxLayers: env.EVE_REGISTRY_MAX_LAYERS,
+    maxImageUnpackedBytes: env.EVE_REGISTRY_MAX_IMAGE_UNPACKED_BYTES,
   });
   const client = new RegistryClient({
     credentials: await loadCredentials(env.EVE_REGISTRY_AUTH_FILE),
     insecureHosts: env.EVE_INSECURE_REGISTRIES ?? [],
     limits,
   });
-  return new SeedStore({ dataDir, client, limits, ...options });
+  const ociLayoutRoots = env.EVE_OCI_LAYOUT_ROOTS ?? defaultOciLayoutRoots(dataDir, env.EVE_VOLUME_ROOTS);
+  return new SeedStore({ dataDir, client, limits, ociLayoutRoots, ...options });
 }

@@ -19,11 +19,14 @@ export type RegistryErrorCode =
   | "DIGEST_MISMATCH"
   | "SIZE_MISMATCH"
   | "TOO_LARGE"
+  | "TOO_MANY"
   | "UNSUPPORTED_MEDIA_TYPE"
   | "INVALID_MANIFEST"
   | "PLATFORM_NOT_FOUND"
   | "UNSAFE_LAYER"
   | "LAYER_FORMAT"
+  | "LAYER_APPLY"
+  | "LAYOUT_OUTSIDE_ROOTS"
   | "LOCK_TIMEOUT"
   | "AUTH_FILE";
 
@@ -130,6 +133,16 @@ export class TooLargeError extends RegistryError {
   }
 }
 
+/** An image with more layers, or a layer with more entries, than the configured cap. */
+export class TooManyError extends RegistryError {
+  override readonly name = "TooManyError";
+  constructor(what: string, count: number | string, unit: string, limit: number, setting: string) {
+    super("TOO_MANY", `${what} has ${count} ${unit}, over the limit of ${limit} (${setting})`, {
+      context: { limit },
+    });
+  }
+}
+
 /** A media type this client does not handle. */
 export class UnsupportedMediaTypeError extends RegistryError {
   override readonly name = "UnsupportedMediaTypeError";
@@ -173,6 +186,31 @@ export class LayerFormatError extends RegistryError {
   override readonly name = "LayerFormatError";
   constructor(layer: string, why: string, cause?: unknown) {
     super("LAYER_FORMAT", `cannot read layer ${layer}: ${why}`, { context: { layer }, cause });
+  }
+}
+
+/** Writing a layer's entry failed on this node (no space left, too many files, …). */
+export class LayerApplyError extends RegistryError {
+  override readonly name = "LayerApplyError";
+  constructor(layer: string, entry: string, cause: unknown) {
+    const e = cause as NodeJS.ErrnoException;
+    const why = e?.code !== undefined ? `${e.code} (${e.syscall ?? "fs"})` : String(e?.message ?? cause);
+    super("LAYER_APPLY", `cannot apply layer ${layer}: entry "${entry}": ${why}`, {
+      context: { layer, entry, errno: e?.code },
+      cause,
+    });
+  }
+}
+
+/** An `oci:<dir>` reference outside the directories layouts may come from. */
+export class LayoutOutsideRootsError extends RegistryError {
+  override readonly name = "LayoutOutsideRootsError";
+  constructor(ref: string, why: string, roots: readonly string[]) {
+    super(
+      "LAYOUT_OUTSIDE_ROOTS",
+      `refused ${ref}: ${why}; OCI layouts are read only from EVE_OCI_LAYOUT_ROOTS (${roots.join(":") || "none"})`,
+      { context: { ref } },
+    );
   }
 }
 

@@ -114,12 +114,27 @@ export type ManifestDocument =
   | { kind: "manifest"; mediaType: string; manifest: ImageManifest }
   | { kind: "index"; mediaType: string; index: ImageIndex };
 
+/**
+ * Parses JSON; the error never quotes the text (JSON.parse's own message does), since
+ * a file that is not what it claims (a symlink to a secret, say) must not reach a status.
+ */
 function parseJson(what: string, bytes: Uint8Array): unknown {
+  let text: string;
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch (err) {
-    throw new InvalidManifestError(what, `not JSON (${(err as Error).message})`);
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new InvalidManifestError(what, "not valid JSON (not UTF-8)");
   }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InvalidManifestError(what, "not valid JSON");
+  }
+}
+
+/** Parses `bytes` as JSON of `schema`; errors name the field, never quote the content. */
+export function parseDocument<T>(what: string, schema: z.ZodType<T>, bytes: Uint8Array): T {
+  return check(what, schema, parseJson(what, bytes));
 }
 
 function check<T>(what: string, schema: z.ZodType<T>, value: unknown): T {

@@ -1,55 +1,137 @@
-/** A local OCI image layout (`oci:<dir>[:<tag>]`) as an {@link ImageSource}. */
-import { createReadStream } from "node:fs";
-import { open, readFile } from "node:fs/promises";
+/**
+ * A local OCI image layout (`oci:<dir>[:<tag>]`) as an {@link ImageSource}.
+ *
+ * A layout is a host path named in config, so it is treated like every other one: the directory
+ * must resolve (realpath) under one of the allowed roots (EVE_OCI_LAYOUT_ROOTS), and every file
+ * in it is opened below the directory's fd without following a symlink (`beneath.ts`): a layout
+ * whose `index.json` or blob is a symlink to a host file is refused, never read. Parse errors say
+ * where a document is wrong, never quote it.
+ */
+import { closeSync, createReadStream, fstatSync, openSync, readSync, readlinkSync } from "node:fs";
+import { realpath } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
+import { DIR_FLAGS, openFileBeneath } from "./beneath.js";
 import type { FetchedManifest, ImageSource } from "./client.js";
 import { sha256Digest } from "./client.js";
-import { DigestMismatchError, InvalidManifestError, NotFoundError, TooLargeError } from "./errors.js";
+import {
+  DigestMismatchError,
+  InvalidManifestError,
+  LayoutOutsideRootsError,
+  NotFoundError,
+  TooLargeError,
+} from "./errors.js";
 import { DEFAULT_LIMITS, LIMIT_SETTINGS } from "./limits.js";
 import type { PullLimits } from "./limits.js";
-import { ImageIndexSchema } from "./manifest.js";
+import { ImageIndexSchema, parseDocument } from "./manifest.js";
 import type { Descriptor } from "./manifest.js";
 import type { LayoutReference } from "./reference.js";
 import { isSha256Digest } from "./reference.js";
 
 const REF_NAME = "org.opencontainers.image.ref.name";
 
-/** The path of blob `digest` in layout `dir`. */
-function blobPath(dir: string, digest: string): string {
+/** True when `p` is `root` or below it (both absolute, normalised). */
+function isWithin(root: string, p: string): boolean {
+  return root === "/" || p === root || p.startsWith(`${root}/`);
+}
+
+/** `sha256:<hex>` → ["blobs", "sha256", "<hex>"]. */
+function blobParts(digest: string): string[] {
   const [alg, hex] = digest.split(":");
   if (!alg || !hex || !/^[a-z0-9]+$/.test(alg) || !/^[a-f0-9]+$/.test(hex)) {
     throw new InvalidManifestError("OCI layout reference", `bad digest ${digest}`);
   }
-  return path.join(dir, "blobs", alg, hex);
+  return ["blobs", alg, hex];
 }
 
-/** An {@link ImageSource} reading an OCI layout directory. */
-export function layoutSource(ref: LayoutReference, limits: PullLimits = DEFAULT_LIMITS): ImageSource {
+function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/**
+ * An {@link ImageSource} reading the OCI layout `ref.dir`, which must resolve under one of
+ * `roots` (absolute paths).
+ */
+export function layoutSource(
+  ref: LayoutReference,
+  limits: PullLimits = DEFAULT_LIMITS,
+  roots: readonly string[] = [],
+): ImageSource {
   const name = `oci:${ref.dir}`;
-  const readBlob = async (digest: string, what: string): Promise<Buffer> => {
-    const file = blobPath(ref.dir, digest);
-    let fh;
+
+  /** The layout directory, opened after checking where it really is. */
+  const openLayout = async (): Promise<number> => {
+    let real: string;
     try {
-      fh = await open(file, "r");
+      real = await realpath(ref.dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT")
-        throw new NotFoundError(`${what} ${digest}`, file);
+      if (errnoOf(err) === "ENOENT" || errnoOf(err) === "ENOTDIR") {
+        throw new NotFoundError(`OCI layout ${ref.dir}`, ref.dir);
+      }
       throw err;
     }
+    const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => path.resolve(r))));
+    if (!realRoots.some((r) => isWithin(r, real))) {
+      const via = real === ref.dir ? "" : ` (it resolves to ${real})`;
+      throw new LayoutOutsideRootsError(
+        ref.raw,
+        `${ref.dir} is outside the allowed directories${via}`,
+        roots,
+      );
+    }
+    const fd = openSync(real, DIR_FLAGS);
+    // What was opened is what was checked: a path swapped meanwhile shows here.
+    if (readlinkSync(`/proc/self/fd/${fd}`) !== real) {
+      closeSync(fd);
+      throw new LayoutOutsideRootsError(ref.raw, `${ref.dir} changed while it was opened`, roots);
+    }
+    return fd;
+  };
+
+  /** A file of the layout, opened without following symlinks. */
+  const openIn = async (parts: string[], notFound: string): Promise<{ fd: number; size: number }> => {
+    const dir = await openLayout();
     try {
-      const { size } = await fh.stat();
-      if (size > limits.maxManifestBytes) {
-        throw new TooLargeError(
-          `${what} ${digest}`,
-          size,
-          limits.maxManifestBytes,
-          LIMIT_SETTINGS.maxManifestBytes,
+      const { fd, st } = openFileBeneath(dir, parts);
+      return { fd, size: Number(st.size) };
+    } catch (err) {
+      const code = errnoOf(err);
+      const file = path.join(ref.dir, ...parts);
+      if (code === "ENOENT") throw new NotFoundError(notFound, file);
+      if (code === "ELOOP" || code === "ENOTDIR" || code === "EINVAL") {
+        throw new InvalidManifestError(
+          `OCI layout ${ref.dir}`,
+          `${parts.join("/")} is not a regular file in the layout (symlinks are not followed)`,
         );
       }
-      return await fh.readFile();
+      throw err;
     } finally {
-      await fh.close();
+      closeSync(dir);
+    }
+  };
+
+  /** A small file, whole, capped at maxManifestBytes. */
+  const readSmall = async (parts: string[], what: string, notFound = what): Promise<Buffer> => {
+    const { fd, size } = await openIn(parts, notFound);
+    try {
+      const max = limits.maxManifestBytes;
+      if (size > max) throw new TooLargeError(what, size, max, LIMIT_SETTINGS.maxManifestBytes);
+      const buf = Buffer.alloc(size);
+      let off = 0;
+      while (off < size) {
+        const n = readSync(fd, buf, off, size - off, off);
+        if (n === 0) break;
+        off += n;
+      }
+      if (off !== size || fstatSync(fd).size !== size) {
+        throw new InvalidManifestError(
+          `OCI layout ${ref.dir}`,
+          `${parts.join("/")} changed while it was read`,
+        );
+      }
+      return buf;
+    } finally {
+      closeSync(fd);
     }
   };
 
@@ -62,25 +144,12 @@ export function layoutSource(ref: LayoutReference, limits: PullLimits = DEFAULT_
         descriptor = { digest: wanted, mediaType: "" };
       } else {
         const indexFile = path.join(ref.dir, "index.json");
-        let text: string;
-        try {
-          text = await readFile(indexFile, "utf8");
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-            throw new NotFoundError(`OCI layout (no index.json in ${ref.dir})`, indexFile);
-          }
-          throw err;
-        }
-        let parsed;
-        try {
-          parsed = ImageIndexSchema.parse(JSON.parse(text));
-        } catch (err) {
-          throw new InvalidManifestError(
-            `OCI layout index ${indexFile}`,
-            (err as Error).message.slice(0, 200),
-          );
-        }
-        const entries = parsed.manifests;
+        const bytes = await readSmall(
+          ["index.json"],
+          `OCI layout index ${indexFile}`,
+          `OCI layout (no index.json in ${ref.dir})`,
+        );
+        const entries = parseDocument(`OCI layout index ${indexFile}`, ImageIndexSchema, bytes).manifests;
         if (wanted === undefined) {
           if (entries.length !== 1) {
             throw new NotFoundError(
@@ -101,21 +170,15 @@ export function layoutSource(ref: LayoutReference, limits: PullLimits = DEFAULT_
         }
       }
       if (!descriptor) throw new NotFoundError(`manifest in ${name}`, ref.dir);
-      const bytes = await readBlob(descriptor.digest, "manifest");
+      const bytes = await readSmall(blobParts(descriptor.digest), `manifest ${descriptor.digest}`);
       const digest = sha256Digest(bytes);
       if (digest !== descriptor.digest)
         throw new DigestMismatchError(`manifest in ${name}`, descriptor.digest, digest);
       return { bytes, contentType: descriptor.mediaType || undefined, digest } satisfies FetchedManifest;
     },
-    openBlob(d): Promise<Readable> {
-      const file = blobPath(ref.dir, d.digest);
-      return new Promise((resolve, reject) => {
-        const s = createReadStream(file);
-        s.once("open", () => resolve(s));
-        s.once("error", (err: NodeJS.ErrnoException) =>
-          reject(err.code === "ENOENT" ? new NotFoundError(`blob ${d.digest} in ${name}`, file) : err),
-        );
-      });
+    async openBlob(d): Promise<Readable> {
+      const { fd } = await openIn(blobParts(d.digest), `blob ${d.digest} in ${name}`);
+      return createReadStream("", { fd, start: 0 });
     },
   };
 }

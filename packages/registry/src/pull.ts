@@ -1,11 +1,12 @@
 /**
  * Pulls an image into the content store: resolves the reference (index → the platform's
  * manifest), stores manifest, index and config, then every layer, each verified by digest and
- * size while streaming. Layers are fetched a few at a time.
+ * size while streaming (the digest in a worker thread, see blob-hasher.ts). Layers are fetched
+ * several at a time.
  */
 import type { ImageSource, RegistryClient } from "./client.js";
 import type { ContentStore } from "./content-store.js";
-import { InvalidManifestError, PlatformNotFoundError, RegistryError } from "./errors.js";
+import { InvalidManifestError, PlatformNotFoundError, RegistryError, TooManyError } from "./errors.js";
 import { DEFAULT_LIMITS, LIMIT_SETTINGS } from "./limits.js";
 import type { PullLimits } from "./limits.js";
 import { layerCompression, parseImageConfig, parseManifest } from "./manifest.js";
@@ -14,6 +15,12 @@ import { layoutSource } from "./oci-layout.js";
 import { formatPlatform, hostArch, platformFor, selectPlatform } from "./platform.js";
 import { parseReference } from "./reference.js";
 import type { ImageReference } from "./reference.js";
+
+/**
+ * Layers fetched at once by default: as skopeo and podman (containers/image) do; on one fast
+ * link more streams keep both the network and the disk busy (measured in test/bench/README.md).
+ */
+export const DEFAULT_LAYER_CONCURRENCY = 6;
 
 /** Bytes of a pull so far; `totalBytes` is null until the manifest is known. */
 export interface PullProgress {
@@ -31,7 +38,12 @@ export interface PullOptions {
   /** The registry client (needed for registry references). */
   client: RegistryClient;
   limits?: PullLimits;
-  /** Layers fetched at once (default 3). */
+  /**
+   * Directories `oci:<dir>` layouts may be read from (absolute); a layout elsewhere is refused.
+   * Default: none.
+   */
+  ociLayoutRoots?: readonly string[];
+  /** Layers fetched at once (default {@link DEFAULT_LAYER_CONCURRENCY}). */
   concurrency?: number;
   /** Called as bytes arrive (often: throttle it). */
   onProgress?: (p: PullProgress) => void;
@@ -91,8 +103,15 @@ async function mapLimit<T, R>(
 }
 
 /** The {@link ImageSource} of a reference. */
-export function sourceOf(reference: ImageReference, client: RegistryClient, limits: PullLimits): ImageSource {
-  return reference.kind === "registry" ? client.source(reference) : layoutSource(reference, limits);
+export function sourceOf(
+  reference: ImageReference,
+  client: RegistryClient,
+  limits: PullLimits,
+  ociLayoutRoots: readonly string[] = [],
+): ImageSource {
+  return reference.kind === "registry"
+    ? client.source(reference)
+    : layoutSource(reference, limits, ociLayoutRoots);
 }
 
 /** Pulls `ref` into `store`; see the module comment. */
@@ -100,7 +119,7 @@ export async function pullImage(options: PullOptions): Promise<PulledImage> {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const reference = typeof options.ref === "string" ? parseReference(options.ref) : options.ref;
   const ref = reference.raw;
-  const source = sourceOf(reference, options.client, limits);
+  const source = sourceOf(reference, options.client, limits, options.ociLayoutRoots);
   const store = options.store;
   const wanted = platformFor(options.arch ?? hostArch());
   const progress: PullProgress = { doneBytes: 0, totalBytes: null };
@@ -130,6 +149,15 @@ export async function pullImage(options: PullOptions): Promise<PulledImage> {
   await store.putBytes(digest, manifestBytes.bytes);
 
   // Everything that can be refused is refused before the first layer byte is fetched.
+  if (manifest.layers.length > limits.maxLayers) {
+    throw new TooManyError(
+      `image ${ref}`,
+      manifest.layers.length,
+      "layers",
+      limits.maxLayers,
+      LIMIT_SETTINGS.maxLayers,
+    );
+  }
   const compressions = manifest.layers.map((l) => layerCompression(l.mediaType));
   for (const l of manifest.layers) {
     if (l.size > limits.maxLayerBytes) {
@@ -192,7 +220,7 @@ export async function pullImage(options: PullOptions): Promise<PulledImage> {
       `${manifest.layers.length} layers in the manifest but ${diffIds.length} rootfs.diff_ids in the config`,
     );
   }
-  const paths = await mapLimit(manifest.layers, options.concurrency ?? 3, (l) =>
+  const paths = await mapLimit(manifest.layers, options.concurrency ?? DEFAULT_LAYER_CONCURRENCY, (l) =>
     ingest(l, "layer", limits.maxLayerBytes, LIMIT_SETTINGS.maxLayerBytes),
   );
   const layers: PulledLayer[] = manifest.layers.map((descriptor, i) => ({

@@ -6,7 +6,18 @@
  * files keep the image's modes). Tasks use it only as an overlay's lower dir.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  mkdir,
+  readFile,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { RegistryClient } from "./client.js";
 import { ContentStore } from "./content-store.js";
@@ -16,8 +27,9 @@ import { DEFAULT_LIMITS } from "./limits.js";
 import type { PullLimits } from "./limits.js";
 import { imageProcess } from "./manifest.js";
 import type { ImageProcess } from "./manifest.js";
-import { pullImage } from "./pull.js";
+import { DEFAULT_LAYER_CONCURRENCY, pullImage } from "./pull.js";
 import type { PullProgress, PulledImage } from "./pull.js";
+import { seedsInUse } from "./mountinfo.js";
 import { applyLayer } from "./unpack.js";
 
 /** A seed on disk: what `seed.json` holds. */
@@ -51,9 +63,27 @@ export interface SeedStoreOptions {
   limits?: PullLimits;
   /** fsync blobs before renaming them into place (default true). */
   durable?: boolean;
-  /** Layers fetched at once (default 3). */
+  /** Layers fetched at once (default {@link DEFAULT_LAYER_CONCURRENCY}). */
   concurrency?: number;
+  /**
+   * Directories `oci:<dir>` layouts may be read from (EVE_OCI_LAYOUT_ROOTS); default
+   * {@link defaultOciLayoutRoots} of `dataDir`.
+   */
+  ociLayoutRoots?: readonly string[];
   onWarning?: (message: string) => void;
+}
+
+/**
+ * Where `oci:<dir>` layouts may come from unless EVE_OCI_LAYOUT_ROOTS says otherwise: the
+ * built-in tools images (`<dataDir>/tools-images`) and the node's volume roots
+ * (EVE_VOLUME_ROOTS, default `<dataDir>/volumes`), like every other host path in config.
+ */
+export function defaultOciLayoutRoots(dataDir: string, volumeRoots?: readonly string[]): string[] {
+  const data = path.resolve(dataDir);
+  return [
+    path.join(data, "tools-images"),
+    ...(volumeRoots ?? [path.join(data, "volumes")]).map((r) => path.resolve(r)),
+  ];
 }
 
 /** Options of one {@link SeedStore.ensure}. */
@@ -75,6 +105,7 @@ export class SeedStore {
   readonly seedsDir: string;
   readonly client: RegistryClient;
   readonly limits: PullLimits;
+  readonly ociLayoutRoots: readonly string[];
   readonly #concurrency: number;
   readonly #warn: (m: string) => void;
 
@@ -84,8 +115,35 @@ export class SeedStore {
     this.seedsDir = path.join(this.dataDir, "seeds");
     this.client = options.client ?? new RegistryClient({ limits: options.limits });
     this.limits = options.limits ?? DEFAULT_LIMITS;
-    this.#concurrency = options.concurrency ?? 3;
+    this.#concurrency = options.concurrency ?? DEFAULT_LAYER_CONCURRENCY;
+    this.ociLayoutRoots = (options.ociLayoutRoots ?? defaultOciLayoutRoots(this.dataDir)).map((r) =>
+      path.resolve(r),
+    );
     this.#warn = options.onWarning ?? (() => undefined);
+  }
+
+  /**
+   * Makes the seeds dir and the content store, 0700 like containerd's snapshot and content
+   * dirs: a seed holds the image's files with the image's modes, set-uid-root ones included,
+   * and only root may reach them (the kernel reaches an overlay's lower dir as the mounter).
+   * Run on each use, so a data dir made by an older version is tightened too.
+   */
+  async #prepare(): Promise<void> {
+    await mkdir(this.seedsDir, { recursive: true, mode: 0o700 });
+    await chmod(this.seedsDir, 0o700);
+    await this.content.prepare();
+  }
+
+  /** Seed dir names used as overlay lower dirs in any of `files` (unreadable ones skipped). */
+  async #mountedSeeds(files: readonly string[]): Promise<Set<string>> {
+    const seedsReal = await realpath(this.seedsDir).catch(() => this.seedsDir);
+    const used = new Set<string>();
+    for (const f of files) {
+      const text = await readFile(f, "utf8").catch(() => "");
+      for (const name of seedsInUse(text, seedsReal)) used.add(name);
+      if (seedsReal !== this.seedsDir) for (const name of seedsInUse(text, this.seedsDir)) used.add(name);
+    }
+    return used;
   }
 
   /** The seed dir of manifest `digest`. */
@@ -102,6 +160,7 @@ export class SeedStore {
       client: this.client,
       limits: this.limits,
       concurrency: this.#concurrency,
+      ociLayoutRoots: this.ociLayoutRoots,
       onProgress: options.onProgress,
       signal: options.signal,
     });
@@ -113,7 +172,7 @@ export class SeedStore {
    * yet. One process at a time per reference on the node; others wait.
    */
   async ensure(ref: string, options: EnsureOptions = {}): Promise<SeedRecord> {
-    await mkdir(path.join(this.content.root, "locks"), { recursive: true });
+    await this.#prepare();
     const refHash = createHash("sha256").update(ref).digest("hex");
     const lock = await acquireLock(path.join(this.content.root, "locks", `ref-${refHash}.lock`), {
       signal: options.signal,
@@ -132,7 +191,7 @@ export class SeedStore {
     const dir = this.seedDir(image.digest);
     const existing = await this.read(image.digest);
     if (existing) return existing;
-    await mkdir(this.seedsDir, { recursive: true });
+    await this.#prepare();
     const staging = path.join(
       this.seedsDir,
       `.staging-${image.digest.slice(7, 19)}-${process.pid}-${randomBytes(4).toString("hex")}`,
@@ -146,11 +205,19 @@ export class SeedStore {
         const r = await applyLayer(
           rootfs,
           { blobPath: l.blobPath, digest: l.descriptor.digest, compression: l.compression, diffId: l.diffId },
-          { maxUnpackedLayerBytes: this.limits.maxUnpackedLayerBytes, onWarning: this.#warn },
+          {
+            maxUnpackedLayerBytes: this.limits.maxUnpackedLayerBytes,
+            maxLayerEntries: this.limits.maxLayerEntries,
+            maxImageUnpackedBytes: this.limits.maxImageUnpackedBytes,
+            imageUnpackedBytesBefore: unpackedBytes,
+            scratchDir: path.join(staging, "scratch"),
+            onWarning: this.#warn,
+          },
         );
         unpackedBytes += r.unpackedBytes;
         skipped += r.skipped;
       }
+      await rm(path.join(staging, "scratch"), { recursive: true, force: true });
       const record: SeedRecord = {
         ref: image.ref,
         digest: image.digest,
@@ -207,22 +274,30 @@ export class SeedStore {
   }
 
   /**
-   * Garbage collection: removes seeds whose manifest digest is not in `keep` (older than
-   * `graceMs`, default 10 min, so a seed just made for a config not yet seen survives), stale
-   * staging dirs, then every blob no remaining seed uses.
+   * Garbage collection: removes seeds whose manifest digest is not in `keep` and that no live
+   * overlay mount uses as a lower dir (a task still running on it: see `mountinfo.ts`; the
+   * mount tables read are `mountinfoFiles`, default init's and this process's), once they have
+   * been unused for `graceMs` (default 10 min): each run marks every seed in use by touching its
+   * dir, so the grace counts from the last time a run saw it in use (a container being created
+   * from it, a task about to restart on it) or from its creation. Then stale staging dirs, then
+   * every blob no remaining seed uses.
    */
   async gc(
     keep: ReadonlySet<string>,
-    options: { graceMs?: number } = {},
-  ): Promise<{ seedsRemoved: string[]; blobs: GcResult }> {
+    options: { graceMs?: number; mountinfoFiles?: readonly string[] } = {},
+  ): Promise<{ seedsRemoved: string[]; seedsMounted: string[]; blobs: GcResult }> {
     const graceMs = options.graceMs ?? 10 * 60_000;
-    const now = Date.now();
     const seedsRemoved: string[] = [];
+    const seedsMounted: string[] = [];
     const lock = await acquireLock(path.join(this.content.root, "locks", "gc.lock"), {
       timeoutMs: 60_000,
     }).catch(() => undefined);
-    if (!lock) return { seedsRemoved, blobs: { removed: [], freedBytes: 0 } };
+    if (!lock) return { seedsRemoved, seedsMounted, blobs: { removed: [], freedBytes: 0 } };
     try {
+      const mounted = await this.#mountedSeeds(
+        options.mountinfoFiles ?? ["/proc/1/mountinfo", "/proc/self/mountinfo"],
+      );
+      const now = Date.now();
       const kept = new Set<string>();
       for (const name of await readdir(this.seedsDir).catch(() => [] as string[])) {
         const abs = path.join(this.seedsDir, name);
@@ -243,7 +318,10 @@ export class SeedStore {
         if (!/^[a-f0-9]{64}$/.test(name)) continue;
         const digest = `sha256:${name}`;
         const record = await this.read(digest);
-        if (keep.has(digest) || now - st.mtimeMs < graceMs) {
+        const inUse = keep.has(digest) || mounted.has(name);
+        if (mounted.has(name)) seedsMounted.push(digest);
+        if (inUse) await utimes(abs, new Date(now), new Date(now)).catch(() => undefined);
+        if (inUse || now - st.mtimeMs < graceMs) {
           if (record) {
             for (const d of [
               record.digest,
@@ -260,7 +338,7 @@ export class SeedStore {
         seedsRemoved.push(digest);
       }
       const blobs = await this.content.gc(kept, { graceMs });
-      return { seedsRemoved, blobs };
+      return { seedsRemoved, seedsMounted, blobs };
     } finally {
       await lock.release();
     }

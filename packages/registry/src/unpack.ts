@@ -1,46 +1,63 @@
 /**
  * Applies image layers to a root filesystem, as overlayfs would stack them: whiteouts
- * (`.wh.<name>`) and opaque directories (`.wh..wh..opq`, wherever it comes in the tar: it hides
- * only what lower layers put in the directory) remove lower-layer content; symlinks and hardlinks
- * are kept; ownership, modes and times preserved. Nothing lands outside the root: absolute paths,
- * `..`, and writes through a symlink that leads outside are refused. Symlinks in parent paths
- * are followed *inside* the root (an absolute target means the root's own path), like containerd.
- * Each layer's uncompressed digest is checked against the config's `rootfs.diff_ids`.
+ * (`.wh.<name>`) and opaque directories (`.wh..wh..opq`) remove lower-layer content; symlinks and
+ * hardlinks are kept; ownership, modes and times preserved. Nothing lands outside the root:
+ * absolute paths and `..` are refused, and so is a write through a symlink that leads outside.
+ * Symlinks in parent paths are followed *inside* the root (an absolute target means the root's
+ * own path), like containerd.
+ *
+ * Each layer is read twice, so that memory stays bounded whatever the layer holds:
+ *
+ * 1. a check pass: every entry name is validated, the entries and uncompressed bytes are counted
+ *    against their caps, the uncompressed digest is checked against the config's
+ *    `rootfs.diff_ids`, and the whiteouts and opaque markers are applied: before anything of the
+ *    layer is written, so they can only hide lower layers, as the image spec says, wherever they
+ *    come in the tar, with no memory of what the layer wrote;
+ * 2. a write pass: the entries themselves, in order. Directory metadata is deferred to the end
+ *    (see `deferred-dirs.ts`) and applied through fds that never follow a symlink.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { randomBytes } from "node:crypto";
 import {
-  chmod,
-  chown,
-  lchown,
-  link,
-  lstat,
-  open,
-  lutimes,
-  mkdir,
-  readdir,
-  readlink,
-  rename,
-  rm,
-  symlink,
-  unlink,
-  utimes,
-} from "node:fs/promises";
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import type { BigIntStats } from "node:fs";
+import { mkdir, open, rename, rm } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
 import type { TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { createHash } from "node:crypto";
 import tar from "tar-stream";
 import type { Header as Headers } from "tar-stream";
 import { decompressor } from "./decompress.js";
+import { DeferredDirs } from "./deferred-dirs.js";
 import {
   DigestMismatchError,
+  LayerApplyError,
   LayerFormatError,
   RegistryError,
   TooLargeError,
+  TooManyError,
   UnsafeLayerError,
 } from "./errors.js";
-import { LIMIT_SETTINGS } from "./limits.js";
+import { DEFAULT_LIMITS, LIMIT_SETTINGS } from "./limits.js";
 import type { LayerCompression } from "./manifest.js";
 
 /** One layer to apply: its stored blob and what its uncompressed bytes must hash to. */
@@ -58,11 +75,23 @@ export interface LayerToApply {
 export interface UnpackOptions {
   /** Refuse a layer whose uncompressed tar is larger (default 16 GiB). */
   maxUnpackedLayerBytes?: number;
+  /** Refuse a layer with more tar entries (default 1 000 000). */
+  maxLayerEntries?: number;
+  /** Refuse an image whose layers add up to more uncompressed bytes (default 64 GiB). */
+  maxImageUnpackedBytes?: number;
+  /** Uncompressed bytes of the image's layers applied before this one (for the image cap). */
+  imageUnpackedBytesBefore?: number;
   /** chown entries to their uid/gid (default: when running as root). */
   preserveOwner?: boolean;
+  /**
+   * A directory for the unpacker's own files (deferred directory records past 1 MiB, replaced
+   * directories until the layer is done), on the root's filesystem. Default: a fresh sibling of
+   * the root, removed afterwards.
+   */
+  scratchDir?: string;
   /** Entries skipped (devices, FIFOs), one message each. */
   onWarning?: (message: string) => void;
-  /** Called with each chunk's length of uncompressed data. */
+  /** Called with each chunk's length of uncompressed data as it is written. */
   onBytes?: (n: number) => void;
 }
 
@@ -71,6 +100,8 @@ export interface ApplyResult {
   entries: number;
   unpackedBytes: number;
   skipped: number;
+  /** Deferred directory records dropped because the layer replaced their directory later. */
+  droppedDirRecords: number;
 }
 
 /** A tar entry's body: read it, or resume() it to skip. */
@@ -81,14 +112,20 @@ interface Body extends AsyncIterable<unknown> {
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 const MAX_SYMLINK_HOPS = 40;
+/** Largest uid or gid accepted (2^32 - 2; 2^32 - 1 means "no change" to chown). */
+const MAX_ID = 2 ** 32 - 2;
+/** How long the write pass runs before it lets the event loop breathe, ms. */
+const YIELD_EVERY_MS = 20;
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 
-/** Counts and hashes uncompressed bytes, with a cap. */
-class DiffTap extends Transform {
+/** Counts (and, when asked, hashes) uncompressed bytes, with a cap. */
+class Tap extends Transform {
   readonly hash = createHash("sha256");
   bytes = 0;
   constructor(
     private readonly limit: number,
     private readonly tooLarge: (n: number) => Error,
+    private readonly hashing: boolean,
     private readonly onBytes?: (n: number) => void,
   ) {
     super();
@@ -99,13 +136,13 @@ class DiffTap extends Transform {
       cb(this.tooLarge(this.bytes));
       return;
     }
-    this.hash.update(chunk);
+    if (this.hashing) this.hash.update(chunk);
     this.onBytes?.(chunk.length);
     cb(null, chunk);
   }
 }
 
-/** `a/./b/` → ["a","b"]; refuses absolute paths and `..`. */
+/** `a/./b/` → ["a","b"]; refuses absolute paths, `..` and NUL bytes. */
 function entryParts(layer: string, name: string, what = "path"): string[] {
   if (name.startsWith("/")) throw new UnsafeLayerError(layer, name, `has an absolute ${what}`);
   const parts = name.split("/").filter((p) => p !== "" && p !== ".");
@@ -115,48 +152,91 @@ function entryParts(layer: string, name: string, what = "path"): string[] {
   return parts;
 }
 
-async function lstatOrUndefined(p: string): Promise<Awaited<ReturnType<typeof lstat>> | undefined> {
+function lstatOrUndefined(p: string): BigIntStats | undefined {
+  return lstatSync(p, { bigint: true, throwIfNoEntry: false });
+}
+
+function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Reads a layer's tar entries from its blob (opened once for both passes). */
+async function readEntries(
+  blob: FileHandle,
+  layer: LayerToApply,
+  tap: Tap,
+  each: (h: Headers, body: Body) => Promise<void>,
+): Promise<number> {
+  const extract = tar.extract();
+  const feeding = pipeline(
+    blob.createReadStream({ start: 0, autoClose: false, highWaterMark: 256 * 1024 }),
+    decompressor(layer.compression),
+    tap,
+    extract,
+  );
+  // Observed below; this keeps an early failure from being an unhandled rejection meanwhile.
+  feeding.catch(() => undefined);
+  let entries = 0;
   try {
-    return await lstat(p);
+    for await (const entry of extract) {
+      entries++;
+      await each(entry.header, entry);
+    }
+    await feeding;
+    return entries;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
+    extract.destroy();
+    const fed = await feeding.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (err instanceof RegistryError) throw err;
+    const cause = fed instanceof RegistryError ? fed : err;
+    if (cause instanceof RegistryError) throw cause;
+    const code = errnoOf(err);
+    if (code !== undefined && !code.startsWith("Z_") && code !== "ERR_STREAM_PREMATURE_CLOSE") throw err;
+    throw new LayerFormatError(layer.digest, (cause as Error).message, cause);
   }
 }
 
-/** Applies layers in order; state of one layer being applied. */
+/** The state of one layer being applied. */
 class LayerApplier {
-  /** Paths (relative, `/`-joined) this layer wrote. */
-  readonly written = new Set<string>();
-  /** Every ancestor directory of a path this layer wrote. */
-  readonly ancestors = new Set<string>();
-  /** Directory metadata, applied after the layer (children change a directory's times). */
-  readonly dirs: { abs: string; header: Headers }[] = [];
   skipped = 0;
+  readonly dirs: DeferredDirs;
+  #trashDir: string | undefined;
+  #trashed = 0;
+  /** Bumped whenever the tree's shape changes (removal, symlink): invalidates {@link #lastDir}. */
+  #generation = 0;
+  #lastDir: { key: string; generation: number; abs: string; rel: string[] } | undefined;
 
   constructor(
     readonly root: string,
+    readonly scratch: string,
     readonly layer: string,
     readonly preserveOwner: boolean,
     readonly warn: (m: string) => void,
-  ) {}
+  ) {
+    this.dirs = new DeferredDirs(path.join(scratch, "dirs.log"));
+  }
 
-  #mark(rel: string): void {
-    this.written.add(rel);
-    const parts = rel.split("/");
-    for (let i = 1; i < parts.length; i++) this.ancestors.add(parts.slice(0, i).join("/"));
+  /** Wraps an unexpected fs error of `entry` into a typed one. */
+  fail(entry: string, err: unknown): Error {
+    return err instanceof RegistryError ? err : new LayerApplyError(this.layer, entry, err);
   }
 
   /**
    * The real path of directory `parts` inside the root, following symlinks within the root.
-   * With `create`, missing directories are made (0755). Refuses a path that leads outside.
-   * Resolves undefined when (without `create`) something is missing.
+   * With `create`, missing directories are made (0755) and a non-directory in the way replaced.
+   * Refuses a path that leads outside. Undefined when (without `create`) something is missing.
    */
-  async resolveDir(
+  resolveDir(
     entry: string,
     parts: readonly string[],
     create: boolean,
-  ): Promise<{ abs: string; rel: string[] } | undefined> {
+  ): { abs: string; rel: string[] } | undefined {
+    const key = parts.join("/");
+    const last = this.#lastDir;
+    if (last !== undefined && last.key === key && last.generation === this.#generation) return last;
     const queue = [...parts];
     const cur: string[] = [];
     let hops = 0;
@@ -175,20 +255,19 @@ class LayerApplier {
         continue;
       }
       const abs = path.join(this.root, ...cur, c);
-      const st = await lstatOrUndefined(abs);
+      const st = lstatOrUndefined(abs);
       if (st === undefined) {
         if (!create) return undefined;
-        await mkdir(abs, { mode: 0o755 });
+        mkdirSync(abs, { mode: 0o755 });
         cur.push(c);
         continue;
       }
       if (st.isSymbolicLink()) {
         if (++hops > MAX_SYMLINK_HOPS)
           throw new UnsafeLayerError(this.layer, entry, "goes through too many symlinks");
-        const target = await readlink(abs);
-        const targetParts = target.split("/");
+        const target = readlinkSync(abs);
         if (target.startsWith("/")) cur.length = 0;
-        queue.unshift(...targetParts);
+        queue.unshift(...target.split("/"));
         continue;
       }
       if (st.isDirectory()) {
@@ -197,137 +276,135 @@ class LayerApplier {
       }
       if (!create) return undefined;
       // A lower layer's file where this layer puts a directory: the directory replaces it.
-      await unlink(abs);
-      await mkdir(abs, { mode: 0o755 });
+      this.#removeSync(abs, st);
+      mkdirSync(abs, { mode: 0o755 });
       cur.push(c);
     }
-    return { abs: path.join(this.root, ...cur), rel: cur };
+    const found = { key, generation: this.#generation, abs: path.join(this.root, ...cur), rel: cur };
+    this.#lastDir = found;
+    return found;
   }
 
-  /** Removes whatever is at `abs` (not following a final symlink). */
-  async #remove(abs: string): Promise<void> {
-    await rm(abs, { recursive: true, force: true });
+  /**
+   * Removes what is at `abs` before something replaces it. A directory is moved to the trash,
+   * not deleted: its inode stays taken until the deferred directory records are applied, so a
+   * record made for it can never match a new directory at the same path.
+   */
+  #removeSync(abs: string, st: BigIntStats): void {
+    this.#generation++;
+    if (!st.isDirectory()) {
+      unlinkSync(abs);
+      return;
+    }
+    if (this.#trashDir === undefined) {
+      this.#trashDir = path.join(this.scratch, "trash");
+      mkdirSync(this.#trashDir, { mode: 0o700 });
+    }
+    renameSync(abs, path.join(this.#trashDir, String(this.#trashed++)));
   }
 
-  /** `.wh.<name>`: removes `<name>` from lower layers. */
-  async whiteout(entry: string, dirParts: string[], name: string): Promise<void> {
+  /** Check pass: a whiteout or opaque marker, applied before the layer writes anything. */
+  async marker(entry: string, dirParts: string[], base: string): Promise<void> {
+    const dir = this.resolveDir(entry, dirParts, false);
+    if (base === OPAQUE) {
+      // Everything in the directory so far comes from lower layers: it all goes.
+      if (!dir) return;
+      for (const child of readdirSync(dir.abs)) await this.#removeAsync(path.join(dir.abs, child));
+      return;
+    }
+    const name = base.slice(WHITEOUT.length);
     if (name === "" || name === "." || name === "..") {
       throw new UnsafeLayerError(this.layer, entry, "is a whiteout of its own directory");
     }
-    const dir = await this.resolveDir(entry, dirParts, false);
-    if (!dir) return;
-    const rel = [...dir.rel, name].join("/");
-    if (this.written.has(rel)) return; // a whiteout hides lower layers only
-    await this.#remove(path.join(dir.abs, name));
+    if (dir) await this.#removeAsync(path.join(dir.abs, name));
   }
 
-  /** `.wh..wh..opq`: empties the directory of what lower layers put there (recursively). */
-  async opaque(entry: string, dirParts: string[]): Promise<void> {
-    const dir = await this.resolveDir(entry, dirParts, false);
-    if (!dir) return;
-    await this.#prune(dir.abs, dir.rel.join("/"));
+  async #removeAsync(abs: string): Promise<void> {
+    this.#generation++;
+    await rm(abs, { recursive: true, force: true });
   }
 
-  async #prune(abs: string, rel: string): Promise<void> {
-    for (const child of await readdir(abs, { withFileTypes: true })) {
-      const childRel = rel === "" ? child.name : `${rel}/${child.name}`;
-      const childAbs = path.join(abs, child.name);
-      const isDir = child.isDirectory();
-      if (this.written.has(childRel) || this.ancestors.has(childRel)) {
-        if (isDir) await this.#prune(childAbs, childRel);
-        continue;
-      }
-      await this.#remove(childAbs);
-    }
+  #own(fd: number, h: Headers): void {
+    if (this.preserveOwner) fchownSync(fd, h.uid ?? 0, h.gid ?? 0);
   }
 
-  async #own(abs: string, h: Headers, isSymlink: boolean): Promise<void> {
-    if (!this.preserveOwner) return;
-    const uid = h.uid ?? 0;
-    const gid = h.gid ?? 0;
-    if (isSymlink) await lchown(abs, uid, gid);
-    else await chown(abs, uid, gid);
-  }
-
-  async #times(abs: string, h: Headers, isSymlink: boolean): Promise<void> {
-    const mtime = h.mtime ?? new Date(0);
-    if (isSymlink) await lutimes(abs, mtime, mtime).catch(() => undefined);
-    else await utimes(abs, mtime, mtime);
-  }
-
-  /** Applies one tar entry. */
+  /** Write pass: applies one entry (markers were applied by the check pass). */
   async entry(h: Headers, body: Body): Promise<void> {
     const name = h.name;
     const parts = entryParts(this.layer, name);
     const base = parts[parts.length - 1];
+    const type = h.type ?? "file";
     if (base === undefined) {
       // The root itself ("./"): its metadata only.
-      if (h.type === "directory") this.dirs.push({ abs: this.root, header: h });
       body.resume();
+      if (type === "directory") this.#deferDir("", lstatSync(this.root, { bigint: true }), h);
       return;
     }
-    const dirParts = parts.slice(0, -1);
     if (base.startsWith(WHITEOUT)) {
       body.resume();
-      if (base === OPAQUE) await this.opaque(name, dirParts);
-      else await this.whiteout(name, dirParts, base.slice(WHITEOUT.length));
       return;
     }
-    const type = h.type ?? "file";
     if (type === "character-device" || type === "block-device" || type === "fifo") {
       body.resume();
       this.skipped++;
       this.warn(`layer ${this.layer}: skipped ${type} ${name} (device nodes and FIFOs are not created)`);
       return;
     }
-    const dir = await this.resolveDir(name, dirParts, true);
+    const dir = this.resolveDir(name, parts.slice(0, -1), true);
     if (!dir) throw new UnsafeLayerError(this.layer, name, "has no parent directory");
     const abs = path.join(dir.abs, base);
     const rel = [...dir.rel, base].join("/");
-    const existing = await lstatOrUndefined(abs);
     const mode = (h.mode ?? 0o644) & 0o7777;
+    const mtime = (h.mtime?.getTime() ?? 0) / 1000;
 
     switch (type) {
       case "directory": {
-        if (existing && !existing.isDirectory()) await this.#remove(abs);
-        if (!existing || !existing.isDirectory()) await mkdir(abs, { mode: 0o755 });
-        this.#mark(rel);
-        this.dirs.push({ abs, header: h });
+        let st = lstatOrUndefined(abs);
+        if (st && !st.isDirectory()) {
+          this.#removeSync(abs, st);
+          st = undefined;
+        }
+        if (!st) {
+          mkdirSync(abs, { mode: 0o755 });
+          st = lstatSync(abs, { bigint: true });
+        }
+        this.#deferDir(rel, st, h);
         body.resume();
         return;
       }
       case "file":
       case "contiguous-file": {
-        if (existing) await this.#remove(abs);
-        const fh = await open(abs, "wx", 0o600);
+        const fd = this.#create(abs);
         try {
-          for await (const chunk of body) await fh.write(chunk as Buffer);
+          for await (const chunk of body) {
+            const b = chunk as Buffer;
+            for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off);
+          }
+          this.#own(fd, h);
+          fchmodSync(fd, mode); // after chown, which clears set-id bits
+          futimesSync(fd, mtime, mtime);
         } finally {
-          await fh.close();
+          closeSync(fd);
         }
-        await this.#own(abs, h, false);
-        await chmod(abs, mode); // after chown, which clears setuid bits
-        await this.#times(abs, h, false);
-        this.#mark(rel);
         return;
       }
       case "symlink": {
         body.resume();
-        if (existing) await this.#remove(abs);
-        await symlink(h.linkname ?? "", abs);
-        await this.#own(abs, h, true);
-        await this.#times(abs, h, true);
-        this.#mark(rel);
+        const existing = lstatOrUndefined(abs);
+        if (existing) this.#removeSync(abs, existing);
+        this.#generation++;
+        symlinkSync(h.linkname ?? "", abs);
+        if (this.preserveOwner) lchownSync(abs, h.uid ?? 0, h.gid ?? 0);
+        lutimesSync(abs, mtime, mtime);
         return;
       }
       case "link": {
         body.resume();
         const targetParts = entryParts(this.layer, h.linkname ?? "", "hardlink target");
         const tBase = targetParts[targetParts.length - 1];
-        const tDir =
-          tBase === undefined ? undefined : await this.resolveDir(name, targetParts.slice(0, -1), false);
+        const tDir = tBase === undefined ? undefined : this.resolveDir(name, targetParts.slice(0, -1), false);
         const tAbs = tDir && tBase !== undefined ? path.join(tDir.abs, tBase) : undefined;
-        const tSt = tAbs === undefined ? undefined : await lstatOrUndefined(tAbs);
+        const tSt = tAbs === undefined ? undefined : lstatOrUndefined(tAbs);
         if (tAbs === undefined || tSt === undefined) {
           throw new UnsafeLayerError(
             this.layer,
@@ -337,9 +414,9 @@ class LayerApplier {
         }
         if (tSt.isDirectory()) throw new UnsafeLayerError(this.layer, name, "is a hardlink to a directory");
         if (tAbs === abs) return;
-        if (existing) await this.#remove(abs);
-        await link(tAbs, abs);
-        this.#mark(rel);
+        const existing = lstatOrUndefined(abs);
+        if (existing) this.#removeSync(abs, existing);
+        linkSync(tAbs, abs);
         return;
       }
       default: {
@@ -350,69 +427,166 @@ class LayerApplier {
     }
   }
 
-  /** Directory modes, owners and times, deepest first. */
-  async finish(): Promise<void> {
-    for (const d of this.dirs.reverse()) {
-      await this.#own(d.abs, d.header, false);
-      await chmod(d.abs, (d.header.mode ?? 0o755) & 0o7777);
-      await this.#times(d.abs, d.header, false);
+  /** A new file at `abs` open for writing, replacing what was there; never through a symlink. */
+  #create(abs: string): number {
+    const flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+    try {
+      return openSync(abs, flags, 0o600);
+    } catch (err) {
+      if (errnoOf(err) !== "EEXIST") throw err;
+    }
+    this.#removeSync(abs, lstatSync(abs, { bigint: true }));
+    return openSync(abs, flags, 0o600);
+  }
+
+  #deferDir(rel: string, st: BigIntStats, h: Headers): void {
+    this.dirs.add({
+      rel,
+      dev: st.dev,
+      ino: st.ino,
+      mode: (h.mode ?? 0o755) & 0o7777,
+      uid: h.uid ?? 0,
+      gid: h.gid ?? 0,
+      mtimeMs: h.mtime?.getTime() ?? 0,
+    });
+  }
+
+  /** Directory modes, owners and times; then the trash goes. */
+  async finish(): Promise<number> {
+    const r = this.dirs.apply(this.root, this.preserveOwner, (rel, err) => this.fail(rel || ".", err));
+    if (this.#trashDir !== undefined) await rm(this.#trashDir, { recursive: true, force: true });
+    return r.dropped;
+  }
+}
+
+/** Checks what every entry's header says before anything is written (check pass). */
+function checkHeader(layer: string, h: Headers): string[] {
+  const parts = entryParts(layer, h.name);
+  if (h.type === "link") entryParts(layer, h.linkname ?? "", "hardlink target");
+  for (const [what, id] of [
+    ["uid", h.uid],
+    ["gid", h.gid],
+  ] as const) {
+    if (id !== undefined && (!Number.isInteger(id) || id < 0 || id > MAX_ID)) {
+      throw new UnsafeLayerError(layer, h.name, `has an invalid ${what} ${id}`);
     }
   }
+  if (h.mtime !== undefined && !Number.isFinite(h.mtime.getTime())) {
+    throw new UnsafeLayerError(layer, h.name, "has an invalid modification time");
+  }
+  return parts;
 }
 
 /**
  * Applies one layer to `root` in place (a staging dir: on an error, throw the dir away).
- * Throws UnsafeLayerError, LayerFormatError, DigestMismatchError (diff_id) or TooLargeError.
+ * Throws UnsafeLayerError, LayerFormatError, DigestMismatchError (diff_id), TooLargeError,
+ * TooManyError or LayerApplyError.
  */
 export async function applyLayer(
   root: string,
   layer: LayerToApply,
   options: UnpackOptions = {},
 ): Promise<ApplyResult> {
-  const limit = options.maxUnpackedLayerBytes ?? 16 * 2 ** 30;
+  const layerMax = options.maxUnpackedLayerBytes ?? DEFAULT_LIMITS.maxUnpackedLayerBytes;
+  const entriesMax = options.maxLayerEntries ?? DEFAULT_LIMITS.maxLayerEntries;
+  const imageMax = options.maxImageUnpackedBytes ?? DEFAULT_LIMITS.maxImageUnpackedBytes;
+  const before = options.imageUnpackedBytesBefore ?? 0;
   const preserveOwner = options.preserveOwner ?? process.getuid?.() === 0;
-  const applier = new LayerApplier(root, layer.digest, preserveOwner, options.onWarning ?? (() => undefined));
-  const tap = new DiffTap(
-    limit,
-    (n) =>
-      new TooLargeError(`layer ${layer.digest} uncompressed`, n, limit, LIMIT_SETTINGS.maxUnpackedLayerBytes),
-    options.onBytes,
+  const ownScratch = options.scratchDir === undefined;
+  const scratch =
+    options.scratchDir ??
+    path.join(
+      path.dirname(root),
+      `.${path.basename(root)}.scratch-${process.pid}-${randomBytes(4).toString("hex")}`,
+    );
+  await mkdir(scratch, { recursive: !ownScratch, mode: 0o700 });
+  const applier = new LayerApplier(
+    root,
+    scratch,
+    layer.digest,
+    preserveOwner,
+    options.onWarning ?? (() => undefined),
   );
-  const extract = tar.extract();
-  const feeding = pipeline(createReadStream(layer.blobPath), decompressor(layer.compression), tap, extract);
-  // Observed below; this keeps an early failure from being an unhandled rejection meanwhile.
-  feeding.catch(() => undefined);
-  let entries = 0;
+  const limit = Math.min(layerMax, imageMax - before);
+  const tooLarge = (n: number): Error =>
+    layerMax <= imageMax - before
+      ? new TooLargeError(
+          `layer ${layer.digest} uncompressed`,
+          n,
+          layerMax,
+          LIMIT_SETTINGS.maxUnpackedLayerBytes,
+        )
+      : new TooLargeError(
+          `the image's uncompressed layers (with layer ${layer.digest})`,
+          before + n,
+          imageMax,
+          LIMIT_SETTINGS.maxImageUnpackedBytes,
+        );
+  const blob = await open(layer.blobPath, "r");
   try {
-    for await (const entry of extract) {
-      entries++;
-      await applier.entry(entry.header, entry);
+    // 1. Check pass: names, caps, diff_id; whiteouts and opaque markers applied.
+    const check = new Tap(limit, tooLarge, true);
+    let seen = 0;
+    const entries = await readEntries(blob, layer, check, async (h, body) => {
+      if (++seen > entriesMax) {
+        throw new TooManyError(
+          `layer ${layer.digest}`,
+          `more than ${entriesMax}`,
+          "entries",
+          entriesMax,
+          LIMIT_SETTINGS.maxLayerEntries,
+        );
+      }
+      const parts = checkHeader(layer.digest, h);
+      body.resume();
+      const base = parts[parts.length - 1];
+      if (base?.startsWith(WHITEOUT)) {
+        try {
+          await applier.marker(h.name, parts.slice(0, -1), base);
+        } catch (err) {
+          throw applier.fail(h.name, err);
+        }
+      }
+    });
+    const diffId = `sha256:${check.hash.digest("hex")}`;
+    if (diffId !== layer.diffId) {
+      throw new DigestMismatchError(
+        `uncompressed layer ${layer.digest} (config rootfs.diff_ids)`,
+        layer.diffId,
+        diffId,
+      );
     }
-    await feeding;
-  } catch (err) {
-    extract.destroy();
-    await feeding.catch(() => undefined);
-    if (err instanceof RegistryError) throw err;
-    const fed = await feeding.then(
-      () => undefined,
-      (e: unknown) => e,
+
+    // 2. Write pass: the entries, then the deferred directory metadata.
+    const write = new Tap(
+      check.bytes,
+      () => new LayerFormatError(layer.digest, "changed between its two reads"),
+      false,
+      options.onBytes,
     );
-    const cause = fed instanceof RegistryError ? fed : err;
-    if (cause instanceof RegistryError) throw cause;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== undefined && !code.startsWith("Z_") && code !== "ERR_STREAM_PREMATURE_CLOSE") throw err;
-    throw new LayerFormatError(layer.digest, (cause as Error).message, cause);
+    let lastYield = performance.now();
+    const written = await readEntries(blob, layer, write, async (h, body) => {
+      try {
+        await applier.entry(h, body);
+      } catch (err) {
+        throw applier.fail(h.name, err);
+      }
+      if (performance.now() - lastYield > YIELD_EVERY_MS) {
+        await new Promise((ok) => setImmediate(ok));
+        lastYield = performance.now();
+      }
+    });
+    if (written !== entries || write.bytes !== check.bytes) {
+      throw new LayerFormatError(layer.digest, "changed between its two reads");
+    }
+    const droppedDirRecords = await applier.finish();
+    return { entries, unpackedBytes: check.bytes, skipped: applier.skipped, droppedDirRecords };
+  } finally {
+    await blob.close();
+    applier.dirs.dispose();
+    if (ownScratch) await rm(scratch, { recursive: true, force: true });
+    else await rm(path.join(scratch, "trash"), { recursive: true, force: true });
   }
-  const diffId = `sha256:${tap.hash.digest("hex")}`;
-  if (diffId !== layer.diffId) {
-    throw new DigestMismatchError(
-      `uncompressed layer ${layer.digest} (config rootfs.diff_ids)`,
-      layer.diffId,
-      diffId,
-    );
-  }
-  await applier.finish();
-  return { entries, unpackedBytes: tap.bytes, skipped: applier.skipped };
 }
 
 /**
@@ -432,7 +606,7 @@ export async function unpackLayers(
   let skipped = 0;
   try {
     for (const layer of layers) {
-      const r = await applyLayer(staging, layer, options);
+      const r = await applyLayer(staging, layer, { ...options, imageUnpackedBytesBefore: unpackedBytes });
       unpackedBytes += r.unpackedBytes;
       skipped += r.skipped;
     }
@@ -440,7 +614,7 @@ export async function unpackLayers(
       await rename(staging, target);
       return { unpackedBytes, skipped, created: true };
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
+      const code = errnoOf(err);
       if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
       await rm(staging, { recursive: true, force: true });
       return { unpackedBytes, skipped, created: false };

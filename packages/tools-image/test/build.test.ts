@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { lstat, readFile, readdir, truncate } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
@@ -156,7 +157,8 @@ beforeAll(async () => {
   const t = Date.now();
   image = await buildToolsImage({ outDir });
   coldMs = Date.now() - t;
-  seeds = new SeedStore({ dataDir: path.join(dir, "data"), durable: false });
+  // The test's layouts live in temp dirs: oci: refs must be under an allowed root.
+  seeds = new SeedStore({ dataDir: path.join(dir, "data"), durable: false, ociLayoutRoots: [tmpdir()] });
 });
 
 describe("buildToolsImage", () => {

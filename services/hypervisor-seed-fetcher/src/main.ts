@@ -12,8 +12,10 @@ const NAME = "hypervisor-seed-fetcher";
 const envSchema = z.object({
   ...baseWorkerEnv,
   ...registryEnv,
-  /** A seed or blob nothing uses is removed only when older than this (default 10 minutes). */
+  /** A seed or blob is removed only when unused for this long (default 10 minutes). */
   EVE_SEED_GC_GRACE_MS: envInt({ min: 0 }).default(600_000),
+  /** How often the garbage collection runs besides after changes (default 1 minute). */
+  EVE_SEED_GC_INTERVAL_MS: envInt({ min: 100 }).default(60_000),
 });
 
 await runWorker({
@@ -35,6 +37,7 @@ await runWorker({
       node: config.EVE_NODE,
       seeds,
       gcGraceMs: config.EVE_SEED_GC_GRACE_MS,
+      gcIntervalMs: config.EVE_SEED_GC_INTERVAL_MS,
       signal: lifecycle.signal,
     });
     lifecycle.onShutdown("stop the work queues", () => fetcher.stop());

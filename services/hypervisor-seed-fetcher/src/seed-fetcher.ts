@@ -4,8 +4,9 @@
  * node's `AppInstanceConfig`s → `ImageSeed.<node>.<sha256 of the ref>`. Each change pulls and
  * unpacks through the {@link SeedStore} (PULLING with progress, then READY or FAILED). Failures
  * the registry may heal (down, 5xx, 429) are retried with back-off while the seed says FAILED
- * with "retrying"; others stay FAILED until the config changes. A debounced garbage collection
- * unpublishes seeds nothing references any more and removes their files.
+ * with "retrying"; others stay FAILED until the config changes. A garbage collection (debounced
+ * after changes, and every minute) unpublishes seeds no config references any more and removes
+ * their files once no task's overlay mount uses them either (SeedStore.gc).
  */
 import { Publication, shareWork } from "@eve-tasks/bus";
 import type { Bus, SourceState, WorkContext, WorkQueue } from "@eve-tasks/bus";
@@ -46,8 +47,10 @@ export interface SeedFetcherOptions {
   /** `EVE_NODE`. */
   node: string;
   seeds: SeedStore;
-  /** Unused seeds and blobs younger than this are kept (default 10 min). */
+  /** Seeds and blobs unused for less than this are kept (default 10 min). */
   gcGraceMs?: number;
+  /** The garbage collection also runs this often, besides after changes (default 1 min). */
+  gcIntervalMs?: number;
   /** Progress is published at most this often (default 500 ms). */
   progressIntervalMs?: number;
   /** Pulls at once per replica and queue (default 2). */
@@ -233,6 +236,10 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
       }
     }
     const r = await seeds.gc(keep, { graceMs: options.gcGraceMs });
+    logger.debug(
+      { event: "gc-run", kept: [...keep], mounted: r.seedsMounted, seedsRemoved: r.seedsRemoved },
+      "garbage collection ran",
+    );
     if (r.seedsRemoved.length > 0 || r.blobs.removed.length > 0) {
       logger.info(
         {
@@ -245,13 +252,21 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
       );
     }
   };
+  let gcPending = false;
   const scheduleGc = (delayMs = 1_000): void => {
     if (stopped) return;
     clearTimeout(gcTimer);
+    gcPending = true;
     gcTimer = setTimeout(() => {
+      gcPending = false;
       gcRunning = (gcRunning ?? Promise.resolve())
         .then(collectGarbage)
-        .catch((err: unknown) => logger.warn({ event: "gc-failed", err }, "garbage collection failed"));
+        .catch((err: unknown) => logger.warn({ event: "gc-failed", err }, "garbage collection failed"))
+        // Periodically too: a seed a task uses is marked in use each run, so its grace counts
+        // from the last time it was seen in use.
+        .finally(() => {
+          if (!gcPending) scheduleGc(options.gcIntervalMs ?? 60_000);
+        });
     }, delayMs);
     gcTimer.unref();
   };

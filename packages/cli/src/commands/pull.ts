@@ -5,7 +5,13 @@
  */
 import path from "node:path";
 import type { Command } from "@commander-js/extra-typings";
-import { RegistryError, errorText, registryEnvSchema, seedStoreFromEnv } from "@eve-tasks/registry";
+import {
+  RegistryError,
+  errorText,
+  registryEnv,
+  registryEnvSchema,
+  seedStoreFromEnv,
+} from "@eve-tasks/registry";
 import type { PullProgress } from "@eve-tasks/registry";
 import type { CliContext } from "../context.js";
 import { UserError } from "../errors.js";
@@ -36,9 +42,7 @@ function bar(p: PullProgress, width = 30): string {
 export async function runPull(ctx: CliContext, o: PullCommandOptions): Promise<void> {
   const env = registryEnvSchema.safeParse(
     Object.fromEntries(
-      Object.entries(ctx.env).filter(([k, v]) =>
-        k.startsWith("EVE_REGISTRY") || k === "EVE_INSECURE_REGISTRIES" ? v : false,
-      ),
+      Object.entries(ctx.env).filter(([k, v]) => (Object.hasOwn(registryEnv, k) ? v : false)),
     ),
   );
   if (!env.success)
@@ -98,7 +102,8 @@ export function registerPull(program: Command<[], { server?: string }>, ctx: Cli
     .description(
       "Pull an image (host[:port]/repo[:tag][@digest], or oci:<dir>:<tag>) into <EVE_DATA_DIR>/content, " +
         "verifying every digest, and unpack it as a seed under <EVE_DATA_DIR>/seeds. Reads " +
-        "EVE_DATA_DIR, EVE_INSECURE_REGISTRIES and EVE_REGISTRY_AUTH_FILE. Does not use NATS.",
+        "EVE_DATA_DIR, EVE_INSECURE_REGISTRIES, EVE_REGISTRY_AUTH_FILE, EVE_REGISTRY_MAX_*, " +
+        "EVE_OCI_LAYOUT_ROOTS and EVE_VOLUME_ROOTS. Does not use NATS.",
     )
     .argument("<ref>", "image reference")
     .option(
