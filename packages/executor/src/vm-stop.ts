@@ -6,9 +6,6 @@
 import { connectQmp } from "@eve-tasks/qmp";
 import { within } from "./within.js";
 
-/** The step that ended a stopped task. */
-export type StopStep = "system_powerdown" | "quit" | "SIGTERM" | "SIGKILL";
-
 /** Options of {@link stopVmByQmp}. */
 export interface VmStopOptions {
   /** The QMP socket as the host sees it. */
