@@ -69,10 +69,12 @@ export class StatusWriter {
   /**
    * Publishes `uuid`'s status with `patch` applied (over an initial one built from `desired` when
    * there is none yet). Nothing is sent when only the time would change; an error that says what
-   * the current one says keeps the current one (and its time).
+   * the current one says keeps the current one (and its time). A container nobody configured and
+   * that never had a status (something else's, in the executor's namespace) gets none.
    */
   async publish(uuid: string, desired: TaskConfig | undefined, patch: Partial<TaskStatus>): Promise<void> {
     const current = this.#statuses.get(uuid);
+    if (!current && !desired) return;
     const base =
       current ??
       initialStatus({
