@@ -22,6 +22,8 @@ export interface ExecutorTunables {
   readonly vmQuitTimeoutMs: number;
   /** How long a VM's QMP socket may take to answer at a stop before SIGTERM is used instead. */
   readonly qmpConnectTimeoutMs: number;
+  /** How long the KVM probe guest may take to print its marker (EVE_KVM_PROBE_TIMEOUT_MS). */
+  readonly kvmProbeTimeoutMs: number;
   /** When Tasks.Wait ends without an exit (not a missing task), look again after this long. */
   readonly waitRetryMs: number;
   /** Re-running a reconcile that failed (containerd unreachable, a NATS write refused). */
@@ -42,6 +44,7 @@ export const EXECUTOR_DEFAULTS: ExecutorTunables = Object.freeze({
   killTimeoutMs: 10_000,
   vmQuitTimeoutMs: 5_000,
   qmpConnectTimeoutMs: 2_000,
+  kvmProbeTimeoutMs: 10_000,
   waitRetryMs: 1_000,
   reconcileRetry: Object.freeze({ initialMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.1 }),
   startRetry: Object.freeze({ initialMs: 5_000, maxMs: 300_000, factor: 2, jitter: 0.1 }),

@@ -27,6 +27,7 @@ import {
 import { cgroupsPathFor } from "@eve-tasks/schemas";
 import { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs } from "./kvm-probe-guest.js";
 import type { AccelChoice, AccelDecider } from "./vm-task.js";
+import { EXECUTOR_DEFAULTS } from "./defaults.js";
 import { NodeFactError } from "./errors.js";
 import type { TaskRuntime } from "./runtime.js";
 
@@ -49,7 +50,7 @@ export interface AccelChooserOptions {
   logger: Logger;
   /** EVE_ACCEL: what `auto` apps get on this node (default `auto`: probe). */
   nodeAccel?: "auto" | "kvm" | "tcg";
-  /** How long the probe guest may take to print its marker (default 10000 ms). */
+  /** How long the probe guest may take to print its marker (default `EXECUTOR_DEFAULTS.kvmProbeTimeoutMs`). */
   probeTimeoutMs?: number;
   /** The KVM device (tests). */
   kvmDevice?: string;
@@ -126,7 +127,7 @@ export class AccelChooser implements AccelDecider {
       dataDir: this.#o.dataDir,
       toolsRoot: tools.toolsRoot,
       qemu: tools.qemu,
-      timeoutMs: this.#o.probeTimeoutMs ?? 10_000,
+      timeoutMs: this.#o.probeTimeoutMs ?? EXECUTOR_DEFAULTS.kvmProbeTimeoutMs,
     });
     this.#o.logger.info({ event: "kvm-probe", ...result }, `KVM probe: ${result.reason}`);
     const entry: CachedProbe = {
@@ -252,7 +253,10 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
   } finally {
     if (created) {
       await runtime.killTask(id, "SIGKILL", { all: true }).catch(() => undefined);
-      await Promise.race([runtime.waitTask(id).catch(() => undefined), sleep(5000)]);
+      await Promise.race([
+        runtime.waitTask(id).catch(() => undefined),
+        sleep(EXECUTOR_DEFAULTS.killTimeoutMs),
+      ]);
       await runtime.deleteTask(id);
     }
     await runtime.deleteContainer(id).catch(() => undefined);

@@ -6,7 +6,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBucket } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
-import { AccelChooser, TaskExecutor, containerdRuntime, loadNodeFacts } from "@eve-tasks/executor";
+import {
+  AccelChooser,
+  EXECUTOR_DEFAULTS,
+  TaskExecutor,
+  containerdRuntime,
+  loadNodeFacts,
+} from "@eve-tasks/executor";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
 import { baseWorkerEnv, envInt, envList, envPositiveInt, runWorker } from "@eve-tasks/runtime";
 import {
@@ -39,7 +45,7 @@ const envSchema = z.object({
     })
     .default("auto"),
   /** How long the KVM probe guest may take to come up. */
-  EVE_KVM_PROBE_TIMEOUT_MS: envPositiveInt().default(10_000),
+  EVE_KVM_PROBE_TIMEOUT_MS: envPositiveInt().default(EXECUTOR_DEFAULTS.kvmProbeTimeoutMs),
 });
 
 await runWorker({
