@@ -22,6 +22,8 @@ describe("committed JSON Schema files", () => {
       "ImageSeed.schema.json",
       "SignalReply.schema.json",
       "SignalRequest.schema.json",
+      "StopTasksReply.schema.json",
+      "StopTasksRequest.schema.json",
       "TaskConfig.schema.json",
       "TaskEvent.schema.json",
       "TaskMetrics.schema.json",
