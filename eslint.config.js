@@ -35,6 +35,36 @@ export default tseslint.config(
     },
   },
   {
+    // Only the task-executor talks to containerd (DESIGN: "containerd (the only one)").
+    files: ["packages/**/*.ts", "services/**/*.ts"],
+    ignores: [
+      "packages/containerd/**",
+      "packages/executor/src/**",
+      "services/task-executor/src/**",
+      "**/test/**",
+    ],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          paths: [
+            {
+              name: "@eve-tasks/containerd",
+              message:
+                "Only the task-executor (packages/executor, services/task-executor) talks to containerd.",
+            },
+          ],
+          patterns: [
+            {
+              group: ["@eve-tasks/*/src/*", "@eve-tasks/*/dist/*"],
+              message: "Import a package by its name only.",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ["**/*.js", "**/*.mjs"],
     ...tseslint.configs.disableTypeChecked,
   },

@@ -2,7 +2,7 @@
 // image built by the test, a private nats-server and containerd, and the built spec-builder,
 // hypervisor-seed-fetcher and task-executor as processes. An app whose root is `root.image` is
 // pulled into a seed, built from the image's config and run on an overlay of the seed.
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -166,7 +166,12 @@ describe("apps whose root is an image", () => {
     }).catch(async (err: unknown) => {
       throw new Error(`${(err as Error).message}; log: ${JSON.stringify(await logOf(s))}`, { cause: err });
     });
-  const upper = (uuid: string) => join(dataDir, "tasks", uuid, "overlay", "upper");
+  /** The app's upper dir: `<taskDir>/overlay/<key of its seed>/upper` (one seed per app here). */
+  const upper = (uuid: string) => {
+    const overlay = join(dataDir, "tasks", uuid, "overlay");
+    const [seed] = existsSync(overlay) ? readdirSync(overlay) : [];
+    return join(overlay, seed ?? "(none yet)", "upper");
+  };
 
   it("runs the image's command, or the app's args with the image's env, each on its own overlay", async () => {
     const plain = newUuid();

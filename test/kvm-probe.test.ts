@@ -8,7 +8,8 @@ import { join } from "node:path";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ContainerdClient } from "@eve-tasks/containerd";
-import { AccelChooser, NodeFactError, probeKvm } from "@eve-tasks/executor";
+import { AccelChooser, NodeFactError, containerdRuntime, probeKvm } from "@eve-tasks/executor";
+import type { TaskRuntime } from "@eve-tasks/executor";
 import { SeedStore } from "@eve-tasks/registry";
 import { buildToolsImage } from "@eve-tasks/tools-image";
 import { tempDir } from "./harness/index.js";
@@ -18,6 +19,7 @@ const QEMU = "/usr/bin/qemu-system-x86_64";
 
 describe("choosing a VM's accelerator", () => {
   let containerd: ContainerdClient;
+  let runtime: TaskRuntime;
   let toolsRoot: string;
   let dataDir: string;
 
@@ -33,6 +35,7 @@ describe("choosing a VM's accelerator", () => {
       address: inject("containerdAddress"),
       namespace: "eve-test-kvm-probe",
     });
+    runtime = containerdRuntime(containerd);
   }, 120_000);
 
   afterAll(async () => {
@@ -47,7 +50,7 @@ describe("choosing a VM's accelerator", () => {
   });
 
   it("the probe guest comes up under TCG as a containerd task, and goes", async () => {
-    const r = await probeKvm({ containerd, dataDir, toolsRoot, qemu: QEMU, timeoutMs: 20_000, accel: "tcg" });
+    const r = await probeKvm({ runtime, dataDir, toolsRoot, qemu: QEMU, timeoutMs: 20_000, accel: "tcg" });
     expect(r).toMatchObject({ usable: true });
     expect(r.reason).toMatch(/^the probe guest came up under TCG in \d+ ms$/);
     expect(await leftovers()).toEqual({ containers: [], dirs: [] });
@@ -57,7 +60,7 @@ describe("choosing a VM's accelerator", () => {
     "probes KVM with a deadline: a hanging KVM gives up in time",
     async () => {
       const started = Date.now();
-      const r = await probeKvm({ containerd, dataDir, toolsRoot, qemu: QEMU, timeoutMs: 3000 });
+      const r = await probeKvm({ runtime, dataDir, toolsRoot, qemu: QEMU, timeoutMs: 3000 });
       // Nested KVM on these machines hangs: the deadline decides. Where KVM works, the guest is up.
       if (r.usable) expect(r.reason).toMatch(/came up under KVM/);
       else expect(r.reason).toMatch(/did not come up under KVM within 3000 ms|qemu exited/);
@@ -69,7 +72,7 @@ describe("choosing a VM's accelerator", () => {
 
   it("takes tcg and kvm as asked, and refuses kvm on a node without the device", async () => {
     const chooser = new AccelChooser({
-      containerd,
+      runtime,
       dataDir,
       logger: pino({ level: "silent" }),
       kvmDevice: "/dev/no-kvm-here",
@@ -89,7 +92,7 @@ describe("choosing a VM's accelerator", () => {
       'vm.accel=kvm asks for KVM, but this node has no /dev/no-kvm-here: use "auto" or "tcg"',
     );
     const byNode = new AccelChooser({
-      containerd,
+      runtime,
       dataDir,
       logger: pino({ level: "silent" }),
       nodeAccel: "tcg",
@@ -104,7 +107,7 @@ describe("choosing a VM's accelerator", () => {
     "auto probes once per node boot and keeps the verdict",
     async () => {
       const chooser = new AccelChooser({
-        containerd,
+        runtime,
         dataDir,
         logger: pino({ level: "silent" }),
         probeTimeoutMs: 3000,
@@ -119,7 +122,7 @@ describe("choosing a VM's accelerator", () => {
       expect(cached.usable).toBe(first.accel === "kvm");
       // Another executor process on this boot reads the verdict instead of probing again.
       const again = new AccelChooser({
-        containerd,
+        runtime,
         dataDir,
         logger: pino({ level: "silent" }),
         probeTimeoutMs: 3000,

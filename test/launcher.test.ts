@@ -1,7 +1,8 @@
-// End to end: the built launcher (`npx tsc -b packages/launcher` first) brings up its own
-// nats-server (with the project's NATS users, passwords generated under the data dir) and
-// containerd in a temporary data dir, creates the buckets, runs a fixture worker as its own NATS
-// user, restarts it when killed, and on SIGINT stops everything it started and exits 0.
+// End to end: the built launcher (`npx tsc -b` first) brings up its own nats-server (with the
+// project's NATS users, passwords generated under the data dir) and containerd in a temporary data
+// dir, creates the buckets, runs a fixture worker as its own NATS user and the real task-executor,
+// restarts a worker when killed, and on SIGINT has the task-executor stop the tasks, then stops
+// everything it started and exits 0.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdir, mkdtemp, stat, writeFile } from "node:fs/promises";
@@ -27,6 +28,8 @@ const launcherMain = path.join(repo, "packages/launcher/dist/main.js");
 const fixtureWorker = path.join(repo, "test/fixtures/launcher/worker.js");
 /** The fixture runs as a real worker's name, so the launcher gives it that worker's NATS user. */
 const WORKER = "proc-monitor";
+/** Only the task-executor talks to containerd: the launcher's Ctrl-C asks it to stop the tasks. */
+const EXECUTOR = "task-executor";
 
 let tmp: string;
 let dataDir: string;
@@ -47,6 +50,16 @@ async function state(): Promise<LauncherStateRecord | undefined> {
     for (const r of refs) if (r) seen.set(r.pid, r.startTicks);
   }
   return s;
+}
+
+/** Waits until the task-executor has synchronized (its runtime says "running" only after that). */
+async function executorRunning(): Promise<void> {
+  await until("the task-executor running", async () => {
+    const s = await state();
+    const pid = s?.workers[EXECUTOR]?.pid;
+    if (!s || pid === null || pid === undefined) return undefined;
+    return (await readHeartbeats(healthDir(s.runDir))).find((h) => h.pid === pid && h.state === "running");
+  });
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
@@ -99,6 +112,11 @@ beforeAll(async () => {
     path.join(servicesDir, WORKER, "dist", "main.js"),
     `import ${JSON.stringify(pathToFileURL(fixtureWorker).href)};\n`,
   );
+  await mkdir(path.join(servicesDir, EXECUTOR, "dist"), { recursive: true });
+  await writeFile(
+    path.join(servicesDir, EXECUTOR, "dist", "main.js"),
+    `import ${JSON.stringify(pathToFileURL(BUILT.taskExecutor).href)};\n`,
+  );
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     EVE_DATA_DIR: dataDir,
@@ -149,6 +167,7 @@ describe("launcher", () => {
     await until("the worker's heartbeat", async () =>
       (await readHeartbeats(healthDir(s.runDir))).find((h) => h.pid === workerPid && h.state === "running"),
     );
+    await executorRunning();
 
     // No user, no connection; the launcher's generated passwords are root's alone.
     await expect(connect({ servers: s.nats.url! })).rejects.toThrow(/Authorization Violation/);
@@ -262,7 +281,9 @@ describe("launcher", () => {
   });
 
   it("on SIGINT stops its tasks, then everything it started, by PID, and exits 0", async () => {
-    // A task in the launcher's containerd, as the executor would have made it.
+    // A task in the launcher's containerd, made once the executor has synchronized (its
+    // start-up sweep would remove a container nobody configured).
+    await executorRunning();
     const s0 = (await state())!;
     const rootfs = await makeRootfs(path.join(tmp, "rootfs"));
     const client = new ContainerdClient({ address: s0.containerd.address!, namespace: CONTAINERD_NAMESPACE });

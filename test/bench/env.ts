@@ -512,14 +512,27 @@ export async function removeTask(
   id: string,
   signal: NodeJS.Signals = "SIGKILL",
 ): Promise<void> {
-  const exited = client.tasks.wait(id, { timeoutMs: 15_000 }).catch(() => undefined);
-  try {
-    await client.tasks.kill(id, signal, { all: true });
-    await exited;
-  } catch (err) {
-    if (!isNotFound(err) && !/not running|already finished|process already/i.test((err as Error).message)) {
-      throw err;
+  const exited = client.tasks.wait(id, { timeoutMs: 15_000 }).then(
+    () => true,
+    () => false,
+  );
+  const within = (ms: number): Promise<boolean> =>
+    Promise.race([exited, new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+  const kill = async (s: NodeJS.Signals): Promise<void> => {
+    try {
+      await client.tasks.kill(id, s, { all: true });
+    } catch (err) {
+      if (!isNotFound(err) && !/not running|already finished|process already/i.test((err as Error).message)) {
+        throw err;
+      }
     }
+  };
+  await kill(signal);
+  // A shell signalled before it set its trap ignores SIGTERM (it is PID 1): SIGKILL then, as the
+  // executor's stop does, instead of deleting a running task.
+  if (!(await within(5_000)) && signal !== "SIGKILL") {
+    await kill("SIGKILL");
+    await within(10_000);
   }
   try {
     await client.tasks.delete(id);

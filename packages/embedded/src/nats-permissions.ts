@@ -294,7 +294,8 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       user: "task-executor",
       about: [
         "task-executor: reads TaskConfig (spec-builder); writes TaskStatus and task events; answers",
-        "signal requests for its node.",
+        "signal requests and stop-tasks requests (the launcher's Ctrl-C; only admin sends them) for",
+        "its node.",
       ],
       permissions: {
         publishAllow: [
@@ -315,6 +316,10 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
           {
             why: "signal requests (eve.rpc.task-executor.<node>.signal)",
             subjects: ["eve.rpc.task-executor.*.signal"],
+          },
+          {
+            why: "stop-tasks requests (eve.rpc.task-executor.<node>.stop-tasks: the launcher's Ctrl-C)",
+            subjects: ["eve.rpc.task-executor.*.stop-tasks"],
           },
           {
             why: "the proc-monitor's anchor events (an anchor found gone is acted on at once)",

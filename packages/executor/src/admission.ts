@@ -15,6 +15,32 @@ export interface AdmissionRefusal {
   message: string;
 }
 
+/** The node's memory as one app sees it: what every other task holds. */
+export interface MemoryView {
+  usableBytes: number;
+  /** Held by every task but the app's own. */
+  heldBytes: number;
+  /** How many other tasks hold memory. */
+  holders: number;
+}
+
+/** Whether `neededBytes` fit in `view`: null when they do, else why not. Pure. */
+export function admissionRefusal(neededBytes: number, view: MemoryView): AdmissionRefusal | null {
+  const free = view.usableBytes - view.heldBytes;
+  if (neededBytes <= free) return null;
+  const mib = (b: number): string => `${Math.round((b / MiB) * 10) / 10} MiB`;
+  return {
+    neededBytes,
+    freeBytes: Math.max(0, free),
+    usableBytes: view.usableBytes,
+    heldBytes: view.heldBytes,
+    holders: view.holders,
+    message:
+      `waiting for memory: needs ${mib(neededBytes)}, ${mib(Math.max(0, free))} free ` +
+      `(${mib(view.usableBytes)} usable, ${mib(view.heldBytes)} held by ${view.holders} task(s))`,
+  };
+}
+
 /** The memory tasks hold on this node, by app uuid. */
 export class MemoryLedger {
   readonly #usableBytes: number;
@@ -31,9 +57,19 @@ export class MemoryLedger {
 
   /** Bytes held by every task but `except`'s. */
   heldBytes(except?: string): number {
-    let sum = 0;
-    for (const [uuid, bytes] of this.#held) if (uuid !== except) sum += bytes;
-    return sum;
+    return this.view(except).heldBytes;
+  }
+
+  /** The node's memory as `uuid` sees it (what every other task holds). */
+  view(uuid?: string): MemoryView {
+    let heldBytes = 0;
+    let holders = 0;
+    for (const [u, bytes] of this.#held) {
+      if (u === uuid) continue;
+      heldBytes += bytes;
+      holders += 1;
+    }
+    return { usableBytes: this.#usableBytes, heldBytes, holders };
   }
 
   /**
@@ -41,24 +77,9 @@ export class MemoryLedger {
    * else why not. Synchronous, so two starts can never both take the last free bytes.
    */
   admit(uuid: string, bytes: number): AdmissionRefusal | null {
-    const held = this.heldBytes(uuid);
-    const free = this.#usableBytes - held;
-    if (bytes <= free) {
-      this.#held.set(uuid, bytes);
-      return null;
-    }
-    const holders = [...this.#held.keys()].filter((u) => u !== uuid).length;
-    const mib = (b: number): string => `${Math.round((b / MiB) * 10) / 10} MiB`;
-    return {
-      neededBytes: bytes,
-      freeBytes: Math.max(0, free),
-      usableBytes: this.#usableBytes,
-      heldBytes: held,
-      holders,
-      message:
-        `waiting for memory: needs ${mib(bytes)}, ${mib(Math.max(0, free))} free ` +
-        `(${mib(this.#usableBytes)} usable, ${mib(held)} held by ${holders} task(s))`,
-    };
+    const refusal = admissionRefusal(bytes, this.view(uuid));
+    if (refusal === null) this.#held.set(uuid, bytes);
+    return refusal;
   }
 
   /** Records memory a task already holds (adopted at start-up), whether or not it fits. */

@@ -1,163 +1,131 @@
-import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+/**
+ * The task-executor's reconciler: for every app of this node it drives containerd from the app's
+ * TaskConfig and publishes TaskStatus at every transition.
+ *
+ * Each reconcile of an app is a loop: observe (containerd: the app's container and task), plan
+ * (a pure decision: plan.ts), act (lifecycle.ts), until an action leaves nothing to do. Reconciles
+ * are level-triggered and idempotent; those of one app never overlap and coalesce; different apps
+ * proceed concurrently.
+ */
 import { constants as osConstants } from "node:os";
 import type { Logger } from "pino";
-import { Publication, followEvents, subscribe } from "@eve-tasks/bus";
+import { Backoff } from "@eve-tasks/backoff";
+import { followEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus, EventFollower, Outbox, Subscription } from "@eve-tasks/bus";
-import {
-  exitSignal,
-  fileUri,
-  isAlreadyExists,
-  isNotFound,
-  isUnavailable,
-  specFromAny,
-} from "@eve-tasks/containerd";
-import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
-import { readProcStatSync } from "@eve-tasks/procfs";
-import { TaskConfigSchema, TaskStatusSchema, jsonEqual, specSha256, taskLogPath } from "@eve-tasks/schemas";
-import type { ReadyTaskConfig, SignalReply, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
+import { TaskConfigSchema } from "@eve-tasks/schemas";
+import type { SignalReply, TaskConfig } from "@eve-tasks/schemas";
 import { MemoryLedger } from "./admission.js";
+import { newAppState } from "./app-state.js";
+import type { AppState } from "./app-state.js";
+import { executorDefaults } from "./defaults.js";
+import type { ExecutorTunables } from "./defaults.js";
 import { NodeFactError } from "./errors.js";
+import { taskDirs } from "./host-resources.js";
+import type { TaskHostResource } from "./host-resources.js";
 import { KeyedRunner, Semaphore } from "./keyed-runner.js";
-import { within } from "./within.js";
-import { EXECUTOR_LABELS, NO_RESTARTS, labelsFor, readLabels, restartLabels } from "./labels.js";
-import type { Ended, LabelView, RestartLabels } from "./labels.js";
-import { decideRestart, inWindow } from "./restart-policy.js";
+import { LabelWriter, readLabels } from "./labels.js";
+import { Lifecycle } from "./lifecycle.js";
+import type { StopReport } from "./lifecycle.js";
 import type { NodeFacts } from "./node-facts.js";
+import { CHANGES_RUNTIME, NOTHING, plan } from "./plan.js";
+import type { Action, Observed, Prepared } from "./plan.js";
 import { prepareTask } from "./prepare-task.js";
-import type { PreparedTask } from "./prepare-task.js";
-import { executorError, initialStatus } from "./status.js";
-import { stopVmByQmp } from "./vm-stop.js";
-import type { StopStep } from "./vm-stop.js";
-import { qmpSocketPath, vmRunDir } from "./vm-task.js";
+import { RuntimeError, isRuntimeError } from "./runtime.js";
+import type { TaskRuntime } from "./runtime.js";
+import { executorError } from "./status.js";
+import { StatusWriter, TaskEvents } from "./status-writer.js";
 import type { AccelDecider } from "./vm-task.js";
 
-/** What the executor is built from. */
-export interface TaskExecutorOptions {
+/** What the executor is built from; the tunables default to `EXECUTOR_DEFAULTS`. */
+export interface TaskExecutorOptions extends Partial<ExecutorTunables> {
   bus: Bus;
-  /** A client on this node's containerd, in namespace `eve-user-apps`. */
-  containerd: ContainerdClient;
+  /** This node's containerd, in namespace `eve-user-apps` (see `containerdRuntime`). */
+  runtime: TaskRuntime;
   facts: NodeFacts;
   logger: Logger;
   /** Where task events go; without one, no events are emitted. */
   outbox?: Outbox;
-  /** Tasks created and started at once (default 8). */
-  startConcurrency?: number;
-  /** How often every app is checked against containerd as a safety net (default 30 s; 0 = never). */
-  relistIntervalMs?: number;
-  /** How long the SIGKILL of a stop may take before the executor gives up waiting (default 10 s). */
-  killTimeoutMs?: number;
   /** Chooses each VM's accelerator (see `AccelChooser`); without one, VM configs are refused. */
   accel?: AccelDecider;
-  /** How long qemu may take to end after QMP `quit` before SIGKILL (default 5000 ms). */
-  vmQuitTimeoutMs?: number;
   /**
    * Reads how many OOM kills the task's cgroup saw, before Tasks.Delete removes it (null when
    * not readable). Besides it, containerd's `/tasks/oom` events count as evidence.
    */
   readOomKills?: (uuid: string) => Promise<number | null>;
+  /**
+   * What each task needs on the host besides containerd (see host-resources.ts). Default: the
+   * task's directories; a resource given here comes after them.
+   */
+  hostResources?: readonly TaskHostResource[];
 }
 
-/** What the executor keeps per app between reconciles. */
-interface AppState {
-  readonly uuid: string;
-  /** The latest TaskConfig for this node; undefined when deleted or for another node. */
-  desired: TaskConfig | undefined;
-  /** The last TaskStatus this executor published. */
-  status: TaskStatus | undefined;
-  /** The pending Tasks.Wait for the current task. */
-  wait: { pid: number; exit: Promise<ExitStatus | undefined> } | undefined;
-  /** A stop is in progress: the exit it causes is HALTED whatever its code. */
-  stopping: boolean;
-  /** The step of a stop in progress that ended the task (for its `exited` event). */
-  stoppedBy: StopStep | undefined;
-  /** First seen after the start-up listing, not reconciled yet: it has no container. */
-  fresh: boolean;
-  /** Stop timeout of the last READY config, for a stop after the config is gone. */
-  stopTimeoutMs: number;
-  retryDelayMs: number;
-  retryTimer: NodeJS.Timeout | undefined;
-  /** Wakes the reconcile that starts a restart the policy scheduled. */
-  restartTimer: NodeJS.Timeout | undefined;
-  /** containerd reported an OOM kill in the current task. */
-  oomSeen: boolean;
-  /** Waiting for memory: the "received" event was emitted for this wait. */
-  waitingForMemory: boolean;
+/** What a node stop ({@link TaskExecutor.stopTasks}) did. */
+export interface NodeStopResult {
+  stopped: StopReport[];
+  /** Tasks still there after the stop, with why. */
+  failed: { uuid: string; taskId: number; error: string }[];
 }
 
-const DEFAULT_STOP_TIMEOUT_MS = 10_000;
-
-/** The memory limit in a stored container spec, in bytes (0 when it has none). */
-function memoryLimitOf(c: Container): number {
-  if (!c.spec) return 0;
-  try {
-    const spec = specFromAny(c.spec) as { linux?: { resources?: { memory?: { limit?: unknown } } } };
-    const limit = spec.linux?.resources?.memory?.limit;
-    return typeof limit === "number" && limit > 0 ? limit : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** Resolves to undefined when containerd says the object is not there (already gone). */
-async function unlessGone<T>(call: Promise<T>): Promise<T | undefined> {
-  try {
-    return await call;
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
-}
-
-/**
- * The task-executor's reconciler: for every app of this node it drives containerd from
- * the app's TaskConfig and publishes TaskStatus at every transition.
- *
- * Every reconcile is level-triggered and idempotent: it reads what containerd has
- * (container, task) and what is wanted (the latest TaskConfig), and does the steps in
- * between, in the design's call order. Reconciles of one app never overlap and coalesce;
- * different apps proceed concurrently.
- */
+/** The executor. */
 export class TaskExecutor {
   readonly #o: TaskExecutorOptions;
+  readonly #t: ExecutorTunables;
   readonly #log: Logger;
-  readonly #status: Publication<typeof TaskStatusSchema>;
+  readonly #runtime: TaskRuntime;
+  readonly #status: StatusWriter;
   readonly #apps = new Map<string, AppState>();
   readonly #runner: KeyedRunner;
-  readonly #starts: Semaphore;
+  readonly #ledger: MemoryLedger;
+  readonly #resources: readonly TaskHostResource[];
+  readonly #act: Lifecycle;
+  readonly #events: TaskEvents;
+  readonly #abort = new AbortController();
   #sub: Subscription<typeof TaskConfigSchema> | undefined;
   #synchronized = false;
-  #stopping = false;
+  #closing = false;
+  #nodeStopping = false;
+  readonly #nodeStops: StopReport[] = [];
   #relist: NodeJS.Timeout | undefined;
-  readonly #ledger: MemoryLedger;
-  readonly #abort = new AbortController();
-  #exitEvents: Promise<void> | undefined;
+  #runtimeEvents: Promise<void> | undefined;
   #monitorEvents: EventFollower | undefined;
 
   constructor(options: TaskExecutorOptions) {
     this.#o = options;
+    this.#t = executorDefaults(options);
     this.#log = options.logger;
-    this.#status = new Publication(options.bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
-    });
+    this.#runtime = options.runtime;
+    const facts = options.facts;
+    this.#status = new StatusWriter(options.bus, { node: facts.node, dataDir: facts.dataDir });
     this.#runner = new KeyedRunner((uuid) => this.#reconcile(uuid));
-    this.#starts = new Semaphore(options.startConcurrency ?? 8);
-    this.#ledger = new MemoryLedger(options.facts.memoryMiB - options.facts.memoryReserveMiB);
+    this.#ledger = new MemoryLedger(facts.memoryMiB - facts.memoryReserveMiB);
+    this.#resources = [taskDirs(facts), ...(options.hostResources ?? [])];
+    this.#events = new TaskEvents(options.outbox, options.logger);
+    this.#act = new Lifecycle({
+      runtime: this.#runtime,
+      labels: new LabelWriter(this.#runtime),
+      status: this.#status,
+      events: this.#events,
+      ledger: this.#ledger,
+      facts,
+      tunables: this.#t,
+      resources: this.#resources,
+      starts: new Semaphore(this.#t.startConcurrency),
+      logger: options.logger,
+      readOomKills: options.readOomKills,
+      kick: (uuid) => this.#runner.kick(uuid),
+      memoryReleased: (uuid) => this.#memoryReleased(uuid),
+      closing: () => this.#closing,
+    });
   }
 
   /**
    * Starts: loads the statuses it published before, follows TaskConfig until it is
    * synchronized, and only then looks at containerd and reconciles every app it finds
-   * in either (adopting running tasks that match, removing containers nobody wants).
-   * Resolves when that first pass is done.
+   * in either (adopting running tasks that match, removing containers nobody wants) and every
+   * app a host resource holds something for. Resolves when that first pass is done.
    */
   async start(): Promise<void> {
-    const node = this.#o.facts.node;
-    for (const [uuid, s] of await this.#status.getAll()) {
-      if (s.node === node) this.#app(uuid).status = s;
-    }
+    for (const uuid of await this.#status.load()) this.#app(uuid);
     this.#sub = await subscribe(this.#o.bus, {
       agent: "spec-builder",
       type: "TaskConfig",
@@ -176,7 +144,7 @@ export class TaskExecutor {
     // Exits are learnt from Tasks.Wait, from containerd's events and from the proc-monitor's;
     // the relist below is the safety net. Any of them only wakes a reconcile, so a lost or
     // duplicated notice is harmless.
-    this.#exitEvents = this.#followContainerdEvents();
+    this.#runtimeEvents = this.#followRuntimeEvents();
     this.#monitorEvents = followEvents(
       this.#o.bus,
       (e) => {
@@ -184,15 +152,19 @@ export class TaskExecutor {
       },
       { types: ["exited"] },
     );
-    const containers = await this.#o.containerd.containers.list();
+    const [containers, tasks] = await Promise.all([
+      this.#runtime.listContainers(),
+      this.#runtime.listTasks(),
+    ]);
     for (const c of containers) this.#app(c.id);
     // Memory that existing tasks hold counts before any new task is admitted.
-    const live = new Set(
-      (await this.#o.containerd.tasks.list()).filter((t) => t.status !== "STOPPED").map((t) => t.id),
-    );
+    const live = new Set(tasks.filter((t) => t.status !== "STOPPED").map((t) => t.id));
     for (const c of containers) {
-      if (live.has(c.id)) this.#ledger.hold(c.id, memoryLimitOf(c));
+      if (live.has(c.id)) this.#ledger.hold(c.id, c.memoryLimitBytes);
     }
+    // The start-up sweep: what a host resource holds for an app nobody wants goes the way of a
+    // deleted app's.
+    for (const r of this.#resources) for (const uuid of await r.owners()) this.#app(uuid);
     this.#synchronized = true;
     this.#log.info(
       { event: "resync", apps: this.#apps.size },
@@ -200,27 +172,49 @@ export class TaskExecutor {
     );
     for (const uuid of [...this.#apps.keys()]) this.#runner.kick(uuid);
     await this.#runner.idle();
-    const every = this.#o.relistIntervalMs ?? 30_000;
-    if (every > 0) {
+    if (this.#t.relistIntervalMs > 0) {
       this.#relist = setInterval(() => {
         for (const uuid of this.#apps.keys()) this.#runner.kick(uuid);
-      }, every);
+      }, this.#t.relistIntervalMs);
     }
   }
 
   /** Stops reconciling; tasks keep running (containerd's shims own them). */
   async stop(): Promise<void> {
-    this.#stopping = true;
+    this.#closing = true;
     this.#abort.abort();
     if (this.#relist) clearInterval(this.#relist);
-    for (const a of this.#apps.values()) {
-      if (a.retryTimer) clearTimeout(a.retryTimer);
-      if (a.restartTimer) clearTimeout(a.restartTimer);
-    }
+    for (const a of this.#apps.values()) this.#clearWake(a);
     await this.#monitorEvents?.close();
-    await this.#exitEvents;
+    await this.#runtimeEvents;
     await this.#sub?.close();
     await this.#runner.stop();
+  }
+
+  /**
+   * Stops every task of this node (the launcher's Ctrl-C), each by its stop kind as any other
+   * stop, and from then on starts nothing: containers stay, their labels say "stopped on
+   * request", so the next executor on this node starts them again. Tasks in the namespace that
+   * no config names are stopped too. Resolves when every stop is done.
+   */
+  async stopTasks(): Promise<NodeStopResult> {
+    this.#nodeStopping = true;
+    this.#nodeStops.length = 0;
+    for (const a of this.#apps.values()) this.#clearWake(a);
+    for (const t of await this.#runtime.listTasks()) this.#app(t.id);
+    for (const uuid of this.#apps.keys()) this.#runner.kick(uuid);
+    await this.#runner.idle();
+    const stopped = [...this.#nodeStops];
+    const failed = (await this.#runtime.listTasks()).map((t) => ({
+      uuid: t.id,
+      taskId: t.pid,
+      error: `still there after the stop (${t.status})`,
+    }));
+    this.#log.info(
+      { event: "node-stopped", stopped: stopped.length, failed: failed.length },
+      "the node's tasks are stopped; nothing starts until the executor restarts",
+    );
+    return { stopped, failed };
   }
 
   /**
@@ -234,24 +228,22 @@ export class TaskExecutor {
     if (!(signal in osConstants.signals)) {
       return { accepted: false, error: `unknown signal ${signal} (use a name such as SIGHUP or SIGTERM)` };
     }
-    const pid = app.status?.taskId ?? 0;
+    const status = this.#status.get(uuid);
+    const pid = status?.taskId ?? 0;
     if (pid === 0) {
       return {
         accepted: false,
-        error: `app ${uuid} has no running task (state ${app.status?.state ?? "unknown"})`,
+        error: `app ${uuid} has no running task (state ${status?.state ?? "unknown"})`,
       };
     }
-    try {
-      await this.#o.containerd.tasks.kill(uuid, signal as NodeJS.Signals);
-    } catch (err) {
-      if (isNotFound(err)) return { accepted: false, error: `app ${uuid} has no running task` };
-      throw err;
+    if (!(await this.#runtime.killTask(uuid, signal as NodeJS.Signals))) {
+      return { accepted: false, error: `app ${uuid} has no running task` };
     }
     this.#log.info(
       { uuid, event: "signalled", anchorPid: pid, signal },
       `sent ${signal} to the anchor on request`,
     );
-    await this.#event(uuid, "killed", `${signal} sent to anchor PID ${pid} on request`, {
+    await this.#events.emit(uuid, "killed", `${signal} sent to anchor PID ${pid} on request`, {
       anchorPid: pid,
       signal,
       requested: true,
@@ -259,66 +251,44 @@ export class TaskExecutor {
     return { accepted: true, error: null };
   }
 
-  /**
-   * Follows containerd's `/tasks/exit` and `/tasks/oom` events, resubscribing with back-off
-   * when the stream breaks (containerd restarted), until the executor stops.
-   */
-  async #followContainerdEvents(): Promise<void> {
-    let backoffMs = 500;
-    while (!this.#stopping) {
-      const sub = this.#o.containerd.events.subscribe({
-        filters: ['topic=="/tasks/exit"', 'topic=="/tasks/oom"'],
-        signal: this.#abort.signal,
-      });
-      try {
-        for await (const e of sub) {
-          backoffMs = 500;
-          if (e.topic === "/tasks/exit") {
-            const { containerId, id } = e.payload;
-            if (id === containerId && this.#apps.has(containerId)) this.#runner.kick(containerId);
-          } else if (e.topic === "/tasks/oom") {
-            const app = this.#apps.get(e.payload.containerId);
-            if (app) {
-              app.oomSeen = true;
-              this.#log.warn({ uuid: app.uuid, event: "oom" }, "containerd reports an OOM kill in the task");
-            }
-          }
-        }
-      } catch (err) {
-        if (this.#stopping) return;
-        this.#log.warn({ err, retryInMs: backoffMs }, "containerd event stream broke; resubscribing");
-      }
-      if (this.#stopping) return;
-      await new Promise((r) => setTimeout(r, backoffMs).unref());
-      backoffMs = Math.min(backoffMs * 2, 10_000);
-      // Anything that exited while the stream was down is found by a reconcile of every app.
-      for (const uuid of this.#apps.keys()) this.#runner.kick(uuid);
-    }
-  }
-
   /** Resolves when no reconcile is running (for tests and benchmarks). */
   idle(): Promise<void> {
     return this.#runner.idle();
   }
 
+  /**
+   * Follows the runtime's exit and OOM notices, resubscribing with back-off when the stream
+   * breaks (containerd restarted), until the executor stops.
+   */
+  async #followRuntimeEvents(): Promise<void> {
+    const backoff = new Backoff(this.#t.eventsResubscribe);
+    while (!this.#closing) {
+      try {
+        for await (const e of this.#runtime.events(this.#abort.signal)) {
+          backoff.reset();
+          const app = this.#apps.get(e.id);
+          if (!app) continue;
+          if (e.topic === "exit") this.#runner.kick(e.id);
+          else if (app.task) {
+            app.task.oomSeen = true;
+            this.#log.warn({ uuid: app.uuid, event: "oom" }, "containerd reports an OOM kill in the task");
+          }
+        }
+      } catch (err) {
+        if (this.#closing) return;
+        this.#log.warn({ err }, "containerd event stream broke; resubscribing");
+      }
+      if (this.#closing) return;
+      await new Promise((r) => setTimeout(r, backoff.next()).unref());
+      // Anything that exited while the stream was down is found by a reconcile of every app.
+      for (const uuid of this.#apps.keys()) this.#runner.kick(uuid);
+    }
+  }
+
   #app(uuid: string): AppState {
     let a = this.#apps.get(uuid);
     if (!a) {
-      a = {
-        uuid,
-        desired: undefined,
-        status: undefined,
-        wait: undefined,
-        stopping: false,
-        stoppedBy: undefined,
-        fresh: false,
-        stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS,
-        retryDelayMs: 0,
-        retryTimer: undefined,
-        restartTimer: undefined,
-        oomSeen: false,
-        waitingForMemory: false,
-      };
+      a = newAppState(uuid, this.#t);
       this.#apps.set(uuid, a);
     }
     return a;
@@ -337,712 +307,207 @@ export class TaskExecutor {
     if (this.#synchronized) this.#runner.kick(uuid);
   }
 
-  // ---- reconcile -------------------------------------------------------------------------
-
-  async #reconcile(uuid: string): Promise<void> {
-    const app = this.#apps.get(uuid);
-    if (!app || this.#stopping) return;
-    try {
-      await this.#reconcileApp(app);
-      app.retryDelayMs = 0;
-    } catch (err) {
-      if (this.#stopping) return;
-      app.retryDelayMs = Math.min(Math.max(app.retryDelayMs * 2, 1000), 30_000);
-      const log = this.#log.child({ uuid });
-      if (isUnavailable(err)) {
-        log.warn(
-          { err, retryInMs: app.retryDelayMs },
-          "containerd unreachable; state UNKNOWN, nothing killed",
-        );
-        if (app.status) await this.#publish(app, { state: "UNKNOWN" }).catch(() => undefined);
-      } else {
-        log.error({ err, retryInMs: app.retryDelayMs }, "reconcile failed; will retry");
-        const rev = app.desired?.configRevision ?? app.status?.configRevision ?? 1;
-        await this.#publish(app, { error: executorError((err as Error).message, rev) }).catch(
-          () => undefined,
-        );
-      }
-      if (app.retryTimer) clearTimeout(app.retryTimer);
-      app.retryTimer = setTimeout(() => {
-        app.retryTimer = undefined;
-        this.#runner.kick(uuid);
-      }, app.retryDelayMs);
+  /** The memory `uuid` held is free: apps waiting for memory get another look. */
+  #memoryReleased(uuid: string): void {
+    for (const a of this.#apps.values()) {
+      if (a.uuid === uuid) continue;
+      const s = this.#status.get(a.uuid);
+      if (s?.state === "PENDING" && s.waitingFor === "memory") this.#runner.kick(a.uuid);
     }
   }
 
-  async #reconcileApp(app: AppState): Promise<void> {
-    const fresh = app.fresh;
-    app.fresh = false;
+  // ---- wake-ups ---------------------------------------------------------------------------
+
+  #clearWake(app: AppState): void {
+    if (app.wake) clearTimeout(app.wake.timer);
+    app.wake = undefined;
+  }
+
+  /** Wakes a reconcile of `app` at `atMs` (the earliest of what is asked wins). */
+  #wakeAt(app: AppState, atMs: number): void {
+    if (this.#closing) return;
+    if (app.wake && app.wake.atMs <= atMs) return;
+    this.#clearWake(app);
+    const timer = setTimeout(
+      () => {
+        app.wake = undefined;
+        this.#runner.kick(app.uuid);
+      },
+      Math.max(0, atMs - Date.now()),
+    );
+    app.wake = { atMs, timer };
+  }
+
+  // ---- reconcile --------------------------------------------------------------------------
+
+  async #reconcile(uuid: string): Promise<void> {
+    const app = this.#apps.get(uuid);
+    if (!app || this.#closing) return;
+    this.#clearWake(app);
     try {
-      await this.#reconcileFrom(app, fresh);
+      await this.#converge(app);
+      app.retries.reset();
     } catch (err) {
-      // Someone else made a container with this id after all: look before acting.
-      if (fresh && isAlreadyExists(err)) return this.#reconcileFrom(app, false);
+      if (this.#closing) return;
+      const retryInMs = app.retries.next();
+      const log = this.#log.child({ uuid });
+      if (isRuntimeError(err, "unavailable")) {
+        log.warn({ err, retryInMs }, "containerd unreachable; state UNKNOWN, nothing killed");
+        await this.#act.unknown(app).catch(() => undefined);
+      } else {
+        log.error({ err, retryInMs }, "reconcile failed; will retry");
+        const rev = app.desired?.configRevision ?? this.#status.get(uuid)?.configRevision ?? 1;
+        await this.#status
+          .publish(uuid, app.desired, { error: executorError((err as Error).message, rev) })
+          .catch(() => undefined);
+      }
+      this.#wakeAt(app, Date.now() + retryInMs);
+    }
+  }
+
+  /** Observe → plan → act until an action leaves nothing more to do. */
+  async #converge(app: AppState): Promise<void> {
+    const uuid = app.uuid;
+    let fresh = app.fresh;
+    app.fresh = false;
+    let observed: Observed | undefined;
+    let prepared: { for: TaskConfig; result: Prepared } | undefined;
+    for (let step = 0; step < this.#t.maxStepsPerReconcile; step++) {
+      observed ??= fresh ? NOTHING : await this.#observe(uuid);
+      const d = app.desired;
+      const ready = prepared && prepared.for === d ? prepared.result : undefined;
+      const action = plan({
+        desired: d,
+        observed,
+        prepared: ready,
+        status: this.#status.get(uuid),
+        memory: this.#ledger.view(uuid),
+        startFailure: app.startFailure,
+        nodeStopping: this.#nodeStopping,
+        nowMs: Date.now(),
+      });
+      if (action.kind === "prepare" && d?.status === "READY") {
+        prepared = { for: d, result: await this.#prepare(d) };
+        continue;
+      }
+      try {
+        await this.#perform(app, d, action, observed, ready);
+      } catch (err) {
+        // Someone else made a container with this id after all: look before acting.
+        if (fresh && isRuntimeError(err, "exists")) {
+          fresh = false;
+          observed = undefined;
+          continue;
+        }
+        throw err;
+      }
+      if (!CHANGES_RUNTIME.has(action.kind)) return;
+      fresh = false;
+      observed = undefined;
+    }
+    throw new Error(`no steady state after ${this.#t.maxStepsPerReconcile} steps; trying again later`);
+  }
+
+  /** The app's container and task as containerd has them (both at once: a task lookup is cheap). */
+  async #observe(uuid: string): Promise<Observed> {
+    try {
+      const [container, task] = await Promise.all([
+        this.#runtime.getContainer(uuid),
+        this.#runtime.getTask(uuid),
+      ]);
+      if (!container) return { reachable: true };
+      return {
+        reachable: true,
+        container: { labels: container.labels, view: readLabels(container.labels) },
+        ...(task ? { task: { pid: task.pid, status: task.status } } : {}),
+      };
+    } catch (err) {
+      if (isRuntimeError(err, "unavailable")) return { reachable: false, error: err.message };
       throw err;
     }
   }
 
-  async #reconcileFrom(app: AppState, fresh: boolean): Promise<void> {
-    const uuid = app.uuid;
-    const d = app.desired;
-    // Both at once: a task lookup without a container is a cheap NOT_FOUND.
-    let [container, task] = fresh
-      ? [undefined, undefined]
-      : await Promise.all([this.#getContainer(uuid), this.#getTask(uuid)]);
-    if (!container) task = undefined;
-
-    // A task that ended: record how (before Tasks.Delete, which takes the cgroup with it).
-    if (task && task.status === "STOPPED") {
-      await this.#finishTask(app, task.pid, container ? readLabels(container.labels) : undefined);
-      task = undefined;
-      container = await this.#getContainer(uuid);
-    } else if (task && task.status === "CREATED") {
-      // Left behind between Tasks.Create and Tasks.Start (an executor crash): roll back.
-      await this.#discardTask(app, task.pid);
-      task = undefined;
-    }
-
-    if (!d) return this.#remove(app, container, task);
-    if (d.status === "FAILED") {
-      if (task) return void (await this.#publish(app, { error: d.error }));
-      return void (await this.#publish(app, {
-        state: "FAILED",
-        configRevision: d.configRevision,
-        version: d.version ?? null,
-        taskId: 0,
-        anchorStartTicks: null,
-        waitingFor: null,
-        error: d.error,
-      }));
-    }
-    if (d.status === "PENDING") {
-      if (task) return void (await this.#publish(app, { waitingFor: d.waitingFor }));
-      return void (await this.#publish(app, {
-        state: "PENDING",
-        configRevision: d.configRevision,
-        version: d.version,
-        waitingFor: d.waitingFor,
-        error: null,
-      }));
-    }
-
-    let prepared: PreparedTask;
+  /** The node's facts applied to `d`, or why this node cannot run it. */
+  async #prepare(d: Extract<TaskConfig, { status: "READY" }>): Promise<Prepared> {
     try {
-      prepared = await prepareTask(d, this.#o.facts, this.#o.accel);
+      return { ok: true, task: await prepareTask(d, this.#o.facts, this.#o.accel) };
     } catch (err) {
-      if (!(err instanceof NodeFactError)) throw err;
-      this.#log.warn({ uuid, configRevision: d.configRevision }, `config rejected: ${err.message}`);
-      return this.#reject(app, d, err.message, task !== undefined);
-    }
-
-    let labels = container ? readLabels(container.labels) : undefined;
-    if (container && labels?.specSha256 === d.specSha256) {
-      // An equal fingerprint keeps the container and its task: check it is really the spec's
-      // (TaskConfig's schema does not, so that every other reader is spared the cost).
-      const actual = specSha256(d.spec);
-      if (actual !== d.specSha256) {
-        const message =
-          `TaskConfig revision ${d.configRevision} is inconsistent: its specSha256 ${d.specSha256} ` +
-          `is not that of its spec (${actual}); not applied`;
-        this.#log.warn({ uuid, configRevision: d.configRevision }, message);
-        return this.#reject(app, d, message, task !== undefined);
-      }
-    } else if (container) {
-      // Any change that alters the built spec replaces the task.
-      if (task) await this.#stopTask(app, task.pid, "the spec changed: replacing the task");
-      await this.#deleteContainer(uuid);
-      container = undefined;
-      labels = undefined;
-      task = undefined;
-    }
-
-    if (!d.activate) {
-      app.waitingForMemory = false;
-      if (app.restartTimer) clearTimeout(app.restartTimer);
-      app.restartTimer = undefined;
-      let ended: Ended = labels?.ended ?? "";
-      if (task) {
-        await this.#stopTask(app, task.pid, "activate is false");
-        ended = "stopped";
-      }
-      this.#releaseMemory(uuid);
-      if (!container) {
-        await this.#createContainer(d, prepared, "");
-        return void (await this.#publish(
-          app,
-          this.#builtFrom(d, prepared, { state: "INSTALLED", error: null }),
-        ));
-      }
-      await this.#updateLabels(uuid, labelsFor(d, ended));
-      const state =
-        app.status && ["HALTED", "BROKEN"].includes(app.status.state) ? app.status.state : "INSTALLED";
-      return void (await this.#publish(
-        app,
-        this.#builtFrom(d, prepared, { state, error: null, waitingFor: null }),
-      ));
-    }
-
-    let restartRequested = false;
-    if (task && labels && labels.restartCounter < d.restartCounter) {
-      await this.#stopTask(app, task.pid, `restart requested (restartCounter ${d.restartCounter})`);
-      task = undefined;
-      restartRequested = true;
-    }
-
-    if (task) {
-      // Running, and it is what is wanted: adopt it as it is (same PID, no restart).
-      if (labels && (labels.configRevision !== d.configRevision || labels.version !== d.version)) {
-        await this.#updateLabels(
-          uuid,
-          labelsFor(d, "", { restartTimes: labels.restartTimes, restartDue: "" }),
-        );
-      }
-      this.#ensureWait(app, task.pid);
-      if (!this.#ledger.holds(uuid)) this.#ledger.hold(uuid, prepared.memoryLimitBytes);
-      const ticks =
-        app.status?.taskId === task.pid && app.status.anchorStartTicks !== null
-          ? app.status.anchorStartTicks
-          : (readProcStatSync(task.pid)?.startTimeTicks ?? null);
-      return void (await this.#publish(
-        app,
-        this.#builtFrom(d, prepared, {
-          state: "RUNNING",
-          taskId: task.pid,
-          lastTaskId: task.pid,
-          anchorStartTicks: ticks,
-          startedAt: app.status?.taskId === task.pid ? app.status.startedAt : (app.status?.startedAt ?? null),
-          restarts: inWindow(d.restartPolicy, labels?.restartTimes ?? [], Date.now()).length,
-          error: null,
-          waitingFor: null,
-        }),
-      ));
-    }
-
-    const endedByItself =
-      labels?.ended === "exited" && labels.restartCounter >= d.restartCounter && !restartRequested;
-    if (endedByItself && labels) {
-      // It exited by itself and no user action since asks for another run: the restart
-      // policy's decision, recorded in the labels at the exit, stands.
-      const restarts: RestartLabels = { restartTimes: labels.restartTimes, restartDue: labels.restartDue };
-      if (labels.configRevision !== d.configRevision || labels.version !== d.version) {
-        await this.#updateLabels(uuid, labelsFor(d, "exited", restarts));
-      }
-      const due = labels.restartDue;
-      if (typeof due === "number") {
-        const inMs = due - Date.now();
-        if (inMs <= 0) {
-          const now = Date.now();
-          const times = [...inWindow(d.restartPolicy, labels.restartTimes, now), now];
-          return this.#startTask(app, d, prepared, container, { restartTimes: times, restartDue: "" });
-        }
-        this.#scheduleRestart(app, inMs);
-      }
-      const state = app.status?.state === "BROKEN" || due === "gave-up" ? "BROKEN" : "HALTED";
-      // A policy that gave up keeps its reason in `error` until the user acts.
-      const keepError = due === "gave-up" && app.status?.error?.source === "task-executor";
-      return void (await this.#publish(
-        app,
-        this.#builtFrom(d, prepared, {
-          state,
-          waitingFor: null,
-          ...(keepError ? {} : { error: null }),
-        }),
-      ));
-    }
-
-    await this.#startTask(app, d, prepared, container, NO_RESTARTS);
-  }
-
-  /** Wakes a reconcile in `inMs` to start the restart the policy scheduled. */
-  #scheduleRestart(app: AppState, inMs: number): void {
-    if (app.restartTimer) clearTimeout(app.restartTimer);
-    app.restartTimer = setTimeout(() => {
-      app.restartTimer = undefined;
-      if (!this.#stopping) this.#runner.kick(app.uuid);
-    }, inMs);
-  }
-
-  /** Fields describing the config the current task is (or would be) built from. */
-  #builtFrom(d: ReadyTaskConfig, p: PreparedTask, rest: Partial<TaskStatus>): Partial<TaskStatus> {
-    return {
-      configRevision: d.configRevision,
-      version: d.version,
-      memoryLimitBytes: p.memoryLimitBytes,
-      anchorTaxBytes: p.anchorTaxBytes,
-      logPath: p.logPath,
-      ...rest,
-    };
-  }
-
-  /** This revision cannot run: keep a running task on its last good config, else FAILED. */
-  async #reject(app: AppState, d: ReadyTaskConfig, message: string, running: boolean): Promise<void> {
-    const error = executorError(message, d.configRevision);
-    await this.#event(app.uuid, "error", message, { configRevision: d.configRevision });
-    if (running) return void (await this.#publish(app, { error }));
-    await this.#publish(app, {
-      state: "FAILED",
-      configRevision: d.configRevision,
-      version: d.version,
-      taskId: 0,
-      anchorStartTicks: null,
-      waitingFor: null,
-      error,
-    });
-  }
-
-  // ---- containerd steps --------------------------------------------------------------------
-
-  #getContainer(uuid: string): Promise<Container | undefined> {
-    return unlessGone(this.#o.containerd.containers.get(uuid));
-  }
-
-  #getTask(uuid: string): Promise<Process | undefined> {
-    return unlessGone(this.#o.containerd.tasks.get(uuid));
-  }
-
-  async #createContainer(
-    d: ReadyTaskConfig,
-    p: PreparedTask,
-    ended: Ended,
-    restarts: RestartLabels = NO_RESTARTS,
-  ): Promise<void> {
-    await this.#o.containerd.containers.create({
-      id: d.uuid,
-      labels: labelsFor(d, ended, restarts),
-      spec: p.spec,
-    });
-  }
-
-  /** The task no longer holds memory: apps waiting for memory get another look. */
-  #releaseMemory(uuid: string): void {
-    if (!this.#ledger.release(uuid)) return;
-    for (const a of this.#apps.values()) {
-      if (a.waitingForMemory && a.uuid !== uuid) this.#runner.kick(a.uuid);
+      if (err instanceof NodeFactError) return { ok: false, message: err.message };
+      throw err;
     }
   }
 
-  async #deleteContainer(uuid: string): Promise<void> {
-    await unlessGone(this.#o.containerd.containers.delete(uuid));
-  }
-
-  async #updateLabels(uuid: string, labels: Record<string, string>): Promise<void> {
-    await this.#o.containerd.containers.update(
-      { id: uuid, labels },
-      { fieldPaths: Object.keys(labels).map((k) => `labels.${k}`) },
-    );
-  }
-
-  /** Issues Tasks.Wait for `pid` unless one is pending; its return wakes a reconcile. */
-  #ensureWait(app: AppState, pid: number): void {
-    if (app.wait?.pid === pid) return;
-    const exit = this.#o.containerd.tasks.wait(app.uuid).then(
-      (s) => {
-        if (!this.#stopping) this.#runner.kick(app.uuid);
-        return s;
-      },
-      (err: unknown) => {
-        if (app.wait?.pid === pid) app.wait = undefined;
-        if (!this.#stopping && !isNotFound(err)) {
-          this.#log.warn({ uuid: app.uuid, err }, "Tasks.Wait ended without an exit; checking again");
-          setTimeout(() => this.#runner.kick(app.uuid), 1000).unref();
-        }
-        return undefined;
-      },
-    );
-    app.wait = { pid, exit };
-  }
-
-  /**
-   * Creates and starts a task (Tasks.Create → Tasks.Start, Tasks.Wait issued right behind it and
-   * not awaited). A failure rolls back what this call created and leaves the app FAILED.
-   */
-  async #startTask(
+  async #perform(
     app: AppState,
-    d: ReadyTaskConfig,
-    p: PreparedTask,
-    existing: Container | undefined,
-    restarts: RestartLabels,
+    d: TaskConfig | undefined,
+    action: Action,
+    observed: Observed,
+    prepared: Prepared | undefined,
   ): Promise<void> {
-    const uuid = app.uuid;
-    const tasks = this.#o.containerd.tasks;
-    const refusal = this.#ledger.admit(uuid, p.memoryLimitBytes);
-    if (refusal) {
-      // PENDING until memory frees up: every exit and removal wakes the apps that wait.
-      if (!app.waitingForMemory) {
-        app.waitingForMemory = true;
-        this.#log.info(
-          {
-            uuid,
-            event: "waiting-for-memory",
-            neededBytes: refusal.neededBytes,
-            freeBytes: refusal.freeBytes,
-          },
-          refusal.message,
-        );
-        await this.#event(uuid, "received", refusal.message, {
-          configRevision: d.configRevision,
-          waitingFor: "memory",
-          neededBytes: refusal.neededBytes,
-          freeBytes: refusal.freeBytes,
-        });
+    const act = this.#act;
+    const labels = observed.reachable ? observed.container?.view : undefined;
+    switch (action.kind) {
+      case "finish":
+        await act.finish(app, action.pid, labels);
+        return;
+      case "discard":
+        await act.discard(app, action.pid);
+        return;
+      case "stop": {
+        const report = await act.stop(app, action.pid, action.reason, action.cause, labels);
+        if (action.cause === "node") this.#nodeStops.push(report);
+        return;
       }
-      return void (await this.#publish(
-        app,
-        this.#builtFrom(d, p, { state: "PENDING", taskId: 0, waitingFor: "memory", error: null }),
-      ));
-    }
-    app.waitingForMemory = false;
-    app.oomSeen = false;
-    if (app.restartTimer) clearTimeout(app.restartTimer);
-    app.restartTimer = undefined;
-    const labels = labelsFor(d, "", restarts);
-    let createdContainer = false;
-    let pid = 0;
-    let booting: Promise<void> = Promise.resolve();
-    const created = (): Promise<void> =>
-      this.#event(uuid, "created", `task created with anchor PID ${pid}` + (p.vm ? `; ${p.vm.why}` : ""), {
-        anchorPid: pid,
-        configRevision: d.configRevision,
-        ...(p.vm ? { accel: p.vm.accel } : {}),
-      });
-    try {
-      await this.#starts.use(async () => {
-        const container = existing
-          ? // The spec is rebuilt with today's node facts (paths resolved again) at every start.
-            this.#o.containerd.containers.update(
-              { id: uuid, spec: p.spec, labels },
-              { fieldPaths: ["spec", ...Object.keys(labels).map((k) => `labels.${k}`)] },
-            )
-          : this.#createContainer(d, p, "", restarts).then(() => {
-              createdContainer = true;
-            });
-        await Promise.all([
-          container,
-          Promise.all([p.taskDir, ...p.dirs].map((d) => mkdir(d, { recursive: true }))),
-        ]);
-        const log = fileUri(p.logPath);
-        pid = (await tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: log, stderr: log })).pid;
-        // Tasks.Start goes out first; Tasks.Wait right behind it still sees any exit, since
-        // containerd keeps a task's exit status until Tasks.Delete, which only this executor does.
-        const starting = tasks.start(uuid);
-        this.#ensureWait(app, pid);
-        // BOOTING goes out while Tasks.Start runs: statuses of one app leave this connection in
-        // order, so RUNNING can never overtake it. It waits one turn of the event loop, so the
-        // Start and Wait requests are on the socket before its work begins (http2 writes in the
-        // loop's check phase). Its event waits until Tasks.Start has returned: the outbox's
-        // fdatasync would compete with runc for the node's cores. A BOOTING that cannot be
-        // published never fails the start (RUNNING follows; if NATS is gone, that one fails and
-        // the reconcile is retried, adopting the task).
-        const anchor = pid;
-        booting = (async () => {
-          await new Promise((r) => setImmediate(r));
-          const status = this.#builtFrom(d, p, {
-            state: "BOOTING",
-            taskId: anchor,
-            lastTaskId: anchor,
-            anchorStartTicks: readProcStatSync(anchor)?.startTimeTicks ?? null,
-            exitCode: null,
-            signal: null,
-            oomKilled: false,
-            finishedAt: null,
-            restarts: restarts.restartTimes.length,
-            waitingFor: null,
-            error: null,
-          });
-          await this.#publish(app, status);
-        })().catch((err: unknown) => {
-          this.#log.warn({ uuid, err, anchorPid: anchor }, "cannot publish BOOTING; RUNNING follows");
-        });
-        try {
-          await starting;
-        } finally {
-          await booting;
+      case "replace":
+        return act.replace(app);
+      case "remove":
+        await act.remove(app, action.container);
+        if (!app.desired) {
+          this.#clearWake(app);
+          this.#apps.delete(app.uuid);
         }
-      });
-    } catch (err) {
-      if (pid) await created();
-      if (isUnavailable(err) || (createdContainer === false && !existing && isAlreadyExists(err))) throw err;
-      const message = `cannot start the task: ${(err as Error).message}`;
-      this.#log.error({ uuid, err, anchorPid: pid }, message);
-      if (pid) await this.#discardTask(app, pid).catch(() => undefined);
-      if (createdContainer) await this.#deleteContainer(uuid).catch(() => undefined);
-      this.#releaseMemory(uuid);
-      return this.#reject(app, d, message, false);
+        return;
+      case "unknown":
+        // To the reconcile's error path: UNKNOWN, tried again with back-off, nothing killed.
+        throw new RuntimeError("unavailable", action.error);
+      case "hold":
+      case "prepare":
+        return;
+      case "fail":
+        if (d) await act.fail(app, d, action.error, action.running);
+        return;
+      case "pending":
+        if (d) await act.pending(app, d, action.waitingFor, action.running);
+        return;
     }
-    const startedAt = new Date().toISOString();
-    await this.#publish(app, {
-      state: "RUNNING",
-      taskId: pid,
-      lastTaskId: pid,
-      startedAt,
-      anchorStartTicks: app.status?.anchorStartTicks ?? readProcStatSync(pid)?.startTimeTicks ?? null,
-    });
-    this.#log.info(
-      { uuid, event: "started", anchorPid: pid, configRevision: d.configRevision },
-      "task running",
-    );
-    await created();
-    await this.#event(uuid, "started", `task started, anchor PID ${pid}`, {
-      anchorPid: pid,
-      configRevision: d.configRevision,
-    });
-  }
-
-  /** Kills and deletes a task that must not run (a failed start, a left-over created task). */
-  async #discardTask(app: AppState, pid: number): Promise<void> {
-    const tasks = this.#o.containerd.tasks;
-    this.#ensureWait(app, pid);
-    await unlessGone(tasks.kill(app.uuid, "SIGKILL", { all: true }));
-    await within(app.wait?.exit, this.#o.killTimeoutMs ?? 10_000);
-    await unlessGone(tasks.delete(app.uuid));
-    app.wait = undefined;
-    this.#releaseMemory(app.uuid);
-  }
-
-  /**
-   * Stops a task as the design says: a container gets SIGTERM to all its processes,
-   * `stopTimeoutMs`, then SIGKILL; a VM (its QMP socket exists) gets QMP `system_powerdown`,
-   * `stopTimeoutMs`, QMP `quit`, `vmQuitTimeoutMs`, then SIGKILL. Then records the exit, with the
-   * step that ended it, and deletes the task. The container stays.
-   */
-  async #stopTask(app: AppState, pid: number, reason: string): Promise<void> {
-    const uuid = app.uuid;
-    const tasks = this.#o.containerd.tasks;
-    app.stopping = true;
-    try {
-      await this.#publish(app, { state: "HALTING" });
-      const socketPath = qmpSocketPath(this.#o.facts.runDir, uuid);
-      const vm = existsSync(socketPath);
-      const quitMs = this.#o.vmQuitTimeoutMs ?? 5000;
-      await this.#event(
-        uuid,
-        "stopping",
-        vm
-          ? `stopping: ${reason} (QMP system_powerdown, quit after ${app.stopTimeoutMs} ms, SIGKILL ${quitMs} ms later)`
-          : `stopping: ${reason}`,
-        { anchorPid: pid, timeoutMs: app.stopTimeoutMs, ...(vm ? { quitTimeoutMs: quitMs } : {}) },
-      );
-      this.#ensureWait(app, pid);
-      const wait = app.wait?.exit;
-      let exited = false;
-      let viaSignal = !vm;
-      if (vm) {
-        const result = await stopVmByQmp({
-          socketPath,
-          exited: wait,
-          powerdownTimeoutMs: app.stopTimeoutMs,
-          quitTimeoutMs: quitMs,
-          onStep: async (step, previousError) => {
-            if (step === "quit") {
-              const why = previousError
-                ? `system_powerdown failed (${previousError})`
-                : `no exit ${app.stopTimeoutMs} ms after system_powerdown`;
-              await this.#event(uuid, "stopping", `${why}: sent QMP quit`, { anchorPid: pid, step });
-            }
-          },
-        });
-        if (result.ended) {
-          app.stoppedBy = result.ended;
-          exited = true;
-        } else if ("noQmp" in result) {
-          // No QMP (qemu not answering on its socket): qemu also ends cleanly on SIGTERM.
-          this.#log.warn({ uuid, err: result.noQmp }, "QMP unreachable; stopping the VM with SIGTERM");
-          viaSignal = true;
-        }
-      }
-      if (viaSignal) {
-        await unlessGone(tasks.kill(uuid, "SIGTERM", { all: true }));
-        exited = await within(wait, app.stopTimeoutMs);
-        if (exited) app.stoppedBy = "SIGTERM";
-      }
-      if (!exited) {
-        await unlessGone(tasks.kill(uuid, "SIGKILL", { all: true }));
-        const after = viaSignal ? `${app.stopTimeoutMs} ms after SIGTERM` : `${quitMs} ms after QMP quit`;
-        await this.#event(uuid, "killed", `no exit ${after}: sent SIGKILL`, {
-          anchorPid: pid,
-          step: "SIGKILL",
-        });
-        app.stoppedBy = "SIGKILL";
-        exited = await within(wait, this.#o.killTimeoutMs ?? 10_000);
-      }
-      if (!exited)
-        this.#log.warn({ uuid, anchorPid: pid }, "no exit after SIGKILL; deleting the task anyway");
-      await this.#finishTask(app, pid);
-    } finally {
-      app.stopping = false;
-      app.stoppedBy = undefined;
+    // The rest need the READY config and its prepared task.
+    if (d?.status !== "READY" || !prepared)
+      throw new Error(`${action.kind} planned without a prepared config`);
+    if (!prepared.ok) {
+      if (action.kind === "reject") await act.reject(app, d, action.message, action.running);
+      return;
     }
-  }
-
-  /**
-   * Records a task's exit in TaskStatus and deletes the task. HALTED when stopped on
-   * request or exited 0; BROKEN when it exited non-zero by itself or the restart policy gave
-   * up. The exit status is what Tasks.Delete returns: TaskStatus says taskId 0 exactly when no
-   * containerd task exists. `labels` (the container's, when the caller has them) spare a read.
-   */
-  async #finishTask(app: AppState, pid: number, labels?: LabelView): Promise<void> {
-    const uuid = app.uuid;
-    // OOM evidence first: Tasks.Delete takes the cgroup with it.
-    const oomKills = this.#o.readOomKills ? await this.#o.readOomKills(uuid).catch(() => null) : null;
-    const exit: ExitStatus | undefined = await unlessGone(this.#o.containerd.tasks.delete(uuid));
-    this.#releaseMemory(uuid);
-    const exitedAt = exit?.exitedAt ?? null;
-    app.wait = undefined;
-    const oomKilled = app.oomSeen || (oomKills ?? 0) > 0;
-    app.oomSeen = false;
-    const requested = app.stopping;
-    const code = exit === undefined ? null : Math.min(exit.exitStatus, 255);
-    const signal = code === null ? null : exitSignal(code);
-
-    // Ended by itself: the restart policy decides now, once per exit, and its decision goes
-    // into the labels with how the task ended, so a restarted executor keeps to it.
-    const d = app.desired?.status === "READY" ? app.desired : undefined;
-    let restarts: RestartLabels | undefined;
-    let decision: ReturnType<typeof decideRestart> | undefined;
-    if (!requested && d) {
-      const current = labels ?? (await this.#getContainer(uuid).then((c) => c && readLabels(c.labels)));
-      const now = Date.now();
-      const times = inWindow(d.restartPolicy, current?.restartTimes ?? [], now);
-      decision = decideRestart(d.restartPolicy, { exitCode: code, signal }, times, now);
-      const due =
-        decision.action === "restart"
-          ? (exitedAt?.getTime() ?? now) + decision.delayMs
-          : decision.action === "give-up"
-            ? "gave-up"
-            : "";
-      restarts = { restartTimes: times, restartDue: due };
-    }
-    const gaveUp = decision?.action === "give-up";
-    const state = !gaveUp && (requested || code === 0) ? "HALTED" : "BROKEN";
-    const stoppedBy = requested ? app.stoppedBy : undefined;
-    const how =
-      (code === null ? "exit status unknown" : signal ? `killed by ${signal}` : `exit code ${code}`) +
-      (oomKilled ? " (out of memory: the kernel's OOM killer acted in the task)" : "") +
-      (stoppedBy === "system_powerdown" || stoppedBy === "quit" ? ` after QMP ${stoppedBy}` : "");
-    this.#log.info(
-      { uuid, event: "exited", anchorPid: pid, exitCode: code, signal, oomKilled, requested },
-      `task ended: ${how}`,
-    );
-    // The labels, the events and the status go out together. Events go to the outbox, which
-    // keeps them through a NATS outage; a failed status publish makes the reconcile retry from
-    // the status kept in memory (the task is deleted by then, so this is the only chance).
-    const labelled = unlessGone(
-      this.#updateLabels(uuid, {
-        [EXECUTOR_LABELS.ended]: requested ? "stopped" : "exited",
-        ...(restarts ? restartLabels(restarts) : {}),
-      }),
-    ).catch((err: unknown) =>
-      this.#log.warn({ uuid, err }, "cannot record in the container's labels how the task ended"),
-    );
-    const emitted = (async () => {
-      await this.#event(uuid, "exited", `anchor PID ${pid} ended: ${how}`, {
-        anchorPid: pid,
-        exitCode: code,
-        signal,
-        oomKilled,
-        requested,
-        ...(stoppedBy ? { stoppedBy } : {}),
-      });
-      if (decision && d && d.restartPolicy.mode !== "never") {
-        const restarting = decision.action === "restart";
-        this.#log.info(
-          { uuid, event: restarting ? "restarting" : "not-restarting", mode: d.restartPolicy.mode },
-          decision.message,
-        );
-        await this.#event(uuid, restarting ? "restarting" : "not-restarting", decision.message, {
-          mode: d.restartPolicy.mode,
-          restartsInWindow: restarts?.restartTimes.length ?? 0,
-          ...(decision.action === "restart" ? { delayMs: decision.delayMs, attempt: decision.attempt } : {}),
-          gaveUp,
-        });
-      }
-    })();
-    try {
-      await this.#publish(app, {
-        state,
-        taskId: 0,
-        lastTaskId: pid,
-        anchorStartTicks: null,
-        exitCode: code,
-        signal,
-        oomKilled,
-        finishedAt: (exitedAt ?? new Date()).toISOString(),
-        ...(restarts ? { restarts: restarts.restartTimes.length } : {}),
-        ...(gaveUp && d && decision ? { error: executorError(decision.message, d.configRevision) } : {}),
-      });
-    } finally {
-      await Promise.all([labelled, emitted]);
-    }
-  }
-
-  /** The config is gone (or moved to another node): stop, delete the container, then the status. */
-  async #remove(app: AppState, container: Container | undefined, task: Process | undefined): Promise<void> {
-    const uuid = app.uuid;
-    app.waitingForMemory = false;
-    if (app.restartTimer) clearTimeout(app.restartTimer);
-    app.restartTimer = undefined;
-    if (task) await this.#stopTask(app, task.pid, "the config was deleted");
-    // Also what a start that never got a task (containerd unreachable) still held.
-    this.#releaseMemory(uuid);
-    if (container) await this.#deleteContainer(uuid);
-    if (app.status) {
-      await this.#status.unpublish(uuid);
-      await rm(taskLogPath(this.#o.facts.dataDir, uuid).replace(/\/console\.log$/, ""), {
-        recursive: true,
-        force: true,
-      });
-      await rm(vmRunDir(this.#o.facts.runDir, uuid), { recursive: true, force: true });
-      this.#log.info({ uuid, event: "deleted" }, "app removed");
-      await this.#event(uuid, "deleted", "container and status deleted", {});
-    }
-    if (!app.desired) this.#apps.delete(uuid);
-  }
-
-  // ---- publishing --------------------------------------------------------------------------
-
-  /** Publishes the app's TaskStatus with `patch` applied; nothing is sent when only the time would change. */
-  async #publish(app: AppState, patch: Partial<TaskStatus>): Promise<void> {
-    const d = app.desired;
-    const base =
-      app.status ??
-      initialStatus({
-        uuid: app.uuid,
-        node: this.#o.facts.node,
-        configRevision: d?.configRevision ?? 1,
-        version: d?.version ?? null,
-        logPath: taskLogPath(this.#o.facts.dataDir, app.uuid),
-        now: new Date(),
-      });
-    const next: TaskStatus = {
-      ...base,
-      ...patch,
-      node: this.#o.facts.node,
-      updatedAt: new Date().toISOString(),
-    };
-    if (next.taskId === 0) next.anchorStartTicks = null;
-    if (app.status && jsonEqual({ ...app.status, updatedAt: "" }, { ...next, updatedAt: "" })) return;
-    app.status = next;
-    await this.#status.publish(app.uuid, next);
-  }
-
-  async #event(
-    uuid: string,
-    type: TaskEventType,
-    message: string,
-    fields: Record<string, string | number | boolean | null>,
-  ): Promise<void> {
-    if (!this.#o.outbox) return;
-    try {
-      await this.#o.outbox.emit({
-        schemaVersion: 1,
-        uuid,
-        type,
-        time: new Date().toISOString(),
-        message,
-        fields,
-      });
-    } catch (err) {
-      this.#log.warn({ uuid, err, type }, "cannot record task event");
+    const p = prepared.task;
+    switch (action.kind) {
+      case "reject":
+        return act.reject(app, d, action.message, action.running);
+      case "install":
+        return act.install(app, d, p, action);
+      case "adopt":
+        return act.adopt(app, d, p, action);
+      case "awaitRestart":
+        await act.awaitRestart(app, d, p, action);
+        if (action.dueAtMs !== undefined) this.#wakeAt(app, action.dueAtMs);
+        return;
+      case "awaitMemory":
+        return act.awaitMemory(app, d, p, action.refusal);
+      case "awaitRetry":
+        this.#wakeAt(app, action.retryAtMs);
+        return;
+      case "start":
+        await act.start(app, d, p, action);
+        if (app.startFailure) this.#wakeAt(app, app.startFailure.retryAtMs);
+        return;
     }
   }
 }

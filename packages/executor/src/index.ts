@@ -1,5 +1,36 @@
 export { TaskExecutor } from "./executor.js";
-export type { TaskExecutorOptions } from "./executor.js";
+export type { NodeStopResult, TaskExecutorOptions } from "./executor.js";
+export { EXECUTOR_DEFAULTS, executorDefaults } from "./defaults.js";
+export type { ExecutorTunables } from "./defaults.js";
+export { RuntimeError, containerdRuntime, isRuntimeError } from "./runtime.js";
+export type {
+  CreateTaskRequest,
+  ListedContainer,
+  RuntimeContainer,
+  RuntimeErrorKind,
+  RuntimeEvent,
+  RuntimeExit,
+  RuntimeTask,
+  RuntimeTaskStatus,
+  TaskRuntime,
+} from "./runtime.js";
+export { CHANGES_RUNTIME, NODE_STOP_REASON, NOTHING, plan, planExit } from "./plan.js";
+export type {
+  Action,
+  ExitInput,
+  ExitPlan,
+  Observed,
+  ObservedContainer,
+  ObservedTask,
+  PlanInput,
+  Prepared,
+  StartFailure,
+  StopCause,
+  TaskExit,
+} from "./plan.js";
+export type { StopReport } from "./lifecycle.js";
+export { taskDirs } from "./host-resources.js";
+export type { TaskHostResource, TearDownScope } from "./host-resources.js";
 export { NodeFactError } from "./errors.js";
 export { loadNodeFacts } from "./node-facts.js";
 export type { NodeFacts, NodeFactsOptions } from "./node-facts.js";
@@ -8,18 +39,29 @@ export type { PreparedTask } from "./prepare-task.js";
 export { isWithin, resolveUnderRoots } from "./host-paths.js";
 export { clampRlimits, parseLimits, readHardLimits } from "./host-limits.js";
 export type { HardLimits, Rlimit } from "./host-limits.js";
-export { EXECUTOR_LABELS, NO_RESTARTS, labelsFor, readLabels, restartLabels } from "./labels.js";
-export type { Ended, LabelView, RestartDue, RestartLabels } from "./labels.js";
+export {
+  EXECUTOR_LABELS,
+  FRESH_LABELS,
+  MAX_RESTART_HISTORY,
+  NO_RESTARTS,
+  hasLabels,
+  labelsFor,
+  readLabels,
+  restartLabels,
+} from "./labels.js";
+export type { Ended, LabelState, LabelView, RestartDue, RestartLabels } from "./labels.js";
 export { KeyedRunner, Semaphore } from "./keyed-runner.js";
-export { stopAllTasks } from "./stop-all.js";
-export type { StoppedTask } from "./stop-all.js";
-export { MemoryLedger } from "./admission.js";
-export type { AdmissionRefusal } from "./admission.js";
-export { backoffFor, decideRestart, inWindow } from "./restart-policy.js";
+export { MemoryLedger, admissionRefusal } from "./admission.js";
+export type { AdmissionRefusal, MemoryView } from "./admission.js";
+export { backoffFor, decideRestart, inWindow, recordRestart } from "./restart-policy.js";
 export type { ExitFacts, RestartDecision } from "./restart-policy.js";
 export { AccelChooser, PROBE_LABEL, probeKvm } from "./kvm-probe.js";
+export { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs, qemuOptionValue } from "./kvm-probe-guest.js";
+export type { ProbeQemuOptions } from "./kvm-probe-guest.js";
 export type { AccelChooserOptions, KvmProbeResult, ProbeKvmOptions } from "./kvm-probe.js";
 export { applyVmFacts, findInSeed, qmpSocketPath, vmRunDir } from "./vm-task.js";
 export type { AccelChoice, AccelDecider, VmAccel } from "./vm-task.js";
+export { resolveStopKind, stopKindOf, stopTask, stoppingMessage } from "./stop.js";
+export type { StopKind, StopOutcome, StopStep, StopTaskOptions } from "./stop.js";
 export { stopVmByQmp } from "./vm-stop.js";
-export type { StopStep, VmStopOptions, VmStopResult } from "./vm-stop.js";
+export type { VmStopOptions, VmStopResult } from "./vm-stop.js";

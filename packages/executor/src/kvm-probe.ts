@@ -12,8 +12,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { fileUri, isNotFound } from "@eve-tasks/containerd";
-import type { ContainerdClient } from "@eve-tasks/containerd";
+import { fileUri } from "@eve-tasks/containerd";
 import {
   buildSpec,
   withArgs,
@@ -24,10 +23,13 @@ import {
   withMemoryLimitBytes,
   withUser,
 } from "@eve-tasks/oci-spec";
-import { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs } from "@eve-tasks/qmp";
+
 import { cgroupsPathFor } from "@eve-tasks/schemas";
+import { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs } from "./kvm-probe-guest.js";
 import type { AccelChoice, AccelDecider } from "./vm-task.js";
+import { EXECUTOR_DEFAULTS } from "./defaults.js";
 import { NodeFactError } from "./errors.js";
+import type { TaskRuntime } from "./runtime.js";
 
 /** The label that marks a probe's container (the executor removes leftovers at start-up). */
 export const PROBE_LABEL = "org.lfedge.eve-tasks.probe";
@@ -42,12 +44,13 @@ export interface KvmProbeResult {
 
 /** Options of {@link AccelChooser}. */
 export interface AccelChooserOptions {
-  containerd: ContainerdClient;
+  /** Where the probe guest runs (the executor's runtime). */
+  runtime: TaskRuntime;
   dataDir: string;
   logger: Logger;
   /** EVE_ACCEL: what `auto` apps get on this node (default `auto`: probe). */
   nodeAccel?: "auto" | "kvm" | "tcg";
-  /** How long the probe guest may take to print its marker (default 10000 ms). */
+  /** How long the probe guest may take to print its marker (default `EXECUTOR_DEFAULTS.kvmProbeTimeoutMs`). */
   probeTimeoutMs?: number;
   /** The KVM device (tests). */
   kvmDevice?: string;
@@ -120,11 +123,11 @@ export class AccelChooser implements AccelDecider {
       // no verdict yet for this boot
     }
     const result = await probeKvm({
-      containerd: this.#o.containerd,
+      runtime: this.#o.runtime,
       dataDir: this.#o.dataDir,
       toolsRoot: tools.toolsRoot,
       qemu: tools.qemu,
-      timeoutMs: this.#o.probeTimeoutMs ?? 10_000,
+      timeoutMs: this.#o.probeTimeoutMs ?? EXECUTOR_DEFAULTS.kvmProbeTimeoutMs,
     });
     this.#o.logger.info({ event: "kvm-probe", ...result }, `KVM probe: ${result.reason}`);
     const entry: CachedProbe = {
@@ -142,7 +145,7 @@ export class AccelChooser implements AccelDecider {
 
 /** Options of {@link probeKvm}. */
 export interface ProbeKvmOptions {
-  containerd: ContainerdClient;
+  runtime: TaskRuntime;
   dataDir: string;
   /** The tools seed (read-only lower dir of the probe's overlay root). */
   toolsRoot: string;
@@ -157,7 +160,7 @@ export interface ProbeKvmOptions {
 }
 
 /**
- * Runs the probe guest under KVM as a containerd task (namespace of the client, container
+ * Runs the probe guest under KVM as a containerd task (namespace of the runtime, container
  * `eve-kvm-probe-<random>`, labelled {@link PROBE_LABEL}) and waits for its marker on the
  * serial console. Always removes what it made: the task, the container and its directory.
  */
@@ -193,14 +196,14 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
     });
   }
 
-  const { containers, tasks } = o.containerd;
+  const { runtime } = o;
   const started = Date.now();
   let created = false;
   try {
-    await containers.create({ id, spec, labels: { [PROBE_LABEL]: "kvm" } });
+    await runtime.createContainer({ id, spec, labels: { [PROBE_LABEL]: "kvm" } });
     const log = fileUri(logPath);
-    await tasks.create({
-      containerId: id,
+    await runtime.createTask({
+      id,
       rootfs: [
         {
           type: "overlay",
@@ -213,14 +216,14 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
     });
     created = true;
     let exited = false;
-    const exit = tasks.wait(id).then(
+    const exit = runtime.waitTask(id).then(
       (s) => {
         exited = true;
         return s;
       },
       () => undefined,
     );
-    await tasks.start(id);
+    await runtime.startTask(id);
     const deadline = started + o.timeoutMs;
     for (;;) {
       const text = await readFile(logPath, "utf8").catch(() => "");
@@ -249,13 +252,14 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
     }
   } finally {
     if (created) {
-      await tasks.kill(id, "SIGKILL", { all: true }).catch(() => undefined);
-      await Promise.race([tasks.wait(id).catch(() => undefined), sleep(5000)]);
-      await tasks.delete(id).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      });
+      await runtime.killTask(id, "SIGKILL", { all: true }).catch(() => undefined);
+      await Promise.race([
+        runtime.waitTask(id).catch(() => undefined),
+        sleep(EXECUTOR_DEFAULTS.killTimeoutMs),
+      ]);
+      await runtime.deleteTask(id);
     }
-    await containers.delete(id).catch(() => undefined);
+    await runtime.deleteContainer(id).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }

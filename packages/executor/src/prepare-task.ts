@@ -1,5 +1,7 @@
+import { createHash } from "node:crypto";
 import { realpath, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { fileUri } from "@eve-tasks/containerd";
 import { cgroupsPathFor, taskLogPath } from "@eve-tasks/schemas";
 import type { OciSpec, ReadyTaskConfig } from "@eve-tasks/schemas";
 import type { Mount } from "@eve-tasks/containerd";
@@ -19,11 +21,18 @@ export interface PreparedTask {
   taskDir: string;
   /** `<taskDir>/console.log`: stdout and stderr of the anchor. */
   logPath: string;
+  /** Tasks.Create's stdout and stderr: where the anchor's output goes. */
+  io: { stdout: string; stderr: string };
   /**
    * Directories to create (recursively) before Tasks.Create, besides `taskDir`: an overlay
    * root's upper and work dirs, under `taskDir` (they go with it when the app is deleted).
    */
   dirs: string[];
+  /**
+   * An image or tools root's `<taskDir>/overlay/<key>`, holding its upper and work dirs; `<key>`
+   * names the seed (the lower layer), so a task on another image gets a fresh upper dir.
+   */
+  overlayDir?: string;
   memoryLimitBytes: number;
   anchorTaxBytes: number;
   /** A VM's accelerator and why; undefined for a native container. */
@@ -36,8 +45,9 @@ const MiB = 2 ** 20;
  * Applies the node's facts to a node-independent TaskConfig: resolves every host path
  * (root and volumes) with realpath and checks it against EVE_VOLUME_ROOTS, mounting the
  * resolved path; an image or tools root is an overlay whose lower dir is the seed's root
- * (resolved, and inside `<dataDir>/seeds`) and whose upper and work dirs are the task's
- * (`<taskDir>/overlay/{upper,work}`, listed in `dirs`); checks the memory against the node;
+ * (resolved, and inside `<dataDir>/seeds`) and whose upper and work dirs are the task's, per
+ * seed (`<taskDir>/overlay/<key of the seed>/{upper,work}`, listed in `dirs`); checks the
+ * memory against the node;
  * sets the cgroup path, the memory limit, and rlimits the host can grant. Does not touch
  * containerd or create anything.
  *
@@ -73,6 +83,7 @@ export async function prepareTask(
 
   const taskDir = join(facts.dataDir, "tasks", uuid);
   const dirs: string[] = [];
+  let overlayDir: string | undefined;
   let rootfs: Mount[];
   let seedLower: string | undefined;
   const root = config.rootfs;
@@ -95,9 +106,10 @@ export async function prepareTask(
       // The seed is the read-only lower layer; the task writes to its own upper dir.
       const lower = await seedRoot(root.rootfsPath, root.seedKey, facts.dataDir, uuid);
       seedLower = lower;
-      const overlay = join(taskDir, "overlay");
-      const upper = join(overlay, "upper");
-      const work = join(overlay, "work");
+      // Per seed: a new image never sees what a task on the old one wrote.
+      overlayDir = join(taskDir, "overlay", overlayKey(lower));
+      const upper = join(overlayDir, "upper");
+      const work = join(overlayDir, "work");
       const bad = [lower, upper, work].find((d) => /[,:]/.test(d));
       if (bad !== undefined) {
         throw new NodeFactError(
@@ -157,16 +169,24 @@ export async function prepareTask(
     spec.process = { ...spec.process, rlimits: clampRlimits(spec.process.rlimits, facts.hardLimits) };
 
   const logPath = taskLogPath(facts.dataDir, uuid);
+  const log = fileUri(logPath);
   return {
     spec,
     rootfs,
     taskDir,
     logPath,
+    io: { stdout: log, stderr: log },
     dirs,
+    ...(overlayDir !== undefined ? { overlayDir } : {}),
     memoryLimitBytes,
     anchorTaxBytes: taxMiB * MiB,
     ...(vm ? { vm } : {}),
   };
+}
+
+/** The name of the overlay dir of a task on the seed root `lower` (resolved): 16 hex digits. */
+function overlayKey(lower: string): string {
+  return createHash("sha256").update(lower).digest("hex").slice(0, 16);
 }
 
 /**

@@ -2,7 +2,9 @@
  * The restart policy as pure decisions: given how a task ended by itself and the restarts the
  * policy already made in its window, restart (after a back-off), or not, and why.
  */
+import { backoffDelayMs } from "@eve-tasks/backoff";
 import type { RestartPolicy } from "@eve-tasks/schemas";
+import { MAX_RESTART_HISTORY } from "./labels.js";
 
 /** How a task ended by itself. */
 export interface ExitFacts {
@@ -29,9 +31,21 @@ export function inWindow(policy: RestartPolicy, timesMs: readonly number[], nowM
   return timesMs.filter((t) => nowMs - t < policy.windowMs);
 }
 
+/**
+ * The restart history after one more restart at `nowMs`: the times still in the window plus
+ * `nowMs`, the latest `min(maxRestarts, MAX_RESTART_HISTORY)` of them. Counting no further than
+ * `maxRestarts` decides the same as counting all of them; a `maxRestarts` above
+ * {@link MAX_RESTART_HISTORY} can therefore never be reached, and the policy then restarts
+ * without a limit, at `maxBackoffMs` apart.
+ */
+export function recordRestart(policy: RestartPolicy, timesMs: readonly number[], nowMs: number): number[] {
+  const keep = Math.min(policy.maxRestarts, MAX_RESTART_HISTORY);
+  return keep === 0 ? [] : [...inWindow(policy, timesMs, nowMs), nowMs].slice(-keep);
+}
+
 /** The n-th restart's delay: `min(backoffMs · 2^(n−1), maxBackoffMs)`. */
 export function backoffFor(policy: RestartPolicy, n: number): number {
-  return Math.min(policy.backoffMs * 2 ** Math.max(0, n - 1), policy.maxBackoffMs);
+  return backoffDelayMs(n, { initialMs: policy.backoffMs, maxMs: policy.maxBackoffMs });
 }
 
 function describe(exit: ExitFacts): string {

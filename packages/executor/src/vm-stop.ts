@@ -4,10 +4,8 @@
  * with its deadline; what is left after both is the caller's SIGKILL.
  */
 import { connectQmp } from "@eve-tasks/qmp";
+import { EXECUTOR_DEFAULTS } from "./defaults.js";
 import { within } from "./within.js";
-
-/** The step that ended a stopped task. */
-export type StopStep = "system_powerdown" | "quit" | "SIGTERM" | "SIGKILL";
 
 /** Options of {@link stopVmByQmp}. */
 export interface VmStopOptions {
@@ -41,7 +39,9 @@ export type VmStopResult =
 export async function stopVmByQmp(o: VmStopOptions): Promise<VmStopResult> {
   let qmp: Awaited<ReturnType<typeof connectQmp>>;
   try {
-    qmp = await connectQmp(o.socketPath, { timeoutMs: o.connectTimeoutMs ?? 2000 });
+    qmp = await connectQmp(o.socketPath, {
+      timeoutMs: o.connectTimeoutMs ?? EXECUTOR_DEFAULTS.qmpConnectTimeoutMs,
+    });
   } catch (err) {
     return { ended: undefined, noQmp: err instanceof Error ? err.message : String(err) };
   }

@@ -171,29 +171,45 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
     // The seeds dir reached through a symlink: the lower dir is the resolved path.
     await symlink(join(dir, "data", "seeds"), join(dir, "seeds-link"));
     const taskDir = join(dir, "data", "tasks", UUID);
+    const overlays = new Set<string | undefined>();
     for (const rootfsPath of [seedRoot, join(dir, "seeds-link", "abc123", "rootfs")]) {
       const p = await prepareTask(
         config({ rootfs: { kind: "image", seedKey: "local.abc", rootfsPath }, volumes: [] }),
         facts,
       );
+      // The upper and work dirs belong to the seed: <taskDir>/overlay/<key of the seed>/.
+      const overlay = p.overlayDir ?? "";
+      expect(overlay).toMatch(new RegExp(`^${join(taskDir, "overlay")}/[0-9a-f]{16}$`));
+      overlays.add(overlay);
       expect(p.rootfs).toEqual([
         {
           type: "overlay",
           source: "overlay",
           options: [
             `lowerdir=${seedRoot}`,
-            `upperdir=${join(taskDir, "overlay", "upper")}`,
-            `workdir=${join(taskDir, "overlay", "work")}`,
+            `upperdir=${join(overlay, "upper")}`,
+            `workdir=${join(overlay, "work")}`,
           ],
         },
       ]);
       expect(p.taskDir).toBe(taskDir);
-      expect(p.dirs).toEqual([join(taskDir, "overlay", "upper"), join(taskDir, "overlay", "work")]);
+      expect(p.dirs).toEqual([join(overlay, "upper"), join(overlay, "work")]);
       expect(p.spec.root).toEqual({ path: "rootfs", readonly: false });
     }
+    // The same seed (by either path) gets the same upper dir; another seed a fresh one.
+    expect(overlays.size).toBe(1);
+    const other = join(dir, "data", "seeds", "def456", "rootfs");
+    await mkdir(other, { recursive: true });
+    const q = await prepareTask(
+      config({ rootfs: { kind: "image", seedKey: "local.def", rootfsPath: other }, volumes: [] }),
+      facts,
+    );
+    expect(q.overlayDir).toMatch(new RegExp(`^${join(taskDir, "overlay")}/[0-9a-f]{16}$`));
+    expect(overlays.has(q.overlayDir)).toBe(false);
     // A tools root (a VM's) is mounted the same way: see vm-task.test.ts.
     // A volume root needs no extra dirs.
     expect((await prepareTask(config(), facts)).dirs).toEqual([]);
+    expect((await prepareTask(config(), facts)).overlayDir).toBeUndefined();
   });
 
   it("refuses a seed root outside <dataDir>/seeds or not on this node", async () => {

@@ -6,10 +6,8 @@
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { pino } from "pino";
-import { connectBus, ensureBuckets, ensureEventsStream } from "@eve-tasks/bus";
-import { ContainerdClient } from "@eve-tasks/containerd";
-import { stopAllTasks } from "@eve-tasks/executor";
-import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
+import { connectBus, ensureBuckets, ensureEventsStream, request } from "@eve-tasks/bus";
+import { StopTasksReplySchema, StopTasksRequestSchema, stopTasksSubject } from "@eve-tasks/schemas";
 import {
   DEFAULT_PREREQUISITE_COMMANDS,
   canConnect,
@@ -62,8 +60,12 @@ export const DEFAULT_NATS_PORT = 4222;
 /** How long nats-server and containerd get after SIGTERM. */
 export const SERVICE_STOP_GRACE_MS = 10_000;
 
-/** How long a task has after SIGTERM on Ctrl-C before SIGKILL (the default stopTimeoutMs). */
-export const TASK_STOP_GRACE_MS = 10_000;
+/**
+ * How long the task-executor may take to stop every task on Ctrl-C. Each stop is bounded by its
+ * app's `stopTimeoutMs` (default 10 s), then QMP `quit` (5 s) for a VM, then SIGKILL (10 s); the
+ * stops run at once.
+ */
+export const TASK_STOP_TIMEOUT_MS = 60_000;
 /** How often the status is refreshed. */
 export const STATUS_INTERVAL_MS = 1_000;
 
@@ -169,7 +171,7 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     logger,
     // SIGHUP too: closing the terminal stops everything as Ctrl-C does.
     signals: ["SIGINT", "SIGTERM", "SIGHUP"],
-    graceMs: args.workerGraceMs + 2 * SERVICE_STOP_GRACE_MS + 15_000,
+    graceMs: TASK_STOP_TIMEOUT_MS + args.workerGraceMs + 2 * SERVICE_STOP_GRACE_MS + 15_000,
     exit: opts.exit,
   });
   const startedAt = new Date().toISOString();
@@ -379,24 +381,6 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       ensureRunning();
     }
 
-    // Tasks: once the workers are down (steps run in reverse), before containerd stops.
-    lifecycle.onShutdown("tasks", async () => {
-      if (args.keepTasks) {
-        say("--keep-tasks: tasks are left running, kept alive by containerd's shims");
-        return;
-      }
-      if (containerdAddress === undefined || !(await canConnect({ path: containerdAddress }, 2_000))) return;
-      const client = new ContainerdClient({ address: containerdAddress, namespace: CONTAINERD_NAMESPACE });
-      try {
-        const stopped = await stopAllTasks(client, TASK_STOP_GRACE_MS);
-        for (const t of stopped) say(`task ${t.id} (pid ${t.pid}) stopped by ${t.by}`);
-        if (stopped.length)
-          say(`${stopped.length} task(s) stopped; they start again with the next npm start`);
-      } finally {
-        client.close();
-      }
-    });
-
     // Buckets and the events stream.
     // The connection stays open for the apps table; closed before nats-server stops.
     const bus = await connectBus({
@@ -463,6 +447,35 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     }
     lifecycle.onShutdown("stop workers", async () => {
       await Promise.all(supervisors.map((s) => s.stop()));
+    });
+    // Tasks: before the workers stop (steps run in reverse), the task-executor stops them, each
+    // the way any stop of it goes (a VM through QMP), and keeps their containers: the next start
+    // runs them again. Only the executor talks to containerd.
+    lifecycle.onShutdown("tasks", async () => {
+      if (args.keepTasks) {
+        say("--keep-tasks: tasks are left running, kept alive by containerd's shims");
+        return;
+      }
+      try {
+        const r = await request(
+          bus,
+          stopTasksSubject(config.EVE_NODE),
+          { request: StopTasksRequestSchema, reply: StopTasksReplySchema },
+          {},
+          TASK_STOP_TIMEOUT_MS,
+        );
+        if (!r.accepted) throw new Error(r.error ?? "refused");
+        for (const t of r.stopped) {
+          say(
+            `task ${t.uuid} (pid ${t.taskId}) stopped by ${t.stoppedBy ?? "nothing: deleted after SIGKILL"}`,
+          );
+        }
+        for (const t of r.failed) say(`warning: task ${t.uuid} (pid ${t.taskId}) ${t.error}`);
+        if (r.stopped.length)
+          say(`${r.stopped.length} task(s) stopped; they start again with the next npm start`);
+      } catch (err) {
+        say(`warning: tasks left running (the task-executor did not stop them: ${message(err)})`);
+      }
     });
     if (discovery.missing.length > 0) {
       say(`not built yet (no dist/main.js in ${args.servicesDir}): ${discovery.missing.join(", ")}`);

@@ -1,9 +1,10 @@
 /**
  * A client of qemu's machine protocol over a unix socket. Lifecycle: `connectQmp()` connects
  * (retrying while qemu has not created the socket yet), reads the greeting and negotiates
- * capabilities; `execute()` sends commands (pipelined, matched to replies by id); `events()` and
- * `waitForEvent()` deliver asynchronous events; `close()` ends the session and `closed` settles
- * when it has ended, however it ended.
+ * capabilities; `execute()` sends commands (pipelined, matched to replies by id), with
+ * `systemPowerdown()` and `quit()` for the two a stop needs; `close()` ends the session and
+ * `closed` settles when it has ended, however it ended. qemu's asynchronous events are read and
+ * dropped: nothing here needs them.
  */
 import { createConnection } from "node:net";
 import type { Socket } from "node:net";
@@ -15,7 +16,7 @@ import {
   QmpTimeoutError,
 } from "./errors.js";
 import { LineDecoder, LineTooLongError, parseQmpMessage } from "./lines.js";
-import type { QemuVersion, QmpEvent, QmpGreeting, QmpMessage } from "./lines.js";
+import type { QemuVersion, QmpGreeting, QmpMessage } from "./lines.js";
 
 /** Options of {@link connectQmp}. */
 export interface ConnectQmpOptions {
@@ -30,8 +31,6 @@ export interface ConnectQmpOptions {
   retryIntervalMs?: number;
   /** The deadline of a command when `execute()` is not given one (default 10 000 ms). */
   commandTimeoutMs?: number;
-  /** Events an `events()` iterator buffers before it drops the oldest (default 1000). */
-  maxBufferedEvents?: number;
 }
 
 /** Options of {@link QmpClient.execute}. */
@@ -40,121 +39,14 @@ export interface ExecuteOptions {
   timeoutMs?: number;
 }
 
-/** Options of {@link QmpClient.events}. */
-export interface EventsOptions {
-  /** Only these events (e.g. `["SHUTDOWN", "POWERDOWN"]`); all when absent. */
-  names?: readonly string[];
-}
-
-/** qemu's run states (QAPI `RunState`); a newer qemu may report others. */
-export type QmpRunState =
-  | "debug"
-  | "inmigrate"
-  | "internal-error"
-  | "io-error"
-  | "paused"
-  | "postmigrate"
-  | "prelaunch"
-  | "finish-migrate"
-  | "restore-vm"
-  | "running"
-  | "save-vm"
-  | "shutdown"
-  | "suspended"
-  | "watchdog"
-  | "guest-panicked"
-  | "colo"
-  | (string & {});
-
-/** The answer of `query-status`. */
-export interface QmpStatus {
-  /** Whether the vCPUs run. */
-  running: boolean;
-  status: QmpRunState;
-}
-
 /** errno codes that mean "qemu has not created or is not yet listening on the socket". */
 const RETRYABLE = new Set(["ENOENT", "ECONNREFUSED", "EAGAIN"]);
-
-/** Something that takes events: an `events()` stream or a `waitForEvent()` call. */
-interface Subscriber {
-  deliver(event: QmpEvent): void;
-  end(cause: Error | undefined): void;
-}
 
 interface Pending {
   command: string;
   resolve(value: unknown): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
-}
-
-/**
- * The events of a {@link QmpClient} from the moment `events()` was called, as an async iterator.
- * It ends (`done`) when the connection closes, or when the consumer leaves a `for await` loop
- * (`return()`). A slow consumer loses the oldest events past the buffer limit (see `dropped`).
- */
-export class QmpEventStream implements AsyncIterableIterator<QmpEvent>, Subscriber {
-  readonly #names: ReadonlySet<string> | undefined;
-  readonly #max: number;
-  readonly #unsubscribe: (s: Subscriber) => void;
-  readonly #queue: QmpEvent[] = [];
-  readonly #waiting: ((r: IteratorResult<QmpEvent>) => void)[] = [];
-  #done = false;
-  #dropped = 0;
-
-  /** @internal Made by {@link QmpClient.events}. */
-  constructor(names: readonly string[] | undefined, max: number, unsubscribe: (s: Subscriber) => void) {
-    this.#names = names === undefined ? undefined : new Set(names);
-    this.#max = max;
-    this.#unsubscribe = unsubscribe;
-  }
-
-  /** Events dropped because the buffer was full. */
-  get dropped(): number {
-    return this.#dropped;
-  }
-
-  /** @internal */
-  deliver(event: QmpEvent): void {
-    if (this.#done || (this.#names !== undefined && !this.#names.has(event.event))) return;
-    const waiter = this.#waiting.shift();
-    if (waiter !== undefined) {
-      waiter({ value: event, done: false });
-      return;
-    }
-    this.#queue.push(event);
-    if (this.#queue.length > this.#max) {
-      this.#queue.shift();
-      this.#dropped++;
-    }
-  }
-
-  /** @internal Ends the stream; buffered events are still delivered. */
-  end(): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#unsubscribe(this);
-    for (const waiter of this.#waiting.splice(0)) waiter({ value: undefined, done: true });
-  }
-
-  next(): Promise<IteratorResult<QmpEvent>> {
-    const event = this.#queue.shift();
-    if (event !== undefined) return Promise.resolve({ value: event, done: false });
-    if (this.#done) return Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve) => this.#waiting.push(resolve));
-  }
-
-  /** Stops the stream (what `break` in a `for await` loop calls); buffered events are dropped. */
-  return(): Promise<IteratorResult<QmpEvent>> {
-    this.#queue.length = 0;
-    this.end();
-    return Promise.resolve({ value: undefined, done: true });
-  }
-
-  [Symbol.asyncIterator](): QmpEventStream {
-    return this;
-  }
 }
 
 /**
@@ -173,9 +65,9 @@ export class QmpClient {
   readonly #socket: Socket;
   readonly #decoder = new LineDecoder();
   readonly #pending = new Map<number, Pending>();
-  readonly #subscribers = new Set<Subscriber>();
+  /** Told once when the connection ends (the handshake waits on it). */
+  readonly #onEnd = new Set<(cause: Error | undefined) => void>();
   readonly #commandTimeoutMs: number;
-  readonly #maxBufferedEvents: number;
   readonly #closed: Promise<Error | undefined>;
   #resolveClosed!: (err: Error | undefined) => void;
   #greeting: QmpGreeting | undefined;
@@ -189,7 +81,6 @@ export class QmpClient {
     this.socketPath = socketPath;
     this.#socket = socket;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 10_000;
-    this.#maxBufferedEvents = options.maxBufferedEvents ?? 1000;
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("error", (err: NodeJS.ErrnoException) => {
@@ -284,20 +175,17 @@ export class QmpClient {
       const done = (fn: () => void) => {
         clearTimeout(timer);
         this.#onGreeting = undefined;
-        this.#subscribers.delete(watcher);
+        this.#onEnd.delete(onEnd);
         fn();
       };
       const timer = setTimeout(
         () => done(() => reject(new QmpTimeoutError(this.socketPath, "the QMP greeting", 0))),
         Math.max(0, deadline - Date.now()),
       );
-      // Ends with the connection: a close before the greeting rejects.
-      const watcher: Subscriber = {
-        deliver: () => undefined,
-        end: (cause) =>
-          done(() => reject(new QmpClosedError(this.socketPath, { event: "QMP greeting" }, { cause }))),
-      };
-      this.#subscribers.add(watcher);
+      // A close before the greeting rejects.
+      const onEnd = (cause: Error | undefined) =>
+        done(() => reject(new QmpClosedError(this.socketPath, { event: "QMP greeting" }, { cause })));
+      this.#onEnd.add(onEnd);
       this.#onGreeting = () => done(resolve);
     });
     await this.execute("qmp_capabilities", undefined, { timeoutMs: Math.max(1, deadline - Date.now()) });
@@ -355,64 +243,9 @@ export class QmpClient {
     });
   }
 
-  /**
-   * The events from now on, as an async iterator that ends when the connection closes. Subscribe
-   * before sending the command that causes an event: qemu may send the event before the reply.
-   */
-  events(options: EventsOptions = {}): QmpEventStream {
-    const stream = new QmpEventStream(options.names, this.#maxBufferedEvents, (s) =>
-      this.#subscribers.delete(s),
-    );
-    if (this.#isClosed) stream.end();
-    else this.#subscribers.add(stream);
-    return stream;
-  }
-
-  /**
-   * The next event named `name` (and passing `filter`). Call it before sending the command that
-   * causes the event, and await it afterwards. Rejects with {@link QmpTimeoutError} or
-   * {@link QmpClosedError}.
-   */
-  waitForEvent(
-    name: string,
-    timeoutMs: number,
-    options: { filter?: (event: QmpEvent) => boolean } = {},
-  ): Promise<QmpEvent> {
-    if (this.#isClosed) {
-      return Promise.reject(
-        new QmpClosedError(this.socketPath, { event: name }, { cause: this.#closeError }),
-      );
-    }
-    return new Promise<QmpEvent>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#subscribers.delete(sub);
-        reject(new QmpTimeoutError(this.socketPath, `event ${name}`, timeoutMs));
-      }, timeoutMs);
-      const sub: Subscriber = {
-        deliver: (event) => {
-          if (event.event !== name || (options.filter !== undefined && !options.filter(event))) return;
-          clearTimeout(timer);
-          this.#subscribers.delete(sub);
-          resolve(event);
-        },
-        end: (cause) => {
-          clearTimeout(timer);
-          reject(new QmpClosedError(this.socketPath, { event: name }, { cause }));
-        },
-      };
-      this.#subscribers.add(sub);
-    });
-  }
-
   /** `system_powerdown`: presses the guest's ACPI power button (the guest decides what to do). */
   async systemPowerdown(options?: ExecuteOptions): Promise<void> {
     await this.execute("system_powerdown", undefined, options);
-  }
-
-  /** `query-status`: whether the vCPUs run, and qemu's run state. */
-  async queryStatus(options?: ExecuteOptions): Promise<QmpStatus> {
-    const r = await this.execute<{ running: boolean; status: string }>("query-status", undefined, options);
-    return { running: r.running, status: r.status };
   }
 
   /**
@@ -439,8 +272,8 @@ export class QmpClient {
 
   /**
    * Ends the session: the socket is ended (anything written is still flushed) and destroyed if
-   * qemu does not close its side within a second. Pending commands and event waits reject with
-   * {@link QmpClosedError}; `events()` iterators end. Await `closed` to know it is over.
+   * qemu does not close its side within a second. Pending commands reject with
+   * {@link QmpClosedError}. Await `closed` to know it is over.
    */
   close(): void {
     if (this.#isClosed || this.#socket.destroyed) return;
@@ -494,11 +327,8 @@ export class QmpClient {
           entry.reject(new QmpCommandError(this.socketPath, entry.command, message.errorClass, message.desc));
         return;
       }
-      case "event":
-        for (const sub of [...this.#subscribers]) sub.deliver(message.event);
-        return;
       default:
-        return; // a second greeting or an unknown message: nothing to do
+        return; // an event, a second greeting or an unknown message: nothing to do
     }
   }
 
@@ -521,8 +351,8 @@ export class QmpClient {
       entry.reject(new QmpClosedError(this.socketPath, { command: entry.command }, { cause }));
     }
     this.#pending.clear();
-    for (const sub of [...this.#subscribers]) sub.end(cause);
-    this.#subscribers.clear();
+    for (const onEnd of [...this.#onEnd]) onEnd(cause);
+    this.#onEnd.clear();
     this.#resolveClosed(cause);
   }
 }

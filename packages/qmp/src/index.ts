@@ -1,5 +1,5 @@
-export { connectQmp, QmpClient, QmpEventStream } from "./client.js";
-export type { ConnectQmpOptions, EventsOptions, ExecuteOptions, QmpRunState, QmpStatus } from "./client.js";
+export { connectQmp, QmpClient } from "./client.js";
+export type { ConnectQmpOptions, ExecuteOptions } from "./client.js";
 export {
   QmpClosedError,
   QmpCommandError,
@@ -11,5 +11,3 @@ export {
 export type { QmpConnectFailure } from "./errors.js";
 export { DEFAULT_MAX_LINE_BYTES, LineDecoder, LineTooLongError, parseQmpMessage } from "./lines.js";
 export type { QemuVersion, QmpEvent, QmpGreeting, QmpMessage, QmpTimestamp } from "./lines.js";
-export { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs, qemuOptionValue } from "./probe.js";
-export type { ProbeQemuOptions } from "./probe.js";

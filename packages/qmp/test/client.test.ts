@@ -12,8 +12,8 @@ import {
   QmpTimeoutError,
   connectQmp,
 } from "@eve-tasks/qmp";
-import type { QmpClient, QmpEvent, QmpEventStream } from "@eve-tasks/qmp";
-import { QemuProcesses, qmpOnlyArgs, within } from "./qemu-process.js";
+import type { ExecuteOptions, QmpClient } from "@eve-tasks/qmp";
+import { QemuProcesses, qmpOnlyArgs, within } from "../../../test/harness/qemu-process.js";
 
 const procs = new QemuProcesses();
 const clients: QmpClient[] = [];
@@ -33,19 +33,13 @@ async function startAndConnect(): Promise<{ client: QmpClient; pid: number; exit
   return { client, pid: q.pid, exited: q.exited };
 }
 
-/** The next event named `name` from `stream`. */
-async function nextNamed(stream: QmpEventStream, name: string, ms = 5000): Promise<QmpEvent> {
-  return within(
-    (async () => {
-      for (;;) {
-        const r = await stream.next();
-        if (r.done === true) throw new Error(`the event stream ended before ${name}`);
-        if (r.value.event === name) return r.value;
-      }
-    })(),
-    ms,
-    `event ${name}`,
-  );
+/** `query-status`: whether the vCPUs run, and qemu's run state. */
+async function queryStatus(
+  client: QmpClient,
+  options?: ExecuteOptions,
+): Promise<{ running: boolean; status: string }> {
+  const r = await client.execute<{ running: boolean; status: string }>("query-status", undefined, options);
+  return { running: r.running, status: r.status };
 }
 
 describe("QmpClient against qemu", () => {
@@ -62,12 +56,12 @@ describe("QmpClient against qemu", () => {
     expect(client.socketPath).toBe(socketPath);
     expect(client.version.major).toBeGreaterThanOrEqual(7);
     expect(typeof client.greeting.version.package).toBe("string");
-    expect(await client.queryStatus()).toEqual({ running: false, status: "prelaunch" });
+    expect(await queryStatus(client)).toEqual({ running: false, status: "prelaunch" });
 
     await client.execute("cont");
-    expect(await client.queryStatus()).toEqual({ running: true, status: "running" });
+    expect(await queryStatus(client)).toEqual({ running: true, status: "running" });
     await client.execute("stop");
-    expect(await client.queryStatus()).toEqual({ running: false, status: "paused" });
+    expect(await queryStatus(client)).toEqual({ running: false, status: "paused" });
   });
 
   it("pipelines commands and matches each reply to its command; an unknown command is a QmpCommandError", async () => {
@@ -76,7 +70,7 @@ describe("QmpClient against qemu", () => {
       client.execute<Record<string, unknown>>("query-name"),
       client.execute<{ qemu: { major: number } }>("query-version"),
       client.execute("no-such-command", { really: true }),
-      client.queryStatus(),
+      queryStatus(client),
     ]);
     expect(name).toEqual({ status: "fulfilled", value: {} });
     expect(version.status === "fulfilled" && version.value.qemu.major).toBe(client.version.major);
@@ -91,40 +85,20 @@ describe("QmpClient against qemu", () => {
     expect(e.message).toContain(client.socketPath);
     // Arguments qemu rejects: GenericError, and the connection goes on.
     await expect(client.execute("cont", { bogus: 1 })).rejects.toMatchObject({ errorClass: "GenericError" });
-    expect((await client.queryStatus()).status).toBe("prelaunch");
+    expect((await queryStatus(client)).status).toBe("prelaunch");
   });
 
-  it("delivers POWERDOWN (system_powerdown), RESUME and STOP through events() and waitForEvent()", async () => {
+  it("reads and drops qemu's events: system_powerdown's POWERDOWN and cont's RESUME disturb no reply", async () => {
     const { client } = await startAndConnect();
-    const all = client.events();
-    const onlyStop = client.events({ names: ["STOP"] });
-
-    const resumed = client.waitForEvent("RESUME", 5000);
     await client.execute("cont");
-    expect((await resumed).event).toBe("RESUME");
-
     await client.systemPowerdown();
-    const powerdown = await nextNamed(all, "POWERDOWN");
-    expect(powerdown.data).toEqual({});
-    expect(powerdown.timestamp.seconds).toBeGreaterThan(1_600_000_000);
-
     await client.execute("stop");
-    expect((await nextNamed(onlyStop, "STOP")).event).toBe("STOP");
-    // The filtered stream saw nothing but STOP.
-    await onlyStop.return();
-    expect(await onlyStop.next()).toEqual({ value: undefined, done: true });
-
-    await expect(client.waitForEvent("NEVER", 200)).rejects.toBeInstanceOf(QmpTimeoutError);
+    expect(await queryStatus(client)).toEqual({ running: false, status: "paused" });
+    expect(client.isClosed).toBe(false);
   });
 
   it("quit: qemu exits, the connection closes, pending and later commands reject with QmpClosedError", async () => {
     const { client, exited } = await startAndConnect();
-    const events = client.events();
-    const shutdown = client.waitForEvent("SHUTDOWN", 5000);
-    const waitingForever = client.waitForEvent("NEVER", 60_000).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
     // Pipelined behind quit: answered, or rejected as closed; never left hanging.
     const behind = client.execute("query-status").then(
       () => "answered",
@@ -132,34 +106,27 @@ describe("QmpClient against qemu", () => {
     );
     await client.quit({ timeoutMs: 5000 });
 
-    expect((await shutdown).data).toMatchObject({ guest: false });
     const b = await behind;
     if (b !== "answered") expect(b).toBeInstanceOf(QmpClosedError);
-    expect(await waitingForever).toBeInstanceOf(QmpClosedError);
     expect(await client.closed).toBeUndefined();
     expect(client.isClosed).toBe(true);
-    await expect(client.queryStatus()).rejects.toBeInstanceOf(QmpClosedError);
+    await expect(queryStatus(client)).rejects.toBeInstanceOf(QmpClosedError);
     await expect(client.execute("cont")).rejects.toThrow(/"cont".*closed/);
-    await expect(client.waitForEvent("STOP", 1000)).rejects.toBeInstanceOf(QmpClosedError);
     expect(await within(exited, 5000, "qemu exiting after quit")).toEqual({ code: 0, signal: null });
-    // The iterator got what came before the close, then ended.
-    const seen: string[] = [];
-    for await (const e of events) seen.push(e.event);
-    expect(seen).toContain("SHUTDOWN");
   });
 
   it("drops a reply that comes after its command timed out; rejects a pending command when qemu dies", async () => {
     const { client, pid } = await startAndConnect();
     process.kill(pid, "SIGSTOP");
-    await expect(client.queryStatus({ timeoutMs: 300 })).rejects.toBeInstanceOf(QmpTimeoutError);
+    await expect(queryStatus(client, { timeoutMs: 300 })).rejects.toBeInstanceOf(QmpTimeoutError);
     const late = client.execute("query-name", undefined, { timeoutMs: 10_000 });
     process.kill(pid, "SIGCONT");
     // The late reply to query-status (id 2) must not answer query-name (id 3).
     expect(await late).toEqual({});
-    expect((await client.queryStatus()).status).toBe("prelaunch");
+    expect((await queryStatus(client)).status).toBe("prelaunch");
 
     process.kill(pid, "SIGSTOP");
-    const pending = client.queryStatus({ timeoutMs: 10_000 });
+    const pending = queryStatus(client, { timeoutMs: 10_000 });
     process.kill(pid, "SIGKILL");
     const err = await pending.then(
       () => undefined,
@@ -186,18 +153,16 @@ describe("QmpClient against qemu", () => {
     expect((err as Error).message).toMatch(/greeting/);
     expect(Date.now() - started).toBeLessThan(3000);
     // The first session is unaffected.
-    expect((await client.queryStatus()).status).toBe("prelaunch");
+    expect((await queryStatus(client)).status).toBe("prelaunch");
   });
 
-  it("close() ends the session: pending commands reject, closed settles, iterators end", async () => {
+  it("close() ends the session: pending commands reject, closed settles", async () => {
     const { client, pid } = await startAndConnect();
-    const events = client.events();
     process.kill(pid, "SIGSTOP"); // nothing answers from here on
-    const pending = client.queryStatus();
+    const pending = queryStatus(client);
     client.close();
     await expect(pending).rejects.toBeInstanceOf(QmpClosedError);
     await within(client.closed, 3000, "closed");
-    expect(await events.next()).toEqual({ value: undefined, done: true });
   });
 });
 

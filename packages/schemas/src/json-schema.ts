@@ -8,14 +8,17 @@ import { z } from "zod";
 import { messageTypes } from "./registry.js";
 import { SignalReplySchema } from "./signal-reply.js";
 import { SignalRequestSchema } from "./signal-request.js";
+import { StopTasksReplySchema, StopTasksRequestSchema } from "./stop-tasks.js";
 import { TaskEventSchema } from "./task-event.js";
 
-/** Every message with a JSON Schema file: the KV types plus events and the signal RPC. */
+/** Every message with a JSON Schema file: the KV types plus events and the two RPCs. */
 export const jsonSchemaMessages: Readonly<Record<string, z.ZodType>> = {
   ...Object.fromEntries(Object.entries(messageTypes).map(([name, info]) => [name, info.schema])),
   TaskEvent: TaskEventSchema,
   SignalRequest: SignalRequestSchema,
   SignalReply: SignalReplySchema,
+  StopTasksRequest: StopTasksRequestSchema,
+  StopTasksReply: StopTasksReplySchema,
 };
 
 /** The JSON Schema (draft 2020-12) of `schema` as a publisher's input, titled `title`. */

@@ -17,6 +17,11 @@ export function signalSubject(node: string): string {
   return `eve.rpc.task-executor.${node}.signal`;
 }
 
+/** Request subject to stop every task of `node`: `eve.rpc.task-executor.<node>.stop-tasks`. */
+export function stopTasksSubject(node: string): string {
+  return `eve.rpc.task-executor.${node}.stop-tasks`;
+}
+
 /** containerd namespace of every app container and task. */
 export const CONTAINERD_NAMESPACE = "eve-user-apps";
 

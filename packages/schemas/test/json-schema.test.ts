@@ -24,6 +24,8 @@ describe("committed JSON Schema files", () => {
       "NetworkInstanceStatus.schema.json",
       "SignalReply.schema.json",
       "SignalRequest.schema.json",
+      "StopTasksReply.schema.json",
+      "StopTasksRequest.schema.json",
       "TaskConfig.schema.json",
       "TaskEvent.schema.json",
       "TaskMetrics.schema.json",

@@ -6,7 +6,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBucket } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
-import { AccelChooser, TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
+import {
+  AccelChooser,
+  EXECUTOR_DEFAULTS,
+  TaskExecutor,
+  containerdRuntime,
+  loadNodeFacts,
+} from "@eve-tasks/executor";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
 import {
   baseWorkerEnv,
@@ -20,8 +26,11 @@ import {
   CONTAINERD_NAMESPACE,
   SignalReplySchema,
   SignalRequestSchema,
+  StopTasksReplySchema,
+  StopTasksRequestSchema,
   cgroupsPathFor,
   signalSubject,
+  stopTasksSubject,
 } from "@eve-tasks/schemas";
 
 const envSchema = z.object({
@@ -43,7 +52,7 @@ const envSchema = z.object({
     })
     .default("auto"),
   /** How long the KVM probe guest may take to come up. */
-  EVE_KVM_PROBE_TIMEOUT_MS: envPositiveInt().default(10_000),
+  EVE_KVM_PROBE_TIMEOUT_MS: envPositiveInt().default(EXECUTOR_DEFAULTS.kvmProbeTimeoutMs),
 });
 
 await runWorker({
@@ -63,6 +72,7 @@ await runWorker({
     });
     const address = config.CONTAINERD_ADDRESS ?? join(config.EVE_RUN_DIR, "containerd.sock");
     const containerd = new ContainerdClient({ address, namespace: CONTAINERD_NAMESPACE });
+    const runtime = containerdRuntime(containerd);
     lifecycle.onShutdown("close containerd client", () => containerd.close());
     const version = await containerd.waitForReady(30_000);
     logger.info(
@@ -98,13 +108,13 @@ await runWorker({
       }
     };
     const accel = new AccelChooser({
-      containerd,
+      runtime,
       dataDir: config.EVE_DATA_DIR,
       logger,
       nodeAccel: config.EVE_ACCEL,
       probeTimeoutMs: config.EVE_KVM_PROBE_TIMEOUT_MS,
     });
-    const executor = new TaskExecutor({ bus, containerd, facts, logger, outbox, readOomKills, accel });
+    const executor = new TaskExecutor({ bus, runtime, facts, logger, outbox, readOomKills, accel });
     lifecycle.onShutdown("finish in-flight reconciles", () => executor.stop());
     await executor.start();
     // Signal requests are answered once the executor knows every app (an acknowledgement only).
@@ -116,6 +126,15 @@ await runWorker({
       onError: (message) => ({ accepted: false as const, error: message }),
     });
     lifecycle.onShutdown("stop answering signal requests", () => signals.close());
+    // The launcher's Ctrl-C: every task of the node stopped as any stop goes; answered when done.
+    const stops = serve(bus, {
+      subject: stopTasksSubject(facts.node),
+      request: StopTasksRequestSchema,
+      reply: StopTasksReplySchema,
+      handle: async () => ({ accepted: true as const, error: null, ...(await executor.stopTasks()) }),
+      onError: (message) => ({ accepted: false as const, error: message, stopped: [], failed: [] }),
+    });
+    lifecycle.onShutdown("stop answering stop requests", () => stops.close());
     logger.info({ event: "resynced" }, "every app reconciled; following changes");
   },
 });

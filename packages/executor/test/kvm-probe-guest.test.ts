@@ -3,8 +3,8 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs } from "@eve-tasks/qmp";
-import { QemuProcesses } from "./qemu-process.js";
+import { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs } from "@eve-tasks/executor";
+import { QemuProcesses } from "../../../test/harness/qemu-process.js";
 
 const procs = new QemuProcesses();
 afterEach(() => procs.cleanup());

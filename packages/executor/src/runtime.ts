@@ -1,0 +1,200 @@
+/**
+ * The narrow view of containerd the executor works through: containers (metadata and labels),
+ * tasks (create, start, wait, kill, delete) and exit/OOM notices, all in one namespace. The
+ * executor, the KVM probe and the tests that exercise them take a {@link TaskRuntime};
+ * {@link containerdRuntime} is the implementation over `@eve-tasks/containerd`, the only one.
+ */
+import {
+  ContainerdError,
+  isAlreadyExists,
+  isNotFound,
+  isUnavailable,
+  specFromAny,
+} from "@eve-tasks/containerd";
+import type { ContainerdClient, Mount } from "@eve-tasks/containerd";
+
+/** What a {@link RuntimeError} means for the caller. */
+export type RuntimeErrorKind =
+  /** The runtime cannot be reached: nothing is known, nothing may be concluded from it. */
+  | "unavailable"
+  /** The object (container, task) is already there. */
+  | "exists"
+  /** The object is not there. */
+  | "not-found";
+
+/** A runtime call failed in a way the executor acts on; `cause` is the runtime's own error. */
+export class RuntimeError extends Error {
+  override readonly name = "RuntimeError";
+  constructor(
+    readonly kind: RuntimeErrorKind,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** True for a {@link RuntimeError} of `kind`. */
+export function isRuntimeError(err: unknown, kind: RuntimeErrorKind): err is RuntimeError {
+  return err instanceof RuntimeError && err.kind === kind;
+}
+
+/** A container: its labels (the executor's memory across restarts). */
+export interface RuntimeContainer {
+  readonly id: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** A container with the memory limit of its stored spec (0 when it has none). */
+export interface ListedContainer extends RuntimeContainer {
+  readonly memoryLimitBytes: number;
+}
+
+/** The state of a task's init process (the anchor). */
+export type RuntimeTaskStatus = "CREATED" | "RUNNING" | "STOPPED" | "PAUSED" | "PAUSING" | "UNKNOWN";
+
+/** A task: the container it runs in, its anchor PID and state. */
+export interface RuntimeTask {
+  readonly id: string;
+  readonly pid: number;
+  readonly status: RuntimeTaskStatus;
+}
+
+/** How an anchor ended: 128+N for signal N, 255 when unknown. */
+export interface RuntimeExit {
+  readonly exitStatus: number;
+  readonly exitedAt: Date | null;
+}
+
+/** A notice from the runtime: a task's anchor exited, or the kernel's OOM killer acted in it. */
+export type RuntimeEvent =
+  { readonly topic: "exit"; readonly id: string } | { readonly topic: "oom"; readonly id: string };
+
+/** What Tasks.Create needs: the root filesystem mounts and where the anchor's output goes. */
+export interface CreateTaskRequest {
+  readonly id: string;
+  readonly rootfs: readonly Mount[];
+  /** URIs (`file://`, `binary://`) or FIFO paths; empty for /dev/null. */
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * The executor's runtime. "Not there" is an answer, not an error: getters resolve undefined,
+ * deletes and kills of absent objects succeed. Failures the caller acts on reject with a
+ * {@link RuntimeError}; anything else rejects with the runtime's own error.
+ */
+export interface TaskRuntime {
+  getContainer(id: string): Promise<RuntimeContainer | undefined>;
+  listContainers(): Promise<ListedContainer[]>;
+  createContainer(c: { id: string; labels: Record<string, string>; spec: object }): Promise<void>;
+  /** Sets the given label keys (others stay) and, when given, replaces the spec. */
+  updateContainer(id: string, update: { labels: Record<string, string>; spec?: object }): Promise<void>;
+  deleteContainer(id: string): Promise<void>;
+  getTask(id: string): Promise<RuntimeTask | undefined>;
+  listTasks(): Promise<RuntimeTask[]>;
+  /** Creates the task (its anchor exists, stopped before exec) and returns the anchor PID. */
+  createTask(request: CreateTaskRequest): Promise<{ pid: number }>;
+  startTask(id: string): Promise<void>;
+  /** Resolves when the anchor has exited (the status stays readable until {@link deleteTask}). */
+  waitTask(id: string): Promise<RuntimeExit>;
+  /** Signals the anchor, or with `all` every process of the task; false when there is no task. */
+  killTask(id: string, signal: NodeJS.Signals, options?: { all?: boolean }): Promise<boolean>;
+  /** Deletes the task; resolves its exit, or undefined when there was no task. */
+  deleteTask(id: string): Promise<RuntimeExit | undefined>;
+  /** Exit and OOM notices until `signal` aborts; a broken stream rejects (resubscribe). */
+  events(signal: AbortSignal): AsyncIterable<RuntimeEvent>;
+}
+
+/** The memory limit in a stored container spec, in bytes (0 when it has none). */
+function memoryLimitOf(spec: Parameters<typeof specFromAny>[0] | null): number {
+  if (!spec) return 0;
+  try {
+    const s = specFromAny(spec) as { linux?: { resources?: { memory?: { limit?: unknown } } } };
+    const limit = s.linux?.resources?.memory?.limit;
+    return typeof limit === "number" && limit > 0 ? limit : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** containerd's errors the executor acts on, as {@link RuntimeError}s; others as they are. */
+function translate(err: unknown): unknown {
+  if (!(err instanceof ContainerdError)) return err;
+  const kind: RuntimeErrorKind | undefined = isUnavailable(err)
+    ? "unavailable"
+    : isAlreadyExists(err)
+      ? "exists"
+      : isNotFound(err)
+        ? "not-found"
+        : undefined;
+  return kind ? new RuntimeError(kind, (err as Error).message, { cause: err }) : err;
+}
+
+async function call<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    throw translate(err);
+  }
+}
+
+async function unlessGone<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw translate(err);
+  }
+}
+
+/** The {@link TaskRuntime} over a containerd client (its namespace is the runtime's). */
+export function containerdRuntime(client: ContainerdClient): TaskRuntime {
+  const { containers, tasks, events } = client;
+  return {
+    getContainer: (id) => unlessGone(containers.get(id)).then((c) => c && { id: c.id, labels: c.labels }),
+    listContainers: () =>
+      call(containers.list()).then((cs) =>
+        cs.map((c) => ({ id: c.id, labels: c.labels, memoryLimitBytes: memoryLimitOf(c.spec) })),
+      ),
+    createContainer: (c) => call(containers.create(c)).then(() => undefined),
+    updateContainer: (id, u) =>
+      call(
+        containers.update(
+          { id, labels: u.labels, ...(u.spec ? { spec: u.spec } : {}) },
+          {
+            fieldPaths: [...(u.spec ? ["spec"] : []), ...Object.keys(u.labels).map((k) => `labels.${k}`)],
+          },
+        ),
+      ).then(() => undefined),
+    deleteContainer: (id) => unlessGone(containers.delete(id)).then(() => undefined),
+    getTask: (id) =>
+      unlessGone(tasks.get(id)).then((t) => t && { id: t.containerId, pid: t.pid, status: t.status }),
+    listTasks: () =>
+      call(tasks.list()).then((ts) => ts.map((t) => ({ id: t.containerId, pid: t.pid, status: t.status }))),
+    createTask: (r) =>
+      call(tasks.create({ containerId: r.id, rootfs: r.rootfs, stdout: r.stdout, stderr: r.stderr })).then(
+        (t) => ({ pid: t.pid }),
+      ),
+    startTask: (id) => call(tasks.start(id)).then(() => undefined),
+    waitTask: (id) => call(tasks.wait(id)),
+    killTask: (id, signal, options) =>
+      unlessGone(tasks.kill(id, signal, options).then(() => true)).then((sent) => sent === true),
+    deleteTask: (id) => unlessGone(tasks.delete(id)),
+    async *events(signal) {
+      const sub = events.subscribe({ filters: ['topic=="/tasks/exit"', 'topic=="/tasks/oom"'], signal });
+      try {
+        for await (const e of sub) {
+          if (e.topic === "/tasks/exit") {
+            // An exec'd process's exit names its own id; only the anchor's matters here.
+            if (e.payload.id === e.payload.containerId) yield { topic: "exit", id: e.payload.containerId };
+          } else if (e.topic === "/tasks/oom") {
+            yield { topic: "oom", id: e.payload.containerId };
+          }
+        }
+      } catch (err) {
+        throw translate(err);
+      }
+    },
+  };
+}

@@ -1,0 +1,279 @@
+// The executor's state across starts, with real parts: a private nats-server and containerd, the
+// built spec-builder and hypervisor-seed-fetcher as processes, local OCI layouts as images, and
+// the executor in this process (so its relist interval can be short). Issue 13, items 12–14:
+// - a new image gets a fresh overlay upper dir; the old one goes once the new task runs;
+// - a start that fails is tried again with back-off and reported once, until the config changes;
+// - the restart history in the container's labels stays under containerd's label limit.
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  Outbox,
+  Publication,
+  connectBus,
+  ensureBuckets,
+  ensureEventsStream,
+  followEvents,
+  subscribe,
+} from "@eve-tasks/bus";
+import type { Bus, EventFollower, Subscription } from "@eve-tasks/bus";
+import { ContainerdClient } from "@eve-tasks/containerd";
+import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
+import {
+  EXECUTOR_LABELS,
+  MAX_RESTART_HISTORY,
+  TaskExecutor,
+  containerdRuntime,
+  loadNodeFacts,
+} from "@eve-tasks/executor";
+import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskEvent } from "@eve-tasks/schemas";
+import {
+  BUILT,
+  deferCleanup,
+  makeRootfs,
+  spawnReplicas,
+  statusWaiter,
+  tempDir,
+  uuidMaker,
+  waitFor,
+  withPrivateNats,
+} from "./harness/index.js";
+import type { Replicas } from "./harness/index.js";
+import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
+
+const echo = process.env.EVE_TEST_ECHO === "1";
+const newUuid = uuidMaker("3a4d0e5f");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("the executor's state across starts", () => {
+  let bus: Bus;
+  let executorBus: Bus;
+  let client: ContainerdClient;
+  let executor: TaskExecutor;
+  let outbox: Outbox;
+  let configs: Publication<typeof AppInstanceConfigSchema>;
+  let statuses: Subscription<typeof TaskStatusSchema>;
+  let follower: EventFollower;
+  const events: TaskEvent[] = [];
+  const workers: Replicas[] = [];
+  let dataDir: string;
+  let volumes: string;
+  let imageA: string;
+  let imageB: string;
+
+  beforeAll(async () => {
+    const dir = await tempDir("harden-");
+    dataDir = join(dir, "data");
+    volumes = join(dir, "volumes");
+    await makeRootfs(join(volumes, "busybox"));
+    // Two images of the same files whose digests differ (their configs do).
+    const layout = new OciLayout(join(volumes, "layout"));
+    const entries = await busyboxEntries();
+    await layout.tag(await layout.image({ layers: [{ entries }], config: { Env: ["IMAGE=a"] } }), "a");
+    await layout.tag(await layout.image({ layers: [{ entries }], config: { Env: ["IMAGE=b"] } }), "b");
+    imageA = `oci:${layout.dir}:a`;
+    imageB = `oci:${layout.dir}:b`;
+
+    const [nats, containerdServer] = await Promise.all([
+      withPrivateNats(),
+      startContainerd({ dir: join(dir, "ctrd") }),
+    ]);
+    deferCleanup(async () => {
+      await cleanupContainerd(containerdServer.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
+      await containerdServer.stop();
+    });
+    bus = await connectBus({ servers: nats.url, name: "hardening-test" });
+    await ensureBuckets(bus);
+    await ensureEventsStream(bus);
+    const env = {
+      NATS_URL: nats.url,
+      EVE_DATA_DIR: dataDir,
+      EVE_RUN_DIR: join(dir, "run"),
+      EVE_VOLUME_ROOTS: volumes,
+      LOG_LEVEL: "debug",
+    };
+    for (const [entry, name] of [
+      [BUILT.specBuilder, "spec-builder"],
+      [BUILT.seedFetcher, "seed-fetcher"],
+    ] as const) {
+      workers.push(spawnReplicas({ entry, count: 1, name, env, echo }));
+    }
+    await Promise.all([
+      workers[0]!.waitForLine((l) => l.json?.msg === "worker running", 20_000),
+      workers[1]!.waitForLine((l) => l.json?.event === "started", 20_000),
+    ]);
+
+    client = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
+    executorBus = await connectBus({ servers: nats.url, name: "hardening-executor" });
+    outbox = await Outbox.open(executorBus, { file: join(dir, "outbox.jsonl") });
+    executor = new TaskExecutor({
+      bus: executorBus,
+      runtime: containerdRuntime(client),
+      facts: await loadNodeFacts({
+        node: "local",
+        dataDir,
+        runDir: join(dir, "run"),
+        volumeRoots: [volumes],
+        nodeMemoryMiB: 2048,
+      }),
+      logger: pino({ level: echo ? "debug" : "silent" }),
+      outbox,
+      // Every app checked against containerd five times a second: what a relist would repeat, it
+      // repeats many times within a test.
+      relistIntervalMs: 200,
+    });
+    await executor.start();
+
+    configs = new Publication(bus, {
+      agent: "controller",
+      type: "AppInstanceConfig",
+      schema: AppInstanceConfigSchema,
+    });
+    statuses = await subscribe(bus, {
+      agent: "task-executor",
+      type: "TaskStatus",
+      schema: TaskStatusSchema,
+      onCreate: () => undefined,
+    });
+    follower = followEvents(bus, (e) => events.push(e));
+  }, 120_000);
+
+  afterAll(async () => {
+    const all = await configs?.getAll();
+    for (const uuid of all?.keys() ?? []) await configs.unpublish(uuid);
+    if (all?.size) {
+      await waitFor(async () => (await client.containers.list()).length === 0, {
+        timeoutMs: 60_000,
+        message: "containers left after deleting every config",
+      }).catch((err: unknown) => console.error((err as Error).message));
+    }
+    await executor?.stop();
+    await outbox?.close();
+    await follower?.close();
+    await statuses?.close();
+    await executorBus?.close();
+    await bus?.close();
+    client?.close();
+    for (const w of workers.reverse()) await w.stopAll();
+  }, 90_000);
+
+  function app(uuid: string, over: Partial<AppInstanceConfigInput> = {}): AppInstanceConfigInput {
+    return {
+      schemaVersion: 1,
+      uuid,
+      version: "1",
+      displayName: `h-${uuid.slice(-6)}`,
+      activate: true,
+      virtualization: "NOHYPER",
+      resources: { memoryMiB: 32, vcpus: 1 },
+      root: { volume: { path: join(volumes, "busybox"), readOnly: true } },
+      process: { args: ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"] },
+      stopTimeoutMs: 5000,
+      ...over,
+    } as AppInstanceConfigInput;
+  }
+  const until = (...a: Parameters<ReturnType<typeof statusWaiter>["until"]>) =>
+    statusWaiter(statuses, 60_000).until(...a);
+
+  it("gives a new image a fresh overlay upper dir, and drops the old one once the new task runs", async () => {
+    const uuid = newUuid();
+    // Says whether it finds what a task before it wrote into its root, then writes there.
+    const probe =
+      "if [ -e /marker ]; then echo STALE; else echo FRESH; fi; echo x > /marker; " +
+      "trap 'exit 0' TERM; /bin/busybox sleep 3600 & wait";
+    const onImage = (ref: string) =>
+      app(uuid, { root: { image: { ref } }, process: { args: ["/bin/sh", "-c", probe] } });
+    await configs.publish(uuid, onImage(imageA));
+    const first = await until(uuid, (s) => s.state === "RUNNING", "never RUNNING on image a");
+    const log = () => readFile(first.logPath, "utf8").catch(() => "");
+    await waitFor(async () => (await log()).includes("FRESH"), { message: "the first task never wrote" });
+    const overlay = join(dataDir, "tasks", uuid, "overlay");
+    const before = await readdir(overlay);
+
+    await configs.publish(uuid, onImage(imageB));
+    await until(uuid, (s) => s.state === "RUNNING" && s.taskId !== first.taskId, "never RUNNING on image b");
+    await waitFor(async () => (await log()).trim().split("\n").length >= 2, {
+      message: "the second task never wrote",
+    });
+    // The task on image b does not see what the task on image a wrote.
+    expect((await log()).trim().split("\n")).toEqual(["FRESH", "FRESH"]);
+    // Once it runs, only its own upper dir is left.
+    const after = await waitFor(
+      async () => {
+        const names = await readdir(overlay);
+        return names.length === 1 ? names : undefined;
+      },
+      { message: "the old upper dir is still there" },
+    );
+    expect(before).toHaveLength(1);
+    expect(after[0]).not.toBe(before[0]);
+    // The same image again keeps the upper dir: a restart is not an image change.
+    const again = await configs.publish(uuid, { ...onImage(imageB), restartCounter: 1 });
+    await until(uuid, (s) => s.state === "RUNNING" && s.configRevision === again, "not restarted");
+    await waitFor(async () => (await log()).trim().split("\n").length >= 3, {
+      message: "the third task never wrote",
+    });
+    expect((await log()).trim().split("\n")[2]).toBe("STALE");
+    expect(await readdir(overlay)).toEqual(after);
+  }, 120_000);
+
+  it("tries a failed start again with back-off, reports it once, and starts at once when the config changes", async () => {
+    const uuid = newUuid();
+    await configs.publish(uuid, app(uuid, { process: { args: ["/no/such/program"] } }));
+    const failed = await until(uuid, (s) => s.state === "FAILED", "never FAILED");
+    expect(failed.error?.message).toMatch(/^cannot start the task: /);
+    // Fifteen relists later: still one error, the status not published again.
+    await sleep(3000);
+    const errors = events.filter((e) => e.uuid === uuid && e.type === "error");
+    expect(errors.map((e) => e.message)).toEqual([failed.error?.message]);
+    expect(statuses.get(uuid)).toEqual(failed);
+    // A new revision is not held back by the old one's back-off.
+    const fixed = await configs.publish(uuid, app(uuid));
+    const s = await until(
+      uuid,
+      (x) => x.state === "RUNNING" && x.configRevision === fixed,
+      "not started",
+      4000,
+    );
+    expect(s.error).toBeNull();
+  }, 60_000);
+
+  it("keeps the restart history in the labels under containerd's label limit", async () => {
+    const uuid = newUuid();
+    await configs.publish(
+      uuid,
+      app(uuid, {
+        restartPolicy: {
+          mode: "always",
+          maxRestarts: 1000,
+          windowMs: 3_600_000,
+          backoffMs: 0,
+          maxBackoffMs: 0,
+        },
+      }),
+    );
+    const first = await until(uuid, (s) => s.state === "RUNNING", "never RUNNING");
+    // 290 restarts in the window, as if they had happened: the most containerd's 4096-byte
+    // label limit holds, as the executor writes the history.
+    const now = Date.now();
+    const times = Array.from({ length: 290 }, (_, i) => now - (290 - i) * 1000);
+    const key = EXECUTOR_LABELS.restartTimes;
+    await client.containers.update(
+      { id: uuid, labels: { [key]: times.join(",") } },
+      { fieldPaths: [`labels.${key}`] },
+    );
+    process.kill(first.taskId, "SIGKILL");
+    const second = await until(
+      uuid,
+      (s) => s.state === "RUNNING" && s.taskId !== first.taskId,
+      "not restarted after the 291st exit",
+    );
+    const kept = (await client.containers.get(uuid)).labels[key]!.split(",").map(Number);
+    expect(kept).toHaveLength(MAX_RESTART_HISTORY);
+    expect(kept.slice(0, -1)).toEqual(times.slice(-(MAX_RESTART_HISTORY - 1)));
+    expect(second.restarts).toBe(MAX_RESTART_HISTORY);
+    expect(second.error).toBeNull();
+  }, 60_000);
+});
