@@ -1,17 +1,11 @@
 import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { constants as osConstants } from "node:os";
 import type { Logger } from "pino";
 import { Publication, followEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus, EventFollower, Outbox, Subscription } from "@eve-tasks/bus";
-import {
-  exitSignal,
-  fileUri,
-  isAlreadyExists,
-  isNotFound,
-  isUnavailable,
-  specFromAny,
-} from "@eve-tasks/containerd";
+import { exitSignal, isAlreadyExists, isNotFound, isUnavailable, specFromAny } from "@eve-tasks/containerd";
 import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
 import { readProcStatSync } from "@eve-tasks/procfs";
 import { TaskConfigSchema, TaskStatusSchema, jsonEqual, specSha256, taskLogPath } from "@eve-tasks/schemas";
@@ -26,7 +20,9 @@ import { decideRestart, inWindow } from "./restart-policy.js";
 import type { NodeFacts } from "./node-facts.js";
 import { prepareTask } from "./prepare-task.js";
 import type { PreparedTask } from "./prepare-task.js";
+import { sweepStagedMounts, withStagedMounts } from "./staged-mounts.js";
 import { executorError, initialStatus } from "./status.js";
+import { makeTaskDirs, removeTaskDir } from "./task-dirs.js";
 import { stopVmByQmp } from "./vm-stop.js";
 import type { StopStep } from "./vm-stop.js";
 import { qmpSocketPath, vmRunDir } from "./vm-task.js";
@@ -155,6 +151,11 @@ export class TaskExecutor {
    */
   async start(): Promise<void> {
     const node = this.#o.facts.node;
+    // Staging mounts left by an executor that died while creating a task (staged-mounts.ts).
+    const swept = await sweepStagedMounts(this.#o.facts.dataDir);
+    if (swept.length > 0) {
+      this.#log.warn({ event: "staging-swept", mounts: swept }, "detached staging mounts left behind");
+    }
     for (const [uuid, s] of await this.#status.getAll()) {
       if (s.node === node) this.#app(uuid).status = s;
     }
@@ -716,12 +717,11 @@ export class TaskExecutor {
           : this.#createContainer(d, p, "", restarts).then(() => {
               createdContainer = true;
             });
-        await Promise.all([
-          container,
-          Promise.all([p.taskDir, ...p.dirs].map((d) => mkdir(d, { recursive: true }))),
-        ]);
-        const log = fileUri(p.logPath);
-        pid = (await tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: log, stderr: log })).pid;
+        await Promise.all([container, makeTaskDirs(p)]);
+        // The checked host paths are mounted from what was checked, only while Tasks.Create runs.
+        const create = () =>
+          tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: p.logUri, stderr: p.logUri });
+        pid = (await withStagedMounts(p, create, uuid)).pid;
         // Tasks.Start goes out first; Tasks.Wait right behind it still sees any exit, since
         // containerd keeps a task's exit status until Tasks.Delete, which only this executor does.
         const starting = tasks.start(uuid);
@@ -987,10 +987,7 @@ export class TaskExecutor {
     if (container) await this.#deleteContainer(uuid);
     if (app.status) {
       await this.#status.unpublish(uuid);
-      await rm(taskLogPath(this.#o.facts.dataDir, uuid).replace(/\/console\.log$/, ""), {
-        recursive: true,
-        force: true,
-      });
+      await removeTaskDir(dirname(taskLogPath(this.#o.facts.dataDir, uuid)));
       await rm(vmRunDir(this.#o.facts.runDir, uuid), { recursive: true, force: true });
       this.#log.info({ uuid, event: "deleted" }, "app removed");
       await this.#event(uuid, "deleted", "container and status deleted", {});

@@ -1,12 +1,12 @@
 export { TaskExecutor } from "./executor.js";
 export type { TaskExecutorOptions } from "./executor.js";
 export { NodeFactError } from "./errors.js";
-export { loadNodeFacts } from "./node-facts.js";
+export { VOLUME_ROOT_MODE, loadNodeFacts } from "./node-facts.js";
 export type { NodeFacts, NodeFactsOptions } from "./node-facts.js";
-export { prepareTask } from "./prepare-task.js";
+export { prepareTask, volumeMountOptions } from "./prepare-task.js";
 export type { PreparedTask } from "./prepare-task.js";
 export { isWithin, resolveUnderRoots } from "./host-paths.js";
-export { clampRlimits, parseLimits, readHardLimits } from "./host-limits.js";
+export { RLIMIT_TYPES, clampRlimits, parseLimits, readHardLimits } from "./host-limits.js";
 export type { HardLimits, Rlimit } from "./host-limits.js";
 export { EXECUTOR_LABELS, NO_RESTARTS, labelsFor, readLabels, restartLabels } from "./labels.js";
 export type { Ended, LabelView, RestartDue, RestartLabels } from "./labels.js";
@@ -23,3 +23,26 @@ export { applyVmFacts, findInSeed, qmpSocketPath, vmRunDir } from "./vm-task.js"
 export type { AccelChoice, AccelDecider, VmAccel } from "./vm-task.js";
 export { stopVmByQmp } from "./vm-stop.js";
 export type { StopStep, VmStopOptions, VmStopResult } from "./vm-stop.js";
+export {
+  NODE_DEVICES,
+  PolicyError,
+  enforcePolicy,
+  grantDevices,
+  isDeviceName,
+  ownNetnsPath,
+  policyViolations,
+} from "./policy.js";
+export type { DeviceGrant, DeviceName, NodeDevice, NodePolicy, PolicyViolation } from "./policy.js";
+export {
+  mountsBelow,
+  stageMount,
+  stagingDir,
+  stagingPath,
+  sweepStagedMounts,
+  unstageMounts,
+  withStagedMounts,
+} from "./staged-mounts.js";
+export type { StagedMount } from "./staged-mounts.js";
+export { TASKS_DIR_MODE, TASK_DIR_MODE, ensureTasksDir, makeTaskDirs, removeTaskDir } from "./task-dirs.js";
+export { TASK_LOGGER_SOURCE, ensureTaskLogger, taskLogFiles, taskLogUri } from "./task-log.js";
+export type { TaskLogSettings } from "./task-log.js";

@@ -8,7 +8,14 @@ import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBuc
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { AccelChooser, TaskExecutor, loadNodeFacts } from "@eve-tasks/executor";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
-import { baseWorkerEnv, envInt, envList, envPositiveInt, runWorker } from "@eve-tasks/runtime";
+import {
+  baseWorkerEnv,
+  envInt,
+  envList,
+  envPositiveInt,
+  executorNodeEnv,
+  runWorker,
+} from "@eve-tasks/runtime";
 import {
   CONTAINERD_NAMESPACE,
   SignalReplySchema,
@@ -19,6 +26,7 @@ import {
 
 const envSchema = z.object({
   ...baseWorkerEnv,
+  ...executorNodeEnv,
   /** containerd's socket; default `<EVE_RUN_DIR>/containerd.sock`, where the launcher starts it. */
   CONTAINERD_ADDRESS: z.string().min(1).optional(),
   /** Where host paths of apps may resolve to, colon-separated; default `<EVE_DATA_DIR>/volumes`. */
@@ -53,6 +61,11 @@ await runWorker({
       nodeMemoryMiB: config.EVE_NODE_MEMORY_MIB,
       memoryReserveMiB: config.EVE_MEMORY_RESERVE_MIB,
       vmmOverheadMiB: config.EVE_VMM_OVERHEAD_MIB,
+      allowHostRoot: config.EVE_ALLOW_HOST_ROOT,
+      allowDevices: config.EVE_ALLOW_DEVICES,
+      logMaxBytes: config.EVE_LOG_MAX_BYTES,
+      logFiles: config.EVE_LOG_FILES,
+      warn: (message, fields) => logger.warn(fields, message),
     });
     const address = config.CONTAINERD_ADDRESS ?? join(config.EVE_RUN_DIR, "containerd.sock");
     const containerd = new ContainerdClient({ address, namespace: CONTAINERD_NAMESPACE });
