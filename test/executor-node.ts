@@ -37,6 +37,8 @@ export interface ExecutorNode {
   until: StatusWaiter["until"];
   /** Writes a TaskConfig into the spec-builder bucket (a KV put). */
   put(config: ReadyTaskConfig): Promise<void>;
+  /** Deletes the TaskConfig of `uuid` (the executor then removes the app). */
+  remove(uuid: string): Promise<void>;
   /** The READY TaskConfig the spec-builder builds for `app` (revision `revision`). */
   build(app: AppInstanceConfigInput, revision: number): ReadyTaskConfig;
   /** The status of `uuid` once it is FAILED, or RUNNING, or the first of `states`. */
@@ -128,6 +130,7 @@ export async function startExecutorNode(
     statuses,
     until,
     put: async (config) => void (await configs.publish(config.uuid, config)),
+    remove: (uuid) => configs.unpublish(uuid),
     build(app, revision) {
       const outcome = buildTaskConfig(AppInstanceConfigSchema.parse(app), {
         key: app.uuid,

@@ -35,7 +35,6 @@ export {
 export type { DeviceGrant, DeviceName, NodeDevice, NodePolicy, PolicyViolation } from "./policy.js";
 export {
   mountsBelow,
-  stageMount,
   stagingDir,
   stagingPath,
   sweepStagedMounts,

@@ -8,6 +8,12 @@
  * rootfs mounts name the staging paths; runc and the shim mount those during Tasks.Create, after
  * which the staging mounts are detached: they exist only while a task is being created.
  *
+ * Propagation: the staging dir is a private mount of its own, and every staged tree is made
+ * private at once, so a staged mount never appears in another mount namespace (the host's `/` is
+ * shared under systemd), the task's copies share no peer group with it, and detaching it takes
+ * nothing from the task or from the host (an unmount of a shared copy would propagate to its
+ * peers: the host's own submounts of a volume).
+ *
  * Where it must be called (see the package README):
  * - {@link withStagedMounts} around every Tasks.Create;
  * - {@link sweepStagedMounts} at executor start-up, before any reconcile (a crash between
@@ -27,7 +33,7 @@ import {
   unlink,
   writeFile,
 } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { parseMountinfo } from "@eve-tasks/procfs";
 import { NodeFactError } from "./errors.js";
 import { isWithin } from "./host-paths.js";
@@ -76,7 +82,24 @@ function run(command: string, args: readonly string[], fd?: number): Promise<voi
 }
 
 /**
- * Stages one checked path: opens it without following a final symlink, checks that what was
+ * Makes a task's staging dir (`0700`) a private mount of its own, unless it is one already.
+ */
+async function prepareStagingDir(taskDir: string, uuid?: string): Promise<string> {
+  const dir = stagingDir(taskDir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const real = await realpath(dir);
+  if ((await mountsBelow(real)).includes(real)) return dir;
+  await run("mount", ["--bind", "--make-private", "--no-canonicalize", real, real]).catch((err: unknown) => {
+    throw new NodeFactError(`cannot prepare the staging dir ${dir}: ${(err as Error).message}`, uuid, {
+      cause: err,
+    });
+  });
+  return dir;
+}
+
+/**
+ * Stages one checked path into its (prepared) staging dir: opens it without following a final
+ * symlink, checks that what was
  * opened is a directory or regular file whose path is still `m.source` (the kernel's own path of
  * the open file, so a swap anywhere along the path shows), and bind-mounts the open file at
  * `m.target` (created, `0700` or `0600`). Whatever happens to the path afterwards, the mount is
@@ -84,7 +107,7 @@ function run(command: string, args: readonly string[], fd?: number): Promise<voi
  *
  * @throws NodeFactError when the path changed since its check or cannot be mounted.
  */
-export async function stageMount(m: StagedMount, uuid?: string): Promise<void> {
+async function stageMount(m: StagedMount, uuid?: string): Promise<void> {
   let fh;
   try {
     fh = await open(m.source, O_PATH | constants.O_NOFOLLOW);
@@ -109,14 +132,19 @@ export async function stageMount(m: StagedMount, uuid?: string): Promise<void> {
         uuid,
       );
     }
-    await mkdir(dirname(m.target), { recursive: true, mode: 0o700 });
     if (st.isDirectory()) await mkdir(m.target, { mode: 0o700 });
     else await writeFile(m.target, "", { mode: 0o600, flag: "wx" });
     // --no-canonicalize: mount(8) must hand the magic link to the kernel as it is, not the path
     // it resolves to (which would be a path string again).
     await run(
       "mount",
-      [m.recursive ? "--rbind" : "--bind", "--no-canonicalize", "/proc/self/fd/3", m.target],
+      [
+        m.recursive ? "--rbind" : "--bind",
+        m.recursive ? "--make-rprivate" : "--make-private",
+        "--no-canonicalize",
+        "/proc/self/fd/3",
+        m.target,
+      ],
       fh.fd,
     ).catch((err: unknown) => {
       throw new NodeFactError(`cannot stage ${m.what} ${m.source}: ${(err as Error).message}`, uuid, {
@@ -143,15 +171,20 @@ export async function resolved(dir: string): Promise<string | undefined> {
   });
 }
 
-/** Detaches every mount at or below `dir` (lazily: a busy mount goes once unused). */
-async function detachAll(dir: string): Promise<string[]> {
+/**
+ * Detaches every mount at or below `dir` (lazily: a busy mount goes once unused).
+ *
+ * @returns the mount points it detached.
+ * @throws NodeFactError naming what could not be detached.
+ */
+export async function detachAll(dir: string): Promise<string[]> {
   const points = await mountsBelow(dir);
   for (const point of points) {
     await run("umount", ["--lazy", "--no-canonicalize", point]).catch(() => undefined);
   }
   const left = await mountsBelow(dir);
   if (left.length > 0) {
-    throw new NodeFactError(`cannot detach the staging mounts ${left.join(", ")}`);
+    throw new NodeFactError(`cannot detach the mounts ${left.join(", ")}`);
   }
   return points;
 }
@@ -186,6 +219,7 @@ export async function withStagedMounts<T>(
   let result: T;
   try {
     await unstageMounts(p.taskDir); // what a crash may have left
+    await prepareStagingDir(p.taskDir, uuid);
     for (const m of p.staged) await stageMount(m, uuid);
     result = await create();
   } catch (err) {
@@ -207,7 +241,7 @@ export async function sweepStagedMounts(dataDir: string): Promise<string[]> {
   if (tasks === undefined) return [];
   const staged = (await mountsBelow(tasks)).filter((p) => {
     const parts = p.slice(tasks.length + 1).split("/");
-    return parts.length >= 3 && parts[1] === "mounts";
+    return parts.length >= 2 && parts[1] === "mounts";
   });
   const dirs = new Set(staged.map((p) => join(tasks, p.slice(tasks.length + 1).split("/")[0]!)));
   const detached: string[] = [];

@@ -8,7 +8,7 @@
 import { chmod, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { NodeFactError } from "./errors.js";
-import { mountsBelow, resolved, unstageMounts } from "./staged-mounts.js";
+import { detachAll, resolved, unstageMounts } from "./staged-mounts.js";
 
 /** Mode of `<EVE_DATA_DIR>/tasks`. */
 export const TASKS_DIR_MODE = 0o711;
@@ -37,18 +37,19 @@ export async function makeTaskDirs(p: {
 }
 
 /**
- * Removes a task's directory: its staging mounts first, and nothing at all while anything is
- * still mounted below it (a recursive delete would walk into a mounted volume).
+ * Removes a task's directory. A recursive delete would walk into whatever is mounted below it (a
+ * staging mount left by a crash is a user's volume): every mount below it is detached first, and
+ * nothing is deleted while one remains.
  *
  * @throws NodeFactError naming what is still mounted.
  */
 export async function removeTaskDir(taskDir: string): Promise<void> {
-  await unstageMounts(taskDir);
+  await unstageMounts(taskDir).catch(() => undefined);
   const dir = await resolved(taskDir);
   if (dir === undefined) return;
-  const left = await mountsBelow(dir);
-  if (left.length > 0) {
-    throw new NodeFactError(`not removing ${taskDir}: mounts remain below it: ${left.join(", ")}`);
+  const left = await detachAll(dir).catch((err: unknown) => err as Error);
+  if (left instanceof Error) {
+    throw new NodeFactError(`not removing ${taskDir}: ${left.message}`, undefined, { cause: left });
   }
   await rm(dir, { recursive: true, force: true });
 }
