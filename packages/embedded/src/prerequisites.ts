@@ -4,17 +4,21 @@ import { createInterface } from "node:readline";
 import { PrerequisiteError } from "./errors.js";
 import { findExecutable, pathWithSbin } from "./executables.js";
 
-/** The commands the embedded services need. */
+/**
+ * The commands the embedded services need; gcc builds the task logger (the task-executor's
+ * `native/eve-task-logger.c`) the first time an executor starts on the node.
+ */
 export const DEFAULT_PREREQUISITE_COMMANDS: readonly string[] = [
   "nats-server",
   "containerd",
   "runc",
   "containerd-shim-runc-v2",
   "ctr",
+  "gcc",
 ];
 
-/** The Debian 12 packages providing {@link DEFAULT_PREREQUISITE_COMMANDS}. */
-export const DEBIAN_PACKAGES: readonly string[] = ["nats-server", "containerd", "runc"];
+/** The Debian 12 packages providing {@link DEFAULT_PREREQUISITE_COMMANDS} (libc6-dev: gcc's headers). */
+export const DEBIAN_PACKAGES: readonly string[] = ["nats-server", "containerd", "runc", "gcc", "libc6-dev"];
 
 /** Which cgroup hierarchy the host has mounted. */
 export interface CgroupInfo {
@@ -165,7 +169,7 @@ export async function ensurePrerequisites(
   const missingText = first.missing.join(", ");
   if (!host.isDebian || host.aptGet === undefined) {
     throw new PrerequisiteError(
-      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr) and runc with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
+      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr), runc and gcc (with the C library's headers) with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
       { context: { missing: first.missing, host } },
     );
   }
