@@ -8,7 +8,7 @@
  * rootfs mounts name the staging paths; runc and the shim mount those during Tasks.Create, after
  * which the staging mounts are detached: they exist only while a task is being created.
  *
- * Propagation: the staging dir is a private mount of its own, and every staged tree is made
+ * Propagation: the staging dir is a private tmpfs of its own, and every staged tree is made
  * private at once, so a staged mount never appears in another mount namespace (the host's `/` is
  * shared under systemd), the task's copies share no peer group with it, and detaching it takes
  * nothing from the task or from the host (an unmount of a shared copy would propagate to its
@@ -81,15 +81,31 @@ function run(command: string, args: readonly string[], fd?: number): Promise<voi
   });
 }
 
+/** Options of the tmpfs a task's staging paths live in: tiny, root only, nothing to run. */
+const STAGING_TMPFS = "size=64k,nr_inodes=1024,mode=0700,nosuid,nodev,noexec";
+
 /**
- * Makes a task's staging dir (`0700`) a private mount of its own, unless it is one already.
+ * Mounts a task's staging dir: a private tmpfs of its own, unless it is mounted already. Being
+ * a mount, it exists only in this mount namespace: should containerd's shims run in another one,
+ * the staging paths do not exist there and Tasks.Create fails, where a plain directory would
+ * have been mounted empty into the task.
  */
 async function prepareStagingDir(taskDir: string, uuid?: string): Promise<string> {
   const dir = stagingDir(taskDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const real = await realpath(dir);
   if ((await mountsBelow(real)).includes(real)) return dir;
-  await run("mount", ["--bind", "--make-private", "--no-canonicalize", real, real]).catch((err: unknown) => {
+  const args = [
+    "-t",
+    "tmpfs",
+    "-o",
+    STAGING_TMPFS,
+    "--make-private",
+    "--no-canonicalize",
+    "eve-staging",
+    real,
+  ];
+  await run("mount", args).catch((err: unknown) => {
     throw new NodeFactError(`cannot prepare the staging dir ${dir}: ${(err as Error).message}`, uuid, {
       cause: err,
     });
