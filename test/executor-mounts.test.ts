@@ -280,7 +280,7 @@ describe("host paths are mounted as checked, read-only all the way down, out of 
     expect(((await stat(taskDir)).mode & 0o777).toString(8)).toBe("700");
   });
 
-  it("detaches the staging mounts once the task is created; the task keeps its volume", async () => {
+  it("detaches the staging mounts once the task is created (in the background); the task keeps its volume", async () => {
     const uuid = newUuid();
     const vol = join(volumes, "live");
     await mkdir(vol, { recursive: true });
@@ -299,8 +299,9 @@ describe("host paths are mounted as checked, read-only all the way down, out of 
     const s = await node.settled(uuid);
     expect(s.state).toBe("RUNNING");
     await logWith(s.logPath, "started");
-    expect(await mountsBelow(join(node.dataDir, "tasks", uuid))).toEqual([]);
-    expect(existsSync(join(node.dataDir, "tasks", uuid, "mounts"))).toBe(false);
+    const taskDir = join(node.dataDir, "tasks", uuid);
+    await expect.poll(() => mountsBelow(taskDir), { timeout: 10_000 }).toEqual([]);
+    await expect.poll(() => existsSync(join(taskDir, "mounts")), { timeout: 10_000 }).toBe(false);
     await writeFile(join(vol, "ping"), "ping-from-the-host\n");
     await logWith(s.logPath, "ping-from-the-host");
     await waitFor(() => existsSync(join(vol, "pong")), { timeoutMs: 10_000, message: "no pong" });

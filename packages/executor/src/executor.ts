@@ -721,7 +721,9 @@ export class TaskExecutor {
         // The checked host paths are mounted from what was checked, only while Tasks.Create runs.
         const create = () =>
           tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: p.logUri, stderr: p.logUri });
-        pid = (await withStagedMounts(p, create, uuid)).pid;
+        const onDetachError = (err: Error) =>
+          this.#log.warn({ uuid, err }, "cannot detach the staging mounts; retried at the next start");
+        pid = (await withStagedMounts(p, create, { uuid, onDetachError })).pid;
         // Tasks.Start goes out first; Tasks.Wait right behind it still sees any exit, since
         // containerd keeps a task's exit status until Tasks.Delete, which only this executor does.
         const starting = tasks.start(uuid);

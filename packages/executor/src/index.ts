@@ -41,7 +41,7 @@ export {
   unstageMounts,
   withStagedMounts,
 } from "./staged-mounts.js";
-export type { StagedMount } from "./staged-mounts.js";
+export type { StagedMount, StagingOptions } from "./staged-mounts.js";
 export { TASKS_DIR_MODE, TASK_DIR_MODE, ensureTasksDir, makeTaskDirs, removeTaskDir } from "./task-dirs.js";
 export { TASK_LOGGER_SOURCE, ensureTaskLogger, taskLogFiles, taskLogUri } from "./task-log.js";
 export type { TaskLogSettings } from "./task-log.js";

@@ -29,11 +29,13 @@ import {
   readdir,
   readlink,
   realpath,
+  rm,
   rmdir,
   unlink,
   writeFile,
 } from "node:fs/promises";
-import { join } from "node:path";
+import type { FileHandle } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { parseMountinfo } from "@eve-tasks/procfs";
 import { NodeFactError } from "./errors.js";
 import { isWithin } from "./host-paths.js";
@@ -65,12 +67,10 @@ export function stagingPath(taskDir: string, name: string): string {
   return join(stagingDir(taskDir), name);
 }
 
-/** Runs `command` with `fd` as its fd 3; rejects with its stderr when it fails. */
-function run(command: string, args: readonly string[], fd?: number): Promise<void> {
+/** Runs `command` with `fds` as its fds 3, 4, …; rejects with its stderr when it fails. */
+function run(command: string, args: readonly string[], fds: readonly number[] = []): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      stdio: fd === undefined ? ["ignore", "ignore", "pipe"] : ["ignore", "ignore", "pipe", fd],
-    });
+    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe", ...fds] });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", reject);
@@ -84,47 +84,20 @@ function run(command: string, args: readonly string[], fd?: number): Promise<voi
 /** Options of the tmpfs a task's staging paths live in: tiny, root only, nothing to run. */
 const STAGING_TMPFS = "size=64k,nr_inodes=1024,mode=0700,nosuid,nodev,noexec";
 
-/**
- * Mounts a task's staging dir: a private tmpfs of its own, unless it is mounted already. Being
- * a mount, it exists only in this mount namespace: should containerd's shims run in another one,
- * the staging paths do not exist there and Tasks.Create fails, where a plain directory would
- * have been mounted empty into the task.
- */
-async function prepareStagingDir(taskDir: string, uuid?: string): Promise<string> {
-  const dir = stagingDir(taskDir);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const real = await realpath(dir);
-  if ((await mountsBelow(real)).includes(real)) return dir;
-  const args = [
-    "-t",
-    "tmpfs",
-    "-o",
-    STAGING_TMPFS,
-    "--make-private",
-    "--no-canonicalize",
-    "eve-staging",
-    real,
-  ];
-  await run("mount", args).catch((err: unknown) => {
-    throw new NodeFactError(`cannot prepare the staging dir ${dir}: ${(err as Error).message}`, uuid, {
-      cause: err,
-    });
-  });
-  return dir;
+/** A path as a field of fstab(5): space, tab, newline and backslash in octal. */
+function fstabField(path: string): string {
+  return path.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
 }
 
 /**
- * Stages one checked path into its (prepared) staging dir: opens it without following a final
- * symlink, checks that what was
- * opened is a directory or regular file whose path is still `m.source` (the kernel's own path of
- * the open file, so a swap anywhere along the path shows), and bind-mounts the open file at
- * `m.target` (created, `0700` or `0600`). Whatever happens to the path afterwards, the mount is
- * of what was checked.
+ * Opens a checked path without following a final symlink and checks that what was opened is a
+ * directory (or, unless `m.directory`, a regular file) whose path is still `m.source`: the
+ * kernel's own path of the open file, so a swap anywhere along the path shows.
  *
- * @throws NodeFactError when the path changed since its check or cannot be mounted.
+ * @throws NodeFactError when the path changed since its check.
  */
-async function stageMount(m: StagedMount, uuid?: string): Promise<void> {
-  let fh;
+async function openChecked(m: StagedMount, uuid?: string): Promise<{ fh: FileHandle; directory: boolean }> {
+  let fh: FileHandle;
   try {
     fh = await open(m.source, O_PATH | constants.O_NOFOLLOW);
   } catch (err) {
@@ -148,27 +121,82 @@ async function stageMount(m: StagedMount, uuid?: string): Promise<void> {
         uuid,
       );
     }
-    if (st.isDirectory()) await mkdir(m.target, { mode: 0o700 });
-    else await writeFile(m.target, "", { mode: 0o600, flag: "wx" });
-    // --no-canonicalize: mount(8) must hand the magic link to the kernel as it is, not the path
-    // it resolves to (which would be a path string again).
+    return { fh, directory: st.isDirectory() };
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+/**
+ * Mounts a task's staging dir, a private tmpfs, and in it binds each open file (`/proc/self/fd/N`)
+ * at its staging path, each tree private at once: one `mount -a` of an fstab written for the
+ * purpose (`--no-canonicalize`: the magic links go to the kernel as they are, never resolved to a
+ * path string again). A file cannot be bound onto a directory, so with files among the sources
+ * the tmpfs is mounted first and the file targets created in it.
+ *
+ * Being a mount, the staging dir exists only in this mount namespace: should containerd's shims
+ * run in another one, the staging paths do not exist there and Tasks.Create fails, where a plain
+ * directory would have been mounted empty into the task.
+ */
+async function mountStaged(
+  taskDir: string,
+  staged: readonly StagedMount[],
+  opened: readonly { fh: FileHandle; directory: boolean }[],
+  uuid?: string,
+): Promise<void> {
+  const dir = stagingDir(taskDir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const real = await realpath(dir);
+  const fail = (err: unknown) => {
+    throw new NodeFactError(
+      `cannot stage ${staged.map((m) => `${m.what} ${m.source}`).join(", ")}: ${(err as Error).message}`,
+      uuid,
+      {
+        cause: err,
+      },
+    );
+  };
+  const lines: string[] = [];
+  const files = opened.some((o) => !o.directory);
+  if (files) {
+    await run("mount", [
+      "-t",
+      "tmpfs",
+      "-o",
+      STAGING_TMPFS,
+      "--make-private",
+      "--no-canonicalize",
+      "eve-staging",
+      real,
+    ]).catch(fail);
+    for (const [i, m] of staged.entries()) {
+      const target = join(real, basename(m.target));
+      if (opened[i]!.directory) await mkdir(target, { mode: 0o700 });
+      else await writeFile(target, "", { mode: 0o600, flag: "wx" });
+    }
+  } else {
+    lines.push(`eve-staging ${fstabField(real)} tmpfs ${STAGING_TMPFS},private 0 0`);
+  }
+  for (const [i, m] of staged.entries()) {
+    const options = [
+      m.recursive ? "rbind,rprivate" : "bind,private",
+      ...(files ? [] : ["X-mount.mkdir=0700"]),
+    ];
+    lines.push(
+      `/proc/self/fd/${3 + i} ${fstabField(join(real, basename(m.target)))} none ${options.join(",")} 0 0`,
+    );
+  }
+  const fstab = join(taskDir, "staging.fstab");
+  await writeFile(fstab, `${lines.join("\n")}\n`, { mode: 0o600 });
+  try {
     await run(
       "mount",
-      [
-        m.recursive ? "--rbind" : "--bind",
-        m.recursive ? "--make-rprivate" : "--make-private",
-        "--no-canonicalize",
-        "/proc/self/fd/3",
-        m.target,
-      ],
-      fh.fd,
-    ).catch((err: unknown) => {
-      throw new NodeFactError(`cannot stage ${m.what} ${m.source}: ${(err as Error).message}`, uuid, {
-        cause: err,
-      });
-    });
+      ["-a", "--no-canonicalize", "-T", fstab],
+      opened.map((o) => o.fh.fd),
+    ).catch(fail);
   } finally {
-    await fh.close();
+    await rm(fstab, { force: true });
   }
 }
 
@@ -205,14 +233,14 @@ export async function detachAll(dir: string): Promise<string[]> {
   return points;
 }
 
-/**
- * Detaches a task's staging mounts and removes the staging paths (never recursively: a path
- * still mounted stays, and the call fails). Idempotent.
- */
-export async function unstageMounts(taskDir: string): Promise<void> {
+/** Detaches a task's staging mounts and removes the staging paths. */
+async function detachStaging(taskDir: string): Promise<void> {
   const dir = await resolved(stagingDir(taskDir));
   if (dir === undefined) return;
-  await detachAll(dir);
+  const points = await mountsBelow(dir);
+  // The staging tmpfs holds every staged tree: one lazy unmount detaches them all.
+  if (points.includes(dir)) await run("umount", ["--lazy", "--no-canonicalize", dir]).catch(() => undefined);
+  await detachAll(dir); // what is left: nothing, unless the staging dir was not a mount
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
     await (entry.isDirectory() ? rmdir(path) : unlink(path));
@@ -220,29 +248,63 @@ export async function unstageMounts(taskDir: string): Promise<void> {
   await rmdir(dir);
 }
 
+/** Detaches running in the background after a Tasks.Create, by task dir. */
+const detaching = new Map<string, Promise<void>>();
+
 /**
- * Stages `staged` (see {@link stageMount}), runs `create` (Tasks.Create), and detaches the
- * staging mounts again: by then runc and the shim have made the task's own mounts from them.
- * A failed `create` is rethrown after a best-effort clean-up; a clean-up that fails after a
- * successful `create` throws (the caller rolls the new task back).
+ * Detaches a task's staging mounts and removes the staging paths (never recursively: a path
+ * still mounted stays, and the call fails), after any detach of them still running in the
+ * background. Idempotent.
+ */
+export async function unstageMounts(taskDir: string): Promise<void> {
+  await detaching.get(taskDir);
+  await detachStaging(taskDir);
+}
+
+/** Options of {@link withStagedMounts}. */
+export interface StagingOptions {
+  /** The app, for the errors' context. */
+  uuid?: string;
+  /**
+   * Told when the staging mounts could not be detached after a successful Tasks.Create (they
+   * are private, under a `0700` dir; the next start, `removeTaskDir` and the start-up sweep try
+   * again).
+   */
+  onDetachError?: (err: Error) => void;
+}
+
+/**
+ * Stages `staged` (opened and checked, then bound from the open files into the staging tmpfs,
+ * see {@link mountStaged}) and runs `create` (Tasks.Create): by the time it returns, runc and the
+ * shim have made the task's own mounts from the staging paths, which are then detached in the
+ * background (the task does not wait for it; a later staging, unstaging or removal of the same
+ * task dir does). A failed `create` is rethrown after the staging mounts are detached.
  */
 export async function withStagedMounts<T>(
   p: { readonly taskDir: string; readonly staged: readonly StagedMount[] },
   create: () => Promise<T>,
-  uuid?: string,
+  options: StagingOptions = {},
 ): Promise<T> {
   if (p.staged.length === 0) return create();
   let result: T;
+  const opened: { fh: FileHandle; directory: boolean }[] = [];
   try {
     await unstageMounts(p.taskDir); // what a crash may have left
-    await prepareStagingDir(p.taskDir, uuid);
-    for (const m of p.staged) await stageMount(m, uuid);
+    for (const m of p.staged) opened.push(await openChecked(m, options.uuid));
+    await mountStaged(p.taskDir, p.staged, opened, options.uuid);
     result = await create();
   } catch (err) {
     await unstageMounts(p.taskDir).catch(() => undefined);
     throw err;
+  } finally {
+    await Promise.all(opened.map((o) => o.fh.close()));
   }
-  await unstageMounts(p.taskDir);
+  const detached: Promise<void> = detachStaging(p.taskDir)
+    .catch((err: unknown) => options.onDetachError?.(err as Error))
+    .finally(() => {
+      if (detaching.get(p.taskDir) === detached) detaching.delete(p.taskDir);
+    });
+  detaching.set(p.taskDir, detached);
   return result;
 }
 

@@ -105,8 +105,9 @@ describe("staged mounts", () => {
       subPropagation: "private",
       dirMode: "700",
     });
-    expect(await mountsBelow(taskDir)).toEqual([]);
-    expect(existsSync(join(taskDir, "mounts"))).toBe(false);
+    // Detached in the background once create has returned.
+    await expect.poll(() => mountsBelow(taskDir), { timeout: 10_000 }).toEqual([]);
+    await expect.poll(() => existsSync(join(taskDir, "mounts")), { timeout: 10_000 }).toBe(false);
     // The host's own submount is untouched by the detach of its staged copy.
     expect(await mountsBelow(join(volumes, "data"))).toEqual([join(volumes, "data", "sub")]);
   });
