@@ -147,6 +147,46 @@ describe("host paths are mounted as checked, read-only all the way down, out of 
     }
   });
 
+  it("mounts the root volume that was checked: a symlink swapped in after the check reaches nothing", async () => {
+    const uuid = newUuid();
+    const own = join(volumes, "root-attacker");
+    await makeRootfs(join(own, "a", "root"));
+    await writeFile(join(own, "a", "root", "flag"), `benign-${uuid}\n`);
+    const secret = join(dir, "root-secret");
+    await makeRootfs(join(secret, "root"));
+    await writeFile(join(secret, "root", "flag"), `SECRET-${uuid}\n`);
+    let swapped = false;
+    const watcher = watch(join(node.dataDir, "tasks"), (_event, name) => {
+      if (name !== uuid || swapped) return;
+      swapped = true;
+      renameSync(join(own, "a"), join(own, "a.orig"));
+      symlinkSync(secret, join(own, "a"));
+    });
+    try {
+      await node.put(
+        node.build(
+          app(uuid, {
+            root: { volume: { path: join(own, "a", "root"), readOnly: true } },
+            process: { args: sh("cat /flag; echo read-done") },
+          }),
+          1,
+        ),
+      );
+      const s = await node.settled(uuid);
+      expect(swapped).toBe(true);
+      if (s.state === "FAILED") {
+        expect(s.error?.message).toContain(
+          `root volume ${own}/a/root changed between its check and its mount (it is now ${secret}/root)`,
+        );
+      } else {
+        expect(await logWith(s.logPath, "read-done")).toContain(`benign-${uuid}`);
+      }
+      expect(await readFile(s.logPath, "utf8").catch(() => "")).not.toContain("SECRET");
+    } finally {
+      watcher.close();
+    }
+  });
+
   it("mounts what was checked while an attacker keeps swapping the path back and forth", async () => {
     for (let attempt = 0; attempt < 4; attempt++) {
       const uuid = newUuid();

@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { Publication, followEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus, EventFollower, Outbox, Subscription } from "@eve-tasks/bus";
 import { exitSignal, isAlreadyExists, isNotFound, isUnavailable, specFromAny } from "@eve-tasks/containerd";
-import type { Container, ContainerdClient, ExitStatus, Process } from "@eve-tasks/containerd";
+import type { Container, ContainerdClient, ExitStatus, Mount, Process } from "@eve-tasks/containerd";
 import { readProcStatSync } from "@eve-tasks/procfs";
 import { TaskConfigSchema, TaskStatusSchema, jsonEqual, specSha256, taskLogPath } from "@eve-tasks/schemas";
 import type { ReadyTaskConfig, SignalReply, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
@@ -719,8 +719,8 @@ export class TaskExecutor {
             });
         await Promise.all([container, makeTaskDirs(p)]);
         // The checked host paths are mounted from what was checked, only while Tasks.Create runs.
-        const create = () =>
-          tasks.create({ containerId: uuid, rootfs: p.rootfs, stdout: p.logUri, stderr: p.logUri });
+        const create = (rootfs: Mount[]) =>
+          tasks.create({ containerId: uuid, rootfs, stdout: p.logUri, stderr: p.logUri });
         const onDetachError = (err: Error) =>
           this.#log.warn({ uuid, err }, "cannot detach the staging mounts; retried at the next start");
         pid = (await withStagedMounts(p, create, { uuid, onDetachError })).pid;

@@ -56,10 +56,11 @@ export function volumeMountOptions(readOnly: boolean): string[] {
 /**
  * Applies the node's facts to a node-independent TaskConfig. First the node's policy
  * (`enforcePolicy`: nothing the spec-builder would not write). Then it resolves every host path
- * (root and volumes) with realpath and checks it against EVE_VOLUME_ROOTS; each is staged
- * (`staged`: mounted from what was checked, see `withStagedMounts`) and the spec names its
- * staging path. A root volume is bound alone (its submounts stay out, as for the host root);
- * volumes are bound recursively with {@link volumeMountOptions}. An image or tools root is an overlay whose lower dir is the seed's root
+ * (root and volumes) with realpath and checks it against EVE_VOLUME_ROOTS; each is listed in
+ * `staged`, to be mounted from what was checked (see `withStagedMounts`): a root volume by the
+ * shim, bound alone (its submounts stay out, as for the host root); a volume by runc, from the
+ * staging path the spec names, bound recursively with {@link volumeMountOptions}. An image or
+ * tools root is an overlay whose lower dir is the seed's root
  * (resolved, and inside `<dataDir>/seeds`) and whose upper and work dirs are the task's
  * (`<taskDir>/overlay/{upper,work}`, listed in `dirs`); checks the memory against the node;
  * sets the cgroup path, the memory limit, and rlimits the host can grant. Does not touch
@@ -105,9 +106,9 @@ export async function prepareTask(
   switch (root.kind) {
     case "volume": {
       const source = await resolveUnderRoots(root.path, facts.volumeRoots, "root volume", "directory");
-      const target = stagingPath(taskDir, "root");
-      staged.push({ what: "root volume", source, target, recursive: false, directory: true });
-      rootfs = [{ type: "bind", source: target, options: ["bind", root.readOnly ? "ro" : "rw"] }];
+      // The shim mounts it (in this mount namespace) from the path opened and checked again.
+      staged.push({ what: "root volume", source, via: "shim", recursive: false, directory: true });
+      rootfs = [{ type: "bind", source, options: ["bind", root.readOnly ? "ro" : "rw"] }];
       break;
     }
     case "host":
@@ -156,7 +157,7 @@ export async function prepareTask(
   for (const [n, v] of config.volumes.entries()) {
     const what = `volume ${v.mountPoint}`;
     const target = stagingPath(taskDir, `volume-${n}`);
-    staged.push({ what, source: sources[n]!, target, recursive: true, directory: false });
+    staged.push({ what, source: sources[n]!, via: "staging", target, recursive: true, directory: false });
     const mount = {
       destination: v.mountPoint,
       type: "bind",

@@ -2,11 +2,14 @@
  * Mounting exactly the host paths that were checked. A path checked by its string and mounted
  * later by the same string can be swapped in between (a directory replaced by a symlink to `/`),
  * and the runtime would mount what the path names by then. So the executor opens each checked
- * path (`O_PATH|O_NOFOLLOW`), verifies that the opened file is still the checked path, and
- * bind-mounts that open file (`/proc/self/fd/N`) onto a staging path under the task's directory
- * (`<taskDir>/mounts/<name>`, in a `0700` directory only root can reach). The spec and the
- * rootfs mounts name the staging paths; runc and the shim mount those during Tasks.Create, after
- * which the staging mounts are detached: they exist only while a task is being created.
+ * path (`O_PATH|O_NOFOLLOW`), verifies that the opened file is still the checked path, and has
+ * that open file mounted: a root volume by the shim, which mounts Tasks.Create's rootfs in this
+ * mount namespace, straight from `/proc/<executor pid>/fd/N`; a volume by runc, which mounts in
+ * the task's new mount namespace where the kernel binds only that namespace's mounts, so the
+ * open file is first bind-mounted onto a staging path under the task's directory
+ * (`<taskDir>/mounts/<name>`, in a `0700` tmpfs only root can reach) that the spec names. The
+ * staging mounts are detached once Tasks.Create has returned: they exist only while a task is
+ * being created.
  *
  * Propagation: the staging dir is a private tmpfs of its own, and every staged tree is made
  * private at once, so a staged mount never appears in another mount namespace (the host's `/` is
@@ -36,6 +39,7 @@ import {
 } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { basename, join } from "node:path";
+import type { Mount } from "@eve-tasks/containerd";
 import { parseMountinfo } from "@eve-tasks/procfs";
 import { NodeFactError } from "./errors.js";
 import { isWithin } from "./host-paths.js";
@@ -44,18 +48,34 @@ import { isWithin } from "./host-paths.js";
 const O_PATH = 0o10000000;
 
 /** A checked host path and where it is staged for Tasks.Create. */
-export interface StagedMount {
+export type StagedMount = {
   /** For messages: `root volume`, `volume /data`. */
   readonly what: string;
   /** The host path as it was resolved and checked (realpath, under EVE_VOLUME_ROOTS). */
   readonly source: string;
-  /** The staging path the spec (or the rootfs mount) names: `<taskDir>/mounts/<name>`. */
-  readonly target: string;
   /** Bind the mounts below `source` too (`rbind`); a root volume is bound alone. */
   readonly recursive: boolean;
   /** The source must be a directory (a root filesystem). */
   readonly directory: boolean;
-}
+} & (
+  | {
+      /**
+       * Mounted by runc, in the task's own mount namespace, from the staging path `target`
+       * (`<taskDir>/mounts/<name>`) the spec names (a volume).
+       */
+      readonly via: "staging";
+      readonly target: string;
+    }
+  | {
+      /**
+       * Mounted by the shim, in this mount namespace, straight from the open file: the rootfs
+       * mounts of Tasks.Create whose source is `source` get `/proc/<executor pid>/fd/<N>` (a
+       * root volume). The kernel binds only mounts of the caller's own namespace, so this works
+       * for the shim and not for runc.
+       */
+      readonly via: "shim";
+    }
+);
 
 /** The directory of a task's staging paths. */
 export function stagingDir(taskDir: string): string {
@@ -141,7 +161,7 @@ async function openChecked(m: StagedMount, uuid?: string): Promise<{ fh: FileHan
  */
 async function mountStaged(
   taskDir: string,
-  staged: readonly StagedMount[],
+  staged: readonly (StagedMount & { via: "staging" })[],
   opened: readonly { fh: FileHandle; directory: boolean }[],
   uuid?: string,
 ): Promise<void> {
@@ -274,31 +294,47 @@ export interface StagingOptions {
 }
 
 /**
- * Stages `staged` (opened and checked, then bound from the open files into the staging tmpfs,
- * see {@link mountStaged}) and runs `create` (Tasks.Create): by the time it returns, runc and the
- * shim have made the task's own mounts from the staging paths, which are then detached in the
- * background (the task does not wait for it; a later staging, unstaging or removal of the same
- * task dir does). A failed `create` is rethrown after the staging mounts are detached.
+ * Opens and checks every path of `staged`, binds those `via: "staging"` from their open files
+ * into the staging tmpfs (see {@link mountStaged}), and runs `create` (Tasks.Create) with the
+ * rootfs mounts to give it: `p.rootfs`, where a `via: "shim"` path is named by its open file. By
+ * the time `create` returns, runc and the shim have made the task's own mounts, and the staging
+ * mounts are detached in the background (the task does not wait for it; a later staging,
+ * unstaging or removal of the same task dir does). A failed `create` is rethrown after the
+ * staging mounts are detached.
  */
 export async function withStagedMounts<T>(
-  p: { readonly taskDir: string; readonly staged: readonly StagedMount[] },
-  create: () => Promise<T>,
+  p: { readonly taskDir: string; readonly staged: readonly StagedMount[]; readonly rootfs: readonly Mount[] },
+  create: (rootfs: Mount[]) => Promise<T>,
   options: StagingOptions = {},
 ): Promise<T> {
-  if (p.staged.length === 0) return create();
+  if (p.staged.length === 0) return create([...p.rootfs]);
   let result: T;
   const opened: { fh: FileHandle; directory: boolean }[] = [];
+  const staging = p.staged.some((m) => m.via === "staging");
   try {
-    await unstageMounts(p.taskDir); // what a crash may have left
+    if (staging) await unstageMounts(p.taskDir); // what a crash may have left
     for (const m of p.staged) opened.push(await openChecked(m, options.uuid));
-    await mountStaged(p.taskDir, p.staged, opened, options.uuid);
-    result = await create();
+    const viaStaging = p.staged.flatMap((m, i) => (m.via === "staging" ? [{ m, o: opened[i]! }] : []));
+    if (viaStaging.length > 0) {
+      await mountStaged(
+        p.taskDir,
+        viaStaging.map((x) => x.m),
+        viaStaging.map((x) => x.o),
+        options.uuid,
+      );
+    }
+    const rootfs = p.rootfs.map((mount) => {
+      const i = p.staged.findIndex((m) => m.via === "shim" && m.source === mount.source);
+      return i < 0 ? mount : { ...mount, source: `/proc/${process.pid}/fd/${opened[i]!.fh.fd}` };
+    });
+    result = await create(rootfs);
   } catch (err) {
-    await unstageMounts(p.taskDir).catch(() => undefined);
+    if (staging) await unstageMounts(p.taskDir).catch(() => undefined);
     throw err;
   } finally {
     await Promise.all(opened.map((o) => o.fh.close()));
   }
+  if (!staging) return result;
   const detached: Promise<void> = detachStaging(p.taskDir)
     .catch((err: unknown) => options.onDetachError?.(err as Error))
     .finally(() => {

@@ -116,18 +116,19 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
     const p = await prepareTask(config(), facts);
     const taskDir = join(dir, "data", "tasks", UUID);
     // What gets mounted is what was checked: the resolved paths (the volume was given through a
-    // symlink), staged under the task's dir, which is what the rootfs and the spec name.
+    // symlink); the root by the shim, a volume from a staging path under the task's dir.
     expect(p.staged).toEqual([
       {
         what: "root volume",
         source: join(dir, "volumes", "app", "rootfs"),
-        target: stagingPath(taskDir, "root"),
+        via: "shim",
         recursive: false,
         directory: true,
       },
       {
         what: "volume /data",
         source: join(dir, "volumes", "app", "data"),
+        via: "staging",
         target: stagingPath(taskDir, "volume-0"),
         recursive: true,
         directory: false,
@@ -135,7 +136,7 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
     ]);
     // The root volume alone (no submounts), like the host root.
     expect(p.rootfs).toEqual([
-      { type: "bind", source: stagingPath(taskDir, "root"), options: ["bind", "rw"] },
+      { type: "bind", source: join(dir, "volumes", "app", "rootfs"), options: ["bind", "rw"] },
     ]);
     expect(p.spec.root).toEqual({ path: "rootfs", readonly: false });
     // Read-only, nosuid and nodev all the way down.

@@ -63,16 +63,11 @@ describe("staged mounts", () => {
   it("mounts the checked paths, recursively or alone, privately, only while create runs", async () => {
     const taskDir = await task("a");
     const staged: StagedMount[] = [
-      {
-        what: "root volume",
-        source: join(volumes, "data"),
-        target: stagingPath(taskDir, "root"),
-        recursive: false,
-        directory: true,
-      },
+      { what: "root volume", source: join(volumes, "data"), via: "shim", recursive: false, directory: true },
       {
         what: "volume /data",
         source: join(volumes, "data"),
+        via: "staging",
         target: stagingPath(taskDir, "volume-0"),
         recursive: true,
         directory: false,
@@ -80,22 +75,39 @@ describe("staged mounts", () => {
       {
         what: "volume /k",
         source: join(volumes, "kernel"),
+        via: "staging",
         target: stagingPath(taskDir, "volume-1"),
         recursive: true,
         directory: false,
       },
     ];
-    const seen = await withStagedMounts({ taskDir, staged }, async () => ({
-      root: await readFile(join(staged[0]!.target, "top"), "utf8"),
-      rootSub: existsSync(join(staged[0]!.target, "sub", "inner")),
-      volume: await readFile(join(staged[1]!.target, "sub", "inner"), "utf8"),
-      file: await readFile(staged[2]!.target, "utf8"),
-      dirType: await findmnt(join(taskDir, "mounts"), "FSTYPE"),
-      propagation: await findmnt(staged[1]!.target, "PROPAGATION"),
-      subPropagation: await findmnt(join(staged[1]!.target, "sub"), "PROPAGATION"),
-      dirMode: ((await stat(join(taskDir, "mounts"))).mode & 0o777).toString(8),
-    }));
+    const rootfs = [
+      { type: "bind", source: join(volumes, "data"), options: ["bind", "rw"] },
+      { type: "tmpfs", source: "tmpfs", options: [] },
+    ];
+    // As the shim does with the rootfs mounts it is given (here in the test's own dir).
+    const shimRoot = join(dir, "shim-root");
+    await mkdir(shimRoot);
+    const seen = await withStagedMounts({ taskDir, staged, rootfs }, async (given) => {
+      await execFileAsync("mount", ["--bind", "--no-canonicalize", given[0]!.source, shimRoot]);
+      try {
+        return {
+          given: given.map((m) => m.source),
+          root: await readFile(join(shimRoot, "top"), "utf8"),
+          rootSub: existsSync(join(shimRoot, "sub", "inner")),
+          volume: await readFile(join(stagingPath(taskDir, "volume-0"), "sub", "inner"), "utf8"),
+          file: await readFile(stagingPath(taskDir, "volume-1"), "utf8"),
+          dirType: await findmnt(join(taskDir, "mounts"), "FSTYPE"),
+          propagation: await findmnt(stagingPath(taskDir, "volume-0"), "PROPAGATION"),
+          subPropagation: await findmnt(join(stagingPath(taskDir, "volume-0"), "sub"), "PROPAGATION"),
+          dirMode: ((await stat(join(taskDir, "mounts"))).mode & 0o777).toString(8),
+        };
+      } finally {
+        await execFileAsync("umount", [shimRoot]);
+      }
+    });
     expect(seen).toEqual({
+      given: [expect.stringMatching(new RegExp(`^/proc/${process.pid}/fd/\\d+$`)), "tmpfs"],
       root: "top",
       rootSub: false,
       volume: "inner",
@@ -119,15 +131,16 @@ describe("staged mounts", () => {
     const checked = join(volumes, "own", "a", "vol");
     await rename(join(volumes, "own", "a"), join(volumes, "own", "a.orig"));
     await symlink(join(dir, "secret"), join(volumes, "own", "a"));
-    const m = {
+    const m: StagedMount = {
       what: "volume /data",
       source: checked,
+      via: "staging",
       target: stagingPath(taskDir, "volume-0"),
       recursive: true,
       directory: false,
     };
     let created = false;
-    const err = await withStagedMounts({ taskDir, staged: [m] }, () =>
+    const err = await withStagedMounts({ taskDir, staged: [m], rootfs: [] }, () =>
       Promise.resolve((created = true)),
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NodeFactError);
@@ -137,23 +150,24 @@ describe("staged mounts", () => {
     expect(created).toBe(false);
     await symlink(join(dir, "secret"), join(volumes, "own", "link"));
     const final = { ...m, source: join(volumes, "own", "link") };
-    await expect(withStagedMounts({ taskDir, staged: [final] }, () => Promise.resolve())).rejects.toThrow(
-      /no longer a directory or regular file/,
-    );
+    await expect(
+      withStagedMounts({ taskDir, staged: [final], rootfs: [] }, () => Promise.resolve()),
+    ).rejects.toThrow(/no longer a directory or regular file/);
     expect(await mountsBelow(taskDir)).toEqual([]);
   });
 
   it("detaches the staging mounts when create fails, and passes its error on", async () => {
     const taskDir = await task("c");
-    const m = {
+    const m: StagedMount = {
       what: "volume /data",
       source: join(volumes, "data"),
+      via: "staging",
       target: stagingPath(taskDir, "volume-0"),
       recursive: true,
       directory: false,
     };
     await expect(
-      withStagedMounts({ taskDir, staged: [m] }, () => Promise.reject(new Error("runc said no"))),
+      withStagedMounts({ taskDir, staged: [m], rootfs: [] }, () => Promise.reject(new Error("runc said no"))),
     ).rejects.toThrow("runc said no");
     expect(await mountsBelow(taskDir)).toEqual([]);
   });

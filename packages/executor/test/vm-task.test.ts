@@ -134,6 +134,7 @@ describe("prepareTask for a VM", () => {
       {
         what: "volume /eve/vm/kernel",
         source: kernel,
+        via: "staging",
         target: stagingPath(taskDir, "volume-0"),
         recursive: true,
         directory: false,
