@@ -1,6 +1,7 @@
-import { mkdir, realpath, stat } from "node:fs/promises";
+import { chmod, mkdir, realpath, stat } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { readHardLimits } from "./host-limits.js";
+import { isWithin } from "./host-paths.js";
 import type { HardLimits } from "./host-limits.js";
 import { NodeFactError } from "./errors.js";
 import { isDeviceName } from "./policy.js";
@@ -56,10 +57,10 @@ export interface NodeFactsOptions {
 export const VOLUME_ROOT_MODE = 0o700;
 
 /**
- * Gathers the node's facts once at start-up. Volume roots are created if missing (`0700`; they
- * are the operator's configuration, so one that exists keeps its mode, and a warning says when
- * others may enter it: a task running as root can leave setuid-root files in its volumes) and
- * resolved, so a symlinked root still matches. `<dataDir>/tasks` is made `0711`. The task logger
+ * Gathers the node's facts once at start-up. Volume roots are created if missing (`0700`) and
+ * resolved, so a symlinked root still matches. One inside the data dir (the default) is the
+ * node's own and made `0700`; any other is the operator's: it keeps its mode, and a warning says
+ * when others may enter it (a task running as root can leave setuid-root files in its volumes). `<dataDir>/tasks` is made `0711`. The task logger
  * is built if this node does not have it yet.
  *
  * @throws NodeFactError for an unknown device name or a logger that cannot be built.
@@ -73,10 +74,17 @@ export async function loadNodeFacts(o: NodeFactsOptions): Promise<NodeFacts> {
     devices.push(name);
   }
   const roots: string[] = [];
+  await mkdir(o.dataDir, { recursive: true });
+  const dataDir = await realpath(o.dataDir);
   for (const r of o.volumeRoots) {
     await mkdir(r, { recursive: true, mode: VOLUME_ROOT_MODE });
     const root = await realpath(r);
-    const mode = (await stat(root)).mode & 0o777;
+    let mode = (await stat(root)).mode & 0o777;
+    // A root inside the data dir (the default, <EVE_DATA_DIR>/volumes) is the node's own.
+    if ((mode & 0o077) !== 0 && isWithin(dataDir, root) && root !== dataDir) {
+      await chmod(root, VOLUME_ROOT_MODE);
+      mode = VOLUME_ROOT_MODE;
+    }
     if ((mode & 0o011) !== 0) {
       o.warn?.(
         `volume root ${root} can be entered by host users other than root (mode ${mode.toString(8)}): a task can ` +

@@ -216,6 +216,9 @@ describe("staged mounts", () => {
     const open = join(dir, "open-root");
     await mkdir(open, { mode: 0o755 });
     await chmod(open, 0o755);
+    // The default root, made by someone else before the executor: tightened, it is the node's.
+    await mkdir(join(data, "volumes"), { recursive: true, mode: 0o755 });
+    await chmod(join(data, "volumes"), 0o755);
     const warnings: string[] = [];
     const base = {
       node: "local",
