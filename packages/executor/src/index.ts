@@ -68,6 +68,7 @@ export type { VmStopOptions, VmStopResult } from "./vm-stop.js";
 export {
   NODE_DEVICES,
   PolicyError,
+  deviceGrant,
   enforcePolicy,
   grantDevices,
   isDeviceName,

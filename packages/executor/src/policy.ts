@@ -361,7 +361,7 @@ export function grantDevices(
   field: string,
   uuid?: string,
 ): DeviceGrant {
-  const grant: DeviceGrant = { devices: [], rules: [] };
+  const allowed: DeviceName[] = [];
   const violations: PolicyViolation[] = [];
   for (const name of names) {
     if (!isDeviceName(name)) {
@@ -378,10 +378,22 @@ export function grantDevices(
       });
       continue;
     }
+    allowed.push(name);
+  }
+  if (violations.length > 0) throw new PolicyError(violations, uuid);
+  return deviceGrant(allowed);
+}
+
+/**
+ * The spec entries of the devices `names`, unchecked: for the node's own tasks (the KVM probe),
+ * whose devices no TaskConfig asked for. Tasks of TaskConfigs go through {@link grantDevices}.
+ */
+export function deviceGrant(names: readonly DeviceName[]): DeviceGrant {
+  const grant: DeviceGrant = { devices: [], rules: [] };
+  for (const name of names) {
     const d = NODE_DEVICES[name];
     grant.devices.push({ ...d });
     grant.rules.push({ allow: true, type: d.type, major: d.major, minor: d.minor, access: "rwm" });
   }
-  if (violations.length > 0) throw new PolicyError(violations, uuid);
   return grant;
 }
