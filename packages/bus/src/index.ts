@@ -14,3 +14,4 @@ export * from "./backoff.js";
 export * from "./events.js";
 export * from "./rpc.js";
 export * from "./fleet.js";
+export * from "./lease.js";
