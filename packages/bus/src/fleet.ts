@@ -13,7 +13,13 @@
  */
 import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import type { StreamConfig, StreamInfo, StreamSource, StreamSourceInfo } from "@nats-io/jetstream";
-import { EVENTS_STREAM, FLEET_NODE_PATTERN, HUB_DOMAIN, fleetDeliverPrefix, hubControllerBucket as bucketName } from "@eve-tasks/schemas";
+import {
+  EVENTS_STREAM,
+  FLEET_NODE_PATTERN,
+  HUB_DOMAIN,
+  fleetDeliverPrefix,
+  hubControllerBucket as bucketName,
+} from "@eve-tasks/schemas";
 import { BUCKET_CONFIG, EVENTS_STREAM_CONFIG } from "./buckets.js";
 import type { Bus } from "./connection.js";
 import { BusError, ConfigMismatchError } from "./errors.js";

@@ -230,7 +230,9 @@ export const HUB_LEAF_URLS_VARIABLE = "EVE_NATS_HUB_LEAF_URLS";
  */
 export function renderDeviceLeafConfig(o: { node: string }): string {
   if (!FLEET_NODE_PATTERN.test(o.node))
-    throw new Error(`invalid node name ${JSON.stringify(o.node)} for a device: a letter, then letters, digits, '-' or '_'`);
+    throw new Error(
+      `invalid node name ${JSON.stringify(o.node)} for a device: a letter, then letters, digits, '-' or '_'`,
+    );
   return `# Device mode: a leaf node of the fleet's hub, JetStream domain = EVE_NODE.
 jetstream {
   domain: ${o.node}
@@ -272,7 +274,9 @@ export function hubLeafUrls(value: string, node: string, password: string | unde
     try {
       u = new URL(raw);
     } catch {
-      throw new HubLeafUrlError(`EVE_HUB_LEAF_URL: ${JSON.stringify(raw)} is not a URL (nats-leaf://host:7422)`);
+      throw new HubLeafUrlError(
+        `EVE_HUB_LEAF_URL: ${JSON.stringify(raw)} is not a URL (nats-leaf://host:7422)`,
+      );
     }
     if (!["nats-leaf:", "tls:", "nats:"].includes(u.protocol) || u.hostname === "" || u.port === "")
       throw new HubLeafUrlError(

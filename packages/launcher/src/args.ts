@@ -30,7 +30,10 @@ export const MAX_REPLICAS = 16;
  */
 export function parseReplicas(value: string): Map<string, number> {
   const out = new Map<string, number>();
-  for (const part of value.split(",").map((p) => p.trim()).filter((p) => p.length > 0)) {
+  for (const part of value
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0)) {
     const m = /^([a-z][a-z0-9-]*)=(\d+)$/.exec(part);
     if (m === null) throw new UsageError(`--replicas: expected <worker>=<count>, got "${part}"`);
     const [, name, countText] = m as unknown as [string, string, string];

@@ -52,7 +52,8 @@ if (devices.length === 0) fail("--devices: name at least one device (its EVE_NOD
 const port = Number(values.port ?? HUB_DEFAULTS.basePort);
 const servers = Number(values.servers ?? HUB_DEFAULTS.servers);
 if (!Number.isInteger(port) || port < 1 || port > 65000) fail(`--port: ${values.port}`);
-if (!Number.isInteger(servers) || servers < 1 || servers > 5) fail(`--servers: 1 to 5, got ${values.servers}`);
+if (!Number.isInteger(servers) || servers < 1 || servers > 5)
+  fail(`--servers: 1 to 5, got ${values.servers}`);
 const dir = path.resolve(values.dir ?? ".hub");
 const logger = pino({ level: process.env.LOG_LEVEL ?? "warn" });
 const lifecycle = installShutdown({ logger, signals: ["SIGINT", "SIGTERM", "SIGHUP"], graceMs: 30_000 });
@@ -64,7 +65,9 @@ try {
   });
   const lines = [
     `hub: ${hub.servers.length} server(s), JetStream domain hub, replicas ${hub.replicas}, data in ${hub.dir}`,
-    ...hub.servers.map((s) => `  ${s.name}  pid ${s.process?.pid}  clients ${s.clientUrl}  leaf nodes ${s.leafUrl}`),
+    ...hub.servers.map(
+      (s) => `  ${s.name}  pid ${s.process?.pid}  clients ${s.clientUrl}  leaf nodes ${s.leafUrl}`,
+    ),
     "",
     "the CLI against the hub:",
     `  NATS_URL=${hub.natsUrl} NATS_USER=controller NATS_PASSWORD_FILE=${hub.passwordFile("controller")} npx eve-tasks get`,

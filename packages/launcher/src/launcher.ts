@@ -167,7 +167,8 @@ async function deviceLeafSettings(
   dataDir: string,
 ): Promise<{ config: string; env: Record<string, string>; hosts: string[] } | undefined> {
   if (config.EVE_HUB_LEAF_URL === undefined) return undefined;
-  const file = config.EVE_HUB_LEAF_PASSWORD_FILE ?? path.join(natsCredentialsDir(dataDir), "hub-leaf.password");
+  const file =
+    config.EVE_HUB_LEAF_PASSWORD_FILE ?? path.join(natsCredentialsDir(dataDir), "hub-leaf.password");
   let password: string | undefined;
   try {
     password = (await readFile(file, "utf8")).trim() || undefined;
@@ -472,7 +473,9 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       // may be unreachable; it catches up once the leaf connects (the hub provisions
       // controller-<node> and its sources of this device: docs/fleet.md).
       const outcome = await ensureControllerMirror(bus, config.EVE_NODE);
-      say(`controller: ${outcome === "exists" ? "the" : outcome === "created" ? "created the" : "replaced the empty bucket with the"} mirror of the hub's controller-${config.EVE_NODE}`);
+      say(
+        `controller: ${outcome === "exists" ? "the" : outcome === "created" ? "created the" : "replaced the empty bucket with the"} mirror of the hub's controller-${config.EVE_NODE}`,
+      );
     }
     await ensureBuckets(bus);
     await ensureEventsStream(bus);
