@@ -508,7 +508,15 @@ describe("a fleet: hub of three, two devices", () => {
     });
     let err = "";
     child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
-    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    const exited = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    const code = await Promise.race([
+      exited,
+      new Promise<"running">((r) => setTimeout(() => r("running"), 30_000)),
+    ]);
+    if (code === "running") {
+      child.kill("SIGKILL"); // it started next to the node's executor: stop it, by its PID
+      await exited;
+    }
     expect(code).toBe(2);
     const s = await readStateFile(stateFilePath(d.dataDir));
     expect(err).toContain(`another task-executor is running for node ${d.node}`);
