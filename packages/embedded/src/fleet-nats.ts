@@ -194,12 +194,17 @@ export function hubServerPorts(base: number, index: number): HubServerPorts {
  * leaf connections then use the users of permissions.conf, with their permissions), and the
  * users (`include ./permissions.conf`). Address, client port and store come from the command line.
  */
-export function renderHubServerConfig(o: { host: string; clusterPort: number; leafPort: number }): string {
-  return `# eve-tasks: one server of a fleet's hub, written by @eve-tasks/embedded (renderHubServerConfig).
-jetstream {
-  domain: ${HUB_DOMAIN}
-}
-cluster {
+export function renderHubServerConfig(o: {
+  host: string;
+  clusterPort: number;
+  leafPort: number;
+  /** False for a hub of one server: no cluster block (a lone clustered server waits for peers). */
+  cluster?: boolean;
+}): string {
+  const cluster =
+    o.cluster === false
+      ? "# One server: no cluster.\n"
+      : `cluster {
   name: eve-hub
   listen: "${o.host}:${o.clusterPort}"
   authorization {
@@ -209,7 +214,12 @@ cluster {
   }
   routes: $EVE_NATS_ROUTES
 }
-# Devices connect here as leaf nodes, each as its own user device-<node> (permissions.conf).
+`;
+  return `# eve-tasks: one server of a fleet's hub, written by @eve-tasks/embedded (renderHubServerConfig).
+jetstream {
+  domain: ${HUB_DOMAIN}
+}
+${cluster}# Devices connect here as leaf nodes, each as its own user device-<node> (permissions.conf).
 leafnodes {
   listen: "${o.host}:${o.leafPort}"
 }

@@ -110,7 +110,7 @@ export async function startHub(o: StartHubOptions): Promise<RunningHub> {
     await writeFile(path.join(serverDir, "permissions.conf"), permissions);
     await writeFile(
       configFile,
-      renderHubServerConfig({ host, clusterPort: ports.cluster, leafPort: ports.leaf }),
+      renderHubServerConfig({ host, clusterPort: ports.cluster, leafPort: ports.leaf, cluster: count > 1 }),
     );
     return startNatsServer({
       storeDir: path.join(serverDir, "store"),
