@@ -238,11 +238,11 @@ beforeAll(async () => {
   });
   // Device a: every hub server, three spec-builders. Device b: hub-1 only, through the proxy.
   await Promise.all([
-    startDevice("fa", await hub.deviceLeafUrl("fa"), ["--replicas", "spec-builder=3"]),
+    startDevice("fa", await hub.deviceLeafUrl("fa"), ["--replicas", "spec-builder=3", "--no-tools-image"]),
     (async () => {
       const u = new URL((await hub.deviceLeafUrl("fb")).split(",")[0]!);
       u.port = String(proxy.port);
-      return startDevice("fb", u.toString());
+      return startDevice("fb", u.toString(), ["--no-tools-image"]);
     })(),
   ]);
 }, 180_000);

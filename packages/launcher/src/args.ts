@@ -11,6 +11,8 @@ export interface LauncherArgs {
   readonly keepTasks: boolean;
   /** How long a worker gets after SIGTERM before SIGKILL. */
   readonly workerGraceMs: number;
+  /** Skip building and registering the built-in hypervisor-tools image (no VMs; faster start). */
+  readonly noToolsImage: boolean;
   /** Processes per worker (`--replicas spec-builder=3,hypervisor-seed-fetcher=2`); unlisted: 1. */
   readonly replicas: ReadonlyMap<string, number>;
   readonly help: boolean;
@@ -73,6 +75,7 @@ options:
   --services-dir <dir>      folder of workers (<dir>/<name>/dist/main.js); default: the repo's services/
   --keep-tasks              leave tasks running on exit
   --worker-grace-ms <ms>    time a worker gets after SIGTERM before SIGKILL; default 10000
+  --no-tools-image          do not build the built-in hypervisor-tools image (containers only)
   --replicas <w>=<n>,...    processes per worker, e.g. spec-builder=3,hypervisor-seed-fetcher=2
                             (task-executor and proc-monitor run once per node)
   -h, --help                this text
@@ -92,6 +95,7 @@ export function parseLauncherArgs(argv: readonly string[]): LauncherArgs {
     "keep-tasks"?: boolean;
     "worker-grace-ms"?: string;
     replicas?: string;
+    "no-tools-image"?: boolean;
     help?: boolean;
   };
   try {
@@ -102,6 +106,7 @@ export function parseLauncherArgs(argv: readonly string[]): LauncherArgs {
         "keep-tasks": { type: "boolean" },
         "worker-grace-ms": { type: "string" },
         replicas: { type: "string" },
+        "no-tools-image": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -117,6 +122,7 @@ export function parseLauncherArgs(argv: readonly string[]): LauncherArgs {
     keepTasks: values["keep-tasks"] ?? false,
     workerGraceMs: Number(grace),
     replicas: parseReplicas(values.replicas ?? ""),
+    noToolsImage: values["no-tools-image"] ?? false,
     help: values.help ?? false,
   };
 }

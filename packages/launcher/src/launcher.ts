@@ -483,18 +483,20 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     ensureRunning();
 
     // The hypervisor-tools image, in the background: the workers (and containers) need not wait.
-    const tools = provideToolsImage({
-      bus,
-      dataDir,
-      say,
-      warn: (line, err) => {
-        logger.warn({ err }, line);
-        view.note(`warning: ${line}`);
-      },
-      signal: lifecycle.signal,
-      device: config.EVE_HUB_LEAF_URL !== undefined,
-      node: config.EVE_NODE,
-    });
+    const tools = args.noToolsImage
+      ? Promise.resolve(say("hypervisor tools: not built (--no-tools-image): VMs will not run here"))
+      : provideToolsImage({
+          bus,
+          dataDir,
+          say,
+          warn: (line, err) => {
+            logger.warn({ err }, line);
+            view.note(`warning: ${line}`);
+          },
+          signal: lifecycle.signal,
+          device: config.EVE_HUB_LEAF_URL !== undefined,
+          node: config.EVE_NODE,
+        });
     lifecycle.onShutdown("finish the hypervisor-tools image", () => tools);
 
     // Workers.
