@@ -242,7 +242,8 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
 
       const latencies: number[] = [];
       const baseline: number[] = [];
-      for (let round = 0; round < o.rounds; round++) {
+      // Round -1 warms the path up (first builds, first consumers) and is not counted.
+      for (let round = -1; round < o.rounds; round++) {
         // Baseline: the NATS round trip through mirror and source, no workers.
         const pings = devices.map((d) => ({ d, id: `${d.node}-${round}-${Date.now()}` }));
         const t0 = new Map<string, number>();
@@ -253,7 +254,8 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
           }),
         );
         await until("pongs", async () => pings.every(({ id }) => seenAt.has(`BenchPong.${id}`)), 60_000);
-        for (const { id } of pings) baseline.push(seenAt.get(`BenchPong.${id}`)! - t0.get(id)!);
+        if (round >= 0)
+          for (const { id } of pings) baseline.push(seenAt.get(`BenchPong.${id}`)! - t0.get(id)!);
         // The real path: an app per device.
         const apps = devices.map((d) => ({ d, uuid: crypto.randomUUID() }));
         const published = new Map<string, number>();
@@ -270,7 +272,8 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
           async () => apps.every(({ uuid }) => seenAt.has(`running:${uuid}`)),
           120_000,
         );
-        for (const { uuid } of apps) latencies.push(seenAt.get(`running:${uuid}`)! - published.get(uuid)!);
+        if (round >= 0)
+          for (const { uuid } of apps) latencies.push(seenAt.get(`running:${uuid}`)! - published.get(uuid)!);
         if (round < o.rounds - 1) {
           for (const { d, uuid } of apps)
             await (await controller!.bucket(hubControllerBucket(d.node))).delete(`AppInstanceConfig.${uuid}`);
@@ -320,6 +323,9 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
       };
       rows.push(row);
       log(`fleet: ${JSON.stringify(row)}`);
+      log(
+        `fleet: N=${n} samples ms: path ${latencies.map((x) => Math.round(x)).join(" ")}; baseline ${baseline.map((x) => Math.round(x)).join(" ")}`,
+      );
     }
     watch.stop();
     const last = rows.at(-1)!;
@@ -345,6 +351,10 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
     await Promise.all(
       devices.map((d) => Promise.race([d.exited, new Promise((r) => setTimeout(r, 90_000))])),
     );
+    for (const d of devices) {
+      d.launcher.stdout?.destroy();
+      d.launcher.stderr?.destroy();
+    }
     await hub?.stop();
     for (const d of devices) await removeTreeSafely(d.runDir).catch(() => undefined);
     if (!o.keep) await removeTreeSafely(tmp).catch(() => undefined);
