@@ -379,18 +379,29 @@ describe("a fleet: hub of three, two devices", () => {
         message: `${u} RUNNING`,
       });
     const bAdmin = await deviceAdmin(B());
+    const addedMap = new Map<string, number>();
+    const addedAll: string[] = [];
     try {
       await proxy.cut();
       const before = (await hubStatus(steady))!;
       let last = 0;
-      for (let i = 1; i <= 20; i++)
-        last = await applyOnHub(
-          "fb",
-          app(changing, "fb", {
-            version: String(i),
-            process: { args: ["/bin/sh", "-c", `trap 'exit 0' TERM; echo ${i}; sleep 3600 & wait`] },
-          }),
-        );
+      // 20 changes: 10 new apps (activate false: created, no task) and 10 changes of `changing`.
+      const added = addedMap;
+      for (let i = 1; i <= 20; i++) {
+        if (i % 2 === 1) {
+          const u = newUuid();
+          added.set(u, await applyOnHub("fb", app(u, "fb", { activate: false })));
+          addedAll.push(u);
+        } else {
+          last = await applyOnHub(
+            "fb",
+            app(changing, "fb", {
+              version: String(i),
+              process: { args: ["/bin/sh", "-c", `trap 'exit 0' TERM; echo ${i}; sleep 3600 & wait`] },
+            }),
+          );
+        }
+      }
       // While cut: the device keeps its last desired state; a task killed there is restarted there.
       process.kill(before.taskId, "SIGKILL");
       const local = await bAdmin.bucket("task-executor");
@@ -421,7 +432,22 @@ describe("a fleet: hub of three, two devices", () => {
           const s = await hubStatus(changing);
           return s?.state === "RUNNING" && s.configRevision === last && s.version === "20" ? true : undefined;
         },
-        { timeoutMs: 90_000, intervalMs: 500, message: "the 20th change RUNNING, seen on the hub" },
+        { timeoutMs: 90_000, intervalMs: 500, message: "the last change RUNNING, seen on the hub" },
+      );
+      await waitFor(
+        async () => {
+          const all = await Promise.all([...added.keys()].map(hubStatus));
+          return all.every(
+            (st, i) => st?.state === "INSTALLED" && st.configRevision === [...added.values()][i],
+          )
+            ? true
+            : undefined;
+        },
+        {
+          timeoutMs: 60_000,
+          intervalMs: 500,
+          message: "the 10 apps added while cut INSTALLED, seen on the hub",
+        },
       );
       watch.stop();
       // In order: configRevision never goes back.
@@ -446,17 +472,12 @@ describe("a fleet: hub of three, two devices", () => {
       await proxy.open().catch(() => undefined);
       await bAdmin.close();
     }
-    for (const u of [steady, changing])
+    const all = [steady, changing, ...addedAll];
+    for (const u of all)
       await (await hubController.bucket(hubControllerBucket("fb"))).delete(`AppInstanceConfig.${u}`);
     await waitFor(
-      async () =>
-        (await hubStatus(steady)) === undefined && (await hubStatus(changing)) === undefined
-          ? true
-          : undefined,
-      {
-        timeoutMs: 60_000,
-        message: "removed",
-      },
+      async () => ((await Promise.all(all.map(hubStatus))).every((x) => x === undefined) ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 500, message: "removed" },
     );
   }, 300_000);
 

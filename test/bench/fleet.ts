@@ -48,7 +48,7 @@ export interface FleetBenchOptions {
   keep: boolean;
 }
 
-interface Device {
+export interface Device {
   node: string;
   dataDir: string;
   runDir: string;
@@ -66,7 +66,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function freeHubBase(): Promise<number> {
+export async function freeHubBase(): Promise<number> {
   for (;;) {
     const base = 20000 + Math.floor(Math.random() * 30000);
     const ok = await Promise.all(
@@ -205,16 +205,18 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
     // Statuses and pongs as they reach the hub.
     const seenAt = new Map<string, number>();
     const statusKv = await hubAdmin.bucket("task-executor");
-    const watch = await statusKv.watch({ key: ">" });
+    // Two watches of changes only, each filtered to its keys.
+    const pongs = await statusKv.watch({ key: "BenchPong.>", include: KvWatchInclude.UpdatesOnly });
+    void (async () => {
+      for await (const e of pongs) if (e.operation === "PUT") seenAt.set(e.key, performance.now());
+    })();
+    const watch = await statusKv.watch({ key: "TaskStatus.>", include: KvWatchInclude.UpdatesOnly });
     void (async () => {
       for await (const e of watch) {
         if (e.operation !== "PUT") continue;
-        if (e.key.startsWith("BenchPong.")) seenAt.set(e.key, performance.now());
-        else if (e.key.startsWith("TaskStatus.")) {
-          const s = TaskStatusSchema.safeParse(e.json());
-          if (s.success && s.data.state === "RUNNING")
-            seenAt.set(`running:${s.data.uuid}`, performance.now());
-        }
+        const st = TaskStatusSchema.safeParse(e.json());
+        if (st.success && st.data.state === "RUNNING")
+          seenAt.set(`running:${st.data.uuid}`, performance.now());
       }
     })();
 
@@ -227,14 +229,20 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
       }
       await Promise.all(devices.map(async (d) => (d.admin ??= await deviceAdmin(d))));
       // Echo on each device: a BenchPing in its mirror → a BenchPong in its own task-executor bucket.
+      const hops = new Map<string, number>();
+      const hopLog: string[] = [];
       const echoes = await Promise.all(
         devices.map(async (d) => {
           const mirror = await d.admin!.bucket("controller");
           const own = await d.admin!.bucket("task-executor");
           const w = await mirror.watch({ key: "BenchPing.>", include: KvWatchInclude.UpdatesOnly });
           void (async () => {
-            for await (const e of w)
-              if (e.operation === "PUT") await own.put(`BenchPong.${e.key.slice(10)}`, "1");
+            for await (const e of w) {
+              if (e.operation !== "PUT") continue;
+              hops.set(`in:${e.key.slice(10)}`, performance.now());
+              await own.put(`BenchPong.${e.key.slice(10)}`, "1");
+              hops.set(`out:${e.key.slice(10)}`, performance.now());
+            }
           })();
           return w;
         }),
@@ -256,6 +264,14 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
         await until("pongs", async () => pings.every(({ id }) => seenAt.has(`BenchPong.${id}`)), 60_000);
         if (round >= 0)
           for (const { id } of pings) baseline.push(seenAt.get(`BenchPong.${id}`)! - t0.get(id)!);
+        for (const { id } of pings) {
+          const a = t0.get(id)!;
+          const b = hops.get(`in:${id}`)!;
+          const c = hops.get(`out:${id}`)!;
+          hopLog.push(
+            `${Math.round(b - a)}/${Math.round(c - b)}/${Math.round(seenAt.get(`BenchPong.${id}`)! - c)}`,
+          );
+        }
         // The real path: an app per device.
         const apps = devices.map((d) => ({ d, uuid: crypto.randomUUID() }));
         const published = new Map<string, number>();
@@ -323,11 +339,13 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
       };
       rows.push(row);
       log(`fleet: ${JSON.stringify(row)}`);
+      log(`fleet: N=${n} baseline hops (hub put → mirror / device put / → hub) ms: ${hopLog.join(" ")}`);
       log(
         `fleet: N=${n} samples ms: path ${latencies.map((x) => Math.round(x)).join(" ")}; baseline ${baseline.map((x) => Math.round(x)).join(" ")}`,
       );
     }
     watch.stop();
+    pongs.stop();
     const last = rows.at(-1)!;
     return {
       scenario: "fleet",
@@ -361,7 +379,7 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
   }
 }
 
-async function startDevice(hub: RunningHub, node: string, tmp: string): Promise<Device> {
+export async function startDevice(hub: RunningHub, node: string, tmp: string): Promise<Device> {
   const dataDir = path.join(tmp, node);
   const runDir = `/run/eve-bf-${process.pid}-${node}`;
   const natsPort = await freePort();
@@ -394,7 +412,7 @@ async function startDevice(hub: RunningHub, node: string, tmp: string): Promise<
   return { node, dataDir, runDir, natsPort, launcher, exited };
 }
 
-function deviceAdmin(d: Device): Promise<Bus> {
+export function deviceAdmin(d: Device): Promise<Bus> {
   return connectBus({
     servers: `nats://127.0.0.1:${d.natsPort}`,
     name: "bench-device",
