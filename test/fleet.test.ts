@@ -131,8 +131,7 @@ async function startDevice(node: string, leafUrl: string, extraArgs: string[] = 
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  for (const s of [launcher.stdout!, launcher.stderr!])
-    s.on("data", (d: Buffer) => output.push(d.toString()));
+  for (const s of [launcher.stdout, launcher.stderr]) s.on("data", (d: Buffer) => output.push(d.toString()));
   const exited = new Promise<void>((r) => launcher.once("exit", () => r()));
   const d: Device = { node, dataDir, runDir, natsPort, launcher, output, exited };
   devices.push(d);
@@ -206,7 +205,7 @@ async function eventsOf(bus: Bus, uuid: string): Promise<[string, string][]> {
   const c = await bus.js.consumers.get("TASK_EVENTS", ci.name);
   const batch = await c.fetch({ max_messages: n, expires: 5000 });
   for await (const m of batch) {
-    out.push([m.headers?.get("Nats-Msg-Id") ?? "", (m.json() as { type: string }).type]);
+    out.push([m.headers?.get("Nats-Msg-Id") ?? "", m.json<{ type: string }>().type]);
     if (out.length >= n) break;
   }
   await bus.jsm.consumers.delete("TASK_EVENTS", ci.name).catch(() => undefined);
@@ -277,10 +276,10 @@ describe("a fleet: hub of three, two devices", () => {
           message: `${u} RUNNING on the hub`,
         },
       );
-      expect(s!.node).toBe(node);
+      expect(s.node).toBe(node);
       // configRevision is the hub's KV revision: the device's mirror keeps the hub's sequence.
-      expect(s!.configRevision).toBe(rev);
-      expect(s!.taskId).toBeGreaterThan(0);
+      expect(s.configRevision).toBe(rev);
+      expect(s.taskId).toBeGreaterThan(0);
       await waitFor(
         async () => ((await eventsOf(hubAdmin, u)).some(([, t]) => t === "started") ? true : undefined),
         {
@@ -528,7 +527,7 @@ describe("a fleet: hub of three, two devices", () => {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let err = "";
-    child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (err += b.toString()));
     const exited = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
     const code = await Promise.race([
       exited,

@@ -261,7 +261,11 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
             await (await controller!.bucket(hubControllerBucket(d.node))).put(`BenchPing.${id}`, "1");
           }),
         );
-        await until("pongs", async () => pings.every(({ id }) => seenAt.has(`BenchPong.${id}`)), 60_000);
+        await until(
+          "pongs",
+          () => Promise.resolve(pings.every(({ id }) => seenAt.has(`BenchPong.${id}`))),
+          60_000,
+        );
         if (round >= 0)
           for (const { id } of pings) baseline.push(seenAt.get(`BenchPong.${id}`)! - t0.get(id)!);
         for (const { id } of pings) {
@@ -285,14 +289,14 @@ export async function fleetBench(o: FleetBenchOptions): Promise<ScenarioResult &
         );
         await until(
           "RUNNING on the hub",
-          async () => apps.every(({ uuid }) => seenAt.has(`running:${uuid}`)),
+          () => Promise.resolve(apps.every(({ uuid }) => seenAt.has(`running:${uuid}`))),
           120_000,
         );
         if (round >= 0)
           for (const { uuid } of apps) latencies.push(seenAt.get(`running:${uuid}`)! - published.get(uuid)!);
         if (round < o.rounds - 1) {
           for (const { d, uuid } of apps)
-            await (await controller!.bucket(hubControllerBucket(d.node))).delete(`AppInstanceConfig.${uuid}`);
+            await (await controller.bucket(hubControllerBucket(d.node))).delete(`AppInstanceConfig.${uuid}`);
           await until(
             "apps removed",
             async () => {
@@ -398,7 +402,7 @@ export async function startDevice(hub: RunningHub, node: string, tmp: string): P
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  for (const s of [launcher.stdout!, launcher.stderr!]) s.on("data", (b: Buffer) => out.push(b.toString()));
+  for (const s of [launcher.stdout, launcher.stderr]) s.on("data", (b: Buffer) => out.push(b.toString()));
   const exited = new Promise<void>((r) => launcher.once("exit", () => r()));
   await until(
     `device ${node}`,

@@ -69,7 +69,7 @@ export function controllerMirrorConfig(node: string): Partial<StreamConfig> & { 
     mirror: {
       name: streamOf(hubControllerBucket(node)),
       external: { api: domainApi(HUB_DOMAIN), deliver: fleetDeliverPrefix(node, "mirror") },
-    } as StreamSource,
+    },
   };
 }
 
@@ -132,7 +132,7 @@ export function deviceSource(stream: string, node: string): StreamSource {
   return {
     name: stream,
     external: { api: domainApi(node), deliver: fleetDeliverPrefix(node, "source") },
-  } as StreamSource;
+  };
 }
 
 /** The domain a hub stream's source comes from (its `external.api`), or undefined for a local one. */

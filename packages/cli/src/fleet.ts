@@ -210,24 +210,22 @@ export async function runNodes(ctx: CliContext, bus: Bus, o: { json: boolean }):
     throw new UserError("nodes: this server is not a fleet's hub (its JetStream domain is not hub)");
   const devices = await listHubDevices(bus);
   const statuses = await readTable(bus, STATUS_AGENT, "TaskStatus", TaskStatusSchema);
-  const rows: NodeRow[] = await Promise.all(
-    devices.map(async (d) => {
-      const mine = [...statuses.values.values()].filter((s) => s.value.node === d.node);
-      const last =
-        mine
-          .map((s) => s.value.updatedAt)
-          .sort()
-          .at(-1) ?? null;
-      return {
-        node: d.node,
-        connected: d.statusSourceActiveMs !== null && d.statusSourceActiveMs < LEAF_SILENCE_MS,
-        apps: mine.length,
-        lastStatusAt: last,
-        statusSourceLag: d.statusSourceLag,
-        statusSourceError: d.statusSourceError,
-      };
-    }),
-  );
+  const rows: NodeRow[] = devices.map((d) => {
+    const mine = [...statuses.values.values()].filter((s) => s.value.node === d.node);
+    const last =
+      mine
+        .map((s) => s.value.updatedAt)
+        .sort()
+        .at(-1) ?? null;
+    return {
+      node: d.node,
+      connected: d.statusSourceActiveMs !== null && d.statusSourceActiveMs < LEAF_SILENCE_MS,
+      apps: mine.length,
+      lastStatusAt: last,
+      statusSourceLag: d.statusSourceLag,
+      statusSourceError: d.statusSourceError,
+    };
+  });
   if (o.json) {
     ctx.out(`${JSON.stringify(rows, null, 2)}\n`);
     return;

@@ -14,7 +14,6 @@
 import {
   HUB_DOMAIN,
   FLEET_NODE_PATTERN,
-  fleetDeliverPrefix,
   hubControllerBucket,
   natsInboxPrefix,
   signalSubject,
