@@ -1175,7 +1175,17 @@ describe("deploy/systemd", () => {
   });
 
   it("has the units, a target that wants them all, and restarts on failure", () => {
-    expect([...units.keys()].sort()).toEqual([...SERVICES, "eve-tasks.target"].sort());
+    // Plus the replica templates of the workers that scale on a node (docs/fleet.md).
+    const TEMPLATES = ["eve-tasks-spec-builder@.service", "eve-tasks-hypervisor-seed-fetcher@.service"];
+    expect([...units.keys()].sort()).toEqual([...SERVICES, ...TEMPLATES, "eve-tasks.target"].sort());
+    for (const name of TEMPLATES) {
+      const u = units.get(name)!;
+      expect(one(u, "Service", "Restart"), name).toBe("on-failure");
+      expect(values(u, "Install", "WantedBy"), name).toEqual(["eve-tasks.target"]);
+      expect(one(u, "Service", "ExecStart"), name).toBe(
+        one(units.get(name.replace("@", ""))!, "Service", "ExecStart"),
+      );
+    }
     const target = units.get("eve-tasks.target")!;
     expect(values(target, "Unit", "Wants").sort()).toEqual([...SERVICES].sort());
     expect(values(target, "Install", "WantedBy")).toEqual(["multi-user.target"]);

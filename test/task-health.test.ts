@@ -411,6 +411,11 @@ describe("task health", () => {
       await configs.publish(uuid, app(uuid));
       const s = await running(uuid);
       const ticks = (await readProcStat(s.taskId))?.startTimeTicks;
+      // Events come through the executor's outbox, after the status: count the creation once it is in.
+      await waitFor(() => eventsOf(uuid).some((e) => e.type === "created"), {
+        timeoutMs: 10_000,
+        message: "the created event never arrived",
+      });
       const createdBefore = eventsOf(uuid).filter((e) => e.type === "created").length;
       await containerdServer.stop();
       // The broken Tasks.Wait makes the executor look, and containerd is not there.

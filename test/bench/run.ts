@@ -14,10 +14,13 @@
 // Scenario vm (VM app → guest marker vs qemu started directly): BENCH_VM_ROUNDS=3 BENCH_VM_MIB=128.
 // Scenario tax (measured anchor tax vs EVE's estimate): BENCH_TAX_SIZES=96,128,256 (Debian's kernel does not boot in 64 MiB)
 // BENCH_TAX_SETTLE_MS=3000.
+// Scenario fleet (not run unless named; its own hub and devices, see fleet.ts):
+// BENCH_FLEET_SIZES=5,10,20 BENCH_FLEET_ROUNDS=3 BENCH_FLEET_IDLE_S=20.
 import { workerNodeOptions } from "@eve-tasks/launcher";
 import { burst } from "./burst.js";
 import { executorResync } from "./executor-resync.js";
 import { exitToStatus } from "./exit-to-status.js";
+import { fleetBench } from "./fleet.js";
 import { log, startBenchEnv } from "./env.js";
 import type { BenchEnv } from "./env.js";
 import { procMonitorLoad } from "./proc-monitor.js";
@@ -85,9 +88,9 @@ async function main(): Promise<number> {
     return 2;
   }
   for (const s of opts.scenarios) {
-    if (!["a", "b", "exit", "resync", "proc-monitor", "pull", "vm", "tax"].includes(s))
+    if (!["a", "b", "exit", "resync", "proc-monitor", "pull", "vm", "tax", "fleet"].includes(s))
       throw new Error(
-        `BENCH_SCENARIOS: unknown scenario ${s} (a, b, exit, resync, proc-monitor, pull, vm, tax)`,
+        `BENCH_SCENARIOS: unknown scenario ${s} (a, b, exit, resync, proc-monitor, pull, vm, tax, fleet)`,
       );
   }
   const started = nowMs();
@@ -116,9 +119,19 @@ async function main(): Promise<number> {
   let failure: unknown;
   try {
     const vm = opts.scenarios.has("vm") || opts.scenarios.has("tax");
-    env = await startBenchEnv({ logLevel: opts.logLevel, keep: opts.keep, trace: opts.trace, vm });
+    // The fleet scenario brings its own hub and devices; the others share one node.
+    if ([...opts.scenarios].some((s) => s !== "fleet"))
+      env = await startBenchEnv({ logLevel: opts.logLevel, keep: opts.keep, trace: opts.trace, vm });
+    const needEnv = (): BenchEnv => {
+      if (env === undefined) throw new Error("no bench environment");
+      return env;
+    };
     if (opts.scenarios.has("a")) {
-      const a = await publishToRunning(env, { n: opts.n, warmup: opts.warmup, settleMs: opts.settleMs });
+      const a = await publishToRunning(needEnv(), {
+        n: opts.n,
+        warmup: opts.warmup,
+        settleMs: opts.settleMs,
+      });
       const r = a.result;
       traced = a.traced;
       results.push(r);
@@ -128,27 +141,32 @@ async function main(): Promise<number> {
       if (!opts.scenarios.has("a")) {
         // Scenario (a) warms the workers up; without it, one app through the whole path first.
         const uuid = crypto.randomUUID();
-        await env.configs.publish(uuid, env.app(uuid));
-        await env.seen.when(uuid, "RUNNING", 60_000);
-        await env.configs.unpublish(uuid);
-        await env.seen.when(uuid, "deleted", 60_000);
+        const e = needEnv();
+        await e.configs.publish(uuid, e.app(uuid));
+        await e.seen.when(uuid, "RUNNING", 60_000);
+        await e.configs.unpublish(uuid);
+        await e.seen.when(uuid, "deleted", 60_000);
       }
-      const r = await burst(env, { apps: opts.apps, rounds: opts.rounds, settleMs: opts.settleMs });
+      const r = await burst(needEnv(), { apps: opts.apps, rounds: opts.rounds, settleMs: opts.settleMs });
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);
     }
     if (opts.scenarios.has("exit")) {
-      const r = await exitToStatus(env, { n: opts.exitN, warmup: opts.warmup, settleMs: opts.settleMs });
+      const r = await exitToStatus(needEnv(), {
+        n: opts.exitN,
+        warmup: opts.warmup,
+        settleMs: opts.settleMs,
+      });
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);
     }
     if (opts.scenarios.has("resync")) {
-      const r = await executorResync(env, { tasks: opts.resyncTasks, rounds: opts.resyncRounds });
+      const r = await executorResync(needEnv(), { tasks: opts.resyncTasks, rounds: opts.resyncRounds });
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);
     }
     if (opts.scenarios.has("proc-monitor")) {
-      const r = await procMonitorLoad(env, {
+      const r = await procMonitorLoad(needEnv(), {
         tasks: opts.pmTasks,
         intervalMs: opts.pmIntervalMs,
         measureMs: opts.pmSeconds * 1000,
@@ -174,16 +192,29 @@ async function main(): Promise<number> {
       process.stdout.write(`${JSON.stringify(r)}\n`);
     }
     if (opts.scenarios.has("vm")) {
-      const r = await vmBoot(env, {
+      const r = await vmBoot(needEnv(), {
         rounds: intEnv("BENCH_VM_ROUNDS", 3),
         memoryMiB: intEnv("BENCH_VM_MIB", 128),
       });
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);
     }
+    if (opts.scenarios.has("fleet")) {
+      const r = await fleetBench({
+        sizes: (process.env.BENCH_FLEET_SIZES ?? "5,10,20").split(",").map((x) => Number(x.trim())),
+        rounds: intEnv("BENCH_FLEET_ROUNDS", 3),
+        idleSeconds: intEnv("BENCH_FLEET_IDLE_S", 20),
+        keep: opts.keep,
+      });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
     if (opts.scenarios.has("tax")) {
       const sizes = (process.env.BENCH_TAX_SIZES ?? "96,128,256").split(",").map((x) => Number(x.trim()));
-      const rows = await vmTax(env, { sizesMiB: sizes, settleMs: intEnv("BENCH_TAX_SETTLE_MS", 3000, 0) });
+      const rows = await vmTax(needEnv(), {
+        sizesMiB: sizes,
+        settleMs: intEnv("BENCH_TAX_SETTLE_MS", 3000, 0),
+      });
       process.stdout.write(`${JSON.stringify({ scenario: "tax", rows })}\n`);
       taxRows = rows;
     }
@@ -219,3 +250,6 @@ async function main(): Promise<number> {
 }
 
 process.exitCode = await main();
+// Every process started above was stopped by its PID; a handle some import left open (seen when
+// the fleet scenario runs alone, without the shared node) must not keep the run waiting.
+setTimeout(() => process.exit(), 2000).unref();

@@ -57,6 +57,20 @@ function differences(actual: Partial<StreamConfig>, wanted: Record<string, unkno
   return out;
 }
 
+/**
+ * How an existing bucket's stream differs from the bus's configuration. A mirror of another
+ * bucket (a device's `controller`, mirroring the hub's `controller-<node>`) is the same bucket:
+ * same storage, value size and history, read by its origin's subjects; a mirror of a stream that
+ * is no bucket is not.
+ */
+export function bucketDifferences(config: Partial<StreamConfig>): string[] {
+  const diff = differences(config, bucketStreamSettings());
+  const origin = config.mirror?.name;
+  if (origin !== undefined && !origin.startsWith("KV_"))
+    diff.push(`it mirrors ${JSON.stringify(origin)}, which is not a bucket`);
+  return diff;
+}
+
 /** The stream settings a bucket must have, in stream terms, for comparison with what exists. */
 function bucketStreamSettings(): Record<string, unknown> {
   return {
@@ -74,7 +88,7 @@ function bucketStreamSettings(): Record<string, unknown> {
 export async function ensureBucket(bus: Bus, agent: string): Promise<void> {
   const existing = await streamInfo(bus, streamOf(agent));
   if (existing) {
-    const diff = differences(existing.config, bucketStreamSettings());
+    const diff = bucketDifferences(existing.config);
     if (diff.length) throw new ConfigMismatchError(`bucket ${agent}`, diff);
     return;
   }
@@ -117,7 +131,7 @@ export async function waitForBucket(
   for (let attempt = 0; ; attempt++) {
     const existing = await streamInfo(bus, streamOf(agent));
     if (existing) {
-      const diff = differences(existing.config, bucketStreamSettings());
+      const diff = bucketDifferences(existing.config);
       if (diff.length) throw new ConfigMismatchError(`bucket ${agent}`, diff);
       return;
     }

@@ -4,7 +4,7 @@ import { connect, usernamePasswordAuthenticator } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
+import { Bucket, Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { pino } from "pino";
 import type { Logger } from "pino";
@@ -141,6 +141,23 @@ export interface Bus {
 }
 
 /**
+ * Opens an agent's bucket. A bucket whose stream is a mirror of another domain's bucket (a
+ * device's `controller`, mirroring the hub's `controller-<node>`) holds the origin's subjects:
+ * nats.js reads it by them once it has seen the stream's config, which `Kvm.open` does not look
+ * at, hence the stream info here (one request per bucket and connection).
+ */
+async function openBucket(kvm: Kvm, jsm: JetStreamManager, agent: string): Promise<KV> {
+  const kv = await kvm.open(agent);
+  try {
+    const info = await jsm.streams.info(`KV_${agent}`);
+    if (info.config.mirror && kv instanceof Bucket) kv.initializePrefixes(info);
+  } catch {
+    // Not there yet (or not readable): the plain bucket, as before; reads then fail as they would.
+  }
+  return kv;
+}
+
+/**
  * Connects to NATS, checks the server version (refusing one older than 2.9) and sets
  * up JetStream. Reconnects forever once connected; the logger says when it is
  * disconnected and when it is back.
@@ -224,7 +241,7 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     bucket(agent) {
       let b = buckets.get(agent);
       if (!b) {
-        b = kvm.open(agent);
+        b = openBucket(kvm, jsm, agent);
         b.catch(() => buckets.delete(agent));
         buckets.set(agent, b);
       }

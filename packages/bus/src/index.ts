@@ -13,3 +13,5 @@ export * from "./ordering.js";
 export * from "./backoff.js";
 export * from "./events.js";
 export * from "./rpc.js";
+export * from "./fleet.js";
+export * from "./lease.js";

@@ -51,3 +51,21 @@ export function streamOf(agent: string): string {
 export function subjectOf(agent: string, type: string, key: string): string {
   return `$KV.${agent}.${type}.${key}`;
 }
+
+/** The part of a stream's config that says whether it is a mirror. */
+export interface MirrorLike {
+  mirror?: { name: string } | null;
+}
+
+/**
+ * The subject prefix under which a bucket's stream holds its keys: `$KV.<agent>`, or for a bucket
+ * whose stream mirrors another bucket (a device's `controller` mirrors the hub's
+ * `controller-<node>`), the origin's `$KV.<origin>`: a mirror keeps the origin's subjects
+ * (nats-server 2.9 has no subject transforms), and its sequence numbers, so KV revisions are
+ * the origin's.
+ */
+export function bucketSubjectPrefix(agent: string, config: MirrorLike): string {
+  const origin = config.mirror?.name;
+  if (origin !== undefined && origin.startsWith("KV_")) return `$KV.${origin.slice(3)}`;
+  return `$KV.${agent}`;
+}

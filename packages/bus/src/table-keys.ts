@@ -1,5 +1,5 @@
 import type { Bus } from "./connection.js";
-import { streamOf } from "./keys.js";
+import { bucketSubjectPrefix, streamOf } from "./keys.js";
 
 /** Whether `err` is JetStream's "stream not found" (a bucket that does not exist). */
 export function isStreamNotFound(err: unknown): boolean {
@@ -22,10 +22,13 @@ export function isStreamNotFound(err: unknown): boolean {
  * of the table is written while it lists.
  */
 export async function listKvKeys(bus: Bus, agent: string, filter: string): Promise<string[] | undefined> {
-  const prefix = `$KV.${agent}.`;
   let subjects: Record<string, number> | undefined;
+  let prefix: string;
   try {
-    const info = await bus.jsm.streams.info(streamOf(agent), { subjects_filter: `${prefix}${filter}` });
+    // `$KV.*.`: a bucket's stream holds one bucket's subjects only, its own or (a mirror, e.g. a
+    // device's `controller`) its origin's, so the wildcard reads either in one request.
+    const info = await bus.jsm.streams.info(streamOf(agent), { subjects_filter: `$KV.*.${filter}` });
+    prefix = `${bucketSubjectPrefix(agent, info.config)}.`;
     subjects = info.state.subjects;
   } catch (err) {
     if (isStreamNotFound(err)) return undefined;

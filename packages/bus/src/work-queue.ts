@@ -7,7 +7,7 @@ import { backoffDelayMs } from "./backoff.js";
 import type { BackoffPolicy } from "./backoff.js";
 import type { Bus } from "./connection.js";
 import { ConfigMismatchError } from "./errors.js";
-import { assertTypeName, kvKey, streamOf } from "./keys.js";
+import { assertTypeName, bucketSubjectPrefix, kvKey, streamOf } from "./keys.js";
 import type { TableOptions } from "./publication.js";
 
 /**
@@ -73,13 +73,15 @@ export function keepAliveIntervalMs(ackWaitMs: number): number {
 /** The durable consumer configuration owned by the bus for a work queue. */
 export function workQueueConsumerConfig(
   options: Pick<WorkQueueOptions<z.ZodType>, "source" | "durable" | "maxDeliver" | "ackWaitMs">,
+  /** The source bucket's subject prefix (bucketSubjectPrefix): `$KV.<agent>`, or a mirror's origin's. */
+  subjectPrefix = `$KV.${options.source.agent}`,
 ): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: options.durable,
     ack_policy: AckPolicy.Explicit,
     // A new consumer starts from the latest value of every key, then follows changes.
     deliver_policy: DeliverPolicy.LastPerSubject,
-    filter_subject: `$KV.${options.source.agent}.${options.source.type}.>`,
+    filter_subject: `${subjectPrefix}.${options.source.type}.>`,
     max_deliver: options.maxDeliver ?? 5,
     ack_wait: (options.ackWaitMs ?? 30_000) * 1e6,
     max_ack_pending: 1000,
@@ -109,18 +111,23 @@ export class WorkQueue<S extends z.ZodType> {
   readonly #stopping = new AbortController();
   /** Resolves when the queue has stopped and in-flight work has finished. */
   done: Promise<void> = Promise.resolve();
+  /** The source bucket's subject prefix, read from its stream (a mirror holds its origin's subjects). */
+  #subjectPrefix: string;
 
   constructor(bus: Bus, options: WorkQueueOptions<S>) {
     assertTypeName(options.source.type);
     this.#bus = bus;
     this.#opts = options;
     this.#slots = options.concurrency ?? 8;
+    this.#subjectPrefix = `$KV.${options.source.agent}`;
   }
 
   /** Creates the durable consumer if needed (or checks it). */
   async #ensureConsumer(): Promise<Consumer> {
     const stream = streamOf(this.#opts.source.agent);
-    const wanted = workQueueConsumerConfig(this.#opts);
+    const streamInfo = await this.#bus.jsm.streams.info(stream);
+    this.#subjectPrefix = bucketSubjectPrefix(this.#opts.source.agent, streamInfo.config);
+    const wanted = workQueueConsumerConfig(this.#opts, this.#subjectPrefix);
     try {
       const info = await this.#bus.jsm.consumers.info(stream, wanted.durable_name);
       const diff: string[] = [];
@@ -167,7 +174,6 @@ export class WorkQueue<S extends z.ZodType> {
   async #run(initial: Consumer): Promise<void> {
     let consumer = initial;
     let failures = 0;
-    const prefix = `$KV.${this.#opts.source.agent}.${this.#opts.source.type}.`;
     while (!this.#stopped) {
       if (this.#slots === 0) {
         await new Promise<void>((r) => (this.#onFreeSlot = r));
@@ -181,6 +187,7 @@ export class WorkQueue<S extends z.ZodType> {
         if (this.#stopped) await this.#batch.close();
         for await (const m of this.#batch) {
           got++;
+          const prefix = `${this.#subjectPrefix}.${this.#opts.source.type}.`;
           const key = m.subject.startsWith(prefix) ? m.subject.slice(prefix.length) : "";
           if (!key || key.startsWith("_")) m.ack();
           else this.#accept(key, m);

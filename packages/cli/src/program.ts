@@ -14,7 +14,8 @@ import { registerTax } from "./commands/tax.js";
 import type { CliContext } from "./context.js";
 import { UserError, describeError } from "./errors.js";
 import { formatAge, parseDuration } from "./human.js";
-import { DEFAULT_NATS_URL, natsTarget } from "./server.js";
+import { runNodes } from "./fleet.js";
+import { DEFAULT_NATS_URL, natsTarget, withBus } from "./server.js";
 import type { CliAccess, NatsTarget } from "./server.js";
 
 /** The CLI's version, from its package.json. */
@@ -71,6 +72,18 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .option("--dry-run", "only validate; publish nothing")
     .action(async (opts) => {
       await runApply(ctx, { file: opts.file, dryRun: opts.dryRun === true, server: server("write") });
+    });
+
+  program
+    .command("nodes")
+    .summary("a fleet's devices (against a hub)")
+    .description(
+      "Against a fleet's hub: every device with whether its leaf is connected (the hub's source of its " +
+        "statuses heard from it in the last 10 s), its apps, its last status seen on the hub, and the hub's source of its statuses.",
+    )
+    .option("--json", "print JSON")
+    .action(async (opts) => {
+      await withBus(server("read"), (bus) => runNodes(ctx, bus, { json: opts.json === true }));
     });
 
   program

@@ -14,3 +14,4 @@ export * from "./containerd.js";
 export * from "./containerd-cleanup.js";
 export * from "./prerequisites.js";
 export { mountsBelow, removeTreeSafely } from "./remove-tree.js";
+export * from "./fleet-nats.js";

@@ -109,12 +109,12 @@ async function writeNew(file: string): Promise<string> {
  * @throws {NatsCredentialsStoreError} when the directory is someone else's or a file holds no
  *   usable password.
  */
-export async function ensureNatsCredentials(
+export async function ensureNatsCredentials<U extends string = NatsUser>(
   dir: string,
-  users: readonly NatsUser[] = NATS_USERS,
-): Promise<ReadonlyMap<NatsUser, string>> {
+  users: readonly U[] = NATS_USERS as unknown as readonly U[],
+): Promise<ReadonlyMap<U, string>> {
   await ensurePrivateDir(dir);
-  const passwords = new Map<NatsUser, string>();
+  const passwords = new Map<U, string>();
   for (const user of users) {
     const file = natsPasswordFile(dir, user);
     passwords.set(user, (await readExisting(file, user)) ?? (await writeNew(file)));
@@ -144,6 +144,8 @@ export interface PrepareNatsAuthOptions {
   readonly configDir: string;
   /** The node(s) whose workers use this server (EVE_NODE). */
   readonly nodes: readonly string[];
+  /** More of the main config, after the include (device mode: renderDeviceLeafConfig). */
+  readonly extraConfig?: string;
 }
 
 const MAIN_CONFIG = `# eve-tasks: the nats-server of \`npm start\`, written at each start by @eve-tasks/embedded.
@@ -165,7 +167,7 @@ export async function prepareNatsAuth(options: PrepareNatsAuthOptions): Promise<
   const permissionsFile = join(options.configDir, "permissions.conf");
   const configFile = join(options.configDir, "nats-server.conf");
   await writeFile(permissionsFile, renderNatsPermissions({ nodes: options.nodes }));
-  await writeFile(configFile, MAIN_CONFIG);
+  await writeFile(configFile, MAIN_CONFIG + (options.extraConfig ?? ""));
   const env: Record<string, string> = {};
   for (const [user, password] of passwords) env[natsPasswordVariable(user)] = password;
   const credentialsDir = options.credentialsDir;

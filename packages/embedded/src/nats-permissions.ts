@@ -60,8 +60,13 @@ export interface SubjectGroup {
 }
 
 /** One user's entry of the `authorization.users` list. */
-export interface NatsUserPermissions {
+export interface NatsUserPermissions extends NatsUserEntry {
   readonly user: NatsUser;
+}
+
+/** An entry of the `authorization.users` list, of any user name (a hub's device users too). */
+export interface NatsUserEntry {
+  readonly user: string;
   /** Comment lines above the entry. */
   readonly about: readonly string[];
   /** Undefined: no permissions block, i.e. everything (admin). */
@@ -133,7 +138,7 @@ function durableTakeover(stream: string, durable: string, viaDomains: boolean): 
 }
 
 /** The read-only JetStream API over every stream (controller and viewer), also through domains. */
-function readEverything(): SubjectGroup[] {
+export function readEverything(): SubjectGroup[] {
   const paths = [
     "INFO",
     "STREAM.NAMES",
@@ -440,7 +445,7 @@ function renderGroups(groups: readonly SubjectGroup[], indent: string): string[]
   return lines;
 }
 
-function renderUser(u: NatsUserPermissions): string[] {
+function renderUser(u: NatsUserEntry): string[] {
   const about = u.about.map((l) => `    # ${l}`);
   const password = `$${natsPasswordVariable(u.user)}`;
   if (u.permissions === undefined) {
@@ -484,10 +489,14 @@ function renderUser(u: NatsUserPermissions): string[] {
 
 /** The `permissions.conf` text: a comment header, then the `authorization` block of every user. */
 export function renderNatsPermissions(options: NatsPermissionsOptions): string {
-  const users = natsPermissions(options);
   const nodes = [...new Set(options.nodes)];
+  return renderAuthorization(HEADER(nodes), natsPermissions(options));
+}
+
+/** An `authorization` block of `users` under a comment `header`. */
+export function renderAuthorization(header: readonly string[], users: readonly NatsUserEntry[]): string {
   const lines = [
-    ...HEADER(nodes).map((l) => (l === "" ? "#" : `# ${l}`)),
+    ...header.map((l) => (l === "" ? "#" : `# ${l}`)),
     "",
     "authorization {",
     "  # No user, no connection: an empty or unknown user is refused.",

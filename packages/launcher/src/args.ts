@@ -11,7 +11,49 @@ export interface LauncherArgs {
   readonly keepTasks: boolean;
   /** How long a worker gets after SIGTERM before SIGKILL. */
   readonly workerGraceMs: number;
+  /** Skip building and registering the built-in hypervisor-tools image (no VMs; faster start). */
+  readonly noToolsImage: boolean;
+  /** Processes per worker (`--replicas spec-builder=3,hypervisor-seed-fetcher=2`); unlisted: 1. */
+  readonly replicas: ReadonlyMap<string, number>;
   readonly help: boolean;
+}
+
+/** Workers that run once per node: the executor alone drives containerd; the proc-monitor samples every task. */
+export const ONE_PER_NODE = ["task-executor", "proc-monitor"] as const;
+
+/** Most processes of one worker `--replicas` accepts. */
+export const MAX_REPLICAS = 16;
+
+/**
+ * Parses `--replicas` (`<worker>=<n>[,<worker>=<n>...]`).
+ *
+ * @throws {UsageError} for a malformed entry, a count outside 1..MAX_REPLICAS, a worker named
+ *   twice, or more than one of a once-per-node worker.
+ */
+export function parseReplicas(value: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const part of value
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0)) {
+    const m = /^([a-z][a-z0-9-]*)=(\d+)$/.exec(part);
+    if (m === null) throw new UsageError(`--replicas: expected <worker>=<count>, got "${part}"`);
+    const [, name, countText] = m as unknown as [string, string, string];
+    const count = Number(countText);
+    if (out.has(name)) throw new UsageError(`--replicas: ${name} is given twice`);
+    if (count < 1 || count > MAX_REPLICAS)
+      throw new UsageError(`--replicas: ${name}=${count}: a count from 1 to ${MAX_REPLICAS}`);
+    if ((ONE_PER_NODE as readonly string[]).includes(name) && count > 1)
+      throw new UsageError(
+        `--replicas: ${name} runs once per node (${
+          name === "task-executor"
+            ? "it alone drives this node's containerd; a second one would refuse to start"
+            : "it samples every task of the node; a second one would publish every sample twice"
+        }); for more capacity run more nodes`,
+      );
+    out.set(name, count);
+  }
+  return out;
 }
 
 /** Bad flags. */
@@ -33,15 +75,29 @@ options:
   --services-dir <dir>      folder of workers (<dir>/<name>/dist/main.js); default: the repo's services/
   --keep-tasks              leave tasks running on exit
   --worker-grace-ms <ms>    time a worker gets after SIGTERM before SIGKILL; default 10000
+  --no-tools-image          do not build the built-in hypervisor-tools image (containers only)
+  --replicas <w>=<n>,...    processes per worker, e.g. spec-builder=3,hypervisor-seed-fetcher=2
+                            (task-executor and proc-monitor run once per node)
   -h, --help                this text
 
 environment: NATS_URL, CONTAINERD_ADDRESS, EVE_DATA_DIR (default ./.data), EVE_RUN_DIR
 (default /run/eve-tasks), EVE_NODE (default local), LOG_LEVEL (default info); workers get them all.
+EVE_NATS_PORT: the private nats-server's client port (default 4222, a random one if taken).
+Device mode (docs/fleet.md): EVE_HUB_LEAF_URL (the hub's nats-leaf:// URL(s), comma-separated;
+credentials in it, or the password in EVE_HUB_LEAF_PASSWORD_FILE, default
+<EVE_DATA_DIR>/nats-credentials/hub-leaf.password).
 `;
 
 /** Parses `argv` (without node and the script). @throws {UsageError} */
 export function parseLauncherArgs(argv: readonly string[]): LauncherArgs {
-  let values: { "services-dir"?: string; "keep-tasks"?: boolean; "worker-grace-ms"?: string; help?: boolean };
+  let values: {
+    "services-dir"?: string;
+    "keep-tasks"?: boolean;
+    "worker-grace-ms"?: string;
+    replicas?: string;
+    "no-tools-image"?: boolean;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -49,6 +105,8 @@ export function parseLauncherArgs(argv: readonly string[]): LauncherArgs {
         "services-dir": { type: "string" },
         "keep-tasks": { type: "boolean" },
         "worker-grace-ms": { type: "string" },
+        replicas: { type: "string" },
+        "no-tools-image": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -63,6 +121,8 @@ export function parseLauncherArgs(argv: readonly string[]): LauncherArgs {
     servicesDir: path.resolve(values["services-dir"] ?? defaultServicesDir()),
     keepTasks: values["keep-tasks"] ?? false,
     workerGraceMs: Number(grace),
+    replicas: parseReplicas(values.replicas ?? ""),
+    noToolsImage: values["no-tools-image"] ?? false,
     help: values.help ?? false,
   };
 }

@@ -13,6 +13,16 @@ export const launcherEnvSchema = z.object({
    * user. Unset: the launcher connects as NATS_USER (if set) and the workers without credentials.
    */
   EVE_NATS_CREDENTIALS_DIR: envPath().optional(),
+  /** The private nats-server's client port; unset: 4222, or a random port when 4222 is taken. */
+  EVE_NATS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+  /**
+   * Device mode (docs/fleet.md): the hub's leafnode URL(s), `nats-leaf://[device-<node>[:<password>]@]host:port`,
+   * comma-separated for the hub's servers. The private nats-server then runs as a leaf node of the
+   * hub with JetStream domain EVE_NODE, and `controller` mirrors the hub's `controller-<node>`.
+   */
+  EVE_HUB_LEAF_URL: z.string().min(1).optional(),
+  /** The leaf user's password when EVE_HUB_LEAF_URL has none; default <EVE_DATA_DIR>/nats-credentials/hub-leaf.password. */
+  EVE_HUB_LEAF_PASSWORD_FILE: envPath().optional(),
 });
 
 /** The launcher's config. */

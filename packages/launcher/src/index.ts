@@ -38,3 +38,8 @@ export { buildBanner } from "./banner.js";
 export type { BannerInfo } from "./banner.js";
 export { isSameProcessAlive, readStartTicks } from "./proc.js";
 export type { ProcessRef } from "./proc.js";
+export { HUB_DEFAULTS, startHub } from "./hub.js";
+export type { HubServer, RunningHub, StartHubOptions } from "./hub.js";
+export { ONE_PER_NODE, parseReplicas } from "./args.js";
+export { planWorkerProcesses } from "./workers.js";
+export type { WorkerProcessEntry } from "./workers.js";

@@ -6,14 +6,24 @@
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { pino } from "pino";
-import { connectBus, ensureBuckets, ensureEventsStream, request } from "@eve-tasks/bus";
+import {
+  connectBus,
+  ensureBuckets,
+  ensureControllerMirror,
+  ensureEventsStream,
+  request,
+} from "@eve-tasks/bus";
 import { StopTasksReplySchema, StopTasksRequestSchema, stopTasksSubject } from "@eve-tasks/schemas";
 import {
   DEFAULT_PREREQUISITE_COMMANDS,
   canConnect,
   ensureDebianPackages,
   ensurePrerequisites,
+  HUB_LEAF_URLS_VARIABLE,
+  hubLeafUrls,
+  leafUrlsConfigValue,
   natsCredentialsDir,
+  renderDeviceLeafConfig,
   prepareNatsAuth,
   startContainerd,
   startNatsServer,
@@ -53,7 +63,8 @@ import { STALE_HEARTBEAT_MS, formatHeartbeat, formatWorkerLine, workerHeader } f
 import { takeOver } from "./take-over.js";
 import { WorkerSupervisor } from "./worker-supervisor.js";
 import type { WorkerSnapshot } from "./worker-supervisor.js";
-import { discoverWorkers } from "./workers.js";
+import { discoverWorkers, planWorkerProcesses } from "./workers.js";
+import { readFile } from "node:fs/promises";
 
 /** The port a private nats-server gets when it is free. */
 export const DEFAULT_NATS_PORT = 4222;
@@ -100,6 +111,9 @@ async function provideToolsImage(o: {
   say: (line: string, fields?: Record<string, unknown>) => void;
   warn: (line: string, err?: unknown) => void;
   signal: AbortSignal;
+  /** Device mode: the image is built, but registered on the hub (by its operator), not here. */
+  device: boolean;
+  node: string;
 }): Promise<void> {
   const { say, warn } = o;
   try {
@@ -135,12 +149,52 @@ async function provideToolsImage(o: {
       { ref: image.ref, manifestDigest: image.manifestDigest, built: image.built },
     );
     if (o.signal.aborted) return;
+    if (o.device) {
+      // A device's controller bucket is the hub's (a read-only mirror here): the hub holds it.
+      say(
+        `hypervisor tools: device mode: register it on the hub, in controller-${o.node}: ` +
+          `HypervisorToolsConfig.default = {"schemaVersion":1,"image":"${image.ref}"}`,
+      );
+      return;
+    }
     const r = await registerDefaultTools(o.bus, image.ref);
     say(`hypervisor tools: ${r.message}`, { outcome: r.outcome, previous: r.previous });
   } catch (err) {
     if (o.signal.aborted) return;
     warn(`VMs will not run (containers will): the hypervisor-tools image: ${message(err)}`, err);
   }
+}
+
+/**
+ * Device mode's additions to the private nats-server: the leaf remote (renderDeviceLeafConfig)
+ * and its URLs with credentials in nats-server's environment (never on its command line or in a
+ * file other than the 0600 password file). Undefined without EVE_HUB_LEAF_URL.
+ */
+async function deviceLeafSettings(
+  config: LauncherConfig,
+  dataDir: string,
+): Promise<{ config: string; env: Record<string, string>; hosts: string[] } | undefined> {
+  if (config.EVE_HUB_LEAF_URL === undefined) return undefined;
+  const file =
+    config.EVE_HUB_LEAF_PASSWORD_FILE ?? path.join(natsCredentialsDir(dataDir), "hub-leaf.password");
+  let password: string | undefined;
+  try {
+    password = (await readFile(file, "utf8")).trim() || undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT" || config.EVE_HUB_LEAF_PASSWORD_FILE !== undefined)
+      throw new LauncherError(`EVE_HUB_LEAF_PASSWORD_FILE: cannot read ${file}: ${message(err)}`);
+  }
+  let urls: string[];
+  try {
+    urls = hubLeafUrls(config.EVE_HUB_LEAF_URL, config.EVE_NODE, password);
+  } catch (err) {
+    throw new LauncherError(message(err));
+  }
+  return {
+    config: renderDeviceLeafConfig({ node: config.EVE_NODE }),
+    env: { [HUB_LEAF_URLS_VARIABLE]: leafUrlsConfigValue(urls) },
+    hosts: urls.map((u) => new URL(u).host),
+  };
 }
 
 /** Runs the launcher until it is stopped; the process exits when the stop is done. */
@@ -298,16 +352,30 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     } else {
       // The project's users and permissions (deploy/'s, rendered for this node), with passwords
       // generated once under the data dir (mode 0600, readable by root only).
+      const device = await deviceLeafSettings(config, dataDir);
       const auth = await prepareNatsAuth({
         credentialsDir: natsCredentialsDir(dataDir),
         configDir: path.join(dataDir, "nats"),
         nodes: [config.EVE_NODE],
+        extraConfig: device?.config,
       });
+      if (device !== undefined) {
+        say(
+          `device mode: node ${config.EVE_NODE} is a leaf node of the hub at ${device.hosts.join(", ")} ` +
+            `(JetStream domain ${config.EVE_NODE}; controller mirrors the hub's controller-${config.EVE_NODE})`,
+        );
+      }
       natsUsers = planNatsUsers({ credentialsDir: auth.credentialsDir, given: undefined });
       say(
         `NATS users and permissions: ${auth.permissionsFile}; passwords in ${auth.credentialsDir} (root only)`,
       );
-      const free = await portIsFree(DEFAULT_NATS_PORT, "127.0.0.1");
+      const wantedPort = config.EVE_NATS_PORT ?? DEFAULT_NATS_PORT;
+      const free = await portIsFree(wantedPort, "127.0.0.1");
+      if (!free && config.EVE_NATS_PORT !== undefined) {
+        throw new LauncherError(
+          `EVE_NATS_PORT=${wantedPort}: 127.0.0.1:${wantedPort} is taken (another nats-server?); choose a free port`,
+        );
+      }
       if (!free) {
         say(
           `note: 127.0.0.1:${DEFAULT_NATS_PORT} is taken (another nats-server?); ` +
@@ -317,11 +385,11 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       const starting = startNatsServer({
         storeDir: path.join(dataDir, "nats"),
         host: "127.0.0.1",
-        port: free ? DEFAULT_NATS_PORT : -1,
+        port: free ? wantedPort : -1,
         logFile: path.join(logDir, "nats-server.log"),
         stopGraceMs: SERVICE_STOP_GRACE_MS,
         configFile: auth.configFile,
-        env: auth.env,
+        env: device === undefined ? auth.env : { ...auth.env, ...device.env },
       });
       lifecycle.onShutdown("stop nats-server", async () => {
         const n = await starting.catch(() => undefined);
@@ -390,22 +458,35 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       credentials: natsUsers.launcher,
     });
     lifecycle.onShutdown("close the bus connection", () => bus.close());
+    if (config.EVE_HUB_LEAF_URL !== undefined) {
+      // Device mode: desired state comes from the hub. The mirror is made here, while the hub
+      // may be unreachable; it catches up once the leaf connects (the hub provisions
+      // controller-<node> and its sources of this device: docs/fleet.md).
+      const outcome = await ensureControllerMirror(bus, config.EVE_NODE);
+      say(
+        `controller: ${outcome === "exists" ? "the" : outcome === "created" ? "created the" : "replaced the empty bucket with the"} mirror of the hub's controller-${config.EVE_NODE}`,
+      );
+    }
     await ensureBuckets(bus);
     await ensureEventsStream(bus);
     say("buckets and the TASK_EVENTS stream are ready");
     ensureRunning();
 
     // The hypervisor-tools image, in the background: the workers (and containers) need not wait.
-    const tools = provideToolsImage({
-      bus,
-      dataDir,
-      say,
-      warn: (line, err) => {
-        logger.warn({ err }, line);
-        view.note(`warning: ${line}`);
-      },
-      signal: lifecycle.signal,
-    });
+    const tools = args.noToolsImage
+      ? Promise.resolve(say("hypervisor tools: not built (--no-tools-image): VMs will not run here"))
+      : provideToolsImage({
+          bus,
+          dataDir,
+          say,
+          warn: (line, err) => {
+            logger.warn({ err }, line);
+            view.note(`warning: ${line}`);
+          },
+          signal: lifecycle.signal,
+          device: config.EVE_HUB_LEAF_URL !== undefined,
+          node: config.EVE_NODE,
+        });
     lifecycle.onShutdown("finish the hypervisor-tools image", () => tools);
 
     // Workers.
@@ -420,8 +501,14 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     };
     const heartbeatOf = (s: WorkerSnapshot): HeartbeatReading | undefined =>
       s.pid === null ? undefined : heartbeats.find((h) => h.pid === s.pid);
-    for (const entry of discovery.workers) {
-      const env = workerNatsEnv(natsUsers, entry.name, workerEnv);
+    const plan = planWorkerProcesses(discovery.workers, args.replicas);
+    if (plan.unknown.length > 0) {
+      throw new LauncherError(
+        `--replicas names ${plan.unknown.join(", ")}, not among the workers found (${discovery.workers.map((w) => w.name).join(", ")})`,
+      );
+    }
+    for (const entry of plan.processes) {
+      const env = workerNatsEnv(natsUsers, entry.worker, workerEnv);
       if (natsUsers.credentialsDir !== undefined && env.NATS_USER === undefined) {
         say(`worker ${entry.name} has no NATS user of its own: it connects without credentials`);
       }
@@ -499,7 +586,7 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
         logDir,
         stateFile,
         servicesDir: args.servicesDir,
-        workers: discovery.workers.map((w) => w.name),
+        workers: plan.processes.map((w) => w.name),
         missingWorkers: discovery.missing,
         keepTasks: args.keepTasks,
       }),

@@ -42,7 +42,8 @@ export interface WorkerSnapshot {
 
 /** Options of {@link WorkerSupervisor}. */
 export interface WorkerSupervisorOptions {
-  readonly entry: WorkerEntry;
+  /** The process: its name (unique among the launcher's), entry point, and worker (default: its name). */
+  readonly entry: WorkerEntry & { readonly worker?: string };
   /** stdout and stderr of the worker are appended here. */
   readonly logFile: string;
   /** The worker's whole environment. */
@@ -133,7 +134,7 @@ export class WorkerSupervisor {
     try {
       proc = await spawnLogged({
         command: process.execPath,
-        args: [...workerNodeOptions(entry.name), entry.main],
+        args: [...workerNodeOptions(entry.worker ?? entry.name), entry.main],
         logFile,
         env,
         detached: true,

@@ -69,3 +69,30 @@ export async function discoverWorkers(servicesDir: string): Promise<Discovery> {
   }
   return { workers, missing };
 }
+
+/** One process the launcher supervises: a replica of a worker. */
+export interface WorkerProcessEntry extends WorkerEntry {
+  /** The worker (its NATS user, its node options): `spec-builder`. */
+  readonly worker: string;
+  /** 1-based; the first replica keeps the worker's name, the others are `<worker>-<n>`. */
+  readonly replica: number;
+}
+
+/**
+ * The processes to run: every discovered worker `replicas.get(name) ?? 1` times, in the
+ * discovered order. A worker named in `replicas` but not found is returned in `unknown`.
+ */
+export function planWorkerProcesses(
+  workers: readonly WorkerEntry[],
+  replicas: ReadonlyMap<string, number>,
+): { processes: WorkerProcessEntry[]; unknown: string[] } {
+  const processes: WorkerProcessEntry[] = [];
+  for (const w of workers) {
+    const n = replicas.get(w.name) ?? 1;
+    for (let r = 1; r <= n; r++) {
+      processes.push({ name: r === 1 ? w.name : `${w.name}-${r}`, main: w.main, worker: w.name, replica: r });
+    }
+  }
+  const unknown = [...replicas.keys()].filter((k) => !workers.some((w) => w.name === k));
+  return { processes, unknown };
+}

@@ -119,7 +119,9 @@ export async function runWorker<S extends z.ZodObject & z.ZodType<BaseWorkerConf
     }
   } catch (err) {
     logger.error({ err }, "worker failed to start");
-    void lifecycle.exitAfterShutdown("main failed", 1);
+    // An error may say how the process ends (e.g. 2: a configuration that a restart cannot fix).
+    const code = (err as { exitCode?: unknown } | null)?.exitCode;
+    void lifecycle.exitAfterShutdown("main failed", typeof code === "number" ? code : 1);
   }
   await lifecycle.stopped;
 }

@@ -86,3 +86,23 @@ export function seedFetcherDurables(node: string): { tools: string; images: stri
 export function networkInstanceStatusKey(node: string, name: string): string {
   return `${node}.${name}`;
 }
+
+/** The JetStream domain of a fleet's hub (DESIGN.md "Public contract v2 → Fleet"). */
+export const HUB_DOMAIN = "hub";
+
+/** A device's node name in a fleet: one subject token, usable in stream, user and consumer names. */
+export const FLEET_NODE_PATTERN = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
+/** The hub's bucket holding device `node`'s desired state: `controller-<node>`. */
+export function hubControllerBucket(node: string): string {
+  return `controller-${node}`;
+}
+
+/**
+ * The delivery subject prefix of `node`'s cross-domain stream traffic: the hub's sources of the
+ * device's streams deliver on `eve.fleet.<node>.s.…`, the device's mirror of its hub bucket on
+ * `eve.fleet.<node>.m.…`, so the hub can allow each device's leaf user exactly its own.
+ */
+export function fleetDeliverPrefix(node: string, kind: "mirror" | "source"): string {
+  return `eve.fleet.${node}.${kind === "mirror" ? "m" : "s"}`;
+}

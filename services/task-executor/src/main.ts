@@ -4,7 +4,19 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBucket } from "@eve-tasks/bus";
+import {
+  LeaseHeldError,
+  Outbox,
+  acquireLease,
+  connectBus,
+  ensureBucket,
+  ensureEventsStream,
+  serve,
+  waitForBucket,
+} from "@eve-tasks/bus";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { readProcStatSync } from "@eve-tasks/procfs";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import {
   AccelChooser,
@@ -15,6 +27,7 @@ import {
 } from "@eve-tasks/executor";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
 import {
+  CONFIG_ERROR_EXIT_CODE,
   baseWorkerEnv,
   envInt,
   envList,
@@ -92,6 +105,41 @@ await runWorker({
     // Its own bucket it creates; the one it reads it waits for (see the spec-builder). The events
     // stream may only be creatable by an admin: until it exists, events wait in the outbox.
     await ensureBucket(bus, "task-executor");
+    // One executor per node: a lease in its own bucket (TaskExecutorLease.<node>), taken before
+    // it touches containerd's tasks or its outbox. A second one refuses to start (exit 2: an
+    // invalid configuration, which systemd and the launcher do not retry in a loop).
+    const startTicks = (pid: number): number | null => readProcStatSync(pid)?.startTimeTicks ?? null;
+    let lease;
+    try {
+      lease = await acquireLease(bus, {
+        agent: "task-executor",
+        type: "TaskExecutorLease",
+        key: config.EVE_NODE,
+        claimant: {
+          pid: process.pid,
+          startTicks: startTicks(process.pid),
+          host: hostname(),
+          bootId: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(),
+        },
+        isAlive: (pid, ticks) => {
+          const now = startTicks(pid);
+          return now !== null && (ticks === null || now === ticks);
+        },
+        onLost: (why) => {
+          logger.error({ event: "lease-lost", why }, `${why}: stopping`);
+          void lifecycle.shutdown("lease lost");
+        },
+      });
+    } catch (err) {
+      if (!(err instanceof LeaseHeldError)) throw err;
+      const text =
+        `another task-executor is running for node ${config.EVE_NODE} (${err.why}); only one may run ` +
+        `per node, since it alone drives the node's containerd. Stop that one first.`;
+      logger.error({ event: "lease-held", node: config.EVE_NODE, why: err.why }, text);
+      process.stderr.write(`task-executor: ${text}\n`);
+      throw Object.assign(new Error(text, { cause: err }), { exitCode: CONFIG_ERROR_EXIT_CODE });
+    }
+    lifecycle.onShutdown("release the node's task-executor lease", () => lease.release());
     await waitForBucket(bus, "spec-builder", { signal: lifecycle.signal });
     await ensureEventsStream(bus).catch((err: unknown) =>
       logger.warn({ err }, "cannot create the TASK_EVENTS stream; events stay in the outbox until it exists"),

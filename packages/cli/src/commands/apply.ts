@@ -6,6 +6,7 @@ import { updateKey } from "@eve-tasks/bus";
 import { parseConfigInput, readConfigSource } from "../config-input.js";
 import type { CliContext } from "../context.js";
 import { CONFIG_AGENT } from "../load-apps.js";
+import { hubBucketFor, isHub } from "../fleet.js";
 import { withBus } from "../server.js";
 import type { NatsTarget } from "../server.js";
 
@@ -33,18 +34,21 @@ export async function runApply(ctx: CliContext, o: ApplyOptions): Promise<void> 
     return;
   }
   await withBus(o.server, async (bus) => {
+    // Against a fleet's hub, the config goes to its device's controller-<node> (docs/fleet.md).
+    const hub = await isHub(bus);
+    const agent = hub ? await hubBucketFor(bus, config) : CONFIG_AGENT;
     // The controller bucket is the user's own; create it (with the bus's configuration) if missing.
-    await ensureBucket(bus, CONFIG_AGENT);
-    const kv = await bus.bucket(CONFIG_AGENT);
+    if (!hub) await ensureBucket(bus, CONFIG_AGENT);
+    const kv = await bus.bucket(agent);
     const r = await updateKey(
       kv,
-      "controller",
+      agent,
       "AppInstanceConfig",
       config.uuid,
       AppInstanceConfigSchema,
       () => config,
     );
     const note = r.outcome === "unchanged" ? " (unchanged)" : "";
-    ctx.out(`applied ${label} at revision ${r.revision}${note}\n`);
+    ctx.out(`applied ${label}${hub ? ` to ${agent}` : ""} at revision ${r.revision}${note}\n`);
   });
 }

@@ -3,6 +3,7 @@ import { matchApps, unknownAppError } from "../apps.js";
 import type { CliContext } from "../context.js";
 import { appsJson, renderGetTable } from "../get-view.js";
 import { invalidWarnings, loadApps } from "../load-apps.js";
+import { isHub, runHubGet } from "../fleet.js";
 import { withBus } from "../server.js";
 import type { NatsTarget } from "../server.js";
 
@@ -20,7 +21,10 @@ export interface GetOptions {
  * no status yet shows state `-`. Invalid stored values are warned about on stderr.
  */
 export async function runGet(ctx: CliContext, o: GetOptions): Promise<void> {
-  const loaded = await withBus(o.server, loadApps);
+  const loaded = await withBus(o.server, async (bus) =>
+    (await isHub(bus)) ? runHubGet(ctx, bus, o).then(() => undefined) : loadApps(bus),
+  );
+  if (loaded === undefined) return; // a hub's table, printed by runHubGet
   let apps = loaded.apps;
   if (o.app !== undefined) {
     apps = matchApps(loaded.apps, o.app);

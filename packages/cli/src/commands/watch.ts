@@ -7,6 +7,7 @@ import { refersTo } from "../apps.js";
 import type { CliContext } from "../context.js";
 
 import { CONFIG_AGENT, STATUS_AGENT } from "../load-apps.js";
+import { isHub, runHubWatch } from "../fleet.js";
 import { requireBucket, withBus } from "../server.js";
 import type { NatsTarget } from "../server.js";
 import { sanitize } from "../table.js";
@@ -120,6 +121,7 @@ function reportConnection(bus: Bus, ctx: CliContext, server: string): void {
  */
 export async function runWatch(ctx: CliContext, o: WatchOptions): Promise<void> {
   await withBus(o.server, async (bus) => {
+    if (await isHub(bus)) return runHubWatch(ctx, bus, o);
     await requireBucket(bus, CONFIG_AGENT, o.server);
     await requireBucket(bus, STATUS_AGENT, o.server);
     const w = new Watcher(ctx, o);

@@ -1,0 +1,184 @@
+/**
+ * A lease on a KV key: at most one holder at a time, kept by renewing it with compare-and-set.
+ * The task-executor holds `TaskExecutorLease.<node>` in its own bucket, so a second executor for
+ * the same node (on this machine or another one talking to the same NATS) refuses to start
+ * instead of racing the first over containerd. KV create and update with the expected revision
+ * are atomic in JetStream, so two starting at once cannot both win.
+ *
+ * Who holds a lease that was not released (a crash): on the same host (same boot), the holder's
+ * PID and start time tell at once whether it is still alive; from another host, it is taken over
+ * once it has not been renewed for its TTL.
+ */
+import { z } from "zod";
+import type { Bus } from "./connection.js";
+import { BusError } from "./errors.js";
+import { assertTypeName, assertUserKey, kvKey } from "./keys.js";
+
+/** The value of a lease key. */
+export const LeaseValueSchema = z.object({
+  schemaVersion: z.literal(1),
+  pid: z.number().int(),
+  /** Field 22 of /proc/<pid>/stat: a PID alone is reused. */
+  startTicks: z.number().int().nullable(),
+  host: z.string(),
+  /** /proc/sys/kernel/random/boot_id: a PID means nothing after a reboot. */
+  bootId: z.string(),
+  acquiredAt: z.string(),
+  renewedAt: z.string(),
+  ttlMs: z.number().int().positive(),
+});
+export type LeaseValue = z.infer<typeof LeaseValueSchema>;
+
+/** Who is asking. */
+export interface LeaseClaimant {
+  readonly pid: number;
+  readonly startTicks: number | null;
+  readonly host: string;
+  readonly bootId: string;
+}
+
+/** What to do about an existing lease. */
+export type LeaseDecision = { take: true; why: string } | { take: false; why: string };
+
+/**
+ * Decides whether `me` may take a lease found as `existing` (undefined: none, or a deleted
+ * key), last written `ageMs` ago by the server's clock. `isAlive(pid, startTicks)` checks a
+ * process of this host.
+ */
+export function decideLease(
+  existing: LeaseValue | "unreadable" | undefined,
+  ageMs: number,
+  me: LeaseClaimant,
+  isAlive: (pid: number, startTicks: number | null) => boolean,
+): LeaseDecision {
+  if (existing === undefined) return { take: true, why: "no holder" };
+  if (existing === "unreadable") return { take: true, why: "the lease key held no readable lease" };
+  if (existing.pid === me.pid && existing.bootId === me.bootId && existing.host === me.host)
+    return { take: true, why: "held by this process already" };
+  const held = `pid ${existing.pid} on host ${existing.host}, renewed ${Math.round(ageMs / 1000)} s ago`;
+  if (existing.host === me.host && existing.bootId === me.bootId) {
+    return isAlive(existing.pid, existing.startTicks)
+      ? { take: false, why: `held by ${held}, which is running` }
+      : { take: true, why: `its holder (${held}) is gone` };
+  }
+  if (ageMs > existing.ttlMs) return { take: true, why: `its holder (${held}) stopped renewing it` };
+  return {
+    take: false,
+    why: `held by ${held} (another host or boot: taken over only once not renewed for ${existing.ttlMs / 1000} s)`,
+  };
+}
+
+/** Another holder has the lease. */
+export class LeaseHeldError extends BusError {
+  override name = "LeaseHeldError";
+  constructor(
+    readonly key: string,
+    readonly why: string,
+  ) {
+    super(`lease ${key} ${why}`);
+  }
+}
+
+/** A held lease. */
+export interface Lease {
+  /** Stops renewing and deletes the key if still ours. */
+  release(): Promise<void>;
+}
+
+/** Options of {@link acquireLease}. */
+export interface LeaseOptions {
+  /** The bucket (the claimant's own). */
+  readonly agent: string;
+  /** The table, e.g. `TaskExecutorLease`, and the key, e.g. the node. */
+  readonly type: string;
+  readonly key: string;
+  readonly claimant: LeaseClaimant;
+  readonly isAlive: (pid: number, startTicks: number | null) => boolean;
+  /** Default 15 s; renewed every third of it. */
+  readonly ttlMs?: number;
+  /** Called once when a renewal finds someone else holding it (we must stop). */
+  readonly onLost: (why: string) => void;
+}
+
+/**
+ * Takes the lease or throws {@link LeaseHeldError} saying who holds it. While held, renews it
+ * every `ttlMs / 3`; a renewal that cannot reach NATS is retried at the next tick (the lease is
+ * not given up for an outage), one that finds another holder calls `onLost`.
+ */
+export async function acquireLease(bus: Bus, o: LeaseOptions): Promise<Lease> {
+  assertTypeName(o.type);
+  assertUserKey(o.key);
+  const ttlMs = o.ttlMs ?? 15_000;
+  const full = kvKey(o.type, o.key);
+  const kv = await bus.bucket(o.agent);
+  const now = new Date().toISOString();
+  const value = (acquiredAt: string): LeaseValue => ({
+    schemaVersion: 1,
+    ...o.claimant,
+    acquiredAt,
+    renewedAt: new Date().toISOString(),
+    ttlMs,
+  });
+  let taken: number | undefined;
+  for (let attempt = 0; taken === undefined; attempt++) {
+    const e = await kv.get(full);
+    let existing: LeaseValue | "unreadable" | undefined;
+    if (e !== null && e.operation === "PUT") {
+      const parsed = LeaseValueSchema.safeParse(
+        (() => {
+          try {
+            return e.json();
+          } catch {
+            return null;
+          }
+        })(),
+      );
+      existing = parsed.success ? parsed.data : "unreadable";
+    }
+    const ageMs = e === null ? 0 : Math.max(0, Date.now() - e.created.getTime());
+    const d = decideLease(existing, ageMs, o.claimant, o.isAlive);
+    if (!d.take) throw new LeaseHeldError(full, d.why);
+    try {
+      const body = JSON.stringify(value(now));
+      taken = e === null ? await kv.create(full, body) : await kv.update(full, body, e.revision);
+      bus.logger.info({ event: "lease-acquired", key: full, why: d.why }, `lease ${full} taken (${d.why})`);
+    } catch (err) {
+      // Someone wrote it between our read and write: look again (they may be the holder now).
+      if (attempt >= 5) throw err;
+    }
+  }
+  let revision: number = taken;
+  let stopped = false;
+  let lost = false;
+  const timer = setInterval(
+    () => {
+      if (stopped || lost) return;
+      kv.update(full, JSON.stringify(value(now)), revision)
+        .then((r) => {
+          revision = r;
+        })
+        .catch(async (err: unknown) => {
+          if (stopped || lost) return;
+          const e = await kv.get(full).catch(() => undefined);
+          if (e === undefined) {
+            bus.logger.warn({ err, key: full }, "cannot renew the lease (NATS unreachable?); will retry");
+            return;
+          }
+          if (e === null || e.revision !== revision) {
+            lost = true;
+            o.onLost(`lease ${full} was taken by someone else (or removed) while this process held it`);
+          }
+        });
+    },
+    Math.max(100, Math.floor(ttlMs / 3)),
+  );
+  timer.unref();
+  return {
+    async release() {
+      stopped = true;
+      clearInterval(timer);
+      if (lost) return;
+      await kv.delete(full, { previousSeq: revision }).catch(() => undefined);
+    },
+  };
+}
