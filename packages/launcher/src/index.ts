@@ -37,4 +37,8 @@ export type { ViewOutput } from "./console-view.js";
 export { buildBanner } from "./banner.js";
 export type { BannerInfo } from "./banner.js";
 export { isSameProcessAlive, readStartTicks } from "./proc.js";
+export { DEFAULT_UI_PORT, UI_HOST, localWorkersOf, planUiPort } from "./status-page.js";
+export type { UiPortPlan } from "./status-page.js";
+export { planNatsUsers, workerNatsEnv } from "./nats-users.js";
+export type { NatsUsersPlan } from "./nats-users.js";
 export type { ProcessRef } from "./proc.js";
