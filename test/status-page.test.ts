@@ -1,10 +1,14 @@
 // The live status page of `npm start`, in a real browser (Debian's chromium driven by
 // playwright-core): the launcher prints the page's URL; an app applied on the bus shows up
 // RUNNING, then HALTED when it is stopped, without a reload; an app whose displayName is markup
-// shows it as text and runs none of it; the page reads as the read-only viewer. A screenshot is
+// shows it as text and runs none of it; the page reads as the read-only viewer, which finds the
+// NATS services answering $SRV.INFO and links their metrics. A screenshot is
 // saved under test-artifacts/status-page/ (its path is printed).
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { Svcm } from "@nats-io/services";
+import { connect } from "@nats-io/transport-node";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, subscribe } from "@eve-tasks/bus";
@@ -97,6 +101,29 @@ describe("the live status page", () => {
         .filter({ hasText: String(pid) })
         .waitFor({ timeout: 10_000 });
     }
+
+    // A NATS service (as the workers offer theirs, `eve-tasks-<worker>` with node, version and
+    // metrics in its $SRV.INFO), registered here as admin: the viewer's $SRV.INFO finds it.
+    const admin = await connect({
+      servers: launcher!.natsUrl,
+      user: "admin",
+      pass: readFileSync(launcher!.passwordFile("admin"), "utf8").trim(),
+      inboxPrefix: "_INBOX_admin",
+    });
+    const service = await new Svcm(admin).add({
+      name: "eve-tasks-page-test",
+      version: "9.8.7",
+      metadata: { node: "local", metrics: "http://127.0.0.1:9464/metrics" },
+    });
+    const serviceRow = page.locator(`#workers tr[data-key="page-test"]`);
+    await serviceRow.locator("td.replicas").filter({ hasText: /^1$/ }).waitFor({ timeout: 20_000 });
+    expect(await serviceRow.locator("td.metrics a").getAttribute("href")).toBe(
+      "http://127.0.0.1:9464/metrics",
+    );
+    expect(await serviceRow.locator("td.metrics").textContent()).toContain("local 9.8.7");
+    await service.stop();
+    await admin.close();
+    await serviceRow.waitFor({ state: "detached", timeout: 20_000 });
 
     const uuid = randomUUID();
     const kv = await bus!.bucket("controller");
