@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { followEvents } from "@eve-tasks/bus";
+import { followEvents, readEvents } from "@eve-tasks/bus";
 import type { Bus, EventFollower } from "@eve-tasks/bus";
 import { eventSubject } from "@eve-tasks/schemas";
 import type { TaskEvent, TaskEventInput } from "@eve-tasks/schemas";
@@ -52,5 +52,42 @@ describe("followEvents", () => {
       ["exited", "two"],
       ["exited", "four"],
     ]);
+  });
+});
+
+describe("readEvents({ recent })", () => {
+  it("starts that many stream sequences before the end, without a pass over the stream", async () => {
+    const bus = await testBus("events-recent-test");
+    try {
+      const uuid = randomUUID();
+      const seqs: number[] = [];
+      for (const message of ["one", "two", "three", "four", "five"]) {
+        const ack = await bus.js.publish(
+          eventSubject(uuid),
+          JSON.stringify({
+            schemaVersion: 1,
+            uuid,
+            type: "started",
+            time: new Date().toISOString(),
+            message,
+          }),
+        );
+        seqs.push(ack.seq);
+      }
+      const got: { seq: number; message: string }[] = [];
+      for await (const { seq, event } of readEvents(bus, { recent: 3 }))
+        got.push({ seq, message: event.message });
+      // Other tests may publish meanwhile (one shared server): what comes is at most the last 3,
+      // and never this app's first two.
+      expect(got.length).toBeGreaterThan(0);
+      expect(got.length).toBeLessThanOrEqual(3);
+      expect(got.every((g) => g.seq > seqs[1]!)).toBe(true);
+      expect(got.map((g) => g.message)).not.toContain("two");
+      await expect(readEvents(bus, { recent: 3, uuid }).next()).rejects.toThrow(
+        /`recent` reads every app's events/,
+      );
+    } finally {
+      await bus.drain();
+    }
   });
 });

@@ -92,6 +92,13 @@ export interface ReadEventsOptions {
   follow?: boolean;
   /** Only the last `last` stored events (per the filter). */
   last?: number;
+  /**
+   * Start at most this many stream sequence numbers before the end (every app's events only;
+   * exclusive with `last`): the recent events at the cost of one stream info, where `last`
+   * counts exactly with a pass over the stream. Fewer when events in that range were removed
+   * (the per-app limit). For a page that shows an app's latest few events.
+   */
+  recent?: number;
   /** Ends the iteration (also in follow mode). */
   signal?: AbortSignal;
 }
@@ -105,10 +112,19 @@ export async function* readEvents(bus: Bus, options: ReadEventsOptions = {}): As
   const filter = options.uuid ? eventSubject(options.uuid) : EVENTS_SUBJECTS;
   let startSeq = 1;
   let stored = 0;
-  const info = await bus.jsm.streams.info(EVENTS_STREAM, { subjects_filter: filter });
-  const counts = info.state.subjects ?? {};
-  for (const n of Object.values(counts)) stored += n;
-  if (options.last !== undefined && stored > options.last) {
+  if (options.recent !== undefined) {
+    if (options.uuid !== undefined || options.last !== undefined)
+      throw new RangeError("readEvents: `recent` reads every app's events and excludes `last`");
+    // No per-subject counts: with every app's subject they would list every app.
+    const { state } = await bus.jsm.streams.info(EVENTS_STREAM);
+    startSeq = Math.max(state.first_seq, state.last_seq - options.recent + 1, 1);
+    stored = state.messages === 0 ? 0 : Math.min(state.messages, state.last_seq - startSeq + 1);
+  } else {
+    const info = await bus.jsm.streams.info(EVENTS_STREAM, { subjects_filter: filter });
+    const counts = info.state.subjects ?? {};
+    for (const n of Object.values(counts)) stored += n;
+  }
+  if (options.recent === undefined && options.last !== undefined && stored > options.last) {
     // Skip to the first of the last N: count back from the end through the per-subject
     // totals is not possible, so read sequence numbers with a headers-only pass.
     startSeq = await nthFromEnd(bus, filter, stored - options.last);

@@ -137,7 +137,10 @@ function durableTakeover(stream: string, durable: string, viaDomains: boolean): 
   return [...paths.map(api), ...(viaDomains ? paths.map(domainApi) : [])];
 }
 
-/** The read-only JetStream API over every stream (controller and viewer), also through domains. */
+/**
+ * The read-only JetStream API over every stream (controller and viewer), also through domains,
+ * and asking the NATS services who they are (the status page's workers table).
+ */
 export function readEverything(): SubjectGroup[] {
   const paths = [
     "INFO",
@@ -160,6 +163,10 @@ export function readEverything(): SubjectGroup[] {
       subjects: paths.map(api),
     },
     { why: "flow control of its watches", subjects: ["$JS.FC.>"] },
+    {
+      why: "service discovery: $SRV.PING, $SRV.INFO, $SRV.STATS (of all, of a service, of one instance); replies to its own inbox",
+      subjects: ["PING", "INFO", "STATS"].flatMap((verb) => [`$SRV.${verb}`, `$SRV.${verb}.>`]),
+    },
     {
       why: "the same through a device's JetStream domain (a hub-side client of a leaf node)",
       subjects: paths.map(domainApi),

@@ -254,7 +254,9 @@ function readTextOr(path: string, fallback: string): string {
  * Debian packages the test suite needs besides the system's own: a static busybox (task root
  * filesystems), containerd's API protos (checked against `proto/`), a registry, skopeo, zstd and
  * openssl (the registry and image tests); qemu and cpio (the VM tests: the built-in tools image and
- * the guests' initramfs).
+ * the guests' initramfs); chromium (the status page's browser test, driven by playwright-core);
+ * docker.io (the test kit's nats-server in a container, through testcontainers); python3 (the
+ * standard-library NATS client of examples/clients). Never installed by `npm start`.
  */
 export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "busybox-static",
@@ -265,6 +267,9 @@ export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "openssl",
   "qemu-system-x86",
   "cpio",
+  "chromium",
+  "docker.io",
+  "python3",
 ];
 
 /** Which of `packages` dpkg does not list as installed (all of them when dpkg is missing). */

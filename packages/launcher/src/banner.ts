@@ -21,6 +21,8 @@ export interface BannerInfo {
   readonly workers: readonly string[];
   readonly missingWorkers: readonly string[];
   readonly keepTasks: boolean;
+  /** The live status page, when it is served. */
+  readonly statusPageUrl?: string | null;
 }
 
 /** Where the workers and `eve-tasks` look for NATS when NATS_URL is not set. */
@@ -42,6 +44,9 @@ export function buildBanner(b: BannerInfo): string {
     `  run dir        ${b.runDir}  (sockets; worker liveness files in health/)`,
     `  logs           ${b.logDir}  (launcher.log, <worker>.log)`,
     `  state file     ${b.stateFile}  (every PID the launcher owns)`,
+    ...(b.statusPageUrl
+      ? [`  status page    ${b.statusPageUrl}  (live: apps, workers, seeds, networks)`]
+      : []),
     ...(dir === null
       ? []
       : [`  NATS users     passwords in ${dir}  (<user>.password, root only; the eve-tasks CLI finds them)`]),

@@ -1,5 +1,5 @@
 /** The launcher's environment: the workers' base, except that NATS_URL and CONTAINERD_ADDRESS have no default. */
-import { baseWorkerEnv, envPath } from "@eve-tasks/runtime";
+import { baseWorkerEnv, envInt, envPath } from "@eve-tasks/runtime";
 import { z } from "zod";
 
 /** Unset NATS_URL / CONTAINERD_ADDRESS mean "start a private one". */
@@ -23,6 +23,11 @@ export const launcherEnvSchema = z.object({
   EVE_HUB_LEAF_URL: z.string().min(1).optional(),
   /** The leaf user's password when EVE_HUB_LEAF_URL has none; default <EVE_DATA_DIR>/nats-credentials/hub-leaf.password. */
   EVE_HUB_LEAF_PASSWORD_FILE: envPath().optional(),
+  /**
+   * The status page's port on 127.0.0.1: unset = DEFAULT_UI_PORT (any free port when that is
+   * taken), 0 = any free port, `off` = no page.
+   */
+  EVE_UI_PORT: z.union([z.literal("off"), envInt({ min: 0, max: 65535 })]).optional(),
 });
 
 /** The launcher's config. */

@@ -58,6 +58,7 @@ import type { NatsUsersPlan } from "./nats-users.js";
 import { portIsFree } from "./port-probe.js";
 import { readStartTicks } from "./proc.js";
 import { StateFileWriter, stateFilePath } from "./state-file.js";
+import { localWorkersOf, startStatusPage } from "./status-page.js";
 import type { LauncherPhase, LauncherStateRecord, WorkerRecord } from "./state-file.js";
 import { STALE_HEARTBEAT_MS, formatHeartbeat, formatWorkerLine, workerHeader } from "./status-format.js";
 import { takeOver } from "./take-over.js";
@@ -571,6 +572,24 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     phase = "running";
     save();
 
+    // The live status page (127.0.0.1:EVE_UI_PORT), read as the read-only viewer.
+    const ui = await startStatusPage({
+      configuredPort: config.EVE_UI_PORT,
+      natsUrl,
+      natsUsers,
+      node: config.EVE_NODE,
+      logger,
+      localWorkers: () =>
+        localWorkersOf(
+          supervisors.map((w) => w.snapshot()),
+          (w) => heartbeatOf(w)?.ageMs,
+        ),
+    });
+    if ("page" in ui) {
+      lifecycle.onShutdown("stop the status page", () => ui.page.close());
+      for (const n of ui.notes) say(`note: ${n}`);
+    } else say(ui.reason);
+
     view.print(
       buildBanner({
         launcherPid: process.pid,
@@ -589,6 +608,7 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
         workers: plan.processes.map((w) => w.name),
         missingWorkers: discovery.missing,
         keepTasks: args.keepTasks,
+        statusPageUrl: "page" in ui ? ui.page.url : null,
       }),
     );
 
