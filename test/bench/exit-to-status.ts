@@ -1,5 +1,5 @@
 // Scenario (exit): an anchor killed with SIGKILL → a TaskStatus subscriber sees the exit
-// (taskId 0, signal SIGKILL), median and p95 over N kills; target median ≤ 100 ms. The baseline
+// (taskId 0, signal SIGKILL), median and p95 over N kills; target median ≤ 20 ms. The baseline
 // is the rawest notice a client can have: containerd's Tasks.Wait returning for a bare task
 // killed the same way, in the same run.
 import { randomUUID } from "node:crypto";
@@ -14,7 +14,7 @@ import { equivalentSpec } from "./publish-to-running.js";
 import { median, nowMs, percentile, r1, r3 } from "./stats.js";
 import type { ScenarioResult } from "./result.js";
 
-const TARGET_MEDIAN_MS = 100;
+const TARGET_MEDIAN_MS = 20;
 
 export interface ExitToStatusOptions {
   n: number;
