@@ -61,13 +61,19 @@ export async function exitToStatus(env: BenchEnv, o: ExitToStatusOptions): Promi
       stdout: logUri,
       stderr: logUri,
     });
-    const exited = c.tasks.wait(id);
+    // Settled now, awaited after the kill: a wait that fails meanwhile (containerd overloaded) is
+    // that round's error, not an unhandled rejection that ends the bench before its teardown.
+    const exited = c.tasks.wait(id).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
     await c.tasks.start(id);
     await sleep(o.settleMs);
     const t0 = nowMs();
     process.kill(pid, "SIGKILL");
-    await exited;
+    const waitError = await exited;
     const t1 = nowMs();
+    if (waitError) throw waitError;
     await c.tasks.delete(id);
     await c.containers.delete(id);
     return t1 - t0;
