@@ -1,6 +1,8 @@
 // Scenario (b): N apps published at once until all are RUNNING, against N parallel `ctr run -d`
 // on the same containerd (another namespace), same rootfs directory, memory limit, CPU quota,
-// cgroup layout and log file. Rounds alternate which side goes first; cleanup between, not timed.
+// cgroup layout and log file. Ours is timed from the first KV put to the last RUNNING a plain
+// NATS subscriber (a core subscription to the status subjects, JSON.parse only) sees. Rounds
+// alternate which side goes first; cleanup between, not timed.
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
@@ -15,7 +17,7 @@ import { median, medians, nowMs, percentile, r1, r3 } from "./stats.js";
 import type { ScenarioResult } from "./result.js";
 
 const MiB = 2 ** 20;
-const TARGET = 1.0;
+const TARGET = 0.9;
 
 export interface BurstOptions {
   apps: number;
@@ -52,7 +54,7 @@ export async function burst(env: BenchEnv, o: BurstOptions): Promise<ScenarioRes
     const t0 = nowMs();
     await Promise.all(uuids.map((u, i) => env.configs.publish(u, configs[i]!)));
     const tPublished = nowMs();
-    const running = await Promise.all(uuids.map((u) => env.seen.when(u, "RUNNING", timeoutMs)));
+    const running = await Promise.all(uuids.map((u) => env.seen.when(u, "plain:RUNNING", timeoutMs)));
     const tcs = uuids.map((u) => env.seen.time(u, "taskconfig") ?? NaN);
     const cpu1 = await cpuSnapshot(cpuTargets);
     const round: Round = {
@@ -170,6 +172,8 @@ export async function burst(env: BenchEnv, o: BurstOptions): Promise<ScenarioRes
     target: `<=${TARGET}`,
     met: ratio <= TARGET,
     baseline: `${o.apps} parallel \`ctr run -d --rootfs\` in namespace ${CTR_NAMESPACE}`,
+    // Each round's ours / the baseline's of the same round: the spread of the ratio.
+    ratioPerRound: oursWall.map((w, i) => r3(w / baseWall[i]!)),
     wallMs: oursWall.map(r1),
     baselineWallMs: baseWall.map(r1),
     perApp: {

@@ -186,6 +186,17 @@ export interface BenchEnv {
    * `extraEnv` on top of its environment; resolves with the new process.
    */
   restartWorker(name: string, extraEnv?: Record<string, string>): Promise<ManagedProcess>;
+  /** Stops worker `name` (SIGTERM) and leaves it stopped until {@link BenchEnv.startWorker}. */
+  stopWorker(name: string): Promise<void>;
+  /** Starts stopped worker `name` again, with `extraEnv` on top of its environment. */
+  startWorker(name: string, extraEnv?: Record<string, string>): Promise<ManagedProcess>;
+  /**
+   * Starts one more process of worker `name` (a replica), logging to `logs/<label>.log`; the
+   * caller stops it (by its PID, through the returned process).
+   */
+  spawnExtra(name: string, label: string, extraEnv?: Record<string, string>): Promise<ManagedProcess>;
+  /** The environment the workers run with (NATS_URL, CONTAINERD_ADDRESS, EVE_*). */
+  readonly childEnv: Readonly<NodeJS.ProcessEnv>;
   /** Where worker `name` logs (appended across restarts). */
   workerLogFile(name: string): string;
   /** Removes every task and container, stops what was started, removes the temp dir. Idempotent. */
@@ -387,6 +398,23 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         onDelete: (key) => seen.mark(key, "deleted", nowMs()),
       }),
     );
+    // The same statuses as a plain NATS subscriber sees them (a core subscription to the KV
+    // subjects, JSON.parse and nothing else): any client can watch that way, and it is what the
+    // burst scenarios time. Marked as "plain:<state>".
+    const plainPrefix = "$KV.task-executor.TaskStatus.";
+    const plain = bus.nc.subscribe(`${plainPrefix}>`, {
+      callback: (err, msg) => {
+        if (err || msg.data.length === 0) return;
+        const t = nowMs();
+        const v = JSON.parse(new TextDecoder().decode(msg.data)) as { state?: unknown };
+        if (typeof v.state === "string")
+          seen.mark(msg.subject.slice(plainPrefix.length), `plain:${v.state}`, t);
+      },
+    });
+    cleanups.push({
+      name: "close the plain status subscription",
+      fn: () => Promise.resolve(plain.unsubscribe()),
+    });
     // When each TaskConfig arrives, for the breakdown, only when tracing: even a bare KV watch
     // (no decoding) is one more process woken, and one more delivery by nats-server, at the very
     // moment the executor receives the TaskConfig on 2 cores; the untraced runs measure without it.
@@ -435,23 +463,55 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       stopTimeoutMs: 5000,
     });
 
-    const restartWorker = async (
+    const workerArgs = (name: string): string[] => {
+      const entry = (entries as Record<string, string>)[name];
+      if (entry === undefined) throw new Error(`no worker ${name}`);
+      return [entry];
+    };
+    const stopWorker = async (name: string): Promise<void> => {
+      const w = workers.find((x) => x.name === name);
+      if (!w) throw new Error(`no worker ${name}`);
+      await w.proc.stop({ graceMs: 15_000 });
+    };
+    const startWorker = async (
       name: string,
       extraEnv: Record<string, string> = {},
     ): Promise<ManagedProcess> => {
       const w = workers.find((x) => x.name === name);
       if (!w) throw new Error(`no worker ${name}`);
-      await w.proc.stop({ graceMs: 15_000 });
+      if (!w.proc.hasExited()) throw new Error(`${name} (PID ${w.proc.pid}) is still running`);
       w.proc = await spawnLogged({
         command: process.execPath,
-        args: [WORKER_ENTRIES[name as keyof typeof WORKER_ENTRIES]],
+        args: workerArgs(name),
         logFile: join(logsDir, `${name}.log`),
         env: { ...childEnv, ...extraEnv },
         cwd: REPO,
       });
       pids[name] = w.proc.pid;
-      log(`${name} restarted: PID ${w.proc.pid}`);
+      log(`${name} started: PID ${w.proc.pid}`);
       return w.proc;
+    };
+    const restartWorker = async (
+      name: string,
+      extraEnv: Record<string, string> = {},
+    ): Promise<ManagedProcess> => {
+      await stopWorker(name);
+      return startWorker(name, extraEnv);
+    };
+    const spawnExtra = async (
+      name: string,
+      label: string,
+      extraEnv: Record<string, string> = {},
+    ): Promise<ManagedProcess> => {
+      const proc = await spawnLogged({
+        command: process.execPath,
+        args: workerArgs(name),
+        logFile: join(logsDir, `${label}.log`),
+        env: { ...childEnv, ...extraEnv },
+        cwd: REPO,
+      });
+      log(`${label} (${name}) PID ${proc.pid}`);
+      return proc;
     };
 
     const assertWorkersAlive = async (): Promise<void> => {
@@ -483,6 +543,10 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       traced: options.trace,
       assertWorkersAlive,
       restartWorker,
+      stopWorker,
+      startWorker,
+      spawnExtra,
+      childEnv,
       workerLogFile: (name: string) => join(logsDir, `${name}.log`),
       teardown,
     };

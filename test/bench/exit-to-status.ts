@@ -1,5 +1,5 @@
 // Scenario (exit): an anchor killed with SIGKILL → a TaskStatus subscriber sees the exit
-// (taskId 0, signal SIGKILL), median and p95 over N kills; target median ≤ 100 ms. The baseline
+// (taskId 0, signal SIGKILL), median and p95 over N kills; target median ≤ 20 ms. The baseline
 // is the rawest notice a client can have: containerd's Tasks.Wait returning for a bare task
 // killed the same way, in the same run.
 import { randomUUID } from "node:crypto";
@@ -14,7 +14,7 @@ import { equivalentSpec } from "./publish-to-running.js";
 import { median, nowMs, percentile, r1, r3 } from "./stats.js";
 import type { ScenarioResult } from "./result.js";
 
-const TARGET_MEDIAN_MS = 100;
+const TARGET_MEDIAN_MS = 20;
 
 export interface ExitToStatusOptions {
   n: number;
@@ -61,13 +61,19 @@ export async function exitToStatus(env: BenchEnv, o: ExitToStatusOptions): Promi
       stdout: logUri,
       stderr: logUri,
     });
-    const exited = c.tasks.wait(id);
+    // Settled now, awaited after the kill: a wait that fails meanwhile (containerd overloaded) is
+    // that round's error, not an unhandled rejection that ends the bench before its teardown.
+    const exited = c.tasks.wait(id).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
     await c.tasks.start(id);
     await sleep(o.settleMs);
     const t0 = nowMs();
     process.kill(pid, "SIGKILL");
-    await exited;
+    const waitError = await exited;
     const t1 = nowMs();
+    if (waitError) throw waitError;
     await c.tasks.delete(id);
     await c.containers.delete(id);
     return t1 - t0;

@@ -3,7 +3,8 @@
 // table on stderr. Self-contained: its own nats-server, containerd, workers and rootfs in a temp
 // dir, all stopped and removed at the end (containers first). Needs root, like the e2e tests.
 //
-// Knobs (environment): BENCH_SCENARIOS=a,b  BENCH_N=300  BENCH_WARMUP=3  BENCH_APPS=100
+// Knobs (environment): BENCH_SCENARIOS=a,b,exit,proc-monitor,density,throughput,pull  BENCH_N=300
+// BENCH_WARMUP=3  BENCH_APPS=20,40,100 (one burst scenario per size)
 // BENCH_ROUNDS=5  BENCH_SETTLE_MS=50  BENCH_LOG_LEVEL=warn  BENCH_KEEP=1 (keep the temp dir)
 // BENCH_STRICT=1 (exit 1 when a target is missed)  BENCH_TRACE=1 (profile the workers' calls in
 // scenario (a): see trace-hooks.ts; it perturbs what it measures a little).
@@ -16,8 +17,13 @@
 // BENCH_TAX_SETTLE_MS=3000.
 // Scenario fleet (not run unless named; its own hub and devices, see fleet.ts):
 // BENCH_FLEET_SIZES=5,10,20 BENCH_FLEET_ROUNDS=3 BENCH_FLEET_IDLE_S=20.
+// Scenario density (idle tasks under the real launcher): BENCH_DENSITY_TASKS=500
+// BENCH_DENSITY_SECONDS=60 BENCH_DENSITY_SETTLE_S=20.
+// Scenario throughput (spec-builder configs/s, 1 vs 2 replicas): BENCH_SB_CONFIGS=3000 BENCH_SB_ROUNDS=3.
 import { workerNodeOptions } from "@eve-tasks/launcher";
 import { burst } from "./burst.js";
+import { density } from "./density.js";
+import { specBuilderThroughput } from "./spec-builder-throughput.js";
 import { executorResync } from "./executor-resync.js";
 import { exitToStatus } from "./exit-to-status.js";
 import { fleetBench } from "./fleet.js";
@@ -40,13 +46,23 @@ function intEnv(name: string, def: number, min = 1): number {
   return n;
 }
 
+function intListEnv(name: string, def: readonly number[]): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return [...def];
+  const xs = raw.split(",").map((x) => Number(x.trim()));
+  if (xs.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${name}: integers >= 1, got ${raw}`);
+  return xs;
+}
+
+const DEFAULT_SCENARIOS = "a,b,exit,proc-monitor,density,throughput,pull";
+
 const opts = {
-  scenarios: new Set((process.env.BENCH_SCENARIOS ?? "a,b,pull").split(",").map((s) => s.trim())),
+  scenarios: new Set((process.env.BENCH_SCENARIOS ?? DEFAULT_SCENARIOS).split(",").map((s) => s.trim())),
   // (a)'s samples spread with Tasks.Create (45–90 ms here): at 60 a side one run's ratio could
   // be ±0.05 off from sampling alone, at 600 ±0.02 (its bootstrap interval says so each run).
   n: intEnv("BENCH_N", 300),
   warmup: intEnv("BENCH_WARMUP", 3, 0),
-  apps: intEnv("BENCH_APPS", 100),
+  apps: intListEnv("BENCH_APPS", [20, 40, 100]),
   rounds: intEnv("BENCH_ROUNDS", 5),
   settleMs: intEnv("BENCH_SETTLE_MS", 50, 0),
   logLevel: process.env.BENCH_LOG_LEVEL ?? "warn",
@@ -88,10 +104,20 @@ async function main(): Promise<number> {
     return 2;
   }
   for (const s of opts.scenarios) {
-    if (!["a", "b", "exit", "resync", "proc-monitor", "pull", "vm", "tax", "fleet"].includes(s))
-      throw new Error(
-        `BENCH_SCENARIOS: unknown scenario ${s} (a, b, exit, resync, proc-monitor, pull, vm, tax, fleet)`,
-      );
+    const known = [
+      "a",
+      "b",
+      "exit",
+      "resync",
+      "proc-monitor",
+      "density",
+      "throughput",
+      "pull",
+      "vm",
+      "tax",
+      "fleet",
+    ];
+    if (!known.includes(s)) throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (${known.join(", ")})`);
   }
   const started = nowMs();
   let env: BenchEnv | undefined;
@@ -147,9 +173,11 @@ async function main(): Promise<number> {
         await e.configs.unpublish(uuid);
         await e.seen.when(uuid, "deleted", 60_000);
       }
-      const r = await burst(needEnv(), { apps: opts.apps, rounds: opts.rounds, settleMs: opts.settleMs });
-      results.push(r);
-      process.stdout.write(`${JSON.stringify(r)}\n`);
+      for (const apps of opts.apps) {
+        const r = await burst(needEnv(), { apps, rounds: opts.rounds, settleMs: opts.settleMs });
+        results.push(r);
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+      }
     }
     if (opts.scenarios.has("exit")) {
       const r = await exitToStatus(needEnv(), {
@@ -177,6 +205,24 @@ async function main(): Promise<number> {
           process.env.BENCH_PM_NODE_ARGS === undefined
             ? workerNodeOptions("proc-monitor")
             : process.env.BENCH_PM_NODE_ARGS.split(" ").filter((a) => a !== ""),
+      });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("density")) {
+      const r = await density(needEnv(), {
+        tasks: intEnv("BENCH_DENSITY_TASKS", 500),
+        measureMs: intEnv("BENCH_DENSITY_SECONDS", 60) * 1000,
+        sliceMs: 5000,
+        settleMs: intEnv("BENCH_DENSITY_SETTLE_S", 20, 0) * 1000,
+      });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("throughput")) {
+      const r = await specBuilderThroughput(needEnv(), {
+        configs: intEnv("BENCH_SB_CONFIGS", 3000),
+        rounds: intEnv("BENCH_SB_ROUNDS", 3),
       });
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);

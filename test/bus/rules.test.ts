@@ -1,7 +1,8 @@
 // The bus's pure decisions: the ordering rule, the outbox's compaction rule, the back-off policy.
 import { describe, expect, it } from "vitest";
+import { backoffDelayMs } from "@eve-tasks/backoff";
 import {
-  backoffDelayMs,
+  CAS_BACKOFF,
   keepAliveIntervalMs,
   parseConfigRevision,
   planDelete,
@@ -69,11 +70,11 @@ describe("the outbox's compaction rule", () => {
 });
 
 describe("back-off", () => {
-  it("doubles up to the cap, with jitter within [0, delay]", () => {
-    const p = { firstMs: 100, maxMs: 1000 };
-    expect([0, 1, 2, 3, 4, 50].map((a) => backoffDelayMs(a, p))).toEqual([100, 200, 400, 800, 1000, 1000]);
-    expect(backoffDelayMs(3, { ...p, jitter: true }, () => 0.5)).toBe(400);
-    expect(backoffDelayMs(3, { ...p, jitter: true }, () => 0)).toBe(0);
+  it("spreads compare-and-set retries over [0, delay], doubling from 5 ms up to 200 ms", () => {
+    expect(backoffDelayMs(3, CAS_BACKOFF, () => 0)).toBe(20);
+    expect(backoffDelayMs(3, CAS_BACKOFF, () => 0.5)).toBe(10);
+    expect(backoffDelayMs(3, CAS_BACKOFF, () => 0.999999)).toBe(0);
+    expect(backoffDelayMs(50, CAS_BACKOFF, () => 0)).toBe(200);
   });
 
   it("keeps a delivery alive three times per ack wait", () => {

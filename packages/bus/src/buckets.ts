@@ -3,8 +3,8 @@ import type { StreamConfig, StreamInfo } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { setTimeout as sleep } from "node:timers/promises";
 import { EVENTS_STREAM, agents } from "@eve-tasks/schemas";
-import { backoffDelayMs } from "./backoff.js";
-import type { BackoffPolicy } from "./backoff.js";
+import { backoffDelayMs } from "@eve-tasks/backoff";
+import type { BackoffPolicy } from "@eve-tasks/backoff";
 import type { Bus } from "./connection.js";
 import { ConfigMismatchError } from "./errors.js";
 import { streamOf } from "./keys.js";
@@ -113,7 +113,7 @@ export async function ensureEventsStream(bus: Bus): Promise<void> {
 }
 
 /** Between looks for a bucket that does not exist yet: from `intervalMs`, doubling up to 5 s. */
-const BUCKET_WAIT: BackoffPolicy = { firstMs: 1000, maxMs: 5000 };
+const BUCKET_WAIT: BackoffPolicy = { initialMs: 1000, maxMs: 5000 };
 
 /**
  * Waits until `agent`'s bucket exists with the bus's configuration: for a bucket this worker
@@ -126,7 +126,7 @@ export async function waitForBucket(
   agent: string,
   options: { intervalMs?: number; signal?: AbortSignal } = {},
 ): Promise<void> {
-  const policy = { ...BUCKET_WAIT, firstMs: options.intervalMs ?? BUCKET_WAIT.firstMs };
+  const policy = { ...BUCKET_WAIT, initialMs: options.intervalMs ?? BUCKET_WAIT.initialMs };
   let said = false;
   for (let attempt = 0; ; attempt++) {
     const existing = await streamInfo(bus, streamOf(agent));
@@ -143,6 +143,6 @@ export async function waitForBucket(
       said = true;
     }
     options.signal?.throwIfAborted();
-    await sleep(backoffDelayMs(attempt, policy), undefined, { signal: options.signal });
+    await sleep(backoffDelayMs(attempt + 1, policy), undefined, { signal: options.signal });
   }
 }

@@ -5,8 +5,8 @@ import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TaskEventSchema, encodeValue, eventSubject } from "@eve-tasks/schemas";
 import type { TaskEventInput } from "@eve-tasks/schemas";
-import { backoffDelayMs } from "./backoff.js";
-import type { BackoffPolicy } from "./backoff.js";
+import { backoffDelayMs } from "@eve-tasks/backoff";
+import type { BackoffPolicy } from "@eve-tasks/backoff";
 import type { Bus } from "./connection.js";
 import { OutboxClosedError, OutboxWriteError } from "./errors.js";
 
@@ -53,9 +53,9 @@ export const OUTBOX_DEFAULTS = {
   publishTimeoutMs: 5000,
   compactAtBytes: 1024 * 1024,
   /** Between attempts to send the oldest pending event while NATS does not acknowledge it. */
-  sendRetry: { firstMs: 100, maxMs: 5000 } satisfies BackoffPolicy,
+  sendRetry: { initialMs: 100, maxMs: 5000 } satisfies BackoffPolicy,
   /** Between attempts to compact after one failed (a full disk). */
-  compactRetry: { firstMs: 1000, maxMs: 5 * 60_000 } satisfies BackoffPolicy,
+  compactRetry: { initialMs: 1000, maxMs: 5 * 60_000 } satisfies BackoffPolicy,
 } as const;
 
 /**
@@ -290,7 +290,7 @@ export class Outbox {
         await this.#rewrite();
         this.#compactFailures = 0;
       } catch (err) {
-        const retryInMs = backoffDelayMs(this.#compactFailures++, OUTBOX_DEFAULTS.compactRetry);
+        const retryInMs = backoffDelayMs(++this.#compactFailures, OUTBOX_DEFAULTS.compactRetry);
         this.#compactNotBefore = Date.now() + retryInMs;
         this.#bus.logger.warn(
           { event: "outbox-compaction-failed", file: this.#file, err: (err as Error).message, retryInMs },
@@ -358,7 +358,7 @@ export class Outbox {
         });
       } catch (err) {
         if (this.#closed) break;
-        const retryInMs = backoffDelayMs(failures++, OUTBOX_DEFAULTS.sendRetry);
+        const retryInMs = backoffDelayMs(++failures, OUTBOX_DEFAULTS.sendRetry);
         this.#bus.logger.warn(
           { event: "outbox-retry", err: (err as Error).message, pending: this.#queue.length, retryInMs },
           "event not acknowledged yet; will retry",

@@ -5,7 +5,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { z } from "zod";
 import { decodeValue, encodeValue, encodeValueText } from "@eve-tasks/schemas";
 import type { EncodedValue } from "@eve-tasks/schemas";
-import { CAS_BACKOFF, MAX_CAS_ATTEMPTS, backoffDelayMs } from "./backoff.js";
+import { backoffDelayMs } from "@eve-tasks/backoff";
+import { CAS_BACKOFF, MAX_CAS_ATTEMPTS } from "./backoff.js";
 import type { Bus } from "./connection.js";
 import { PublishError } from "./errors.js";
 import {
@@ -76,7 +77,7 @@ function storedRecordOf(sm: StoredMsg | null): StoredRecord {
 
 /** Waits before compare-and-set retry number `attempt`, so racing replicas do not collide in step. */
 function casPause(attempt: number): Promise<void> {
-  return sleep(backoffDelayMs(attempt, CAS_BACKOFF));
+  return sleep(backoffDelayMs(attempt + 1, CAS_BACKOFF));
 }
 
 /**

@@ -3,7 +3,8 @@ import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { z } from "zod";
 import { canonicalJson, decodeValue, encodeValue } from "@eve-tasks/schemas";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CAS_BACKOFF, MAX_CAS_ATTEMPTS, backoffDelayMs } from "./backoff.js";
+import { backoffDelayMs } from "@eve-tasks/backoff";
+import { CAS_BACKOFF, MAX_CAS_ATTEMPTS } from "./backoff.js";
 import { PublishError } from "./errors.js";
 import { kvKey } from "./keys.js";
 
@@ -77,7 +78,7 @@ export async function updateKey<S extends z.ZodType>(
     } catch (err) {
       if (!isWrongLastSequence(err)) throw err;
       // Another writer got in between: back off a little (with jitter) and redo from its value.
-      await sleep(backoffDelayMs(conflicts, CAS_BACKOFF));
+      await sleep(backoffDelayMs(conflicts + 1, CAS_BACKOFF));
     }
   }
   throw new PublishError(agent, full, `gave up after ${maxAttempts} compare-and-set conflicts; try again`);

@@ -3,8 +3,8 @@ import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { Consumer, ConsumerConfig, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { z } from "zod";
 import { decodeValue } from "@eve-tasks/schemas";
-import { backoffDelayMs } from "./backoff.js";
-import type { BackoffPolicy } from "./backoff.js";
+import { backoffDelayMs } from "@eve-tasks/backoff";
+import type { BackoffPolicy } from "@eve-tasks/backoff";
 import type { Bus } from "./connection.js";
 import { ConfigMismatchError } from "./errors.js";
 import { assertTypeName, bucketSubjectPrefix, kvKey, streamOf } from "./keys.js";
@@ -59,7 +59,7 @@ const REDO_BACKOFF_MS = [1000, 3000] as const;
 const PULL_EXPIRES_MS = 10_000;
 
 /** Between pulls that failed (NATS away, the consumer deleted). */
-const PULL_RETRY: BackoffPolicy = { firstMs: 250, maxMs: 10_000 };
+const PULL_RETRY: BackoffPolicy = { initialMs: 250, maxMs: 10_000 };
 
 /**
  * How often a delivery in hand (waiting for a slot, for its key, or being handled) tells the
@@ -200,7 +200,7 @@ export class WorkQueue<S extends z.ZodType> {
         failures = 0;
       } catch (err) {
         if (this.#stopped) break;
-        const retryInMs = backoffDelayMs(failures++, PULL_RETRY);
+        const retryInMs = backoffDelayMs(++failures, PULL_RETRY);
         this.#bus.logger.warn(
           { err, durable: this.#opts.durable, retryInMs },
           "pulling work failed; will retry",
