@@ -3,7 +3,7 @@ import { z } from "zod";
 import { parseOptions } from "./error-messages.js";
 import { SchemaValidationError, ValueTooLargeError, type ValueContext } from "./errors.js";
 import { findJsonSyntaxProblem } from "./json-syntax.js";
-import { messageTypeNameOf } from "./registry.js";
+import { messageTypeNameOf } from "./message-types.js";
 import { MAX_ACCEPTED_VALUE_BYTES, tooLargeMessage } from "./size.js";
 
 /** Why a received value was refused. */

@@ -29,7 +29,7 @@ export * from "./size.js";
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./json-syntax.js";
-export * from "./registry.js";
+export * from "./message-types.js";
 export * from "./json-schema.js";
 export * from "./vm-annotations.js";
 export * from "./anchor-tax-record.js";

@@ -5,7 +5,7 @@
  * fields are optional. Cross-field rules (e.g. a VM has no root) live only in the zod schemas.
  */
 import { z } from "zod";
-import { messageTypes } from "./registry.js";
+import { messageTypes } from "./message-types.js";
 import { SignalReplySchema } from "./signal-reply.js";
 import { SignalRequestSchema } from "./signal-request.js";
 import { StopTasksReplySchema, StopTasksRequestSchema } from "./stop-tasks.js";

@@ -20,7 +20,7 @@ import {
 } from "../src/index.js";
 import { UUID } from "./fixtures.js";
 
-describe("registry", () => {
+describe("message types", () => {
   it("maps every message type to its publishing agent", () => {
     const owners = Object.fromEntries(Object.entries(messageTypes).map(([type, info]) => [type, info.agent]));
     expect(owners).toEqual({
