@@ -13,3 +13,4 @@ export * from "./ordering.js";
 export * from "./backoff.js";
 export * from "./events.js";
 export * from "./rpc.js";
+export * from "./metrics.js";
