@@ -65,13 +65,13 @@ export const LOG_CHUNK_MAX_BYTES = 45 * 1024;
 export const LOG_WAIT_MAX_MS = 30_000;
 
 /**
- * A position in a task's log that survives rotation: the file's inode (as a decimal string: it
- * may exceed 2^53 on overlay filesystems) and a byte offset in it. Renaming `console.log` to
- * `console.log.1` keeps the inode, so a reader keeps its place; a file rotated out of existence
- * is noticed (the inode is gone) and reported as a gap.
+ * A position in a task's log that survives rotation: which file (its identity, opaque to readers:
+ * `<inode>.<birth time in ns>`, which renaming `console.log` to `console.log.1` keeps and a new
+ * file reusing the inode does not) and a byte offset in it. A file rotated out of existence is
+ * noticed (no file has its identity) and reported as a gap.
  */
 export const LogCursorSchema = z.strictObject({
-  inode: z.string().regex(/^\d{1,20}$/, { error: "must be an inode number as decimal digits" }),
+  file: z.string().regex(/^\d{1,20}\.\d{1,20}$/, { error: "must be a file identity from a LogsReply" }),
   offset: NonNegativeIntSchema,
 });
 
