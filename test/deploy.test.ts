@@ -708,7 +708,8 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
       bus: bus["hypervisor-seed-fetcher"],
       logger: pino({ level: "silent" }),
       node: "local",
-      seeds: new SeedStore({ dataDir: join(dir, "data"), durable: false }),
+      // The tools image is a local OCI layout of the test: layouts are read only from these roots.
+      seeds: new SeedStore({ dataDir: join(dir, "data"), durable: false, ociLayoutRoots: [layout.dir] }),
     });
     try {
       const seeds = new Publication(bus.viewer, {

@@ -165,6 +165,8 @@ beforeAll(async () => {
     EVE_VOLUME_ROOTS: join(dir, "volumes"),
     EVE_NODE_MEMORY_MIB: "2048",
     EVE_INSECURE_REGISTRIES: registry.host,
+    // The tools image is a local OCI layout of the test: layouts are read only from these roots.
+    EVE_OCI_LAYOUT_ROOTS: join(dir, "layout"),
     EVE_METRICS_INTERVAL_MS: "500",
     LOG_LEVEL: "debug",
   };
