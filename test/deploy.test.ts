@@ -708,7 +708,7 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
       bus: bus["hypervisor-seed-fetcher"],
       logger: pino({ level: "silent" }),
       node: "local",
-      // The tools image is a local OCI layout of the test: layouts are read only from these roots.
+      // The tools image is the test's own OCI layout (oci: refs must be under these roots).
       seeds: new SeedStore({ dataDir: join(dir, "data"), durable: false, ociLayoutRoots: [layout.dir] }),
     });
     try {

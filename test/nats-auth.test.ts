@@ -163,10 +163,10 @@ beforeAll(async () => {
     EVE_DATA_DIR: dataDir,
     EVE_RUN_DIR: join(dir, "run"),
     EVE_VOLUME_ROOTS: join(dir, "volumes"),
+    // The tools image is the test's own OCI layout (oci: refs must be under these roots).
+    EVE_OCI_LAYOUT_ROOTS: join(dir, "layout"),
     EVE_NODE_MEMORY_MIB: "2048",
     EVE_INSECURE_REGISTRIES: registry.host,
-    // The tools image is a local OCI layout of the test: layouts are read only from these roots.
-    EVE_OCI_LAYOUT_ROOTS: join(dir, "layout"),
     EVE_METRICS_INTERVAL_MS: "500",
     LOG_LEVEL: "debug",
   };

@@ -12,6 +12,7 @@ export {
   envList,
   envPath,
   envPositiveInt,
+  executorNodeEnv,
   loadConfig,
   logLevels,
   natsConnection,
