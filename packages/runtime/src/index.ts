@@ -39,7 +39,13 @@ export {
   startMetricsServer,
 } from "./metrics.js";
 export type { MetricsRegistryOptions, MetricsServer, MetricsServerOptions } from "./metrics.js";
-export { projectVersion, serveEndpoint, startWorkerService, workerServiceMetadata } from "./service.js";
-export type { EndpointOptions, Service, WorkerServiceOptions } from "./service.js";
+export {
+  discoverWorkers,
+  projectVersion,
+  serveEndpoint,
+  startWorkerService,
+  workerServiceMetadata,
+} from "./service.js";
+export type { DiscoveredWorker, EndpointOptions, Service, WorkerServiceOptions } from "./service.js";
 export { CONFIG_ERROR_EXIT_CODE, healthDir, runWorker } from "./run-worker.js";
 export type { RunWorkerOptions, WorkerContext } from "./run-worker.js";

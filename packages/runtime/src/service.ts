@@ -14,6 +14,7 @@ import type { Registry } from "prom-client";
 import type { z } from "zod";
 import {
   METRICS_PREFIX,
+  WORKER_SERVICE_PREFIX,
   WorkerServiceMetadataSchema,
   decodeValue,
   encodeValue,
@@ -159,4 +160,72 @@ export function serveEndpoint<Req extends z.ZodType, Rep extends z.ZodType>(
       })().catch((e: unknown) => o.logger.error({ err: e, subject: o.subject }, "cannot reply"));
     },
   });
+}
+
+/** One worker process found by {@link discoverWorkers}. */
+export interface DiscoveredWorker {
+  /** The worker, e.g. `task-executor` (its service name without `eve-tasks-`). */
+  readonly worker: string;
+  /** The service instance's id (one per process). */
+  readonly id: string;
+  readonly version: string;
+  /** Its `$SRV.INFO` metadata (node, version, metrics URL, pid), as validated. */
+  readonly metadata: WorkerServiceMetadata;
+  /** When the instance started (from `$SRV.STATS`), or null when it did not answer STATS. */
+  readonly started: string | null;
+  /** Its endpoints with their request and error counts (from `$SRV.STATS`). */
+  readonly endpoints: readonly { name: string; subject: string; requests: number; errors: number }[];
+}
+
+/**
+ * Every eve-tasks worker process that answers `$SRV.INFO` (and `$SRV.STATS`) within `maxWaitMs`,
+ * sorted by worker, node and pid. Services of other projects, and instances whose metadata is not
+ * a worker's, are left out.
+ */
+export async function discoverWorkers(
+  nc: NatsConnection,
+  o: { maxWaitMs: number },
+): Promise<DiscoveredWorker[]> {
+  const client = new Svcm(nc).client({ strategy: "timer", maxWait: o.maxWaitMs });
+  const [infos, stats] = await Promise.all([client.info(), client.stats()]);
+  const statsById = new Map<string, Awaited<ReturnType<Service["stats"]>>>();
+  const collectStats = (async () => {
+    for await (const s of stats) statsById.set(s.id, s);
+  })();
+  const found: DiscoveredWorker[] = [];
+  for await (const info of infos) {
+    if (!info.name.startsWith(WORKER_SERVICE_PREFIX)) continue;
+    const metadata = WorkerServiceMetadataSchema.safeParse(info.metadata ?? {});
+    if (!metadata.success) continue;
+    found.push({
+      worker: info.name.slice(WORKER_SERVICE_PREFIX.length),
+      id: info.id,
+      version: info.version,
+      metadata: metadata.data,
+      started: null,
+      endpoints: info.endpoints.map((e) => ({ name: e.name, subject: e.subject, requests: 0, errors: 0 })),
+    });
+  }
+  await collectStats;
+  return found
+    .map((w) => {
+      const s = statsById.get(w.id);
+      if (!s) return w;
+      return {
+        ...w,
+        started: s.started,
+        endpoints: (s.endpoints ?? []).map((e) => ({
+          name: e.name,
+          subject: e.subject,
+          requests: e.num_requests,
+          errors: e.num_errors,
+        })),
+      };
+    })
+    .sort(
+      (a, b) =>
+        a.worker.localeCompare(b.worker) ||
+        a.metadata.node.localeCompare(b.metadata.node) ||
+        Number(a.metadata.pid) - Number(b.metadata.pid),
+    );
 }

@@ -122,6 +122,11 @@ export class TaskLogsService {
     }
   }
 
+  /** The reply to a request that could not be served (invalid, or too many followers). */
+  errorReply(message: string, uuid = ""): LogsReply {
+    return this.#reply(uuid, { error: message });
+  }
+
   #reply(
     uuid: string,
     p: { data?: Buffer; cursor?: LogsReply["cursor"]; more?: boolean; gap?: string | null; error?: string },

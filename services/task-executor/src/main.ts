@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // task-executor: one per node, the only worker that talks to containerd. Wiring only:
-// config → bus, containerd, node facts → the reconciler in @eve-tasks/executor.
+// config → bus, containerd, node facts → the reconciler in @eve-tasks/executor; its requests
+// (signal, stop-tasks, logs) as endpoints of its NATS service eve-tasks-task-executor.
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { Outbox, connectBus, ensureBucket, ensureEventsStream, serve, waitForBucket } from "@eve-tasks/bus";
+import { Outbox, ensureBucket, ensureEventsStream, waitForBucket } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import {
   AccelChooser,
@@ -12,6 +13,7 @@ import {
   TaskExecutor,
   containerdRuntime,
   loadNodeFacts,
+  timedRuntime,
 } from "@eve-tasks/executor";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
 import {
@@ -20,19 +22,25 @@ import {
   envList,
   envPositiveInt,
   executorNodeEnv,
-  natsConnection,
   runWorker,
+  serveEndpoint,
 } from "@eve-tasks/runtime";
+import { TaskLogsService } from "@eve-tasks/task-logs";
 import {
   CONTAINERD_NAMESPACE,
+  LogsReplySchema,
+  LogsRequestSchema,
   SignalReplySchema,
   SignalRequestSchema,
   StopTasksReplySchema,
   StopTasksRequestSchema,
   cgroupsPathFor,
+  logsSubject,
   signalSubject,
   stopTasksSubject,
+  taskLogPath,
 } from "@eve-tasks/schemas";
+import { executorMetrics } from "./metrics.js";
 
 const envSchema = z.object({
   ...baseWorkerEnv,
@@ -62,7 +70,7 @@ await runWorker({
   envSchema,
   // A stop in progress (SIGTERM, stopTimeoutMs, SIGKILL) finishes before the worker exits.
   graceMs: 30_000,
-  async main({ config, logger, lifecycle }) {
+  async main({ config, logger, lifecycle, bus, metrics: registry, service }) {
     const facts = await loadNodeFacts({
       node: config.EVE_NODE,
       dataDir: config.EVE_DATA_DIR,
@@ -77,9 +85,28 @@ await runWorker({
       logFiles: config.EVE_LOG_FILES,
       warn: (message, fields) => logger.warn(fields, message),
     });
+    // The executor is made below; until then the gauges read nothing.
+    const made: { executor?: TaskExecutor; logs?: TaskLogsService } = {};
+    const metrics = executorMetrics(
+      {
+        tasksByState: () => made.executor?.tasksByState() ?? [],
+        logFollowers: () => made.logs?.followers ?? 0,
+      },
+      registry,
+    );
+    const logs = new TaskLogsService(
+      {
+        logPathOf: (uuid) => taskLogPath(config.EVE_DATA_DIR, uuid),
+        node: facts.node,
+        signal: lifecycle.signal,
+      },
+      metrics.logs,
+    );
+    made.logs = logs;
+
     const address = config.CONTAINERD_ADDRESS ?? join(config.EVE_RUN_DIR, "containerd.sock");
     const containerd = new ContainerdClient({ address, namespace: CONTAINERD_NAMESPACE });
-    const runtime = containerdRuntime(containerd);
+    const runtime = timedRuntime(containerdRuntime(containerd), metrics.runtimeCall);
     lifecycle.onShutdown("close containerd client", () => containerd.close());
     const version = await containerd.waitForReady(30_000);
     logger.info(
@@ -87,8 +114,17 @@ await runWorker({
       "connected to containerd",
     );
 
-    const bus = await connectBus({ ...natsConnection(config), name: "task-executor", logger });
-    lifecycle.onShutdown("drain NATS", () => bus.drain());
+    // Task logs are files: they are served from the start, whatever the executor's state.
+    serveEndpoint(service, {
+      name: "logs",
+      subject: logsSubject(facts.node),
+      request: LogsRequestSchema,
+      reply: LogsReplySchema,
+      handle: (r) => logs.handle(r),
+      onError: (message) => logs.errorReply(message),
+      logger,
+      metrics: registry,
+    });
     // Its own bucket it creates; the one it reads it waits for (see the spec-builder). The events
     // stream may only be creatable by an admin: until it exists, events wait in the outbox.
     await ensureBucket(bus, "task-executor");
@@ -121,27 +157,47 @@ await runWorker({
       nodeAccel: config.EVE_ACCEL,
       probeTimeoutMs: config.EVE_KVM_PROBE_TIMEOUT_MS,
     });
-    const executor = new TaskExecutor({ bus, runtime, facts, logger, outbox, readOomKills, accel });
-    lifecycle.onShutdown("finish in-flight reconciles", () => executor.stop());
-    await executor.start();
+    const ex = new TaskExecutor({
+      bus,
+      runtime,
+      facts,
+      logger,
+      outbox,
+      readOomKills,
+      accel,
+      observer: metrics.executor,
+    });
+    made.executor = ex;
+    lifecycle.onShutdown("finish in-flight reconciles", () => ex.stop());
+    await ex.start();
     // Signal requests are answered once the executor knows every app (an acknowledgement only).
-    const signals = serve(bus, {
+    serveEndpoint(service, {
+      name: "signal",
       subject: signalSubject(facts.node),
       request: SignalRequestSchema,
       reply: SignalReplySchema,
-      handle: (r) => executor.signal(r.uuid, r.signal),
+      handle: (r) => ex.signal(r.uuid, r.signal),
       onError: (message) => ({ accepted: false as const, error: message }),
+      logger,
+      metrics: registry,
     });
-    lifecycle.onShutdown("stop answering signal requests", () => signals.close());
     // The launcher's Ctrl-C: every task of the node stopped as any stop goes; answered when done.
-    const stops = serve(bus, {
+    serveEndpoint(service, {
+      name: "stop-tasks",
       subject: stopTasksSubject(facts.node),
       request: StopTasksRequestSchema,
       reply: StopTasksReplySchema,
-      handle: async () => ({ accepted: true as const, error: null, ...(await executor.stopTasks()) }),
+      handle: async () => ({ accepted: true as const, error: null, ...(await ex.stopTasks()) }),
       onError: (message) => ({ accepted: false as const, error: message, stopped: [], failed: [] }),
+      logger,
+      metrics: registry,
     });
-    lifecycle.onShutdown("stop answering stop requests", () => stops.close());
+    // Run first at a stop: no new requests while the executor winds down; log followers are
+    // answered at once with what there is.
+    lifecycle.onShutdown("stop answering requests (signal, stop-tasks, logs)", async () => {
+      logs.wakeAll();
+      await service.stop();
+    });
     logger.info({ event: "resynced" }, "every app reconciled; following changes");
   },
 });
