@@ -41,21 +41,26 @@ export interface ReadPlan {
 }
 
 /**
+ * The number of `name` among the files of log `base`: 0 for `base` itself, n for `base.<n>`;
+ * undefined for any other name.
+ */
+export function logFileNumber(base: string, name: string): number | undefined {
+  if (name === base) return 0;
+  if (!name.startsWith(`${base}.`)) return undefined;
+  const suffix = name.slice(base.length + 1);
+  return /^[1-9]\d{0,5}$/.test(suffix) ? Number(suffix) : undefined;
+}
+
+/**
  * The files of a log, oldest first, from directory entries: `console.log.<n>` by descending n,
  * then `console.log`. Other names are not the log's.
  */
 export function orderLogFiles<T extends { readonly name: string }>(base: string, entries: readonly T[]): T[] {
-  const numbered: { n: number; entry: T }[] = [];
-  let current: T | undefined;
-  for (const e of entries) {
-    if (e.name === base) current = e;
-    else if (e.name.startsWith(`${base}.`)) {
-      const suffix = e.name.slice(base.length + 1);
-      if (/^[1-9]\d{0,5}$/.test(suffix)) numbered.push({ n: Number(suffix), entry: e });
-    }
-  }
-  numbered.sort((a, b) => b.n - a.n);
-  return [...numbered.map((x) => x.entry), ...(current ? [current] : [])];
+  return entries
+    .map((entry) => ({ n: logFileNumber(base, entry.name), entry }))
+    .filter((x): x is { n: number; entry: T } => x.n !== undefined)
+    .sort((a, b) => b.n - a.n)
+    .map((x) => x.entry);
 }
 
 /** The position right after the last byte of the log. */

@@ -10,7 +10,7 @@ import { lstat, open, readdir } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { LogCursor } from "@eve-tasks/schemas";
-import { cursorPosition, endOf, laterOf, orderLogFiles, planRead, sincePosition } from "./plan.js";
+import { cursorPosition, endOf, laterOf, logFileNumber, planRead, sincePosition } from "./plan.js";
 import type { LogFile, LogPosition, ReadPlan } from "./plan.js";
 
 /** How far back a tail looks for its lines: a tail of more than this many bytes starts here. */
@@ -19,8 +19,20 @@ export const TAIL_SCAN_MAX_BYTES = 64 * 2 ** 20;
 const SCAN_BLOCK_BYTES = 64 * 1024;
 
 /**
+ * How many numbers past the highest the directory listed a scan also looks at: rotations during
+ * the scan move files up by one number each.
+ */
+const SCAN_PAST_HIGHEST = 2;
+
+/**
  * The files of the log at `logPath` (`…/console.log`), oldest first; undefined when its directory
  * does not exist (the app never ran on this node, or was deleted). Only regular files count.
+ *
+ * A rotation renames files one number up (`console.log.1` → `.2`, then `console.log` → `.1`) and
+ * may run during the listing. The files are therefore looked at newest name first
+ * (`console.log`, `.1`, `.2`, …): a file that moves while the scan runs moves ahead of it and is
+ * seen again, never missed (a reader's file would otherwise look rotated away). A file seen twice
+ * keeps its later (older) place.
  */
 export async function listLogFiles(logPath: string): Promise<LogFile[] | undefined> {
   const dir = dirname(logPath);
@@ -32,22 +44,22 @@ export async function listLogFiles(logPath: string): Promise<LogFile[] | undefin
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
   }
-  const candidates = orderLogFiles(
-    base,
-    names.map((name) => ({ name })),
-  );
-  const files: LogFile[] = [];
-  for (const { name } of candidates) {
+  const highest = Math.max(0, ...names.map((name) => logFileNumber(base, name) ?? 0));
+  const seen = new Map<string, LogFile>();
+  for (let n = 0; n <= highest + SCAN_PAST_HIGHEST; n++) {
+    const name = n === 0 ? base : `${base}.${n}`;
     try {
       const st = await lstat(join(dir, name), { bigint: true });
       if (!st.isFile()) continue;
-      files.push({ name, id: fileId(st), sizeBytes: Number(st.size), mtimeMs: Number(st.mtimeMs) });
+      const file = { name, id: fileId(st), sizeBytes: Number(st.size), mtimeMs: Number(st.mtimeMs) };
+      seen.delete(file.id);
+      seen.set(file.id, file);
     } catch (err) {
-      // Renamed away by a rotation since readdir: the next listing has it under its new name.
+      // Not there (yet, or any more): a rotation moves it to a number still ahead of the scan.
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
   }
-  return files;
+  return [...seen.values()].reverse();
 }
 
 /** A file's identity: inode and birth time, which a rename keeps and a new file never has. */
