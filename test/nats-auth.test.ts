@@ -13,7 +13,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { ConsumerConfig, ConsumerInfo } from "@nats-io/jetstream";
-import { Publication, connectBus, ensureBuckets, ensureEventsStream, subscribe } from "@eve-tasks/bus";
+import { Svcm } from "@nats-io/services";
+import {
+  Publication,
+  connectBus,
+  ensureBuckets,
+  ensureEventsStream,
+  request,
+  subscribe,
+} from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import {
   NATS_USERS,
@@ -27,15 +35,21 @@ import type { NatsAuth, NatsUser, RunningNatsServer } from "@eve-tasks/embedded"
 import {
   CONTAINERD_NAMESPACE,
   HypervisorToolsConfigSchema,
+  LogsReplySchema,
+  LogsRequestSchema,
   SPEC_BUILDER_DURABLE,
   SeedSchema,
   TaskMetricsSchema,
   TaskStatusSchema,
   hypervisorSeedKey,
   imageSeedKey,
+  logsSubject,
   natsInboxPrefix,
   seedFetcherDurables,
+  signalSubject,
+  stopTasksSubject,
 } from "@eve-tasks/schemas";
+import { discoverWorkers } from "@eve-tasks/runtime";
 import type { Seed, TaskMetrics, TaskStatus } from "@eve-tasks/schemas";
 import {
   BUILT,
@@ -49,6 +63,7 @@ import {
   waitFor,
 } from "./harness/index.js";
 import type { NodeRun, Replicas } from "./harness/index.js";
+import { sampleValue, scrape } from "./harness/prometheus.js";
 import { skopeoCopy, startRegistry } from "./harness/registry.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 
@@ -79,6 +94,8 @@ const WORKERS = [
     ready: (j: Record<string, unknown>) => j.event === "started",
   },
 ] as const;
+
+const byWorker = (a: { worker: string }, b: { worker: string }): number => a.worker.localeCompare(b.worker);
 
 let dir: string;
 let dataDir: string;
@@ -325,6 +342,10 @@ describe("every worker's real code path, under its own NATS user", () => {
       const get = await cli(["get", uuid]);
       expect(get.stderr).toBe("");
       expect(get.stdout).toContain("RUNNING");
+      // Viewer (the CLI's reading user): the task's output through the executor's logs endpoint.
+      const logs = await cli(["logs", uuid]);
+      expect(logs.stderr).toBe("");
+      expect(logs.stdout).toBe("hello from the image\n");
       // Controller: a signal request the executor answers (request/reply across two private inboxes).
       const kill = await cli(["kill", "--signal", "TERM", uuid]);
       expect(kill.stderr).toBe("");
@@ -363,6 +384,72 @@ describe("every worker's real code path, under its own NATS user", () => {
       ).toBe(true);
     }
   }, 150_000);
+});
+
+describe("the operator surface: each worker's NATS service and metrics, under its own user", () => {
+  it("$SRV.PING and $SRV.INFO find every worker as eve-tasks-<worker>, with a metrics URL that scrapes", async () => {
+    const viewer = buses.get("viewer") ?? (await busAs("viewer"));
+    const found = await discoverWorkers(viewer.nc, { maxWaitMs: 1500 });
+    const expected = WORKERS.map((w) => ({ worker: w.user, pid: String(workers.get(w.user)!.pids[0]) }));
+    expect(found.map((w) => ({ worker: w.worker, pid: w.metadata.pid })).sort(byWorker)).toEqual(
+      expected.sort(byWorker),
+    );
+    const pings = await new Svcm(viewer.nc).client({ strategy: "timer", maxWait: 1500 }).ping();
+    const pinged: string[] = [];
+    for await (const p of pings) pinged.push(p.name);
+    expect(pinged.sort()).toEqual(WORKERS.map((w) => `eve-tasks-${w.user}`).sort());
+    const own: Record<string, string> = {
+      "spec-builder": "eve_tasks_spec_builds_total",
+      "task-executor": "eve_tasks_tasks",
+      "proc-monitor": "eve_tasks_sampled_tasks",
+      "hypervisor-seed-fetcher": "eve_tasks_pulls_total",
+    };
+    for (const w of found) {
+      expect(w.metadata.node).toBe(NODE);
+      const families = await scrape(w.metadata.metrics);
+      expect(
+        sampleValue(families, "eve_tasks_process_cpu_seconds_total", { worker: w.worker }),
+        w.worker,
+      ).toBeDefined();
+      expect(families.has(own[w.worker]!), `${w.worker}: ${own[w.worker]}`).toBe(true);
+    }
+    const executor = found.find((w) => w.worker === "task-executor")!;
+    expect(executor.endpoints.map((e) => e.name).sort()).toEqual(["logs", "signal", "stop-tasks"]);
+  });
+
+  it("viewer reads logs and discovers workers but signals, stops and answers as no one; no worker answers as another", async () => {
+    const viewer = buses.get("viewer") ?? (await busAs("viewer"));
+    // Reading logs is allowed: the executor answers (here: no such app).
+    const reply = await request(
+      viewer,
+      logsSubject(NODE),
+      { request: LogsRequestSchema, reply: LogsReplySchema },
+      { uuid: newUuid() },
+    );
+    expect(reply.error).toMatch(/no log of app/);
+    for (const subject of [signalSubject(NODE), stopTasksSubject(NODE)]) {
+      await expect(viewer.nc.request(subject, "{}", { timeout: 2000 }), subject).rejects.toThrow(DENIED);
+    }
+    // Nobody but the executor subscribes to its requests or a worker's $SRV subjects.
+    const attempts: [NatsUser, string][] = [
+      ["viewer", logsSubject(NODE)],
+      ["viewer", "$SRV.PING"],
+      ["controller", logsSubject(NODE)],
+      ["proc-monitor", logsSubject(NODE)],
+      ["proc-monitor", "$SRV.INFO.eve-tasks-task-executor"],
+      ["spec-builder", "$SRV.PING.eve-tasks-hypervisor-seed-fetcher"],
+    ];
+    for (const [user, subject] of attempts) {
+      const bus = buses.get(user) ?? (await busAs(user));
+      const errors: string[] = [];
+      const sub = bus.nc.subscribe(subject, { callback: (err) => void (err && errors.push(err.message)) });
+      await waitFor(() => sub.isClosed(), {
+        timeoutMs: 3000,
+        message: `${user} may subscribe to ${subject}`,
+      });
+      expect(errors.join(), `${user} → ${subject}`).toMatch(DENIED);
+    }
+  });
 });
 
 describe("the workers' durable consumers are theirs alone", () => {

@@ -653,7 +653,7 @@ describe("spec-builder", () => {
     for (const tc of specs) assertValidOciSpec(tc.spec, `the spec of ${tc.uuid} at ${tc.configRevision}`);
   });
 
-  it("stops cleanly on SIGTERM: the queue stops, then NATS drains", async () => {
+  it("stops cleanly on SIGTERM: the queue stops, then its NATS service, then NATS drains", async () => {
     const exit = await builders.kill(2, "SIGTERM");
     expect(exit).toEqual({ code: 0, signal: null });
     const steps = builders.lines
@@ -661,7 +661,9 @@ describe("spec-builder", () => {
       .map((l) => l.json?.step);
     expect(steps).toEqual([
       "stop the work queue and the seed subscription",
+      "stop the NATS service",
       "drain NATS",
+      "close the metrics endpoint",
       "remove liveness file",
     ]);
   });

@@ -9,8 +9,11 @@ import type { KV } from "@nats-io/kv";
 import { pino } from "pino";
 import type { Logger } from "pino";
 import { natsInboxPrefix } from "@eve-tasks/schemas";
+import type { Registry } from "prom-client";
 import { assertMinimumServer, serverVersionOf } from "./server-version.js";
 import { BusError } from "./errors.js";
+import { busMetrics } from "./metrics.js";
+import type { BusMetrics } from "./metrics.js";
 
 /**
  * Who to connect as: a NATS user and its password, given as such or as a file holding it (the
@@ -39,6 +42,8 @@ export interface BusOptions {
   logger?: Logger;
   /** Give up connecting after this long at start-up (default 10 s). Reconnects after that never give up. */
   connectTimeoutMs?: number;
+  /** The worker's Prometheus registry, where the bus's metrics go (see metrics.ts); none: not exported. */
+  metrics?: Registry;
 }
 
 /** Credentials that cannot be used: a password file missing, unreadable or empty; or given twice. */
@@ -132,6 +137,8 @@ export interface Bus {
   readonly jsm: JetStreamManager;
   readonly serverVersion: string;
   readonly logger: Logger;
+  /** What publications, subscriptions, work queues and outboxes on this connection measure. */
+  readonly metrics: BusMetrics;
   /** Opens (and caches) an agent's bucket. The bucket must exist: see ensureBuckets. */
   bucket(agent: string): Promise<KV>;
   /** Finishes in-flight work on the connection, then closes it. */
@@ -238,6 +245,7 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     jsm,
     serverVersion,
     logger,
+    metrics: busMetrics(options.metrics),
     bucket(agent) {
       let b = buckets.get(agent);
       if (!b) {

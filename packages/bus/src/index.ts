@@ -15,3 +15,4 @@ export * from "./events.js";
 export * from "./rpc.js";
 export * from "./fleet.js";
 export * from "./lease.js";
+export * from "./metrics.js";

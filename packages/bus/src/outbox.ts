@@ -9,6 +9,7 @@ import { backoffDelayMs } from "@eve-tasks/backoff";
 import type { BackoffPolicy } from "@eve-tasks/backoff";
 import type { Bus } from "./connection.js";
 import { OutboxClosedError, OutboxWriteError } from "./errors.js";
+import { trackOutboxDepth } from "./metrics.js";
 
 /** One event waiting to be stored in the stream. */
 interface Pending {
@@ -153,6 +154,8 @@ export class Outbox {
   #idle: (() => void)[] = [];
   #loop: Promise<void> = Promise.resolve();
   readonly #stopping = new AbortController();
+  /** Stops counting this outbox's depth in the worker's metrics. */
+  #untrack: () => void = () => undefined;
 
   private constructor(bus: Bus, options: OutboxOptions) {
     this.#bus = bus;
@@ -165,6 +168,7 @@ export class Outbox {
   static async open(bus: Bus, options: OutboxOptions): Promise<Outbox> {
     const o = new Outbox(bus, options);
     await o.#load();
+    o.#untrack = trackOutboxDepth(bus.metrics, () => o.#queue.length);
     o.#loop = o.#sendLoop();
     return o;
   }
@@ -358,6 +362,7 @@ export class Outbox {
         });
       } catch (err) {
         if (this.#closed) break;
+        this.#bus.metrics.eventSendErrors.inc();
         const retryInMs = backoffDelayMs(++failures, OUTBOX_DEFAULTS.sendRetry);
         this.#bus.logger.warn(
           { event: "outbox-retry", err: (err as Error).message, pending: this.#queue.length, retryInMs },
@@ -368,6 +373,7 @@ export class Outbox {
         continue;
       }
       failures = 0;
+      this.#bus.metrics.eventsSent.inc();
       this.#queue.shift();
       this.#pendingBytes -= next.bytes;
       try {
@@ -390,6 +396,7 @@ export class Outbox {
   /** Stops sending; what is not acknowledged stays in the file for the next open. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#untrack();
     this.#wake?.();
     this.#stopping.abort();
     await this.#loop;

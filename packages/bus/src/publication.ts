@@ -109,6 +109,21 @@ export class Publication<S extends z.ZodType> {
     return this.#bus.bucket(this.agent);
   }
 
+  /** Counts a write the server acknowledged. */
+  #counted(operation: "put" | "delete"): void {
+    this.#bus.metrics.kvWrites.inc({ bucket: this.agent, operation });
+  }
+
+  /** Counts a write the server refused or did not acknowledge. */
+  #failed(operation: "put" | "delete"): void {
+    this.#bus.metrics.kvWriteErrors.inc({ bucket: this.agent, operation });
+  }
+
+  /** Counts a compare-and-set write that lost to another. */
+  #conflict(): void {
+    this.#bus.metrics.kvConflicts.inc({ bucket: this.agent });
+  }
+
   /**
    * The last record of KV key `full`, headers included (kv.get does not show them): read the
    * way kv.get reads it, by a direct get when the stream allows one.
@@ -167,8 +182,10 @@ export class Publication<S extends z.ZodType> {
     try {
       const rev = await kv.put(kvKey(this.type, key), bytes);
       this.#written.set(key, text);
+      this.#counted("put");
       return rev;
     } catch (err) {
+      this.#failed("put");
       throw new PublishError(this.agent, kvKey(this.type, key), `publish failed: ${(err as Error).message}`, {
         cause: err,
       });
@@ -203,7 +220,9 @@ export class Publication<S extends z.ZodType> {
     this.#lastOrdered.delete(key);
     try {
       await kv.delete(kvKey(this.type, key));
+      this.#counted("delete");
     } catch (err) {
+      this.#failed("delete");
       throw new PublishError(
         this.agent,
         kvKey(this.type, key),
@@ -252,6 +271,8 @@ export class Publication<S extends z.ZodType> {
     assertUserKey(key);
     const r = await updateKey(await this.#kv(), this.agent, this.type, key, this.schema, fn);
     this.#written.delete(key);
+    if (r.outcome === "written") this.#counted("put");
+    for (let i = 0; i < r.conflicts; i++) this.#conflict();
     return r;
   }
 
@@ -301,6 +322,7 @@ export class Publication<S extends z.ZodType> {
     const kv = await this.#kv();
     const full = kvKey(this.type, key);
     const written = (kvRevision: number): "written" => {
+      this.#counted("put");
       this.#written.set(key, text);
       this.#lastOrdered.set(key, { kvRevision, configRevision: value.configRevision });
       return "written";
@@ -315,8 +337,10 @@ export class Publication<S extends z.ZodType> {
         return written(await kv.put(full, bytes, { previousSeq: last?.kvRevision ?? 0 }));
       } catch (err) {
         if (!isWrongLastSequence(err)) {
+          this.#failed("put");
           throw new PublishError(this.agent, full, `write failed: ${(err as Error).message}`, { cause: err });
         }
+        this.#conflict();
       }
     }
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
@@ -326,11 +350,14 @@ export class Publication<S extends z.ZodType> {
         return written(await kv.put(full, bytes, { previousSeq: plan.previousSeq }));
       } catch (err) {
         if (!isWrongLastSequence(err)) {
+          this.#failed("put");
           throw new PublishError(this.agent, full, `write failed: ${(err as Error).message}`, { cause: err });
         }
+        this.#conflict();
         await casPause(attempt);
       }
     }
+    this.#failed("put");
     throw new PublishError(this.agent, full, `gave up after ${MAX_CAS_ATTEMPTS} compare-and-set conflicts`);
   }
 
@@ -350,18 +377,22 @@ export class Publication<S extends z.ZodType> {
       if (plan.action === "skip") return plan.result;
       try {
         await this.#tombstone(key, configRevision, plan.previousSeq);
+        this.#counted("delete");
         this.#written.delete(key);
         this.#lastOrdered.delete(key);
         return plan.result;
       } catch (err) {
         if (!isWrongLastSequence(err)) {
+          this.#failed("delete");
           throw new PublishError(this.agent, full, `delete failed: ${(err as Error).message}`, {
             cause: err,
           });
         }
+        this.#conflict();
         await casPause(attempt);
       }
     }
+    this.#failed("delete");
     throw new PublishError(this.agent, full, `gave up after ${MAX_CAS_ATTEMPTS} compare-and-set conflicts`);
   }
 }

@@ -145,6 +145,12 @@ export class Subscription<S extends z.ZodType> {
   async #process(e: KvWatchEntry, seen: Set<string>): Promise<void> {
     const o = this.#opts;
     this.#delivered = Math.max(this.#delivered, e.revision);
+    const labels = { bucket: o.agent, type: o.type };
+    if (e.delta !== undefined) this.#bus.metrics.watchPending.set(labels, e.delta);
+    // The initial state is old by nature: only changes after it say how far behind the watch is.
+    if (this.#synchronized) {
+      this.#bus.metrics.watchLag.observe(labels, Math.max(0, Date.now() - e.created.getTime()) / 1000);
+    }
     const key = userKeyOf(o.type, e.key);
     if (key === undefined) {
       // not this table's: nothing to hand out, but it may still complete the snapshot

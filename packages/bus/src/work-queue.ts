@@ -227,13 +227,13 @@ export class WorkQueue<S extends z.ZodType> {
    */
   #accept(key: string, m: JsMsg): void {
     const ackWait = this.#opts.ackWaitMs ?? 30_000;
-    const keepAlive = setInterval(() => m.working(), keepAliveIntervalMs(ackWait));
+    const keepAlive = setInterval(() => this.#acknowledge(() => m.working()), keepAliveIntervalMs(ackWait));
     const p = (async () => {
       try {
         await this.#acquire();
         if (this.#stopped) {
           this.#release();
-          m.nak();
+          this.#acknowledge(() => m.nak());
           return;
         }
         await this.#chain(key, () => this.#handle(key, m));
@@ -283,15 +283,34 @@ export class WorkQueue<S extends z.ZodType> {
     return { kind: "value", key, revision, value: d.value };
   }
 
+  /** Sends an acknowledgement (ack, nak, term, working), counting one that cannot be sent. */
+  #acknowledge(send: () => void): void {
+    try {
+      send();
+    } catch (err) {
+      this.#bus.metrics.ackErrors.inc({ durable: this.#opts.durable });
+      this.#bus.logger.warn({ err, durable: this.#opts.durable }, "cannot acknowledge a delivery");
+    }
+  }
+
   async #handle(key: string, m: JsMsg): Promise<void> {
     const maxDeliver = this.#opts.maxDeliver ?? 5;
     const deliveryCount = m.info.deliveryCount;
     const ctx: WorkContext = { deliveryCount, lastAttempt: deliveryCount >= maxDeliver };
+    const metrics = this.#bus.metrics;
+    const durable = this.#opts.durable;
+    metrics.workPending.set({ durable }, m.info.pending);
+    const started = performance.now();
+    const done = (outcome: "ack" | "retry" | "gave-up"): void => {
+      metrics.workDuration.observe({ durable }, (performance.now() - started) / 1000);
+      metrics.workHandled.inc({ durable, outcome });
+    };
     let state: SourceState<z.infer<S>> | undefined;
     try {
       state = await this.#stateOf(key, m);
       await this.#opts.handle(state, ctx);
-      m.ack();
+      done("ack");
+      this.#acknowledge(() => m.ack());
     } catch (err) {
       const log = this.#bus.logger;
       if (ctx.lastAttempt) {
@@ -311,12 +330,14 @@ export class WorkQueue<S extends z.ZodType> {
         } catch (reportErr) {
           log.error({ err: reportErr, key }, "reporting a given-up change failed");
         }
-        m.term(`gave up after ${deliveryCount} deliveries`);
+        done("gave-up");
+        this.#acknowledge(() => m.term(`gave up after ${deliveryCount} deliveries`));
       } else {
         const backoff = this.#opts.backoffMs ?? DEFAULT_BACKOFF_MS;
         const delay = backoff[Math.min(deliveryCount - 1, backoff.length - 1)] ?? 1000;
         log.warn({ err, key, deliveryCount, retryInMs: delay }, "work failed; will retry");
-        m.nak(delay);
+        done("retry");
+        this.#acknowledge(() => m.nak(delay));
       }
     }
   }

@@ -4,6 +4,8 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { runApply } from "./commands/apply.js";
 import { runEvents } from "./commands/events.js";
 import { runKill } from "./commands/kill.js";
+import { runLogs } from "./commands/logs.js";
+import { DISCOVER_WAIT_MS, runWorkers } from "./commands/workers.js";
 import { runGet } from "./commands/get.js";
 import { DEFAULT_WAIT_TIMEOUT_MS, runDelete, runRestart, runSetActivate } from "./commands/lifecycle.js";
 import type { LifecycleOptions } from "./commands/lifecycle.js";
@@ -40,6 +42,8 @@ Examples:
   eve-tasks delete hello
   eve-tasks events hello --follow          hello's task events (created, exited, restarting...), then new ones
   eve-tasks kill --signal HUP hello        send SIGHUP to hello's anchor process
+  eve-tasks logs hello -f --tail 20        hello's last 20 lines of output, then new output until Ctrl-C
+  eve-tasks workers                        every worker process (NATS service), its node and metrics URL
   eve-tasks tax                            VMs' reserved anchor tax beside the measured peak
 
 <app> is a uuid, a display name that only one app has, or a unique uuid prefix.
@@ -206,6 +210,51 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .option("--signal <signal>", "signal name or number (HUP, SIGTERM, 9)", "SIGTERM")
     .action(async (app, opts) => {
       await runKill(ctx, { app, signal: opts.signal, server: server("write") });
+    });
+  program
+    .command("logs")
+    .summary("print an app's output (stdout and stderr; a VM's console), optionally following it")
+    .description(
+      "Print the output of an app's task (its anchor's stdout and stderr; a VM's serial console) " +
+        "as kept on its node, across the rotated files, oldest first. It is read through the node's " +
+        "task-executor over NATS (eve.rpc.task-executor.<node>.logs), so it works from anywhere NATS " +
+        "reaches the node. With --follow, keep printing new output, across rotations, until Ctrl-C; " +
+        "output rotated away before it was read is reported on stderr as a gap.",
+    )
+    .argument("<app>", "a uuid, a unique display name, or a unique uuid prefix")
+    .option("-f, --follow", "keep printing new output until Ctrl-C")
+    .option("-n, --tail <lines>", "start at the last <lines> lines")
+    .option("--since <time>", "start at output written since then: a duration (10m, 1h) or a timestamp")
+    .action(async (app, opts) => {
+      const tail = opts.tail === undefined ? undefined : Number(opts.tail);
+      if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) {
+        throw new UserError(`--tail must be a whole number of lines, not "${opts.tail}"`);
+      }
+      await runLogs(ctx, {
+        app,
+        follow: opts.follow === true,
+        tail,
+        since: opts.since,
+        server: server("read"),
+      });
+    });
+
+  program
+    .command("workers")
+    .summary("list the worker processes answering as NATS services")
+    .description(
+      "Ask every NATS service for $SRV.INFO and $SRV.STATS and list the eve-tasks workers among " +
+        "them (services eve-tasks-<worker>; replicas one line each): node, PID, version, uptime, the " +
+        "URL of its Prometheus metrics (on that node's 127.0.0.1) and the requests its endpoints served.",
+    )
+    .option("--json", "print a JSON array")
+    .option("--wait <duration>", "how long to wait for answers", formatAge(DISCOVER_WAIT_MS))
+    .action(async (opts) => {
+      await runWorkers(ctx, {
+        json: opts.json === true,
+        waitMs: parseDuration(opts.wait, "--wait"),
+        server: server("read"),
+      });
     });
   registerPull(program, ctx);
   registerSeeds(program, ctx, () => server("read"));

@@ -8,7 +8,12 @@
  * inbox prefix (`_INBOX_<user>`), so no user sees another's reads; the workers' durable consumers
  * (their shared work queues) are theirs alone.
  */
-import { SPEC_BUILDER_DURABLE, natsInboxPrefix, seedFetcherDurables } from "@eve-tasks/schemas";
+import {
+  SPEC_BUILDER_DURABLE,
+  natsInboxPrefix,
+  seedFetcherDurables,
+  workerServiceName,
+} from "@eve-tasks/schemas";
 
 /** Every NATS user, in the order the config lists them. */
 export const NATS_USERS = [
@@ -188,10 +193,30 @@ function workerDurables(nodes: readonly string[]): string[] {
   ];
 }
 
-/** The future NATS-service (`$SRV`) permissions of a worker, as a comment. */
-const SERVICE_NOTE =
-  'NATS services ($SRV.PING/INFO/STATS), when the workers become services: add "$SRV.>" to ' +
-  "subscribe.allow and allow_responses: true";
+/**
+ * What answering as NATS service `eve-tasks-<worker>` takes: subscribing to `$SRV.<verb>` (every
+ * service), `$SRV.<verb>.<name>` and `$SRV.<verb>.<name>.<id>` for PING, INFO and STATS, its own
+ * name only (so no worker answers as another); its replies need allow_responses.
+ */
+function serviceOf(worker: NatsWorkerUser): SubjectGroup {
+  const name = workerServiceName(worker);
+  return {
+    why: `its NATS service ${name}: $SRV.PING, $SRV.INFO, $SRV.STATS (all services, by name, by id)`,
+    subjects: ["$SRV.*", `$SRV.*.${name}`, `$SRV.*.${name}.*`],
+  };
+}
+
+/** Discovering the workers: PING, INFO and STATS requests to every service (replies on its inbox). */
+const DISCOVER: SubjectGroup = {
+  why: "discover the workers: $SRV.PING, $SRV.INFO, $SRV.STATS (NATS services eve-tasks-<worker>)",
+  subjects: ["$SRV.>"],
+};
+
+/** Reading task logs through a node's executor. */
+const READ_LOGS: SubjectGroup = {
+  why: "read task logs: eve.rpc.task-executor.<node>.logs",
+  subjects: ["eve.rpc.task-executor.*.logs"],
+};
 
 /**
  * The users and their permissions.
@@ -217,7 +242,6 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
     why: "its replies and consumer deliveries: its own inbox prefix only",
     subjects: [`${natsInboxPrefix(user)}.>`],
   });
-  const service = { why: SERVICE_NOTE, subjects: [] };
   const specBuilderQueue = workQueue(kv("controller"), SPEC_BUILDER_DURABLE);
 
   return [
@@ -249,6 +273,8 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
             why: "signal an app's anchor: eve.rpc.task-executor.<node>.signal",
             subjects: ["eve.rpc.task-executor.*.signal"],
           },
+          READ_LOGS,
+          DISCOVER,
         ],
         publishDeny: protect(true),
         subscribeAllow: [
@@ -260,9 +286,12 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
     },
     {
       user: "viewer",
-      about: ["read-only (the CLI's get, watch, events; status pages): read everything, write nothing"],
+      about: [
+        "read-only (the CLI's get, watch, events, logs; status pages): read everything (task logs",
+        "and the workers' NATS services too), write nothing",
+      ],
       permissions: {
-        publishAllow: readEverything(),
+        publishAllow: [...readEverything(), READ_LOGS, DISCOVER],
         publishDeny: protect(true),
         subscribeAllow: [
           inbox("viewer"),
@@ -295,19 +324,18 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
               ...reads("spec-builder"),
             ],
           },
-          service,
         ],
         publishDeny: [],
-        subscribeAllow: [inbox("spec-builder")],
-        allowResponses: false,
+        subscribeAllow: [inbox("spec-builder"), serviceOf("spec-builder")],
+        allowResponses: true,
       },
     },
     {
       user: "task-executor",
       about: [
         "task-executor: reads TaskConfig (spec-builder); writes TaskStatus and task events; answers",
-        "signal requests and stop-tasks requests (the launcher's Ctrl-C; only admin sends them) for",
-        "its node.",
+        "signal requests, task log requests and stop-tasks requests (the launcher's Ctrl-C; only admin",
+        "sends them) for its node, as endpoints of its NATS service.",
       ],
       permissions: {
         publishAllow: [
@@ -320,7 +348,6 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
             why: "reads: TaskConfig, its own (compare-and-set)",
             subjects: [...reads("spec-builder"), ...reads("task-executor")],
           },
-          service,
         ],
         publishDeny: [],
         subscribeAllow: [
@@ -333,6 +360,11 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
             why: "stop-tasks requests (eve.rpc.task-executor.<node>.stop-tasks: the launcher's Ctrl-C)",
             subjects: ["eve.rpc.task-executor.*.stop-tasks"],
           },
+          {
+            why: "task log requests (eve.rpc.task-executor.<node>.logs)",
+            subjects: ["eve.rpc.task-executor.*.logs"],
+          },
+          serviceOf("task-executor"),
           {
             why: "the proc-monitor's anchor events (an anchor found gone is acted on at once)",
             subjects: ["eve.events.*"],
@@ -356,11 +388,10 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
             why: "reads: TaskStatus, TaskConfig, its own (compare-and-set)",
             subjects: [...reads("task-executor"), ...reads("spec-builder"), ...reads("proc-monitor")],
           },
-          service,
         ],
         publishDeny: [],
-        subscribeAllow: [inbox("proc-monitor")],
-        allowResponses: false,
+        subscribeAllow: [inbox("proc-monitor"), serviceOf("proc-monitor")],
+        allowResponses: true,
       },
     },
     {
@@ -383,7 +414,6 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
             why: "reads: the controller's tables, its own",
             subjects: [...reads("controller"), ...reads("hypervisor-seed-fetcher")],
           },
-          service,
         ],
         publishDeny: [
           {
@@ -394,8 +424,8 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
             ],
           },
         ],
-        subscribeAllow: [inbox("hypervisor-seed-fetcher")],
-        allowResponses: false,
+        subscribeAllow: [inbox("hypervisor-seed-fetcher"), serviceOf("hypervisor-seed-fetcher")],
+        allowResponses: true,
       },
     },
   ];
@@ -437,10 +467,12 @@ const HEADER = (nodes: readonly string[]): string[] => [
   "`$JS.API.CONSUMER.CREATE.<stream>.<name>[.<filter>]` (`.<stream>.>` matches both); a consumer's",
   "name is a single token, so only whole names can be denied.",
   "",
-  'Room left for later (not used yet): NATS services need subscribe "$SRV.>" and allow_responses',
-  "(noted per worker below). The `$JS.*.API.` entries are the same API reached through a JetStream",
-  "domain: a controller on a hub reading (and writing the `controller` bucket of) a device running",
-  "leaf-node.conf; a fleet's own users (e.g. one per device) would be added here the same way.",
+  "Every worker is a NATS service `eve-tasks-<worker>`: it subscribes to the `$SRV.` subjects of",
+  "its own service name only and replies with allow_responses; controller and viewer may send",
+  "`$SRV.PING/INFO/STATS` to discover them, and read task logs through a node's executor.",
+  "The `$JS.*.API.` entries are the same API reached through a JetStream domain: a controller on a",
+  "hub reading (and writing the `controller` bucket of) a device running leaf-node.conf; a fleet's",
+  "own users (e.g. one per device) would be added here the same way.",
 ];
 
 function renderGroups(groups: readonly SubjectGroup[], indent: string): string[] {

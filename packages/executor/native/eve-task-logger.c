@@ -90,6 +90,10 @@ static void rotate(struct log *l) {
   for (int i = l->files - 1; i >= 1; i--) {
     if (numbered(from, sizeof from, l->path, i - 1) && numbered(to, sizeof to, l->path, i)) rename(from, to);
   }
+  /* With one file kept, the full one is removed and a new one made, never the same file
+     truncated: a reader holding a position in it (the logs RPC's cursor names the file) then
+     finds its file gone instead of reading new output at an old offset. */
+  if (l->files == 1) unlink(l->path);
   open_log(l, 1);
 }
 

@@ -13,7 +13,7 @@ import { Backoff } from "@eve-tasks/backoff";
 import { followEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus, EventFollower, Outbox, Subscription } from "@eve-tasks/bus";
 import { TaskConfigSchema } from "@eve-tasks/schemas";
-import type { SignalReply, TaskConfig } from "@eve-tasks/schemas";
+import type { SignalReply, TaskConfig, TaskStatus } from "@eve-tasks/schemas";
 import { MemoryLedger } from "./admission.js";
 import { newAppState } from "./app-state.js";
 import type { AppState } from "./app-state.js";
@@ -27,6 +27,7 @@ import { LabelWriter, readLabels } from "./labels.js";
 import { Lifecycle } from "./lifecycle.js";
 import type { StopReport } from "./lifecycle.js";
 import type { NodeFacts } from "./node-facts.js";
+import type { ExecutorObserver, StartOutcome } from "./observer.js";
 import { CHANGES_RUNTIME, NOTHING, plan } from "./plan.js";
 import type { Action, Observed, Prepared } from "./plan.js";
 import { prepareTask } from "./prepare-task.js";
@@ -58,6 +59,8 @@ export interface TaskExecutorOptions extends Partial<ExecutorTunables> {
    * task's directories; a resource given here comes after them.
    */
   hostResources?: readonly TaskHostResource[];
+  /** Told of reconciles, actions, starts and events (the worker's metrics). */
+  observer?: ExecutorObserver;
 }
 
 /** What a node stop ({@link TaskExecutor.stopTasks}) did. */
@@ -81,6 +84,7 @@ export class TaskExecutor {
   readonly #act: Lifecycle;
   readonly #events: TaskEvents;
   readonly #abort = new AbortController();
+  readonly #observer: ExecutorObserver;
   #sub: Subscription<typeof TaskConfigSchema> | undefined;
   #synchronized = false;
   #closing = false;
@@ -100,7 +104,12 @@ export class TaskExecutor {
     this.#runner = new KeyedRunner((uuid) => this.#reconcile(uuid));
     this.#ledger = new MemoryLedger(facts.memoryMiB - facts.memoryReserveMiB);
     this.#resources = [taskDirs(facts), ...(options.hostResources ?? [])];
-    this.#events = new TaskEvents(options.outbox, options.logger);
+    this.#observer = options.observer ?? {};
+    this.#events = new TaskEvents(
+      options.outbox,
+      options.logger,
+      this.#observer.emitted?.bind(this.#observer),
+    );
     this.#act = new Lifecycle({
       runtime: this.#runtime,
       labels: new LabelWriter(this.#runtime),
@@ -259,6 +268,22 @@ export class TaskExecutor {
     return { accepted: true, error: null };
   }
 
+  /** How many apps of this node are in each state, and what PENDING ones wait for (for metrics). */
+  tasksByState(): { state: TaskStatus["state"]; waitingFor: string | null; count: number }[] {
+    const counts = new Map<
+      string,
+      { state: TaskStatus["state"]; waitingFor: string | null; count: number }
+    >();
+    for (const s of this.#status.all()) {
+      const waitingFor = s.state === "PENDING" ? s.waitingFor : null;
+      const key = `${s.state} ${waitingFor ?? ""}`;
+      const c = counts.get(key) ?? { state: s.state, waitingFor, count: 0 };
+      c.count++;
+      counts.set(key, c);
+    }
+    return [...counts.values()];
+  }
+
   /** Resolves when no reconcile is running (for tests and benchmarks). */
   idle(): Promise<void> {
     return this.#runner.idle();
@@ -352,14 +377,19 @@ export class TaskExecutor {
     const app = this.#apps.get(uuid);
     if (!app || this.#closing) return;
     this.#clearWake(app);
+    const started = performance.now();
+    const took = (): number => (performance.now() - started) / 1000;
     try {
       await this.#converge(app);
       app.retries.reset();
+      this.#observer.reconciled?.(took(), "ok");
     } catch (err) {
       if (this.#closing) return;
+      const unavailable = isRuntimeError(err, "unavailable");
+      this.#observer.reconciled?.(took(), unavailable ? "unavailable" : "error");
       const retryInMs = app.retries.next();
       const log = this.#log.child({ uuid });
-      if (isRuntimeError(err, "unavailable")) {
+      if (unavailable) {
         log.warn({ err, retryInMs }, "containerd unreachable; state UNKNOWN, nothing killed");
         await this.#act.unknown(app).catch(() => undefined);
       } else {
@@ -454,6 +484,7 @@ export class TaskExecutor {
   ): Promise<void> {
     const act = this.#act;
     const labels = observed.reachable ? observed.container?.view : undefined;
+    if (action.kind !== "hold" && action.kind !== "prepare") this.#observer.acted?.(action.kind);
     switch (action.kind) {
       case "finish":
         await act.finish(app, action.pid, labels);
@@ -512,10 +543,20 @@ export class TaskExecutor {
       case "awaitRetry":
         this.#wakeAt(app, action.retryAtMs);
         return;
-      case "start":
-        await act.start(app, d, p, action);
+      case "start": {
+        const started = performance.now();
+        let outcome: StartOutcome | undefined = "error";
+        try {
+          await act.start(app, d, p, action);
+          const s = this.#status.get(app.uuid);
+          // Neither RUNNING nor failed: memory was taken meanwhile and it waits (not a start).
+          outcome = app.startFailure ? "failed" : s?.state === "RUNNING" ? "ok" : undefined;
+        } finally {
+          if (outcome) this.#observer.started?.((performance.now() - started) / 1000, outcome);
+        }
         if (app.startFailure) this.#wakeAt(app, app.startFailure.retryAtMs);
         return;
+      }
     }
   }
 }

@@ -29,6 +29,8 @@ export type {
   TaskExit,
 } from "./plan.js";
 export type { StopReport } from "./lifecycle.js";
+export { timedRuntime } from "./observer.js";
+export type { ExecutorObserver, ReconcileOutcome, RuntimeCall, StartOutcome } from "./observer.js";
 export { taskDirs } from "./host-resources.js";
 export type { TaskHostResource, TearDownScope } from "./host-resources.js";
 export { NodeFactError } from "./errors.js";

@@ -8,6 +8,7 @@ import { Publication } from "@eve-tasks/bus";
 import type { Bus, Outbox } from "@eve-tasks/bus";
 import { TaskStatusSchema, jsonEqual, taskLogPath } from "@eve-tasks/schemas";
 import type { ReadyTaskConfig, StageError, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
+import type { ExecutorObserver } from "./observer.js";
 import type { PreparedTask } from "./prepare-task.js";
 import { initialStatus } from "./status.js";
 
@@ -66,6 +67,11 @@ export class StatusWriter {
     return this.#statuses.get(uuid);
   }
 
+  /** The last status published for every app of this node. */
+  all(): IterableIterator<TaskStatus> {
+    return this.#statuses.values();
+  }
+
   /**
    * Publishes `uuid`'s status with `patch` applied (over an initial one built from `desired` when
    * there is none yet). Nothing is sent when only the time would change; an error that says what
@@ -104,10 +110,12 @@ export class StatusWriter {
 export class TaskEvents {
   readonly #outbox: Outbox | undefined;
   readonly #log: Logger;
+  readonly #onEmit: ExecutorObserver["emitted"];
 
-  constructor(outbox: Outbox | undefined, logger: Logger) {
+  constructor(outbox: Outbox | undefined, logger: Logger, onEmit?: ExecutorObserver["emitted"]) {
     this.#outbox = outbox;
     this.#log = logger;
+    this.#onEmit = onEmit;
   }
 
   /** Emits one event; a failure is logged, never thrown (the status is what matters). */
@@ -118,6 +126,7 @@ export class TaskEvents {
     fields: Record<string, string | number | boolean | null>,
   ): Promise<void> {
     if (!this.#outbox) return;
+    this.#onEmit?.(type, fields);
     try {
       await this.#outbox.emit({
         schemaVersion: 1,

@@ -499,6 +499,9 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       EVE_DATA_DIR: dataDir,
       EVE_RUN_DIR: runDir,
       EVE_NODE: config.EVE_NODE,
+      // Each worker process (and replica) takes any free port for its metrics and announces it
+      // in its $SRV.INFO and liveness file; a fixed port would clash between workers. `off` stays.
+      EVE_METRICS_PORT: opts.env.EVE_METRICS_PORT === "off" ? "off" : "0",
     };
     const heartbeatOf = (s: WorkerSnapshot): HeartbeatReading | undefined =>
       s.pid === null ? undefined : heartbeats.find((h) => h.pid === s.pid);

@@ -93,6 +93,8 @@ export interface EnsureOptions {
   onProgress?: (p: PullProgress) => void;
   /** Called once when another process is pulling the same reference. */
   onWait?: (holderPid: number | undefined) => void;
+  /** Called once the image is in the content store, before it is unpacked (what was fetched). */
+  onPulled?: (image: PulledImage) => void;
   signal?: AbortSignal;
 }
 
@@ -180,6 +182,7 @@ export class SeedStore {
     });
     try {
       const image = await this.pull(ref, options);
+      options.onPulled?.(image);
       return await this.unpack(image);
     } finally {
       await lock.release();

@@ -107,6 +107,16 @@ export const baseWorkerEnv = {
     .default("local"),
   /** A short dir for sockets and liveness files (unix socket paths are capped at 108 bytes). */
   EVE_RUN_DIR: envPath().prefault("/run/eve-tasks"),
+  /**
+   * The port of the worker's Prometheus endpoint on 127.0.0.1 (`/metrics`): 0 (the default) takes
+   * any free port, announced in the worker's `$SRV.INFO` and liveness file, so replicas never
+   * clash; `off` serves none and collects nothing.
+   */
+  EVE_METRICS_PORT: z
+    .union([z.literal("off"), envInt({ min: 0, max: 65_535 })], {
+      error: (iss) => `expected a port (0 to 65535; 0 = any free port) or off, got ${got(iss.input)}`,
+    })
+    .default(0),
   /** pino level. */
   LOG_LEVEL: z
     .enum(logLevels, { error: (iss) => `expected one of ${logLevels.join("|")}, got ${got(iss.input)}` })

@@ -13,6 +13,8 @@ export interface Heartbeat {
   readonly at: string;
   /** What the worker says it is doing, e.g. `starting`, `running`, `stopping`. */
   readonly state: string;
+  /** The URL of its Prometheus endpoint (`http://127.0.0.1:<port>/metrics`), when it serves one. */
+  readonly metrics?: string;
 }
 
 /** A heartbeat as read back, with its file and age. */
@@ -31,6 +33,8 @@ export interface HeartbeatOptions {
   intervalMs?: number;
   /** Initial state; default `starting`. */
   state?: string;
+  /** The metrics endpoint's URL, written into every beat. */
+  metrics?: string | undefined;
 }
 
 /** A running heartbeat. */
@@ -55,7 +59,13 @@ export async function startHeartbeat(opts: HeartbeatOptions): Promise<HeartbeatH
   await mkdir(opts.dir, { recursive: true });
   const write = async (): Promise<void> => {
     if (stopped) return;
-    const body: Heartbeat = { pid: process.pid, worker: opts.worker, at: new Date().toISOString(), state };
+    const body: Heartbeat = {
+      pid: process.pid,
+      worker: opts.worker,
+      at: new Date().toISOString(),
+      state,
+      ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
+    };
     // Write then rename, so a reader never sees half a file.
     const tmp = `${file}.tmp`;
     await writeFile(tmp, JSON.stringify(body) + "\n");
@@ -108,6 +118,7 @@ export async function readHeartbeats(dir: string, now: number = Date.now()): Pro
         worker: hb.worker,
         at: hb.at,
         state: typeof hb.state === "string" ? hb.state : "unknown",
+        ...(typeof hb.metrics === "string" ? { metrics: hb.metrics } : {}),
         file,
         ageMs: Math.max(0, now - Date.parse(hb.at)),
       });

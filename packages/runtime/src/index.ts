@@ -1,6 +1,7 @@
 /**
  * @eve-tasks/runtime: what every worker shares: config from env (zod), pino logging, liveness
- * files, graceful shutdown, and `runWorker` wiring them together.
+ * files, graceful shutdown, Prometheus metrics, its NATS service, and `runWorker` wiring them
+ * together.
  */
 export {
   ConfigError,
@@ -30,5 +31,21 @@ export type {
 } from "./shutdown.js";
 export { readHeartbeats, startHeartbeat } from "./health.js";
 export type { Heartbeat, HeartbeatHandle, HeartbeatOptions, HeartbeatReading } from "./health.js";
+export {
+  EVENT_LOOP_SAMPLE_MS,
+  MetricsServerError,
+  Registry,
+  createMetricsRegistry,
+  startMetricsServer,
+} from "./metrics.js";
+export type { MetricsRegistryOptions, MetricsServer, MetricsServerOptions } from "./metrics.js";
+export {
+  discoverWorkers,
+  projectVersion,
+  serveEndpoint,
+  startWorkerService,
+  workerServiceMetadata,
+} from "./service.js";
+export type { DiscoveredWorker, EndpointOptions, Service, WorkerServiceOptions } from "./service.js";
 export { CONFIG_ERROR_EXIT_CODE, healthDir, runWorker } from "./run-worker.js";
 export type { RunWorkerOptions, WorkerContext } from "./run-worker.js";

@@ -1,9 +1,11 @@
 /**
  * `runWorker`: the one way a worker process starts. It wires config → logger → shutdown →
- * heartbeat, then calls the worker's `main`, and keeps the process up until a signal (or the
- * worker itself) stops it.
+ * metrics endpoint → heartbeat → NATS (the bus) → the worker's NATS service, then calls the
+ * worker's `main`, and keeps the process up until a signal (or the worker itself) stops it.
  */
 import path from "node:path";
+import { connectBus } from "@eve-tasks/bus";
+import type { Bus } from "@eve-tasks/bus";
 import type { z } from "zod";
 import { ConfigError, loadConfig, natsConnection } from "./config.js";
 import type { BaseWorkerConfig, Env } from "./config.js";
@@ -11,6 +13,10 @@ import { createLogger, redactUrl } from "./logging.js";
 import type { Logger } from "./logging.js";
 import { startHeartbeat } from "./health.js";
 import type { HeartbeatHandle } from "./health.js";
+import { createMetricsRegistry, startMetricsServer } from "./metrics.js";
+import type { MetricsServer, Registry } from "./metrics.js";
+import { startWorkerService } from "./service.js";
+import type { Service } from "./service.js";
 import { installShutdown } from "./shutdown.js";
 import type { Lifecycle } from "./shutdown.js";
 
@@ -30,11 +36,20 @@ export interface WorkerContext<C> {
   readonly lifecycle: Lifecycle;
   /** The liveness file, or undefined when the run dir is not writable (logged). */
   readonly heartbeat: HeartbeatHandle | undefined;
+  /** The connection to NATS (drained at the stop, after main's own steps). */
+  readonly bus: Bus;
+  /** The worker's Prometheus registry: its metrics are created on it (`registers: [metrics]`). */
+  readonly metrics: Registry;
+  /** The worker's NATS service `eve-tasks-<name>`: request/reply subjects are its endpoints. */
+  readonly service: Service;
 }
 
 /** Options of {@link runWorker}. */
 export interface RunWorkerOptions<S extends z.ZodObject & z.ZodType<BaseWorkerConfig>> {
-  /** The worker's name (`task-executor`), used in logs and the liveness file. */
+  /**
+   * The worker's name (`task-executor`), used in logs, the liveness file, its NATS connection's
+   * name and its NATS service (`eve-tasks-<name>`).
+   */
   name: string;
   /** Its env schema: `z.object({ ...baseWorkerEnv, ... })`. */
   envSchema: S;
@@ -87,18 +102,39 @@ export async function runWorker<S extends z.ZodObject & z.ZodType<BaseWorkerConf
   process.on("uncaughtException", (err) => onCrash(err, "uncaught exception"));
   process.on("unhandledRejection", (err) => onCrash(err, "unhandled rejection"));
 
+  // The metrics endpoint first, so the liveness file and the service can say where it is. A
+  // port that cannot be bound costs the endpoint, never the worker.
+  const metrics = createMetricsRegistry({
+    worker: opts.name,
+    node: base.EVE_NODE,
+    processMetrics: base.EVE_METRICS_PORT !== "off",
+  });
+  let metricsServer: MetricsServer | undefined;
+  if (base.EVE_METRICS_PORT !== "off") {
+    try {
+      metricsServer = await startMetricsServer({ registry: metrics, port: base.EVE_METRICS_PORT });
+    } catch (err) {
+      logger.error({ err, port: base.EVE_METRICS_PORT }, "cannot serve metrics; running without");
+    }
+  }
+
   let heartbeat: HeartbeatHandle | undefined;
   try {
     heartbeat = await startHeartbeat({
       dir: healthDir(base.EVE_RUN_DIR),
       worker: opts.name,
       intervalMs: opts.heartbeatIntervalMs,
+      metrics: metricsServer?.url,
     });
     const hb = heartbeat;
     lifecycle.onShutdown("remove liveness file", () => hb.stop());
     lifecycle.signal.addEventListener("abort", () => void hb.setState("stopping").catch(() => undefined));
   } catch (err) {
     logger.warn({ err, dir: healthDir(base.EVE_RUN_DIR) }, "cannot write liveness file; running without");
+  }
+  if (metricsServer) {
+    const ms = metricsServer;
+    lifecycle.onShutdown("close the metrics endpoint", () => ms.close());
   }
 
   logger.info(
@@ -108,11 +144,28 @@ export async function runWorker<S extends z.ZodObject & z.ZodType<BaseWorkerConf
       dataDir: base.EVE_DATA_DIR,
       runDir: base.EVE_RUN_DIR,
       heartbeat: heartbeat?.file,
+      metrics: metricsServer?.url ?? null,
     },
     "worker starting",
   );
   try {
-    await opts.main({ config, logger, lifecycle, heartbeat });
+    // Steps run last-registered first: main's own (stop the work), then the service stops
+    // answering, then NATS drains.
+    const bus = await connectBus({ ...natsConnection(config), name: opts.name, logger, metrics });
+    lifecycle.onShutdown("drain NATS", () => bus.drain());
+    const service = await startWorkerService(bus.nc, {
+      worker: opts.name,
+      node: base.EVE_NODE,
+      metricsUrl: metricsServer?.url ?? "",
+    });
+    lifecycle.onShutdown("stop the NATS service", async () => {
+      await service.stop();
+    });
+    logger.info(
+      { event: "service-started", service: service.info().name, id: service.info().id },
+      "answering $SRV.PING, $SRV.INFO and $SRV.STATS",
+    );
+    await opts.main({ config, logger, lifecycle, heartbeat, bus, metrics, service });
     if (lifecycle.state === "running") {
       await heartbeat?.setState("running");
       logger.info("worker running");

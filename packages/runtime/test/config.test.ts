@@ -27,6 +27,7 @@ describe("loadConfig", () => {
       EVE_DATA_DIR: path.resolve(".data"),
       EVE_NODE: "local",
       EVE_RUN_DIR: "/run/eve-tasks",
+      EVE_METRICS_PORT: 0,
       LOG_LEVEL: "info",
     });
     expect(loadConfig(baseWorkerEnvSchema, { EVE_DATA_DIR: "rel/dir" }).EVE_DATA_DIR).toBe(

@@ -1,12 +1,13 @@
-// Runs a real worker process on the built package (`npx tsc -b packages/runtime` first).
+// Runs a real worker process on the built package (`npx tsc -b packages/runtime` first): what
+// happens before it connects to NATS. The rest is in run-worker.e2e.test.ts.
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, expectTypeOf, it } from "vitest";
 import { z } from "zod";
-import { baseWorkerEnv, readHeartbeats, runWorker } from "../src/index.js";
+import { baseWorkerEnv, runWorker } from "../src/index.js";
 
 const fixture = fileURLToPath(new URL("./fixtures/worker.mjs", import.meta.url));
 const started: number[] = [];
@@ -46,16 +47,6 @@ async function startFixture(env: Record<string, string>): Promise<Run> {
   return { pid: child.pid!, done };
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe("runWorker", () => {
   it("exits 2 with one clear line on a bad configuration", async () => {
     const run = await startFixture({ FIXTURE_MIB: "lots" });
@@ -67,33 +58,13 @@ describe("runWorker", () => {
     expect(stdout).toBe("");
   });
 
-  it("heartbeats while running and on SIGTERM runs cleanup in reverse order, then exits 0", async () => {
-    const run = await startFixture({});
-    const healthDir = path.join(dir!, "health");
-    await until(async () =>
-      (await readHeartbeats(healthDir)).find((h) => h.pid === run.pid && h.state === "running"),
+  it("refuses a metrics port that is not one (0 to 65535, or off)", async () => {
+    const run = await startFixture({ EVE_METRICS_PORT: "65536" });
+    const { code, stderr } = await run.done;
+    expect(code).toBe(2);
+    expect(stderr.trim()).toBe(
+      'fixture: invalid configuration: EVE_METRICS_PORT: expected a port (0 to 65535; 0 = any free port) or off, got "65536"',
     );
-    process.kill(run.pid, "SIGTERM");
-    const { code, stdout } = await run.done;
-    expect(code).toBe(0);
-    const msgs = stdout
-      .trim()
-      .split("\n")
-      .map((l) => (JSON.parse(l) as { msg: string; worker: string }).msg);
-    expect(msgs).toContain("fixture ready");
-    expect(msgs.indexOf("cleanup: registered second")).toBeLessThan(
-      msgs.indexOf("cleanup: registered first"),
-    );
-    expect(msgs.at(-1)).toBe("shutdown: stopped");
-    expect(await readdir(healthDir)).toEqual([]);
-  });
-
-  it("exits 1 when main throws, after cleaning up", async () => {
-    const run = await startFixture({ FIXTURE_FAIL: "true" });
-    const { code, stdout } = await run.done;
-    expect(code).toBe(1);
-    expect(stdout).toContain("worker failed to start");
-    expect(stdout).toContain("cleanup: registered first");
   });
 });
 

@@ -20,6 +20,7 @@ export * from "./task-event.js";
 export * from "./signal-request.js";
 export * from "./signal-reply.js";
 export * from "./stop-tasks.js";
+export * from "./operator-surface.js";
 export * from "./oci-spec.js";
 export * from "./task-config.js";
 export * from "./canonical-json.js";

@@ -8,10 +8,14 @@ import { z } from "zod";
 import { messageTypes } from "./message-types.js";
 import { SignalReplySchema } from "./signal-reply.js";
 import { SignalRequestSchema } from "./signal-request.js";
+import { LogsReplySchema, LogsRequestSchema, WorkerServiceMetadataSchema } from "./operator-surface.js";
 import { StopTasksReplySchema, StopTasksRequestSchema } from "./stop-tasks.js";
 import { TaskEventSchema } from "./task-event.js";
 
-/** Every message with a JSON Schema file: the KV types plus events and the two RPCs. */
+/**
+ * Every message with a JSON Schema file: the KV types plus events, the RPCs (signal, stop-tasks,
+ * logs) and the metadata of the workers' NATS services.
+ */
 export const jsonSchemaMessages: Readonly<Record<string, z.ZodType>> = {
   ...Object.fromEntries(Object.entries(messageTypes).map(([name, info]) => [name, info.schema])),
   TaskEvent: TaskEventSchema,
@@ -19,6 +23,9 @@ export const jsonSchemaMessages: Readonly<Record<string, z.ZodType>> = {
   SignalReply: SignalReplySchema,
   StopTasksRequest: StopTasksRequestSchema,
   StopTasksReply: StopTasksReplySchema,
+  LogsRequest: LogsRequestSchema,
+  LogsReply: LogsReplySchema,
+  WorkerServiceMetadata: WorkerServiceMetadataSchema,
 };
 
 /** The JSON Schema (draft 2020-12) of `schema` as a publisher's input, titled `title`. */

@@ -20,6 +20,8 @@ describe("committed JSON Schema files", () => {
       "HypervisorSeed.schema.json",
       "HypervisorToolsConfig.schema.json",
       "ImageSeed.schema.json",
+      "LogsReply.schema.json",
+      "LogsRequest.schema.json",
       "NetworkInstanceConfig.schema.json",
       "NetworkInstanceStatus.schema.json",
       "SignalReply.schema.json",
@@ -30,6 +32,7 @@ describe("committed JSON Schema files", () => {
       "TaskEvent.schema.json",
       "TaskMetrics.schema.json",
       "TaskStatus.schema.json",
+      "WorkerServiceMetadata.schema.json",
     ]);
   });
 

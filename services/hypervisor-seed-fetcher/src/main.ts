@@ -2,9 +2,9 @@
 // hypervisor-seed-fetcher: per node; replicas on a node share the work. Wiring only: config → bus,
 // seed store → the fetcher in ./seed-fetcher.ts.
 import { z } from "zod";
-import { connectBus, ensureBucket, waitForBucket } from "@eve-tasks/bus";
+import { ensureBucket, waitForBucket } from "@eve-tasks/bus";
 import { registryEnv, seedStoreFromEnv } from "@eve-tasks/registry";
-import { baseWorkerEnv, envInt, runWorker, natsConnection } from "@eve-tasks/runtime";
+import { baseWorkerEnv, envInt, runWorker } from "@eve-tasks/runtime";
 import { startSeedFetcher } from "./seed-fetcher.js";
 
 const NAME = "hypervisor-seed-fetcher";
@@ -23,12 +23,10 @@ await runWorker({
   envSchema,
   // A pull in progress is abandoned at a stop (its blob stays unverified in ingest/, then removed).
   graceMs: 10_000,
-  async main({ config, logger, lifecycle }) {
+  async main({ config, logger, lifecycle, bus, metrics }) {
     const seeds = await seedStoreFromEnv(config.EVE_DATA_DIR, config, {
       onWarning: (message) => logger.warn({ event: "unpack-warning" }, message),
     });
-    const bus = await connectBus({ ...natsConnection(config), name: NAME, logger });
-    lifecycle.onShutdown("drain NATS", () => bus.drain());
     await ensureBucket(bus, NAME);
     await waitForBucket(bus, "controller", { signal: lifecycle.signal });
     const fetcher = await startSeedFetcher({
@@ -39,6 +37,7 @@ await runWorker({
       gcGraceMs: config.EVE_SEED_GC_GRACE_MS,
       gcIntervalMs: config.EVE_SEED_GC_INTERVAL_MS,
       signal: lifecycle.signal,
+      metrics,
     });
     lifecycle.onShutdown("stop the work queues", () => fetcher.stop());
     logger.info(

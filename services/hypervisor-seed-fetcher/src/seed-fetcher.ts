@@ -12,7 +12,7 @@ import { Publication, shareWork } from "@eve-tasks/bus";
 import type { Bus, SourceState, WorkContext, WorkQueue } from "@eve-tasks/bus";
 import { errorText, hostArch, isRetryable } from "@eve-tasks/registry";
 import type { PullProgress, SeedRecord, SeedStore } from "@eve-tasks/registry";
-import type { Logger } from "@eve-tasks/runtime";
+import type { Logger, Registry } from "@eve-tasks/runtime";
 import {
   AppInstanceConfigSchema,
   HypervisorToolsConfigSchema,
@@ -22,6 +22,8 @@ import {
   seedFetcherDurables,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfig, HypervisorToolsConfig, Seed } from "@eve-tasks/schemas";
+import { seedFetcherMetrics } from "./metrics.js";
+import type { SeedKind } from "./metrics.js";
 
 /** The fetcher's bucket. */
 export const SEED_FETCHER_AGENT = "hypervisor-seed-fetcher";
@@ -58,6 +60,8 @@ export interface SeedFetcherOptions {
   backoffMs?: readonly number[];
   signal?: AbortSignal;
   now?: () => Date;
+  /** The worker's Prometheus registry (runWorker's); none: not exported. */
+  metrics?: Registry;
 }
 
 /** A running fetcher. */
@@ -122,6 +126,7 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
   const imgSeeds = new Publication(bus, { agent: SEED_FETCHER_AGENT, type: "ImageSeed", schema: SeedSchema });
   const tools = new Publication(bus, TOOLS_TABLE);
   const apps = new Publication(bus, APPS_TABLE);
+  const metrics = seedFetcherMetrics(options.metrics);
 
   /**
    * Pulls `ref` for seed `key` of `pub`, publishing PULLING (progress at most every
@@ -136,6 +141,13 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
   ): Promise<void> => {
     const log = logger.child({ seed: `${pub.type}.${key}`, ref });
     const started = Date.now();
+    const kind: SeedKind = pub === hvSeeds ? "tools" : "image";
+    metrics.pullsInProgress.inc({ kind });
+    const finished = (outcome: "ready" | "failed" | "retrying"): void => {
+      metrics.pullsInProgress.dec({ kind });
+      metrics.pulls.inc({ kind, outcome });
+      metrics.pullDuration.observe({ kind, outcome }, (Date.now() - started) / 1000);
+    };
     const previous = await pub.get(key);
     let last = 0;
     let writes: Promise<unknown> = Promise.resolve();
@@ -168,8 +180,10 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
         signal: options.signal,
         onWait: (pid) =>
           log.info({ event: "pull-waiting", holderPid: pid }, "another process is pulling this ref; waiting"),
+        onPulled: (image) => metrics.fetchedBytes.inc({ kind }, image.fetchedBytes),
       });
       done = true;
+      finished("ready");
       await write(readySeed(ref, record));
       log.info(
         {
@@ -185,6 +199,7 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
     } catch (err) {
       done = true;
       const retry = isRetryable(err) && !ctx.lastAttempt;
+      finished(retry ? "retrying" : "failed");
       const delayMs = backoffMs[Math.min(ctx.deliveryCount - 1, backoffMs.length - 1)] ?? 60_000;
       const message = retry
         ? `${errorText(err)} (retrying in ${Math.round(delayMs / 1000)} s, attempt ${ctx.deliveryCount})`

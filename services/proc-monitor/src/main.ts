@@ -4,9 +4,9 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { Outbox, connectBus, ensureBucket, ensureEventsStream, waitForBucket } from "@eve-tasks/bus";
+import { Outbox, ensureBucket, ensureEventsStream, waitForBucket } from "@eve-tasks/bus";
 import { detectCgroupLayout } from "@eve-tasks/procfs";
-import { baseWorkerEnv, envInt, runWorker, natsConnection } from "@eve-tasks/runtime";
+import { baseWorkerEnv, envInt, runWorker } from "@eve-tasks/runtime";
 import { ProcMonitor } from "./proc-monitor.js";
 
 /** The worker's name: its NATS connection name, bucket, log `worker` field and liveness file. */
@@ -21,12 +21,10 @@ const envSchema = z.object({
 await runWorker({
   name: NAME,
   envSchema,
-  async main({ config, logger, lifecycle }) {
+  async main({ config, logger, lifecycle, bus, metrics }) {
     const layout = detectCgroupLayout();
     logger.info({ event: "cgroup-layout", layout }, `cgroup v${layout.version}`);
 
-    const bus = await connectBus({ ...natsConnection(config), name: NAME, logger });
-    lifecycle.onShutdown("drain NATS", () => bus.drain());
     // Its own bucket it creates; the one it reads it waits for (see the spec-builder). Until the
     // events stream exists (an admin may have to create it), events wait in the outbox. The
     // spec-builder's bucket (TaskConfig, for VMs' AnchorTax records) the monitor waits for itself,
@@ -49,6 +47,7 @@ await runWorker({
       node: config.EVE_NODE,
       intervalMs: config.EVE_METRICS_INTERVAL_MS,
       layout,
+      metrics,
     });
     lifecycle.onShutdown("stop sampling", () => monitor.stop());
     await monitor.start();

@@ -10,7 +10,7 @@ import type { Bus, Outbox, Subscription } from "@eve-tasks/bus";
 import { TaskSampler, readGuestRamResidentBytes } from "@eve-tasks/procfs";
 import type { AnchorReading, CgroupLayout, TaskSample } from "@eve-tasks/procfs";
 import { forApp } from "@eve-tasks/runtime";
-import type { Logger } from "@eve-tasks/runtime";
+import type { Logger, Registry } from "@eve-tasks/runtime";
 import { TaskMetricsSchema, TaskStatusSchema, cgroupsPathFor } from "@eve-tasks/schemas";
 import type { TaskStatus } from "@eve-tasks/schemas";
 import { anchorGoneEvent, anchorGoneEventId } from "./anchor-event.js";
@@ -18,6 +18,8 @@ import { AnchorTaxTracker, TaskConfigViewSchema, anchorTaxPeakBytes, observation
 import type { AnchorTaxUpdate, TaskConfigView, VmFacts } from "./anchor-tax.js";
 import { anchorTaxTable, writeAnchorTaxUpdate } from "./anchor-tax-store.js";
 import type { AnchorTaxTable } from "./anchor-tax-store.js";
+import { procMonitorMetrics } from "./metrics.js";
+import type { ProcMonitorMetrics } from "./metrics.js";
 import { taskMetricsOf } from "./task-metrics.js";
 import type { SampleTax } from "./task-metrics.js";
 
@@ -39,6 +41,8 @@ export interface ProcMonitorOptions {
   procRoot?: string;
   /** Samples of a VM not yet counted in its AnchorTax record are written at least this often. */
   anchorTaxFlushMs?: number;
+  /** The worker's Prometheus registry (runWorker's); none: not exported. */
+  metrics?: Registry;
 }
 
 /** One task being sampled: an anchor (PID and start ticks) of one app. */
@@ -95,6 +99,7 @@ export class ProcMonitor {
   #stopped = false;
   /** Whether the last publish failed: a NATS outage is logged once, and its end once. */
   #publishFailing = false;
+  readonly #measured: ProcMonitorMetrics;
 
   constructor(options: ProcMonitorOptions) {
     this.#opts = options;
@@ -106,6 +111,7 @@ export class ProcMonitor {
     });
     this.#taxRecords = anchorTaxTable(options.bus);
     this.#taxTracker = new AnchorTaxTracker({ flushIntervalMs: options.anchorTaxFlushMs });
+    this.#measured = procMonitorMetrics(() => this.sampling, options.metrics);
   }
 
   /** Apps currently sampled (for tests and logs). */
@@ -381,8 +387,10 @@ export class ProcMonitor {
 
   /** One round: every followed task sampled, then the writes of the round awaited. */
   async #sampleAll(): Promise<void> {
+    const end = this.#measured.roundDuration.startTimer();
     for (const app of this.#apps.values()) this.#sampleApp(app);
     await Promise.all([...this.#apps.values()].map((a) => a.writes));
+    end();
   }
 
   #sampleApp(app: App): void {
@@ -393,12 +401,14 @@ export class ProcMonitor {
       sample = w.sampler.sample();
     } catch (err) {
       // Not a missing file (that is "not measured"): e.g. EACCES, or /proc text not understood.
+      this.#measured.sampleErrors.inc();
       app.log.error({ event: "sample-failed", err, pid: w.pid }, "could not sample the task");
       return;
     }
     if (!sample.anchor.alive) {
       w.gone = true;
       w.sampler.close();
+      this.#measured.anchorsGone.inc();
       this.#anchorGone(app, w, sample.anchor, sample.sampledAt);
       return;
     }
@@ -494,6 +504,7 @@ export class ProcMonitor {
         this.#log.info({ event: "publish-recovered" }, "publishing TaskMetrics again");
       }
     } catch (err) {
+      this.#measured.publishErrors.inc();
       if (!this.#publishFailing) {
         this.#publishFailing = true;
         app.log.warn(

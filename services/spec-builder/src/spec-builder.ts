@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Publication, isStreamNotFound, shareWork, streamOf, subscribe } from "@eve-tasks/bus";
 import type { Bus, SourceState, Subscription, WorkContext, WorkQueue } from "@eve-tasks/bus";
 import { forApp } from "@eve-tasks/runtime";
-import type { Logger } from "@eve-tasks/runtime";
+import type { Logger, Registry } from "@eve-tasks/runtime";
 import {
   AppInstanceConfigSchema,
   SPEC_BUILDER_DURABLE,
@@ -30,6 +30,7 @@ import {
   sameFailure,
 } from "./failed-task-config.js";
 import type { RawIdentity } from "./failed-task-config.js";
+import { countBuild, specBuilderMetrics } from "./metrics.js";
 import type { BuildOutcome } from "./outcome.js";
 
 /** The durable consumer every spec-builder replica shares (named in @eve-tasks/schemas). */
@@ -126,6 +127,8 @@ export interface SpecBuilderOptions {
   now?: () => Date;
   /** While the seed bucket does not exist, how often to look for it again (default 3000 ms). */
   seedBucketRetryMs?: number;
+  /** The worker's Prometheus registry (runWorker's); none: not exported. */
+  metrics?: Registry;
 }
 
 /**
@@ -135,6 +138,7 @@ export interface SpecBuilderOptions {
 export async function startSpecBuilder(options: SpecBuilderOptions): Promise<SpecBuilder> {
   const { bus, logger } = options;
   const now = options.now ?? (() => new Date());
+  const metrics = specBuilderMetrics(options.metrics);
   const out = new Publication(bus, TASK_CONFIG_TABLE);
   const imageSeeds = new Publication(bus, IMAGE_SEED_TABLE);
   const toolsSeeds = new Publication(bus, HYPERVISOR_SEED_TABLE);
@@ -178,6 +182,7 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
     fields: Record<string, unknown>,
   ): Promise<void> => {
     const log = (): Logger => forApp(logger, key);
+    countBuild(metrics, outcome);
     if (outcome.status === "UNREPORTABLE") {
       log().error({ event: "config-unreportable", ...fields, error: outcome.message }, outcome.message);
       return;

@@ -1,22 +1,20 @@
 #!/usr/bin/env node
 // task-executor: one per node, the only worker that talks to containerd. Wiring only:
-// config → bus, containerd, node facts → the reconciler in @eve-tasks/executor.
+// config → bus, containerd, node facts → the reconciler in @eve-tasks/executor; its requests
+// (signal, stop-tasks, logs) as endpoints of its NATS service eve-tasks-task-executor.
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import {
   LeaseHeldError,
   Outbox,
   acquireLease,
-  connectBus,
   ensureBucket,
   ensureEventsStream,
-  serve,
   waitForBucket,
 } from "@eve-tasks/bus";
-import { readFileSync } from "node:fs";
-import { hostname } from "node:os";
-import { readProcStatSync } from "@eve-tasks/procfs";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import {
   AccelChooser,
@@ -24,8 +22,9 @@ import {
   TaskExecutor,
   containerdRuntime,
   loadNodeFacts,
+  timedRuntime,
 } from "@eve-tasks/executor";
-import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
+import { CgroupReader, cgroupDirsFor, detectCgroupLayout, readProcStatSync } from "@eve-tasks/procfs";
 import {
   CONFIG_ERROR_EXIT_CODE,
   baseWorkerEnv,
@@ -33,19 +32,25 @@ import {
   envList,
   envPositiveInt,
   executorNodeEnv,
-  natsConnection,
   runWorker,
+  serveEndpoint,
 } from "@eve-tasks/runtime";
+import { TaskLogsService } from "@eve-tasks/task-logs";
 import {
   CONTAINERD_NAMESPACE,
+  LogsReplySchema,
+  LogsRequestSchema,
   SignalReplySchema,
   SignalRequestSchema,
   StopTasksReplySchema,
   StopTasksRequestSchema,
   cgroupsPathFor,
+  logsSubject,
   signalSubject,
   stopTasksSubject,
+  taskLogPath,
 } from "@eve-tasks/schemas";
+import { executorMetrics } from "./metrics.js";
 
 const envSchema = z.object({
   ...baseWorkerEnv,
@@ -75,7 +80,7 @@ await runWorker({
   envSchema,
   // A stop in progress (SIGTERM, stopTimeoutMs, SIGKILL) finishes before the worker exits.
   graceMs: 30_000,
-  async main({ config, logger, lifecycle }) {
+  async main({ config, logger, lifecycle, bus, metrics: registry, service }) {
     const facts = await loadNodeFacts({
       node: config.EVE_NODE,
       dataDir: config.EVE_DATA_DIR,
@@ -90,9 +95,28 @@ await runWorker({
       logFiles: config.EVE_LOG_FILES,
       warn: (message, fields) => logger.warn(fields, message),
     });
+    // The executor is made below; until then the gauges read nothing.
+    const made: { executor?: TaskExecutor; logs?: TaskLogsService } = {};
+    const metrics = executorMetrics(
+      {
+        tasksByState: () => made.executor?.tasksByState() ?? [],
+        logFollowers: () => made.logs?.followers ?? 0,
+      },
+      registry,
+    );
+    const logs = new TaskLogsService(
+      {
+        logPathOf: (uuid) => taskLogPath(config.EVE_DATA_DIR, uuid),
+        node: facts.node,
+        signal: lifecycle.signal,
+      },
+      metrics.logs,
+    );
+    made.logs = logs;
+
     const address = config.CONTAINERD_ADDRESS ?? join(config.EVE_RUN_DIR, "containerd.sock");
     const containerd = new ContainerdClient({ address, namespace: CONTAINERD_NAMESPACE });
-    const runtime = containerdRuntime(containerd);
+    const runtime = timedRuntime(containerdRuntime(containerd), metrics.runtimeCall);
     lifecycle.onShutdown("close containerd client", () => containerd.close());
     const version = await containerd.waitForReady(30_000);
     logger.info(
@@ -100,8 +124,6 @@ await runWorker({
       "connected to containerd",
     );
 
-    const bus = await connectBus({ ...natsConnection(config), name: "task-executor", logger });
-    lifecycle.onShutdown("drain NATS", () => bus.drain());
     // Its own bucket it creates; the one it reads it waits for (see the spec-builder). The events
     // stream may only be creatable by an admin: until it exists, events wait in the outbox.
     await ensureBucket(bus, "task-executor");
@@ -140,6 +162,17 @@ await runWorker({
       throw Object.assign(new Error(text, { cause: err }), { exitCode: CONFIG_ERROR_EXIT_CODE });
     }
     lifecycle.onShutdown("release the node's task-executor lease", () => lease.release());
+    // Task logs are files: they are served once this executor holds the node, whatever its state.
+    serveEndpoint(service, {
+      name: "logs",
+      subject: logsSubject(facts.node),
+      request: LogsRequestSchema,
+      reply: LogsReplySchema,
+      handle: (r) => logs.handle(r),
+      onError: (message) => logs.errorReply(message),
+      logger,
+      metrics: registry,
+    });
     await waitForBucket(bus, "spec-builder", { signal: lifecycle.signal });
     await ensureEventsStream(bus).catch((err: unknown) =>
       logger.warn({ err }, "cannot create the TASK_EVENTS stream; events stay in the outbox until it exists"),
@@ -169,27 +202,47 @@ await runWorker({
       nodeAccel: config.EVE_ACCEL,
       probeTimeoutMs: config.EVE_KVM_PROBE_TIMEOUT_MS,
     });
-    const executor = new TaskExecutor({ bus, runtime, facts, logger, outbox, readOomKills, accel });
-    lifecycle.onShutdown("finish in-flight reconciles", () => executor.stop());
-    await executor.start();
+    const ex = new TaskExecutor({
+      bus,
+      runtime,
+      facts,
+      logger,
+      outbox,
+      readOomKills,
+      accel,
+      observer: metrics.executor,
+    });
+    made.executor = ex;
+    lifecycle.onShutdown("finish in-flight reconciles", () => ex.stop());
+    await ex.start();
     // Signal requests are answered once the executor knows every app (an acknowledgement only).
-    const signals = serve(bus, {
+    serveEndpoint(service, {
+      name: "signal",
       subject: signalSubject(facts.node),
       request: SignalRequestSchema,
       reply: SignalReplySchema,
-      handle: (r) => executor.signal(r.uuid, r.signal),
+      handle: (r) => ex.signal(r.uuid, r.signal),
       onError: (message) => ({ accepted: false as const, error: message }),
+      logger,
+      metrics: registry,
     });
-    lifecycle.onShutdown("stop answering signal requests", () => signals.close());
     // The launcher's Ctrl-C: every task of the node stopped as any stop goes; answered when done.
-    const stops = serve(bus, {
+    serveEndpoint(service, {
+      name: "stop-tasks",
       subject: stopTasksSubject(facts.node),
       request: StopTasksRequestSchema,
       reply: StopTasksReplySchema,
-      handle: async () => ({ accepted: true as const, error: null, ...(await executor.stopTasks()) }),
+      handle: async () => ({ accepted: true as const, error: null, ...(await ex.stopTasks()) }),
       onError: (message) => ({ accepted: false as const, error: message, stopped: [], failed: [] }),
+      logger,
+      metrics: registry,
     });
-    lifecycle.onShutdown("stop answering stop requests", () => stops.close());
+    // Run first at a stop: no new requests while the executor winds down; log followers are
+    // answered at once with what there is.
+    lifecycle.onShutdown("stop answering requests (signal, stop-tasks, logs)", async () => {
+      logs.wakeAll();
+      await service.stop();
+    });
     logger.info({ event: "resynced" }, "every app reconciled; following changes");
   },
 });
