@@ -29,6 +29,7 @@ export function builtFrom(
     memoryLimitBytes: p.memoryLimitBytes,
     anchorTaxBytes: p.anchorTaxBytes,
     logPath: p.logPath,
+    interfaces: p.network?.statuses ?? [],
     ...rest,
   };
 }
