@@ -460,7 +460,10 @@ export class TaskExecutor {
       if (d.interfaces.length === 0 && !this.#o.networks) return { ok: true, task };
       const networks = this.#o.networks;
       if (!networks) {
-        return { ok: false, message: `node ${this.#o.facts.node} runs no networks: an app with interfaces cannot run here` };
+        return {
+          ok: false,
+          message: `node ${this.#o.facts.node} runs no networks: an app with interfaces cannot run here`,
+        };
       }
       const net = await networks.resolve(d);
       switch (net.kind) {

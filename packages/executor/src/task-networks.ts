@@ -214,13 +214,19 @@ export class TaskNetworks implements TaskHostResource {
           : Array.from({ length: MAX_APP_INTERFACES }, (_, i) => hostIfName(uuid, i)),
       );
     }
-    const swept = await this.#o.net.sweep({
-      running,
-      instances: new Set(this.#applied.keys()),
-      apps: new Set(o.configured),
-    });
-    const removed = Object.values(swept).reduce((n, v) => n + (Array.isArray(v) ? v.length : 0), 0);
-    if (removed > 0) this.#log.warn({ event: "network-swept", ...swept }, "removed network objects nobody owns");
+    try {
+      const swept = await this.#o.net.sweep({
+        running,
+        instances: new Set(this.#applied.keys()),
+        apps: new Set(o.configured),
+      });
+      const removed = Object.values(swept).reduce((n, v) => n + (Array.isArray(v) ? v.length : 0), 0);
+      if (removed > 0)
+        this.#log.warn({ event: "network-swept", ...swept }, "removed network objects nobody owns");
+    } catch (err) {
+      // Tasks without interfaces do not need it: they run; the next start sweeps again.
+      this.#log.error({ err, event: "network-sweep-failed" }, "cannot sweep the node's network objects");
+    }
   }
 
   /** Stops following configs and the instances' dnsmasq (bridges, rules and netns stay). */
@@ -264,7 +270,8 @@ export class TaskNetworks implements TaskHostResource {
     try {
       resolved = await this.#o.net.resolveApp(spec, this.#applied, reservedAddresses(others));
     } catch (err) {
-      if (err instanceof NetworkConfigError) return { kind: "invalid", message: `interfaces: ${err.message}` };
+      if (err instanceof NetworkConfigError)
+        return { kind: "invalid", message: `interfaces: ${err.message}` };
       throw err;
     }
     if (this.#remember(d, resolved) && this.#started) await this.#sync();
@@ -295,10 +302,16 @@ export class TaskNetworks implements TaskHostResource {
   #remember(d: ReadyTaskConfig, resolved: ResolvedAppNetwork): boolean {
     const key = JSON.stringify(resolved.endpoints);
     const before = this.#apps.get(d.uuid);
-    const spec = { uuid: d.uuid, displayName: d.displayName, virtualization: d.virtualization, interfaces: d.interfaces };
+    const spec = {
+      uuid: d.uuid,
+      displayName: d.displayName,
+      virtualization: d.virtualization,
+      interfaces: d.interfaces,
+    };
     this.#apps.set(d.uuid, { spec, resolved, key });
     if (before?.key === key) return false;
-    for (const e of [...resolved.endpoints, ...(before?.resolved.endpoints ?? [])]) this.#dirty.add(e.instance);
+    for (const e of [...resolved.endpoints, ...(before?.resolved.endpoints ?? [])])
+      this.#dirty.add(e.instance);
     return true;
   }
 
@@ -322,7 +335,10 @@ export class TaskNetworks implements TaskHostResource {
 
   async tearDown(uuid: string, scope: TearDownScope): Promise<void> {
     const known = this.#apps.get(uuid);
-    await this.#o.net.teardownTask(uuid, known?.resolved.statuses.map((s) => s.hostIfName));
+    await this.#o.net.teardownTask(
+      uuid,
+      known?.resolved.statuses.map((s) => s.hostIfName),
+    );
     if (scope !== "app-removed") return;
     await rm(join(this.#o.filesDir, uuid), { recursive: true, force: true });
     this.#interested.delete(uuid);
@@ -361,7 +377,10 @@ export class TaskNetworks implements TaskHostResource {
     if (!this.#started) return;
     this.#full = true;
     void this.#sync().catch((err: unknown) =>
-      this.#log.error({ err, instance: key }, "cannot apply the network instances; retried at the next change"),
+      this.#log.error(
+        { err, instance: key },
+        "cannot apply the network instances; retried at the next change",
+      ),
     );
   }
 
@@ -404,7 +423,8 @@ export class TaskNetworks implements TaskHostResource {
     const dirty = new Set(this.#dirty);
     this.#full = false;
     this.#dirty.clear();
-    if (full) return this.#applyAll();
+    // An instance whose config is gone is deleted by a full pass, once its last app left.
+    if (full || [...dirty].some((n) => !this.#configs.has(n))) return this.#applyAll();
     for (const name of dirty) {
       const ni = this.#applied.get(name);
       if (!ni) continue;
@@ -422,7 +442,8 @@ export class TaskNetworks implements TaskHostResource {
   async #applyAll(): Promise<void> {
     // Instances applied keep their place: a new config overlapping them is the one refused.
     const configs = [...this.#configs.values()].sort(
-      (a, b) => Number(this.#applied.has(b.name)) - Number(this.#applied.has(a.name)) || a.name.localeCompare(b.name),
+      (a, b) =>
+        Number(this.#applied.has(b.name)) - Number(this.#applied.has(a.name)) || a.name.localeCompare(b.name),
     );
     const issues = validateInstances(configs, await this.#o.net.hostLinks());
     const before = new Set(this.#applied.keys());
@@ -516,7 +537,11 @@ export class TaskNetworks implements TaskHostResource {
       error: this.#error(key, message),
     });
     if (status.success) await this.#put(key, status.data);
-    else this.#log.error({ instance: name }, `network instance FAILED (no status: its subnet or gateway is unreadable): ${message}`);
+    else
+      this.#log.error(
+        { instance: name },
+        `network instance FAILED (no status: its subnet or gateway is unreadable): ${message}`,
+      );
   }
 
   /** The error for a status: the one published before when it says the same (its time kept). */
@@ -532,8 +557,9 @@ export class TaskNetworks implements TaskHostResource {
     await this.#statuses.publish(key, status);
     this.#log.info(
       { instance: status.name, event: "network-status", state: status.state, apps: status.apps.length },
-      status.error ? `network instance ${status.state}: ${status.error.message}` : `network instance ${status.state}`,
+      status.error
+        ? `network instance ${status.state}: ${status.error.message}`
+        : `network instance ${status.state}`,
     );
   }
 }
-

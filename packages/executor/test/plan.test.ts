@@ -65,6 +65,7 @@ function ready(
     memoryMiB: 64,
     anchorTaxMiB: 0,
     stopTimeoutMs: 10000,
+    interfaces: [],
     ...over,
     restartPolicy: RestartPolicySchema.parse(over.restartPolicy ?? {}),
   };

@@ -142,7 +142,9 @@ await runWorker({
     });
     const netns = config.EVE_NET_NS ?? null;
     if (netns !== null && !existsSync(join(NETNS_DIR, netns))) {
-      throw new Error(`EVE_NET_NS names ${join(NETNS_DIR, netns)}, which does not exist: create it (ip netns add ${netns}) or unset EVE_NET_NS`);
+      throw new Error(
+        `EVE_NET_NS names ${join(NETNS_DIR, netns)}, which does not exist: create it (ip netns add ${netns}) or unset EVE_NET_NS`,
+      );
     }
     const net = new NodeNetwork({
       hostNetns: netns,
