@@ -239,6 +239,19 @@ const rows: [string, PlanInput, Partial<Action> & { kind: Action["kind"] }][] = 
     { kind: "reject", running: true },
   ],
   [
+    "its network is unknown → PENDING waiting for the network",
+    input(d, { prepared: { ok: false, message: "waiting for network lan", waitingFor: "network" } }),
+    { kind: "pending", waitingFor: "network", running: false },
+  ],
+  [
+    "an update's network is unknown → waitingFor beside the running task, which keeps running",
+    input(renamed, {
+      prepared: { ok: false, message: "waiting for network lan", waitingFor: "network" },
+      observed: seen(containerOf(d), { pid: 5 }),
+    }),
+    { kind: "pending", waitingFor: "network", running: true },
+  ],
+  [
     "an equal fingerprint over another spec → rejected, the task keeps running",
     input(forged, { observed: seen(containerOf(forged), { pid: 5 }) }),
     { kind: "reject", running: true },
