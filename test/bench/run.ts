@@ -19,6 +19,7 @@ import { burst } from "./burst.js";
 import { executorResync } from "./executor-resync.js";
 import { exitToStatus } from "./exit-to-status.js";
 import { log, startBenchEnv } from "./env.js";
+import { networkCost } from "./network-cost.js";
 import type { BenchEnv } from "./env.js";
 import { procMonitorLoad } from "./proc-monitor.js";
 import { publishToRunning } from "./publish-to-running.js";
@@ -85,9 +86,9 @@ async function main(): Promise<number> {
     return 2;
   }
   for (const s of opts.scenarios) {
-    if (!["a", "b", "exit", "resync", "proc-monitor", "pull", "vm", "tax"].includes(s))
+    if (!["a", "b", "exit", "resync", "proc-monitor", "pull", "vm", "tax", "net"].includes(s))
       throw new Error(
-        `BENCH_SCENARIOS: unknown scenario ${s} (a, b, exit, resync, proc-monitor, pull, vm, tax)`,
+        `BENCH_SCENARIOS: unknown scenario ${s} (a, b, exit, resync, proc-monitor, pull, vm, tax, net)`,
       );
   }
   const started = nowMs();
@@ -136,6 +137,15 @@ async function main(): Promise<number> {
       const r = await burst(env, { apps: opts.apps, rounds: opts.rounds, settleMs: opts.settleMs });
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("net")) {
+      results.push(
+        ...(await networkCost(env, {
+          n: intEnv("BENCH_NET_RUNS", 30),
+          burst: intEnv("BENCH_NET_BURST", 50),
+          settleMs: opts.settleMs,
+        })),
+      );
     }
     if (opts.scenarios.has("exit")) {
       const r = await exitToStatus(env, { n: opts.exitN, warmup: opts.warmup, settleMs: opts.settleMs });
