@@ -220,7 +220,12 @@ export class TaskNetworks implements TaskHostResource {
         instances: new Set(this.#applied.keys()),
         apps: new Set(o.configured),
       });
-      const removed = Object.values(swept).reduce((n, v) => n + (Array.isArray(v) ? v.length : 0), 0);
+      const removed =
+        swept.netns.length +
+        swept.links.length +
+        swept.tables.length +
+        swept.dnsmasq.length +
+        swept.ipam.length;
       if (removed > 0)
         this.#log.warn({ event: "network-swept", ...swept }, "removed network objects nobody owns");
     } catch (err) {
