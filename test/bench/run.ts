@@ -28,6 +28,7 @@ import { executorResync } from "./executor-resync.js";
 import { exitToStatus } from "./exit-to-status.js";
 import { fleetBench } from "./fleet.js";
 import { log, startBenchEnv } from "./env.js";
+import { networkCost } from "./network-cost.js";
 import type { BenchEnv } from "./env.js";
 import { procMonitorLoad } from "./proc-monitor.js";
 import { publishToRunning } from "./publish-to-running.js";
@@ -116,6 +117,7 @@ async function main(): Promise<number> {
       "vm",
       "tax",
       "fleet",
+      "net",
     ];
     if (!known.includes(s)) throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (${known.join(", ")})`);
   }
@@ -178,6 +180,15 @@ async function main(): Promise<number> {
         results.push(r);
         process.stdout.write(`${JSON.stringify(r)}\n`);
       }
+    }
+    if (opts.scenarios.has("net")) {
+      results.push(
+        ...(await networkCost(needEnv(), {
+          n: intEnv("BENCH_NET_RUNS", 30),
+          burst: intEnv("BENCH_NET_BURST", 50),
+          settleMs: opts.settleMs,
+        })),
+      );
     }
     if (opts.scenarios.has("exit")) {
       const r = await exitToStatus(needEnv(), {

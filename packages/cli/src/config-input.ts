@@ -1,6 +1,6 @@
 /** Reading and validating an AppInstanceConfig the user gives to `apply`, before anything is sent. */
-import { AppInstanceConfigSchema, decodeValue } from "@eve-tasks/schemas";
-import type { AppInstanceConfig } from "@eve-tasks/schemas";
+import { AppInstanceConfigSchema, NetworkInstanceConfigSchema, decodeValue } from "@eve-tasks/schemas";
+import type { AppInstanceConfig, NetworkInstanceConfig } from "@eve-tasks/schemas";
 import { UserError } from "./errors.js";
 
 /**
@@ -19,6 +19,33 @@ export function parseConfigInput(bytes: Uint8Array, source: string): AppInstance
     default:
       throw new UserError(`${source} is too large: ${d.message}`);
   }
+}
+
+/** What `apply -f` was given: an app's config or a network instance's. */
+export type ApplyInput =
+  | { readonly kind: "app"; readonly config: AppInstanceConfig }
+  | { readonly kind: "network"; readonly config: NetworkInstanceConfig };
+
+/**
+ * Validates `bytes` as what `apply` takes: a NetworkInstanceConfig when the object has a
+ * `subnet` and no `uuid`, else an AppInstanceConfig (see {@link parseConfigInput}).
+ */
+export function parseApplyInput(bytes: Uint8Array, source: string): ApplyInput {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    raw = undefined; // parseConfigInput says what is wrong with it
+  }
+  const isNetwork = typeof raw === "object" && raw !== null && "subnet" in raw && !("uuid" in raw);
+  if (!isNetwork) return { kind: "app", config: parseConfigInput(bytes, source) };
+  const d = decodeValue(NetworkInstanceConfigSchema, bytes);
+  if (d.ok) return { kind: "network", config: d.value };
+  throw new UserError(
+    d.reason === "schema"
+      ? `invalid NetworkInstanceConfig in ${source}:\n${d.message}`
+      : `${source} is too large: ${d.message}`,
+  );
 }
 
 /** Reads `-f <path>` (or stdin for `-`) with a one-line error when it cannot be read. */

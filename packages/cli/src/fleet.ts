@@ -49,7 +49,7 @@ export async function hubNodes(bus: Bus): Promise<string[]> {
  * The hub bucket an app's config goes to: `controller-<config.node>`.
  * @throws {UserError} when the config names no device of this hub.
  */
-export async function hubBucketFor(bus: Bus, config: AppInstanceConfig): Promise<string> {
+export async function hubBucketFor(bus: Bus, config: { readonly node: string }): Promise<string> {
   const nodes = await hubNodes(bus);
   if (!nodes.includes(config.node)) {
     throw new UserError(

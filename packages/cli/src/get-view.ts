@@ -57,13 +57,21 @@ export function getRow(app: AppView, now: Date): string[] {
   ];
 }
 
+/** An app's addresses as `eth0=10.88.0.2,eth1=…` (TaskStatus `interfaces`); empty when none. */
+export function addressesOf(app: AppView): string {
+  return (app.status?.interfaces ?? []).map((i) => `${i.name}=${i.ip}`).join(",");
+}
+
 /** The table `eve-tasks get` prints, with an ERROR column when any app has an error. */
 export function renderGetTable(apps: readonly AppView[], now: Date): string {
   const withErrors = apps.some((a) => a.status?.error);
+  const withAddresses = apps.some((a) => (a.status?.interfaces.length ?? 0) > 0);
   const headers: string[] = [...GET_COLUMNS];
+  if (withAddresses) headers.push("ADDRESSES");
   if (withErrors) headers.push("ERROR");
   const rows = apps.map((a) => {
     const row = getRow(a, now);
+    if (withAddresses) row.push(addressesOf(a) || "-");
     if (withErrors) row.push(a.status?.error ? describeStageError(a.status.error) : "");
     return row;
   });

@@ -19,3 +19,4 @@ export * from "./commands/get.js";
 export * from "./commands/watch.js";
 export * from "./commands/lifecycle.js";
 export * from "./program.js";
+export * from "./commands/networks.js";

@@ -11,6 +11,7 @@ import { DEFAULT_WAIT_TIMEOUT_MS, runDelete, runRestart, runSetActivate } from "
 import type { LifecycleOptions } from "./commands/lifecycle.js";
 import { runWatch } from "./commands/watch.js";
 import { registerPull } from "./commands/pull.js";
+import { registerNetworks } from "./commands/networks.js";
 import { registerSeeds } from "./commands/seeds.js";
 import { registerTax } from "./commands/tax.js";
 import type { CliContext } from "./context.js";
@@ -45,6 +46,8 @@ Examples:
   eve-tasks logs hello -f --tail 20        hello's last 20 lines of output, then new output until Ctrl-C
   eve-tasks workers                        every worker process (NATS service), its node and metrics URL
   eve-tasks tax                            VMs' reserved anchor tax beside the measured peak
+  eve-tasks apply -f lan.json              publish a NetworkInstanceConfig (a file with subnet, no uuid)
+  eve-tasks networks                       network instances: state, subnet, bridge, apps
 
 <app> is a uuid, a display name that only one app has, or a unique uuid prefix.
 The CLI talks only to NATS: --server, else NATS_URL, else ${DEFAULT_NATS_URL}.
@@ -94,7 +97,8 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .command("get")
     .summary("list apps with their task's state")
     .description(
-      "List apps: NAME, UUID, STATE, TASK ID, MEMORY (the task's memory limit), AGE, and ERROR when a " +
+      "List apps: NAME, UUID, STATE, TASK ID, MEMORY (the task's memory limit), AGE, ADDRESSES " +
+        "(<interface>=<ip>, when some app has network interfaces) and ERROR when a " +
         'stage reported one. STATE is "-" while an app has no TaskStatus yet. AGE counts from the ' +
         "task's start while it has a task, else from the config's last change.",
     )
@@ -258,6 +262,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     });
   registerPull(program, ctx);
   registerSeeds(program, ctx, () => server("read"));
+  registerNetworks(program, ctx, () => server("read"));
   registerTax(program, ctx, () => server("read"));
   return program;
 }

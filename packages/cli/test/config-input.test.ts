@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { UserError, parseConfigInput, readConfigSource } from "../src/index.js";
+import {
+  UserError,
+  networkRows,
+  parseApplyInput,
+  parseConfigInput,
+  readConfigSource,
+  renderNetworks,
+} from "../src/index.js";
 import { UUID } from "./fixtures.js";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -72,5 +79,69 @@ describe("readConfigSource", () => {
 
   it("says a file cannot be read in one line", async () => {
     await expect(readConfigSource("nope.json", io)).rejects.toThrow("cannot read nope.json: no such file");
+  });
+});
+
+describe("parseApplyInput", () => {
+  const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+  const lan = { schemaVersion: 1, name: "lan", type: "local", subnet: "10.88.0.0/24", gateway: "10.88.0.1" };
+
+  it("takes a file with a subnet and no uuid as a NetworkInstanceConfig, defaults applied", () => {
+    expect(parseApplyInput(enc(lan), "lan.json")).toEqual({
+      kind: "network",
+      config: { ...lan, node: "local", uplink: null, mtu: 1500, dns: [] },
+    });
+  });
+
+  it("names the file and the field of a bad NetworkInstanceConfig", () => {
+    expect(() => parseApplyInput(enc({ ...lan, gateway: "10.90.0.1" }), "lan.json")).toThrow(
+      /invalid NetworkInstanceConfig in lan\.json:[\s\S]*gateway 10\.90\.0\.1 is outside the subnet 10\.88\.0\.0\/24/,
+    );
+  });
+
+  it("takes anything else as an AppInstanceConfig", () => {
+    expect(() => parseApplyInput(enc({ uuid: UUID, subnet: "x" }), "app.json")).toThrow(
+      /invalid AppInstanceConfig/,
+    );
+  });
+});
+
+describe("networks table", () => {
+  it("joins configs and statuses, and shows a deleted config's instance", () => {
+    const config = parseApplyInput(
+      new TextEncoder().encode(
+        JSON.stringify({
+          schemaVersion: 1,
+          name: "lan",
+          type: "local",
+          subnet: "10.88.0.0/24",
+          gateway: "10.88.0.1",
+        }),
+      ),
+      "x",
+    );
+    if (config.kind !== "network") throw new Error("not a network");
+    const status = {
+      schemaVersion: 1 as const,
+      name: "old",
+      node: "local",
+      state: "READY" as const,
+      bridge: "eb-old",
+      subnet: "10.77.0.0/24",
+      gateway: "10.77.0.1",
+      apps: ["6f1c1c1e-0c9a-4d43-9d2c-4a1b7c3e2f10"],
+      error: null,
+    };
+    const rows = networkRows(new Map([["lan", config.config]]), new Map([["local.old", status]]));
+    expect(rows.map((r) => [r.name, r.config !== null, r.status !== null])).toEqual([
+      ["lan", true, false],
+      ["old", false, true],
+    ]);
+    const text = renderNetworks(rows);
+    expect(text).toMatch(/^NAME\s+NODE\s+TYPE\s+STATE\s+SUBNET\s+GATEWAY\s+BRIDGE\s+APPS\s+ERROR/);
+    expect(text).toMatch(/lan\s+local\s+local\s+-\s+10\.88\.0\.0\/24\s+10\.88\.0\.1\s+-\s+0/);
+    expect(text).toMatch(
+      /old\s+local\s+-\s+READY\s+10\.77\.0\.0\/24\s+10\.77\.0\.1\s+eb-old\s+1\s+\(config deleted\)/,
+    );
   });
 });

@@ -29,6 +29,31 @@ describe("get table", () => {
     expect(renderGetTable([app(config(), running())], NOW)).not.toContain("ERROR");
   });
 
+  it("adds an ADDRESSES column only when some app has interfaces", () => {
+    const interfaces = [
+      {
+        name: "eth0",
+        network: "lan",
+        mac: "02:00:00:00:00:01",
+        ip: "10.88.0.2",
+        hostIfName: "ev0123456789-0",
+      },
+      {
+        name: "eth1",
+        network: "dmz",
+        mac: "02:00:00:00:00:02",
+        ip: "10.89.0.2",
+        hostIfName: "ev0123456789-1",
+      },
+    ];
+    const text = renderGetTable([app(config(), running({ interfaces })), app(vmConfig(), undefined)], NOW);
+    const [header, first, second] = text.split("\n");
+    expect(header).toMatch(/AGE\s+ADDRESSES$/);
+    expect(first).toMatch(/ eth0=10\.88\.0\.2,eth1=10\.89\.0\.2$/);
+    expect(second).toMatch(/ -$/);
+    expect(renderGetTable([app(config(), running())], NOW)).not.toContain("ADDRESSES");
+  });
+
   it("ages a stopped task from its config, and a status without config from its start", () => {
     expect(ageOrigin(app(config(), halted()))).toEqual(new Date(NOW.getTime() - 90_000));
     const orphan = app(undefined, halted({ uuid: UUID2 }));

@@ -333,9 +333,10 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
     {
       user: "task-executor",
       about: [
-        "task-executor: reads TaskConfig (spec-builder); writes TaskStatus and task events; answers",
-        "signal requests, task log requests and stop-tasks requests (the launcher's Ctrl-C; only admin",
-        "sends them) for its node, as endpoints of its NATS service.",
+        "task-executor: reads TaskConfig (spec-builder) and NetworkInstanceConfig (controller); writes",
+        "TaskStatus, NetworkInstanceStatus and task events; answers signal requests, task log requests",
+        "and stop-tasks requests (the launcher's Ctrl-C; only admin sends them) for its node, as",
+        "endpoints of its NATS service.",
       ],
       permissions: {
         publishAllow: [
@@ -347,6 +348,16 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
           {
             why: "reads: TaskConfig, its own (compare-and-set)",
             subjects: [...reads("spec-builder"), ...reads("task-executor")],
+          },
+          {
+            why: "reads: NetworkInstanceConfig only of the controller bucket (a watch filtered to it)",
+            subjects: [
+              api(`STREAM.INFO.${kv("controller")}`),
+              api(`STREAM.MSG.GET.${kv("controller")}`),
+              api(`CONSUMER.CREATE.${kv("controller")}.*.$KV.controller.NetworkInstanceConfig.>`),
+              api(`CONSUMER.INFO.${kv("controller")}.*`),
+              `$JS.FC.${kv("controller")}.>`,
+            ],
           },
         ],
         publishDeny: [],

@@ -36,6 +36,7 @@ import type { TaskRuntime } from "./runtime.js";
 import { executorError } from "./status.js";
 import { sweepStagedMounts } from "./staged-mounts.js";
 import { StatusWriter, TaskEvents } from "./status-writer.js";
+import type { TaskNetworks } from "./task-networks.js";
 import type { AccelDecider } from "./vm-task.js";
 
 /** What the executor is built from; the tunables default to `EXECUTOR_DEFAULTS`. */
@@ -61,6 +62,11 @@ export interface TaskExecutorOptions extends Partial<ExecutorTunables> {
   hostResources?: readonly TaskHostResource[];
   /** Told of reconciles, actions, starts and events (the worker's metrics). */
   observer?: ExecutorObserver;
+  /**
+   * The node's network instances and the tasks' interfaces (a host resource too); without them,
+   * an app with interfaces is refused.
+   */
+  networks?: TaskNetworks;
 }
 
 /** What a node stop ({@link TaskExecutor.stopTasks}) did. */
@@ -103,7 +109,11 @@ export class TaskExecutor {
     this.#status = new StatusWriter(options.bus, { node: facts.node, dataDir: facts.dataDir });
     this.#runner = new KeyedRunner((uuid) => this.#reconcile(uuid));
     this.#ledger = new MemoryLedger(facts.memoryMiB - facts.memoryReserveMiB);
-    this.#resources = [taskDirs(facts), ...(options.hostResources ?? [])];
+    this.#resources = [
+      taskDirs(facts),
+      ...(options.networks ? [options.networks] : []),
+      ...(options.hostResources ?? []),
+    ];
     this.#observer = options.observer ?? {};
     this.#events = new TaskEvents(
       options.outbox,
@@ -179,6 +189,14 @@ export class TaskExecutor {
     for (const c of containers) {
       if (live.has(c.id)) this.#ledger.hold(c.id, c.memoryLimitBytes);
     }
+    // The networks: instances applied (with the endpoints of every app already configured),
+    // then what no wanted app or instance owns swept, before any task starts.
+    await this.#o.networks?.start({
+      kick: (uuid) => this.#runner.kick(uuid),
+      apps: [...this.#apps.values()].flatMap((a) => (a.desired?.status === "READY" ? [a.desired] : [])),
+      configured: new Set([...this.#apps.values()].flatMap((a) => (a.desired ? [a.uuid] : []))),
+      live,
+    });
     // The start-up sweep: what a host resource holds for an app nobody wants goes the way of a
     // deleted app's.
     for (const r of this.#resources) for (const uuid of await r.owners()) this.#app(uuid);
@@ -468,7 +486,27 @@ export class TaskExecutor {
   /** The node's facts applied to `d`, or why this node cannot run it. */
   async #prepare(d: Extract<TaskConfig, { status: "READY" }>): Promise<Prepared> {
     try {
-      return { ok: true, task: await prepareTask(d, this.#o.facts, this.#o.accel) };
+      const task = await prepareTask(d, this.#o.facts, this.#o.accel);
+      if (d.interfaces.length === 0 && !this.#o.networks) return { ok: true, task };
+      const networks = this.#o.networks;
+      if (!networks) {
+        return {
+          ok: false,
+          message: `node ${this.#o.facts.node} runs no networks: an app with interfaces cannot run here`,
+        };
+      }
+      const net = await networks.resolve(d);
+      switch (net.kind) {
+        case "none":
+          return { ok: true, task };
+        case "waiting":
+          this.#log.info({ uuid: d.uuid, event: "waiting-for-network" }, net.message);
+          return { ok: false, message: net.message, waitingFor: "network" };
+        case "invalid":
+          return { ok: false, message: net.message };
+        case "ready":
+          return { ok: true, task: networks.prepared(task, net.resolved, d.uuid) };
+      }
     } catch (err) {
       if (err instanceof NodeFactError) return { ok: false, message: err.message };
       throw err;

@@ -38,7 +38,13 @@ export const NOTHING: Observed = Object.freeze({ reachable: true });
 
 /** A READY config with the node's facts applied, or why this node cannot run it. */
 export type Prepared =
-  { readonly ok: true; readonly task: PreparedTask } | { readonly ok: false; readonly message: string };
+  | { readonly ok: true; readonly task: PreparedTask }
+  | {
+      readonly ok: false;
+      readonly message: string;
+      /** Set when the config is fine but waits for the node (a network instance to appear). */
+      readonly waitingFor?: "network";
+    };
 
 /** A start that failed, remembered so it is retried with back-off and reported once. */
 export interface StartFailure {
@@ -165,7 +171,11 @@ export function plan(input: PlanInput): Action {
   if (d.status === "PENDING") return { kind: "pending", waitingFor: d.waitingFor, running };
 
   if (!input.prepared) return { kind: "prepare" };
-  if (!input.prepared.ok) return { kind: "reject", message: input.prepared.message, running };
+  if (!input.prepared.ok) {
+    const waitingFor = input.prepared.waitingFor;
+    if (waitingFor) return { kind: "pending", waitingFor, running };
+    return { kind: "reject", message: input.prepared.message, running };
+  }
   const p = input.prepared.task;
 
   const labels = container?.view;

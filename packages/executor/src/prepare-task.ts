@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { cgroupsPathFor, taskLogPath } from "@eve-tasks/schemas";
 import type { OciSpec, ReadyTaskConfig } from "@eve-tasks/schemas";
 import type { Mount } from "@eve-tasks/containerd";
+import type { ResolvedAppNetwork } from "@eve-tasks/network";
 import { NodeFactError } from "./errors.js";
 import { clampRlimits } from "./host-limits.js";
 import { isWithin, resolveUnderRoots } from "./host-paths.js";
@@ -48,6 +49,8 @@ export interface PreparedTask {
   anchorTaxBytes: number;
   /** A VM's accelerator and why; undefined for a native container. */
   vm?: AccelChoice;
+  /** The task's interfaces, resolved (the `netns` host resource builds them); none: loopback only. */
+  network?: ResolvedAppNetwork;
 }
 
 const MiB = 2 ** 20;

@@ -30,6 +30,7 @@ export function builtFrom(
     memoryLimitBytes: p.memoryLimitBytes,
     anchorTaxBytes: p.anchorTaxBytes,
     logPath: p.logPath,
+    interfaces: p.network?.statuses ?? [],
     ...rest,
   };
 }

@@ -65,6 +65,7 @@ function ready(
     memoryMiB: 64,
     anchorTaxMiB: 0,
     stopTimeoutMs: 10000,
+    interfaces: [],
     ...over,
     restartPolicy: RestartPolicySchema.parse(over.restartPolicy ?? {}),
   };
@@ -236,6 +237,19 @@ const rows: [string, PlanInput, Partial<Action> & { kind: Action["kind"] }][] = 
     "node facts rule out an update → error beside the running task",
     input(renamed, { prepared: { ok: false, message: "nope" }, observed: seen(containerOf(d), { pid: 5 }) }),
     { kind: "reject", running: true },
+  ],
+  [
+    "its network is unknown → PENDING waiting for the network",
+    input(d, { prepared: { ok: false, message: "waiting for network lan", waitingFor: "network" } }),
+    { kind: "pending", waitingFor: "network", running: false },
+  ],
+  [
+    "an update's network is unknown → waitingFor beside the running task, which keeps running",
+    input(renamed, {
+      prepared: { ok: false, message: "waiting for network lan", waitingFor: "network" },
+      observed: seen(containerOf(d), { pid: 5 }),
+    }),
+    { kind: "pending", waitingFor: "network", running: true },
   ],
   [
     "an equal fingerprint over another spec → rejected, the task keeps running",

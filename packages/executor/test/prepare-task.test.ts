@@ -104,6 +104,7 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
           maxBackoffMs: 60000,
         },
         stopTimeoutMs: 10000,
+        interfaces: [],
         ...over,
       };
     };

@@ -113,6 +113,7 @@ describe("prepareTask for a VM", () => {
         maxBackoffMs: 60000,
       },
       stopTimeoutMs: 10000,
+      interfaces: [],
       ...over,
     });
   });

@@ -116,6 +116,21 @@ export class NodeNetwork {
 
   readonly #dnsmasqConf = new Map<string, string>();
 
+  /**
+   * The apps on instance `ni` changed (one came, went, or changed its ACLs or port maps): its
+   * rules in one transaction, and for `local` its dnsmasq's leases and names (re-read on SIGHUP;
+   * started when it does not run). The bridge is left as {@link applyInstance} made it.
+   */
+  async updateEndpoints(ni: NetworkInstanceConfig, endpoints: readonly InstanceEndpoint[]): Promise<void> {
+    const sup = this.#dnsmasq.get(ni.name);
+    if (ni.type === "local" && (sup === undefined || sup.pid === undefined)) {
+      await this.applyInstance(ni, endpoints);
+      return;
+    }
+    await this.applyRules(ni, endpoints);
+    if (ni.type === "local") await sup?.update(endpoints);
+  }
+
   /** Replaces the instance's nft tables with rules for `endpoints` (one transaction). */
   async applyRules(ni: NetworkInstanceConfig, endpoints: readonly InstanceEndpoint[]): Promise<void> {
     await nftApply(

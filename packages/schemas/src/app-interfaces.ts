@@ -153,6 +153,21 @@ export const AppInterfacesSchema = z
   })
   .meta({ description: "the app's network interfaces; none: loopback only" });
 
+/**
+ * The spec annotation carrying what of an app's interfaces its task is built from (name, network,
+ * address, MAC): a change of these changes the spec, so the task is replaced. Port maps and ACLs
+ * are not in it: the task-executor applies their changes to the running task.
+ */
+export const INTERFACES_ANNOTATION = "org.lfedge.eve-tasks.interfaces";
+
+/** The value of {@link INTERFACES_ANNOTATION} for `interfaces` (absent when there are none). */
+export function interfacesAnnotation(interfaces: readonly AppInterface[]): string | undefined {
+  if (interfaces.length === 0) return undefined;
+  return JSON.stringify(
+    interfaces.map((i) => ({ name: i.name, network: i.network, ip: i.ip ?? null, mac: i.mac ?? null })),
+  );
+}
+
 /** What TaskStatus reports about one interface of a running app. */
 export const TaskInterfaceStatusSchema = z.object({
   name: IfNameSchema.meta({ description: "the interface's name inside the task" }),

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { expected } from "./error-messages.js";
+import { AppInterfacesSchema } from "./app-interfaces.js";
 import { AccelSchema, MAX_MEMORY_MIB, VirtualizationSchema } from "./app-instance-config.js";
 import { OciSpecSchema } from "./oci-spec.js";
 import {
@@ -114,6 +115,10 @@ export const ReadyTaskConfigSchema = z
     vm: TaskVmSchema.optional().meta({ description: "a VM's settings; absent for NOHYPER" }),
     restartPolicy: RestartPolicySchema,
     stopTimeoutMs: DurationMsSchema,
+    interfaces: AppInterfacesSchema.default([]).meta({
+      description:
+        "the app's network interfaces; the task-executor gives the task its netns, addresses and rules",
+    }),
   })
   // specSha256 is not recomputed here, on every parse of every TaskConfig (a quarter of its
   // cost): the task-executor checks it where it decides something by it (an equal fingerprint

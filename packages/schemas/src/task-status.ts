@@ -37,9 +37,9 @@ export const TaskStateSchema = z.enum(TASK_STATES, {
 /** The state of a task. */
 export type TaskState = z.infer<typeof TaskStateSchema>;
 
-/** What a PENDING task waits for: a seed to appear, an image pull to finish, or free memory. */
-export const WaitingForSchema = z.enum(["seed", "pull", "memory"], {
-  error: expected('must be "seed", "pull" or "memory"'),
+/** What a PENDING task waits for: a seed to appear, an image pull to finish, free memory, or a network instance. */
+export const WaitingForSchema = z.enum(["seed", "pull", "memory", "network"], {
+  error: expected('must be "seed", "pull", "memory" or "network"'),
 });
 /** What a PENDING task waits for. */
 export type WaitingFor = z.infer<typeof WaitingForSchema>;

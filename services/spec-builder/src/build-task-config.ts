@@ -28,6 +28,7 @@ import type {
   TaskRootfs,
 } from "@eve-tasks/schemas";
 import { buildVmTaskConfig } from "./build-vm-task-config.js";
+import { networkAnnotations } from "./network.js";
 import { failed, unreportable } from "./failed-task-config.js";
 import { pendingOutcome, readyOutcome } from "./ready-outcome.js";
 import type { BuildContext, BuildOutcome } from "./outcome.js";
@@ -128,7 +129,7 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
   }
   // Checked once, with the whole TaskConfig, when readyOutcome validates it for the bus (a spec
   // lacking what every task needs is refused there, naming the `spec.…` field).
-  const spec = buildSpec(...opts) as OciSpec;
+  const spec = buildSpec(...opts, withAnnotations(networkAnnotations(config.interfaces))) as OciSpec;
   const taskConfig: ReadyTaskConfig = {
     schemaVersion: 1,
     uuid: config.uuid,
@@ -148,6 +149,7 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
     anchorTaxMiB: 0,
     restartPolicy: config.restartPolicy,
     stopTimeoutMs: config.stopTimeoutMs,
+    interfaces: config.interfaces,
   };
   return readyOutcome(ctx, identity, taskConfig, "process.args, process.env or volumes");
 }

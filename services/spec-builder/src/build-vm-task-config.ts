@@ -30,6 +30,7 @@ import {
 } from "@eve-tasks/schemas";
 import type { OciSpec, ReadyTaskConfig, TaskVolume, VmAppInstanceConfig } from "@eve-tasks/schemas";
 import { failed } from "./failed-task-config.js";
+import { networkAnnotations } from "./network.js";
 import type { BuildContext, BuildOutcome } from "./outcome.js";
 import { pendingOutcome, readyOutcome } from "./ready-outcome.js";
 
@@ -131,6 +132,7 @@ export function buildVmTaskConfig(config: VmAppInstanceConfig, ctx: BuildContext
         [TOOLS_ANNOTATION]: `${seed.ref}@${seed.digest}`,
         [VM_VCPUS_ANNOTATION]: String(vcpus),
         [VM_ACCEL_ANNOTATION]: vm.accel,
+        ...networkAnnotations(config.interfaces),
       }),
     ) as OciSpec;
   } catch (err) {
@@ -163,6 +165,7 @@ export function buildVmTaskConfig(config: VmAppInstanceConfig, ctx: BuildContext
     },
     restartPolicy: config.restartPolicy,
     stopTimeoutMs: config.stopTimeoutMs,
+    interfaces: config.interfaces,
   };
   return readyOutcome(ctx, identity, taskConfig, "vm.cmdline or vm.disks");
 }

@@ -2,6 +2,7 @@
 // task-executor: one per node, the only worker that talks to containerd. Wiring only:
 // config → bus, containerd, node facts → the reconciler in @eve-tasks/executor; its requests
 // (signal, stop-tasks, logs) as endpoints of its NATS service eve-tasks-task-executor.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
@@ -20,10 +21,12 @@ import {
   AccelChooser,
   EXECUTOR_DEFAULTS,
   TaskExecutor,
+  TaskNetworks,
   containerdRuntime,
   loadNodeFacts,
   timedRuntime,
 } from "@eve-tasks/executor";
+import { DEFAULT_NETNS_PREFIX, NETNS_DIR, NodeNetwork } from "@eve-tasks/network";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout, readProcStatSync } from "@eve-tasks/procfs";
 import {
   CONFIG_ERROR_EXIT_CODE,
@@ -71,6 +74,22 @@ const envSchema = z.object({
       error: (iss) => `expected auto|kvm|tcg, got ${JSON.stringify(iss.input)}`,
     })
     .default("auto"),
+  /**
+   * The named network namespace (`/run/netns/<name>`) where the network instances' bridges,
+   * uplinks and NAT live; default: the executor's own.
+   */
+  EVE_NET_NS: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: "must be the name of a network namespace in /run/netns" })
+    .optional(),
+  /**
+   * Prefix of the tasks' netns names (\`/run/netns/<prefix><uuid>\`): the contract's \`eve-\`. Tests
+   * that run beside another executor give their own, so neither sweeps the other's.
+   */
+  EVE_NETNS_PREFIX: z
+    .string()
+    .regex(/^[a-z0-9-]{1,24}$/, { error: "must be 1-24 of a-z, 0-9 and -" })
+    .default(DEFAULT_NETNS_PREFIX),
   /** How long the KVM probe guest may take to come up. */
   EVE_KVM_PROBE_TIMEOUT_MS: envPositiveInt().default(EXECUTOR_DEFAULTS.kvmProbeTimeoutMs),
 });
@@ -202,6 +221,28 @@ await runWorker({
       nodeAccel: config.EVE_ACCEL,
       probeTimeoutMs: config.EVE_KVM_PROBE_TIMEOUT_MS,
     });
+    const netns = config.EVE_NET_NS ?? null;
+    if (netns !== null && !existsSync(join(NETNS_DIR, netns))) {
+      throw new Error(
+        `EVE_NET_NS names ${join(NETNS_DIR, netns)}, which does not exist: create it (ip netns add ${netns}) or unset EVE_NET_NS`,
+      );
+    }
+    const net = new NodeNetwork({
+      hostNetns: netns,
+      dataDir: join(config.EVE_DATA_DIR, "network"),
+      runDir: join(config.EVE_RUN_DIR, "network"),
+      netnsPrefix: config.EVE_NETNS_PREFIX,
+      logger,
+    });
+    const networks = new TaskNetworks({
+      bus,
+      node: facts.node,
+      net,
+      filesDir: join(config.EVE_RUN_DIR, "network", "tasks"),
+      netnsPrefix: config.EVE_NETNS_PREFIX,
+      logger,
+    });
+    lifecycle.onShutdown("stop the network instances' dnsmasq", () => networks.close());
     const ex = new TaskExecutor({
       bus,
       runtime,
@@ -210,6 +251,7 @@ await runWorker({
       outbox,
       readOomKills,
       accel,
+      networks,
       observer: metrics.executor,
     });
     made.executor = ex;

@@ -1,9 +1,12 @@
-/** `eve-tasks apply -f <file|->`: validate an AppInstanceConfig locally, then put it in the KV. */
+/**
+ * `eve-tasks apply -f <file|->`: validate an AppInstanceConfig or a NetworkInstanceConfig locally,
+ * then put it in the KV.
+ */
 import { ensureBucket } from "@eve-tasks/bus";
-import { AppInstanceConfigSchema } from "@eve-tasks/schemas";
+import { AppInstanceConfigSchema, NetworkInstanceConfigSchema } from "@eve-tasks/schemas";
 import { describeApp } from "../apps.js";
 import { updateKey } from "@eve-tasks/bus";
-import { parseConfigInput, readConfigSource } from "../config-input.js";
+import { parseApplyInput, readConfigSource } from "../config-input.js";
 import type { CliContext } from "../context.js";
 import { CONFIG_AGENT } from "../load-apps.js";
 import { hubBucketFor, isHub } from "../fleet.js";
@@ -27,8 +30,11 @@ export interface ApplyOptions {
  */
 export async function runApply(ctx: CliContext, o: ApplyOptions): Promise<void> {
   const { bytes, source } = await readConfigSource(o.file, ctx);
-  const config = parseConfigInput(bytes, source);
-  const label = describeApp(config.uuid, config.displayName || undefined);
+  const input = parseApplyInput(bytes, source);
+  const label =
+    input.kind === "app"
+      ? describeApp(input.config.uuid, input.config.displayName || undefined)
+      : `network instance ${input.config.name} (node ${input.config.node})`;
   if (o.dryRun) {
     ctx.out(`valid ${label}: nothing published (dry run)\n`);
     return;
@@ -36,18 +42,28 @@ export async function runApply(ctx: CliContext, o: ApplyOptions): Promise<void> 
   await withBus(o.server, async (bus) => {
     // Against a fleet's hub, the config goes to its device's controller-<node> (docs/fleet.md).
     const hub = await isHub(bus);
-    const agent = hub ? await hubBucketFor(bus, config) : CONFIG_AGENT;
+    const agent = hub ? await hubBucketFor(bus, input.config) : CONFIG_AGENT;
     // The controller bucket is the user's own; create it (with the bus's configuration) if missing.
     if (!hub) await ensureBucket(bus, CONFIG_AGENT);
     const kv = await bus.bucket(agent);
-    const r = await updateKey(
-      kv,
-      agent,
-      "AppInstanceConfig",
-      config.uuid,
-      AppInstanceConfigSchema,
-      () => config,
-    );
+    const r =
+      input.kind === "app"
+        ? await updateKey(
+            kv,
+            agent,
+            "AppInstanceConfig",
+            input.config.uuid,
+            AppInstanceConfigSchema,
+            () => input.config,
+          )
+        : await updateKey(
+            kv,
+            agent,
+            "NetworkInstanceConfig",
+            input.config.name,
+            NetworkInstanceConfigSchema,
+            () => input.config,
+          );
     const note = r.outcome === "unchanged" ? " (unchanged)" : "";
     ctx.out(`applied ${label}${hub ? ` to ${agent}` : ""} at revision ${r.revision}${note}\n`);
   });
