@@ -9,6 +9,7 @@ import { DEFAULT_WAIT_TIMEOUT_MS, runDelete, runRestart, runSetActivate } from "
 import type { LifecycleOptions } from "./commands/lifecycle.js";
 import { runWatch } from "./commands/watch.js";
 import { registerPull } from "./commands/pull.js";
+import { registerRuntimes } from "./commands/runtimes.js";
 import { registerSeeds } from "./commands/seeds.js";
 import { registerTax } from "./commands/tax.js";
 import type { CliContext } from "./context.js";
@@ -40,6 +41,7 @@ Examples:
   eve-tasks events hello --follow          hello's task events (created, exited, restarting...), then new ones
   eve-tasks kill --signal HUP hello        send SIGHUP to hello's anchor process
   eve-tasks tax                            VMs' reserved anchor tax beside the measured peak
+  eve-tasks runtimes                       runtime images: labels, seed state and digest per node
 
 <app> is a uuid, a display name that only one app has, or a unique uuid prefix.
 The CLI talks only to NATS: --server, else NATS_URL, else ${DEFAULT_NATS_URL}.
@@ -196,6 +198,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     });
   registerPull(program, ctx);
   registerSeeds(program, ctx, () => server("read"));
+  registerRuntimes(program, ctx, () => server("read"));
   registerTax(program, ctx, () => server("read"));
   return program;
 }

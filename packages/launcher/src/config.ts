@@ -13,6 +13,12 @@ export const launcherEnvSchema = z.object({
    * user. Unset: the launcher connects as NATS_USER (if set) and the workers without credentials.
    */
   EVE_NATS_CREDENTIALS_DIR: envPath().optional(),
+  /**
+   * Where the built-in runtime images are built and cached (per package version) before they are
+   * linked into `<EVE_DATA_DIR>/tools-images`; unset: built there directly. Lets many data dirs on
+   * one machine (tests, several nodes) share one build.
+   */
+  EVE_RUNTIME_IMAGE_CACHE: envPath().optional(),
 });
 
 /** The launcher's config. */
