@@ -11,6 +11,7 @@ const E2E = [
   "packages/*/test/**/*.e2e.test.ts",
   "services/*/test/**/*.e2e.test.ts",
   // Mixed files outside the CLI, kept whole: a real cgroup, a real KV, a real qemu.
+  "packages/executor/test/staged-mounts.test.ts",
   "packages/procfs/test/task-sampler.test.ts",
   "packages/qmp/test/client.test.ts",
   "packages/qmp/test/probe.test.ts",

@@ -708,7 +708,8 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
       bus: bus["hypervisor-seed-fetcher"],
       logger: pino({ level: "silent" }),
       node: "local",
-      seeds: new SeedStore({ dataDir: join(dir, "data"), durable: false }),
+      // The tools image is the test's own OCI layout (oci: refs must be under these roots).
+      seeds: new SeedStore({ dataDir: join(dir, "data"), durable: false, ociLayoutRoots: [layout.dir] }),
     });
     try {
       const seeds = new Publication(bus.viewer, {

@@ -424,11 +424,11 @@ describe("prerequisites", () => {
     }).catch((e: unknown) => e);
     expect(calls.map((c) => c.line)).toEqual([
       "/usr/bin/apt-get update",
-      "/usr/bin/apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base",
+      "/usr/bin/apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev",
     ]);
     expect(calls[1]?.env).toEqual({ DEBIAN_FRONTEND: "noninteractive" });
     expect(logged.join("\n")).toMatch(
-      /apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base/,
+      /apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev/,
     );
     expect(err).toBeInstanceOf(PrerequisiteError);
     expect((err as Error).message).toMatch(/still missing .*no-such-command-xyz/);
@@ -445,7 +445,7 @@ describe("prerequisites", () => {
     expect((err as PrerequisiteError).name).toBe("PrerequisiteError");
     expect((err as Error).message).toMatch(/Run as root/);
     expect((err as Error).message).toMatch(
-      /apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base/,
+      /apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev/,
     );
   });
 

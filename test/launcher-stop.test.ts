@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, readEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { isSameProcessAlive, readStateFile, stateFilePath } from "@eve-tasks/launcher";
-import { removeTreeSafely } from "@eve-tasks/embedded";
+import { natsCredentialsDir, natsPasswordFile, removeTreeSafely } from "@eve-tasks/embedded";
 import { AppInstanceConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
 import { buildToolsImage, defaultToolsImageDir } from "@eve-tasks/tools-image";
@@ -63,6 +63,11 @@ function startLauncher(): RunningLauncher {
   );
   current = { child, output: () => output, exited };
   return current;
+}
+
+/** npm start's NATS user `controller` (writes AppInstanceConfig, reads statuses and events). */
+function controller(): { user: string; passwordFile: string } {
+  return { user: "controller", passwordFile: natsPasswordFile(natsCredentialsDir(dataDir), "controller") };
 }
 
 /** The launcher's state file once it runs the task-executor (synchronized), recording its PIDs. */
@@ -167,7 +172,11 @@ describe("Ctrl-C of the launcher", () => {
     // First start: both apps run, the guest boots.
     const first = startLauncher();
     let s = await running(first);
-    let bus: Bus = await connectBus({ servers: s.nats.url!, name: "launcher-stop-test" });
+    let bus: Bus = await connectBus({
+      servers: s.nats.url!,
+      credentials: controller(),
+      name: "launcher-stop-test",
+    });
     let statuses: Subscription<typeof TaskStatusSchema> = await subscribe(bus, {
       agent: "task-executor",
       type: "TaskStatus",
@@ -208,7 +217,7 @@ describe("Ctrl-C of the launcher", () => {
     // Second start: both run again (new PIDs), and the VM's exit event says how it was stopped.
     const second = startLauncher();
     s = await running(second);
-    bus = await connectBus({ servers: s.nats.url!, name: "launcher-stop-test-2" });
+    bus = await connectBus({ servers: s.nats.url!, credentials: controller(), name: "launcher-stop-test-2" });
     statuses = await subscribe(bus, {
       agent: "task-executor",
       type: "TaskStatus",

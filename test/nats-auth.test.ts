@@ -163,6 +163,8 @@ beforeAll(async () => {
     EVE_DATA_DIR: dataDir,
     EVE_RUN_DIR: join(dir, "run"),
     EVE_VOLUME_ROOTS: join(dir, "volumes"),
+    // The tools image is the test's own OCI layout (oci: refs must be under these roots).
+    EVE_OCI_LAYOUT_ROOTS: join(dir, "layout"),
     EVE_NODE_MEMORY_MIB: "2048",
     EVE_INSECURE_REGISTRIES: registry.host,
     EVE_METRICS_INTERVAL_MS: "500",

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
-import { removeTreeSafely } from "@eve-tasks/embedded";
+import { natsCredentialsDir, natsPasswordFile, removeTreeSafely } from "@eve-tasks/embedded";
 import { isSameProcessAlive, readStateFile, stateFilePath } from "@eve-tasks/launcher";
 import type { LauncherStateRecord } from "@eve-tasks/launcher";
 import { TaskStatusSchema } from "@eve-tasks/schemas";
@@ -363,7 +363,12 @@ describe("the README's quick start", () => {
     if (up.nats.url === "nats://127.0.0.1:4222") expect(launcherOut).not.toContain("export NATS_URL");
     else expect(launcherOut).toContain(`export NATS_URL='${up.nats.url}'`);
     env.NATS_URL = up.nats.url!;
-    bus = await connectBus({ servers: up.nats.url!, name: "readme-test" });
+    // npm start's NATS refuses anonymous clients: the test watches as its user `viewer`.
+    bus = await connectBus({
+      servers: up.nats.url!,
+      credentials: { user: "viewer", passwordFile: natsPasswordFile(natsCredentialsDir(dataDir), "viewer") },
+      name: "readme-test",
+    });
     statuses = await subscribe(bus, {
       agent: "task-executor",
       type: "TaskStatus",

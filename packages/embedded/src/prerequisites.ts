@@ -6,7 +6,9 @@ import { findExecutable, pathWithSbin } from "./executables.js";
 
 /**
  * The commands the embedded services need; `ip`, `tc`, `nft` and `dnsmasq` build the task
- * executor's network instances and task interfaces (`@eve-tasks/network`).
+ * executor's network instances and task interfaces (`@eve-tasks/network`); gcc builds the task
+ * logger (the task-executor's `native/eve-task-logger.c`) the first time an executor starts on
+ * the node.
  */
 export const DEFAULT_PREREQUISITE_COMMANDS: readonly string[] = [
   "nats-server",
@@ -18,9 +20,10 @@ export const DEFAULT_PREREQUISITE_COMMANDS: readonly string[] = [
   "tc",
   "nft",
   "dnsmasq",
+  "gcc",
 ];
 
-/** The Debian 12 packages providing {@link DEFAULT_PREREQUISITE_COMMANDS}. */
+/** The Debian 12 packages providing {@link DEFAULT_PREREQUISITE_COMMANDS} (libc6-dev: gcc's headers). */
 export const DEBIAN_PACKAGES: readonly string[] = [
   "nats-server",
   "containerd",
@@ -28,6 +31,8 @@ export const DEBIAN_PACKAGES: readonly string[] = [
   "iproute2",
   "nftables",
   "dnsmasq-base",
+  "gcc",
+  "libc6-dev",
 ];
 
 /** Which cgroup hierarchy the host has mounted. */
@@ -179,7 +184,7 @@ export async function ensurePrerequisites(
   const missingText = first.missing.join(", ");
   if (!host.isDebian || host.aptGet === undefined) {
     throw new PrerequisiteError(
-      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr), runc, iproute2 (ip, tc), nftables and dnsmasq with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
+      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr), runc, iproute2 (ip, tc), nftables, dnsmasq and gcc (with the C library's headers) with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
       { context: { missing: first.missing, host } },
     );
   }

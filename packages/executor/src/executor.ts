@@ -33,6 +33,7 @@ import { prepareTask } from "./prepare-task.js";
 import { RuntimeError, isRuntimeError } from "./runtime.js";
 import type { TaskRuntime } from "./runtime.js";
 import { executorError } from "./status.js";
+import { sweepStagedMounts } from "./staged-mounts.js";
 import { StatusWriter, TaskEvents } from "./status-writer.js";
 import type { AccelDecider } from "./vm-task.js";
 
@@ -119,12 +120,19 @@ export class TaskExecutor {
   }
 
   /**
-   * Starts: loads the statuses it published before, follows TaskConfig until it is
+   * Starts: detaches the staging mounts a crashed executor left (`sweepStagedMounts`), loads
+   * the statuses it published before, follows TaskConfig until it is
    * synchronized, and only then looks at containerd and reconciles every app it finds
    * in either (adopting running tasks that match, removing containers nobody wants) and every
    * app a host resource holds something for. Resolves when that first pass is done.
    */
   async start(): Promise<void> {
+    // Staging mounts left by an executor that died while creating a task (staged-mounts.ts):
+    // detached before any reconcile can stage or remove a task dir.
+    const swept = await sweepStagedMounts(this.#o.facts.dataDir);
+    if (swept.length > 0) {
+      this.#log.warn({ event: "staging-swept", mounts: swept }, "detached staging mounts left behind");
+    }
     for (const uuid of await this.#status.load()) this.#app(uuid);
     this.#sub = await subscribe(this.#o.bus, {
       agent: "spec-builder",

@@ -20,6 +20,9 @@ const LIMIT_NAMES: Record<string, string> = {
   "Max realtime timeout": "RLIMIT_RTTIME",
 };
 
+/** Every OCI rlimit type Linux has (`RLIMIT_NOFILE`, …). */
+export const RLIMIT_TYPES: ReadonlySet<string> = new Set(Object.values(LIMIT_NAMES));
+
 /** Hard limits by OCI rlimit type; Infinity for "unlimited". */
 export type HardLimits = ReadonlyMap<string, number>;
 

@@ -17,9 +17,10 @@
  * Every method is idempotent and takes absent things as done. Errors of `setUp` fail the start;
  * errors of the others are logged and do not stop a stop or a removal.
  */
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { PreparedTask } from "./prepare-task.js";
+import { makeTaskDirs, removeTaskDir } from "./task-dirs.js";
 import { vmRunDir } from "./vm-task.js";
 
 /** When a task's host resources are torn down. */
@@ -58,7 +59,7 @@ export function taskDirs(o: { dataDir: string; runDir: string }): TaskHostResour
   return {
     name: "task-dirs",
     async setUp(_uuid, task) {
-      await Promise.all([task.taskDir, ...task.dirs].map((d) => mkdir(d, { recursive: true })));
+      await makeTaskDirs(task);
     },
     async started(_uuid, task) {
       if (task.overlayDir === undefined) return;
@@ -70,7 +71,9 @@ export function taskDirs(o: { dataDir: string; runDir: string }): TaskHostResour
     },
     async tearDown(uuid, scope) {
       if (scope !== "app-removed") return;
-      await rm(join(tasksDir, uuid), { recursive: true, force: true });
+      // Never a plain recursive delete: a mount left below the task dir (a staged volume) is
+      // detached first, and nothing is deleted while one remains.
+      await removeTaskDir(join(tasksDir, uuid));
       await rm(vmRunDir(o.runDir, uuid), { recursive: true, force: true });
     },
     async owners() {

@@ -32,12 +32,12 @@ export type { StopReport } from "./lifecycle.js";
 export { taskDirs } from "./host-resources.js";
 export type { TaskHostResource, TearDownScope } from "./host-resources.js";
 export { NodeFactError } from "./errors.js";
-export { loadNodeFacts } from "./node-facts.js";
+export { VOLUME_ROOT_MODE, loadNodeFacts } from "./node-facts.js";
 export type { NodeFacts, NodeFactsOptions } from "./node-facts.js";
-export { prepareTask } from "./prepare-task.js";
+export { prepareTask, volumeMountOptions } from "./prepare-task.js";
 export type { PreparedTask } from "./prepare-task.js";
 export { isWithin, resolveUnderRoots } from "./host-paths.js";
-export { clampRlimits, parseLimits, readHardLimits } from "./host-limits.js";
+export { RLIMIT_TYPES, clampRlimits, parseLimits, readHardLimits } from "./host-limits.js";
 export type { HardLimits, Rlimit } from "./host-limits.js";
 export {
   EXECUTOR_LABELS,
@@ -65,3 +65,26 @@ export { resolveStopKind, stopKindOf, stopTask, stoppingMessage } from "./stop.j
 export type { StopKind, StopOutcome, StopStep, StopTaskOptions } from "./stop.js";
 export { stopVmByQmp } from "./vm-stop.js";
 export type { VmStopOptions, VmStopResult } from "./vm-stop.js";
+export {
+  NODE_DEVICES,
+  PolicyError,
+  deviceGrant,
+  enforcePolicy,
+  grantDevices,
+  isDeviceName,
+  ownNetnsPath,
+  policyViolations,
+} from "./policy.js";
+export type { DeviceGrant, DeviceName, NodeDevice, NodePolicy, PolicyViolation } from "./policy.js";
+export {
+  mountsBelow,
+  stagingDir,
+  stagingPath,
+  sweepStagedMounts,
+  unstageMounts,
+  withStagedMounts,
+} from "./staged-mounts.js";
+export type { StagedMount, StagingOptions } from "./staged-mounts.js";
+export { TASKS_DIR_MODE, TASK_DIR_MODE, ensureTasksDir, makeTaskDirs, removeTaskDir } from "./task-dirs.js";
+export { TASK_LOGGER_SOURCE, ensureTaskLogger, taskLogFiles, taskLogUri } from "./task-log.js";
+export type { TaskLogSettings } from "./task-log.js";

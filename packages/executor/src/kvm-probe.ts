@@ -29,6 +29,7 @@ import { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs } from "./kvm-probe-guest
 import type { AccelChoice, AccelDecider } from "./vm-task.js";
 import { EXECUTOR_DEFAULTS } from "./defaults.js";
 import { NodeFactError } from "./errors.js";
+import { deviceGrant } from "./policy.js";
 import type { TaskRuntime } from "./runtime.js";
 
 /** The label that marks a probe's container (the executor removes leftovers at start-up). */
@@ -186,14 +187,9 @@ export async function probeKvm(o: ProbeKvmOptions): Promise<KvmProbeResult> {
   const linux = spec.linux as typeof spec.linux & { cgroupsPath?: string; devices?: object[] };
   linux.cgroupsPath = cgroupsPathFor(id);
   if ((o.accel ?? "kvm") === "kvm") {
-    linux.devices = [{ path: "/dev/kvm", type: "c", major: 10, minor: 232, fileMode: 0o660, uid: 0, gid: 0 }];
-    (linux.resources as { devices: object[] }).devices.push({
-      allow: true,
-      type: "c",
-      major: 10,
-      minor: 232,
-      access: "rwm",
-    });
+    const grant = deviceGrant(["kvm"]);
+    linux.devices = grant.devices;
+    (linux.resources as { devices: object[] }).devices.push(...grant.rules);
   }
 
   const { runtime } = o;

@@ -24,6 +24,7 @@ import type { NodeFacts } from "./node-facts.js";
 import type { PreparedTask } from "./prepare-task.js";
 import { isRuntimeError } from "./runtime.js";
 import type { TaskRuntime } from "./runtime.js";
+import { withStagedMounts } from "./staged-mounts.js";
 import { executorError } from "./status.js";
 import { builtFrom, sameError } from "./status-writer.js";
 import type { StatusWriter, TaskEvents } from "./status-writer.js";
@@ -134,7 +135,15 @@ export class Lifecycle {
               createdContainer = true;
             });
         await Promise.all([container, ...resources.map((r) => r.setUp(uuid, p))]);
-        pid = (await runtime.createTask({ id: uuid, rootfs: p.rootfs, ...p.io })).pid;
+        // The checked host paths are mounted from what was checked, only while Tasks.Create
+        // runs; Tasks.Create takes the rootfs it is given (a root volume named by its open file).
+        pid = (
+          await withStagedMounts(p, (rootfs) => runtime.createTask({ id: uuid, rootfs, ...p.io }), {
+            uuid,
+            onDetachError: (err) =>
+              this.#log.warn({ uuid, err }, "cannot detach the staging mounts; retried at the next start"),
+          })
+        ).pid;
         // Tasks.Start goes out first; Tasks.Wait right behind it still sees any exit, since
         // containerd keeps a task's exit status until Tasks.Delete, which only this executor does.
         const starting = runtime.startTask(uuid);

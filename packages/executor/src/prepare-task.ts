@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { realpath, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { fileUri } from "@eve-tasks/containerd";
 import { cgroupsPathFor, taskLogPath } from "@eve-tasks/schemas";
 import type { OciSpec, ReadyTaskConfig } from "@eve-tasks/schemas";
 import type { Mount } from "@eve-tasks/containerd";
@@ -9,6 +8,10 @@ import { NodeFactError } from "./errors.js";
 import { clampRlimits } from "./host-limits.js";
 import { isWithin, resolveUnderRoots } from "./host-paths.js";
 import type { NodeFacts } from "./node-facts.js";
+import { enforcePolicy } from "./policy.js";
+import { stagingPath } from "./staged-mounts.js";
+import type { StagedMount } from "./staged-mounts.js";
+import { taskLogUri } from "./task-log.js";
 import { applyVmFacts } from "./vm-task.js";
 import type { AccelChoice, AccelDecider } from "./vm-task.js";
 
@@ -21,8 +24,16 @@ export interface PreparedTask {
   taskDir: string;
   /** `<taskDir>/console.log`: stdout and stderr of the anchor. */
   logPath: string;
-  /** Tasks.Create's stdout and stderr: where the anchor's output goes. */
+  /**
+   * Tasks.Create's stdout and stderr: both the task logger writing `logPath`, rotated by size
+   * (`binary://…`, see `taskLogUri`).
+   */
   io: { stdout: string; stderr: string };
+  /**
+   * The checked host paths (a root volume, volumes) to stage for Tasks.Create: the spec and
+   * `rootfs` name their staging paths, which exist only inside `withStagedMounts`.
+   */
+  staged: StagedMount[];
   /**
    * Directories to create (recursively) before Tasks.Create, besides `taskDir`: an overlay
    * root's upper and work dirs, under `taskDir` (they go with it when the app is deleted).
@@ -41,15 +52,25 @@ export interface PreparedTask {
 
 const MiB = 2 ** 20;
 
+/** Options of a volume's bind mount: recursive, and read-only, nosuid and nodev all the way down. */
+export function volumeMountOptions(readOnly: boolean): string[] {
+  return readOnly
+    ? ["rbind", "ro", "rro", "nosuid", "nodev", "rnosuid", "rnodev"]
+    : ["rbind", "rw", "nosuid", "nodev", "rnosuid", "rnodev"];
+}
+
 /**
- * Applies the node's facts to a node-independent TaskConfig: resolves every host path
- * (root and volumes) with realpath and checks it against EVE_VOLUME_ROOTS, mounting the
- * resolved path; an image or tools root is an overlay whose lower dir is the seed's root
- * (resolved, and inside `<dataDir>/seeds`) and whose upper and work dirs are the task's, per
- * seed (`<taskDir>/overlay/<key of the seed>/{upper,work}`, listed in `dirs`); checks the
- * memory against the node;
- * sets the cgroup path, the memory limit, and rlimits the host can grant. Does not touch
- * containerd or create anything.
+ * Applies the node's facts to a node-independent TaskConfig. First the node's policy
+ * (`enforcePolicy`: nothing the spec-builder would not write). Then it resolves every host path
+ * (root and volumes) with realpath and checks it against EVE_VOLUME_ROOTS; each is listed in
+ * `staged`, to be mounted from what was checked (see `withStagedMounts`): a root volume by the
+ * shim, bound alone (its submounts stay out, as for the host root); a volume by runc, from the
+ * staging path the spec names, bound recursively with {@link volumeMountOptions}. An image or
+ * tools root is an overlay whose lower dir is the seed's root (resolved, and inside
+ * `<dataDir>/seeds`) and whose upper and work dirs are the task's, per seed
+ * (`<taskDir>/overlay/<key of the seed>/{upper,work}`, listed in `dirs`). It checks the memory
+ * against the node, sets the cgroup path, the memory limit, rlimits the host can grant, and the
+ * task logger as Tasks.Create's stdout and stderr. Does not touch containerd or create anything.
  *
  * @throws NodeFactError with a message for the app's TaskStatus.
  */
@@ -62,6 +83,7 @@ export async function prepareTask(
   // linux, process) instead of editing it, so the TaskConfig's own spec is never modified and
   // no deep copy is needed (structuredClone of a spec was ~0.2 ms of an idle executor, on the
   // way to Containers.Create).
+  enforcePolicy(config, facts.policy);
   const spec: OciSpec = { ...config.spec };
   const uuid = config.uuid;
 
@@ -84,13 +106,16 @@ export async function prepareTask(
   const taskDir = join(facts.dataDir, "tasks", uuid);
   const dirs: string[] = [];
   let overlayDir: string | undefined;
+  const staged: StagedMount[] = [];
   let rootfs: Mount[];
   let seedLower: string | undefined;
   const root = config.rootfs;
   switch (root.kind) {
     case "volume": {
       const source = await resolveUnderRoots(root.path, facts.volumeRoots, "root volume", "directory");
-      rootfs = [{ type: "bind", source, options: ["rbind", root.readOnly ? "ro" : "rw"] }];
+      // The shim mounts it (in this mount namespace) from the path opened and checked again.
+      staged.push({ what: "root volume", source, via: "shim", recursive: false, directory: true });
+      rootfs = [{ type: "bind", source, options: ["bind", root.readOnly ? "ro" : "rw"] }];
       break;
     }
     case "host":
@@ -131,17 +156,24 @@ export async function prepareTask(
   }
   spec.root = { ...spec.root, path: "rootfs" };
 
-  // Volumes: mount what their paths resolve to, never the path as given.
+  // Volumes: mount what their paths resolve to, never the path as given, through a staging path.
+  // The policy let through only bind mounts at volume mount points: each is rebuilt here whole.
   const mounts = [...(spec.mounts ?? [])];
   const sources = await Promise.all(
     config.volumes.map((v) => resolveUnderRoots(v.path, facts.volumeRoots, `volume ${v.mountPoint}`)),
   );
   for (const [n, v] of config.volumes.entries()) {
-    const source = sources[n]!;
-    const options = ["rbind", v.readOnly ? "ro" : "rw"];
+    const what = `volume ${v.mountPoint}`;
+    const target = stagingPath(taskDir, `volume-${n}`);
+    staged.push({ what, source: sources[n]!, via: "staging", target, recursive: true, directory: false });
+    const mount = {
+      destination: v.mountPoint,
+      type: "bind",
+      source: target,
+      options: volumeMountOptions(v.readOnly),
+    };
     const i = mounts.findIndex((m) => m.destination === v.mountPoint);
-    const mount = { destination: v.mountPoint, type: "bind", source, options };
-    if (i >= 0) mounts[i] = { ...mounts[i], ...mount };
+    if (i >= 0) mounts[i] = mount;
     else mounts.push(mount);
   }
   spec.mounts = mounts;
@@ -151,7 +183,7 @@ export async function prepareTask(
     if (seedLower === undefined || !accel) {
       throw new NodeFactError("a VM needs its hypervisor-tools seed as root and an accelerator choice", uuid);
     }
-    const applied = await applyVmFacts(config, spec, seedLower, facts.runDir, accel);
+    const applied = await applyVmFacts(config, spec, seedLower, facts.runDir, accel, facts.policy);
     dirs.push(applied.qmpDir);
     vm = { accel: applied.accel, why: applied.why };
   }
@@ -169,13 +201,14 @@ export async function prepareTask(
     spec.process = { ...spec.process, rlimits: clampRlimits(spec.process.rlimits, facts.hardLimits) };
 
   const logPath = taskLogPath(facts.dataDir, uuid);
-  const log = fileUri(logPath);
+  const log = taskLogUri(facts.taskLog, logPath);
   return {
     spec,
     rootfs,
     taskDir,
     logPath,
     io: { stdout: log, stderr: log },
+    staged,
     dirs,
     ...(overlayDir !== undefined ? { overlayDir } : {}),
     memoryLimitBytes,

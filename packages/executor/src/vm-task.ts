@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { DEFAULT_PATH, QMP_DIR_IN_TASK, QMP_SOCKET_NAME } from "@eve-tasks/oci-spec";
 import type { OciSpec, ReadyTaskConfig } from "@eve-tasks/schemas";
 import { NodeFactError } from "./errors.js";
+import { grantDevices } from "./policy.js";
+import type { NodePolicy } from "./policy.js";
 
 /** The accelerator a VM runs with on this node. */
 export type VmAccel = "kvm" | "tcg";
@@ -72,17 +74,16 @@ function pathOf(spec: OciSpec): string {
   return entry === undefined ? DEFAULT_PATH : entry.slice("PATH=".length);
 }
 
-/** `/dev/kvm`: character device 10:232. */
-const KVM_DEVICE = { path: "/dev/kvm", type: "c", major: 10, minor: 232, fileMode: 0o660, uid: 0, gid: 0 };
-
 /**
  * Applies a VM's node facts to its prepared spec: checks that the tools seed has the spec's qemu
  * (a clear error naming the image and PATH otherwise), adds `-accel <accel>`, binds the QMP
  * directory `<runDir>/vm/<uuid>` (returned, to be created) at {@link QMP_DIR_IN_TASK}, and for
- * KVM adds `/dev/kvm` with a device-cgroup rule allowing it. It assigns the spec's `process`,
+ * KVM adds `/dev/kvm` with a device-cgroup rule allowing it, if the node's `policy` allows the
+ * device (else `auto` is TCG and `kvm` is refused). It assigns the spec's `process`,
  * `mounts` and `linux` anew and never edits the objects they held (shared with the TaskConfig).
  *
- * @throws NodeFactError for a tools image without qemu or a socket path over the kernel's limit.
+ * @throws NodeFactError for a tools image without qemu or a socket path over the kernel's limit;
+ *   PolicyError for `kvm` on a node that does not allow `/dev/kvm`.
  */
 export async function applyVmFacts(
   config: ReadyTaskConfig,
@@ -90,6 +91,7 @@ export async function applyVmFacts(
   toolsRoot: string,
   runDir: string,
   decider: AccelDecider,
+  policy: NodePolicy,
 ): Promise<AccelChoice & { qmpDir: string }> {
   const vm = config.vm;
   if (!vm) throw new NodeFactError("a VM's TaskConfig has no vm settings", config.uuid);
@@ -113,30 +115,33 @@ export async function applyVmFacts(
       uuid,
     );
   }
-  const { accel, why } = await decider.decide(vm.accel, { toolsRoot, qemu });
+  const kvmAllowed = policy.devices.includes("kvm");
+  const { accel, why } =
+    vm.accel === "auto" && !kvmAllowed
+      ? { accel: "tcg" as const, why: "auto: this node does not allow /dev/kvm (EVE_ALLOW_DEVICES)" }
+      : await decider.decide(vm.accel, { toolsRoot, qemu });
   spec.process = { ...spec.process, args: [...spec.process.args, "-accel", accel] };
   spec.mounts = [
     ...(spec.mounts ?? []).filter((m) => m.destination !== QMP_DIR_IN_TASK),
-    { destination: QMP_DIR_IN_TASK, type: "bind", source: qmpDir, options: ["rbind", "rw"] },
+    {
+      destination: QMP_DIR_IN_TASK,
+      type: "bind",
+      source: qmpDir,
+      options: ["bind", "rw", "nosuid", "nodev", "noexec"],
+    },
   ];
   if (accel === "kvm") {
+    const grant = grantDevices(["kvm"], policy, "vm.accel", uuid);
     const linux = spec.linux as OciSpec["linux"] & {
-      devices?: (typeof KVM_DEVICE)[];
-      resources: {
-        devices?: { allow: boolean; type?: string; major?: number; minor?: number; access: string }[];
-      };
+      devices?: unknown[];
+      resources: { devices?: unknown[] };
     };
-    // Replaced, not edited: the spec shares its other parts with the TaskConfig's.
+    // Replaced, not edited: the spec shares its other parts with the TaskConfig's. The policy
+    // let no devices of the TaskConfig through: these are the node's alone.
     spec.linux = {
       ...linux,
-      devices: [...(linux.devices ?? []).filter((d) => d.path !== KVM_DEVICE.path), KVM_DEVICE],
-      resources: {
-        ...linux.resources,
-        devices: [
-          ...(linux.resources.devices ?? []),
-          { allow: true, type: "c", major: KVM_DEVICE.major, minor: KVM_DEVICE.minor, access: "rwm" },
-        ],
-      },
+      devices: grant.devices,
+      resources: { ...linux.resources, devices: [...(linux.resources.devices ?? []), ...grant.rules] },
     };
   }
   return { accel, why, qmpDir };

@@ -97,6 +97,7 @@ function preparedFor(d: ReadyTaskConfig, memoryLimitBytes = 64 * MiB): PreparedT
     taskDir: `/d/tasks/${UUID}`,
     logPath: `/d/tasks/${UUID}/console.log`,
     io: { stdout: "file:///log", stderr: "file:///log" },
+    staged: [],
     dirs: [],
     memoryLimitBytes,
     anchorTaxBytes: 0,

@@ -4,30 +4,43 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   NodeFactError,
+  PolicyError,
   clampRlimits,
   parseLimits,
   prepareTask,
   resolveUnderRoots,
+  stagingPath,
+  taskLogUri,
 } from "@eve-tasks/executor";
 import type { NodeFacts } from "@eve-tasks/executor";
+import {
+  buildSpec,
+  defaultMounts,
+  toTaskSpec,
+  withArgs,
+  withBindMount,
+  withCpus,
+  withMemoryLimitBytes,
+} from "@eve-tasks/oci-spec";
 import { specSha256 } from "@eve-tasks/schemas";
 import type { OciSpec, ReadyTaskConfig } from "@eve-tasks/schemas";
 import { deepFreeze } from "./deep-freeze.js";
 
 const UUID = "6f1c1c1e-0c9a-4d43-9d2c-4a1b7c3e2f10";
 
+/** A spec as the spec-builder builds it, with an rlimit over what the test's host grants. */
 function spec(): OciSpec {
+  const s = toTaskSpec(
+    buildSpec(
+      withArgs(["/bin/sh"]),
+      withMemoryLimitBytes(64 * 2 ** 20),
+      withCpus(1),
+      withBindMount({ source: "/placeholder", destination: "/data" }),
+    ),
+  );
   return {
-    ociVersion: "1.0.2",
-    process: {
-      args: ["/bin/sh"],
-      cwd: "/",
-      user: { uid: 0, gid: 0 },
-      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1 << 20, soft: 1 << 20 }],
-    },
-    root: { path: "rootfs", readonly: false },
-    mounts: [{ destination: "/data", type: "bind", source: "/placeholder", options: ["rbind", "rw"] }],
-    linux: { resources: { memory: { limit: 64 * 2 ** 20 }, cpu: { period: 100000, quota: 100000 } } },
+    ...s,
+    process: { ...s.process, rlimits: [{ type: "RLIMIT_NOFILE", hard: 1 << 20, soft: 1 << 20 }] },
   };
 }
 
@@ -55,9 +68,17 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
       hardLimits: parseLimits(
         "Limit Soft Hard Units\nMax open files            1024                 4096                 files\n",
       ),
+      policy: { allowHostRoot: true, devices: ["kvm", "tun"] },
+      taskLog: { loggerPath: "/usr/libexec/eve-task-logger", maxBytes: 2 ** 20, files: 3 },
     };
     config = (over = {}) => {
-      const s = over.spec ?? spec();
+      // The spec-builder's spec has a bind mount per volume, and no other.
+      const points = new Set((over.volumes ?? [{ mountPoint: "/data" }]).map((v) => v.mountPoint));
+      const plain = spec();
+      const s = over.spec ?? {
+        ...plain,
+        mounts: plain.mounts?.filter((m) => m.type !== "bind" || points.has(m.destination)),
+      };
       return {
         schemaVersion: 1,
         status: "READY",
@@ -91,21 +112,45 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("mounts resolved paths and sets cgroupsPath, memory limit and rlimits the host allows", async () => {
+  it("stages resolved paths and sets cgroupsPath, memory limit and rlimits the host allows", async () => {
     const p = await prepareTask(config(), facts);
+    const taskDir = join(dir, "data", "tasks", UUID);
+    // What gets mounted is what was checked: the resolved paths (the volume was given through a
+    // symlink); the root by the shim, a volume from a staging path under the task's dir.
+    expect(p.staged).toEqual([
+      {
+        what: "root volume",
+        source: join(dir, "volumes", "app", "rootfs"),
+        via: "shim",
+        recursive: false,
+        directory: true,
+      },
+      {
+        what: "volume /data",
+        source: join(dir, "volumes", "app", "data"),
+        via: "staging",
+        target: stagingPath(taskDir, "volume-0"),
+        recursive: true,
+        directory: false,
+      },
+    ]);
+    // The root volume alone (no submounts), like the host root.
     expect(p.rootfs).toEqual([
-      { type: "bind", source: join(dir, "volumes", "app", "rootfs"), options: ["rbind", "rw"] },
+      { type: "bind", source: join(dir, "volumes", "app", "rootfs"), options: ["bind", "rw"] },
     ]);
     expect(p.spec.root).toEqual({ path: "rootfs", readonly: false });
-    // The volume was given through a symlink; the resolved path is what gets mounted.
+    // Read-only, nosuid and nodev all the way down.
     expect(p.spec.mounts).toEqual([
+      ...defaultMounts(),
       {
         destination: "/data",
         type: "bind",
-        source: join(dir, "volumes", "app", "data"),
-        options: ["rbind", "ro"],
+        source: stagingPath(taskDir, "volume-0"),
+        options: ["rbind", "ro", "rro", "nosuid", "nodev", "rnosuid", "rnodev"],
       },
     ]);
+    const log = taskLogUri(facts.taskLog, p.logPath);
+    expect(p.io).toEqual({ stdout: log, stderr: log });
     expect(p.spec.linux.cgroupsPath).toBe(`/eve-user-apps/${UUID}`);
     expect(p.spec.linux.resources.memory.limit).toBe(64 * 2 ** 20);
     expect(p.memoryLimitBytes).toBe(64 * 2 ** 20);
@@ -123,9 +168,42 @@ describe("prepareTask: node facts applied to a TaskConfig", () => {
     expect(c.spec.linux.cgroupsPath).toBeUndefined();
   });
 
-  it("mounts the host root read-only, without the host's submounts", async () => {
-    const p = await prepareTask(config({ rootfs: { kind: "host", readOnly: true }, volumes: [] }), facts);
+  it("mounts the host root read-only, without the host's submounts, where the node allows it", async () => {
+    const host = config({ rootfs: { kind: "host", readOnly: true }, volumes: [] });
+    const p = await prepareTask(host, facts);
     expect(p.rootfs).toEqual([{ type: "bind", source: "/", options: ["bind", "ro"] }]);
+    expect(p.staged).toEqual([]);
+    const off = { ...facts, policy: { ...facts.policy, allowHostRoot: false } };
+    const err = await prepareTask(host, off).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PolicyError);
+    expect((err as Error).message).toBe(
+      "refused by this node's policy: rootfs: the host's root filesystem as a task's root is not allowed " +
+        "on this node (EVE_ALLOW_HOST_ROOT is off)",
+    );
+  });
+
+  it("enforces the node's policy before it looks at any host path", async () => {
+    const s = spec();
+    const bad = {
+      ...s,
+      process: { ...s.process, capabilities: { bounding: ["CAP_SYS_ADMIN"] } },
+      hooks: { prestart: [{ path: "/bin/sh" }] },
+    };
+    const err = await prepareTask(
+      config({
+        spec: bad,
+        specSha256: specSha256(bad),
+        rootfs: { kind: "volume", path: "/nope", readOnly: false },
+      }),
+      facts,
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PolicyError);
+    expect((err as Error).message).toBe(
+      "refused by this node's policy: spec.hooks: hooks run on the host as root: never allowed; " +
+        "spec.process.capabilities.bounding: CAP_SYS_ADMIN is not in the default set " +
+        "(CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOWNER, CAP_MKNOD, CAP_NET_RAW, CAP_SETGID, " +
+        "CAP_SETUID, CAP_SETFCAP, CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL, CAP_AUDIT_WRITE)",
+    );
   });
 
   it.each([

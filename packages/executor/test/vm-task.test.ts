@@ -5,7 +5,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NodeFactError, parseLimits, prepareTask } from "@eve-tasks/executor";
+import { NodeFactError, PolicyError, parseLimits, prepareTask, stagingPath } from "@eve-tasks/executor";
 import type { AccelDecider, NodeFacts } from "@eve-tasks/executor";
 import {
   QMP_DIR_IN_TASK,
@@ -64,6 +64,8 @@ describe("prepareTask for a VM", () => {
       memoryMiB: 4096,
       memoryReserveMiB: 0,
       hardLimits: parseLimits("Limit Soft Hard Units\n"),
+      policy: { allowHostRoot: false, devices: ["kvm", "tun"] },
+      taskLog: { loggerPath: "/usr/libexec/eve-task-logger", maxBytes: 2 ** 20, files: 3 },
     };
     const spec = toTaskSpec(
       buildSpec(
@@ -126,10 +128,33 @@ describe("prepareTask for a VM", () => {
     expect(p.spec.process.args.slice(-2)).toEqual(["-accel", "tcg"]);
     const qmpDir = join(dir, "run", "vm", UUID);
     expect(p.dirs).toContain(qmpDir);
+    // The guest's files are staged from what was checked; the QMP dir is the executor's own.
+    const taskDir = join(dir, "data", "tasks", UUID);
+    expect(p.staged).toEqual([
+      {
+        what: "volume /eve/vm/kernel",
+        source: kernel,
+        via: "staging",
+        target: stagingPath(taskDir, "volume-0"),
+        recursive: true,
+        directory: false,
+      },
+      expect.objectContaining({ what: "volume /eve/vm/initrd", target: stagingPath(taskDir, "volume-1") }),
+    ]);
     expect(p.spec.mounts).toEqual(
       expect.arrayContaining([
-        { destination: "/eve/vm/kernel", type: "bind", source: kernel, options: ["rbind", "ro"] },
-        { destination: QMP_DIR_IN_TASK, type: "bind", source: qmpDir, options: ["rbind", "rw"] },
+        {
+          destination: "/eve/vm/kernel",
+          type: "bind",
+          source: stagingPath(taskDir, "volume-0"),
+          options: ["rbind", "ro", "rro", "nosuid", "nodev", "rnosuid", "rnodev"],
+        },
+        {
+          destination: QMP_DIR_IN_TASK,
+          type: "bind",
+          source: qmpDir,
+          options: ["bind", "rw", "nosuid", "nodev", "noexec"],
+        },
       ]),
     );
     expect(p.vm).toEqual({ accel: "tcg", why: "test: tcg" });
@@ -154,6 +179,42 @@ describe("prepareTask for a VM", () => {
       minor: 232,
       access: "rwm",
     });
+  });
+
+  it("gives no /dev/kvm where the node does not allow it: auto is TCG, kvm is refused", async () => {
+    const node = { ...facts, policy: { allowHostRoot: false, devices: [] } };
+    const accel = fixedAccel("kvm");
+    const auto = await prepareTask(config(), node, accel);
+    expect(accel.asked).toEqual([]);
+    expect(auto.vm).toEqual({
+      accel: "tcg",
+      why: "auto: this node does not allow /dev/kvm (EVE_ALLOW_DEVICES)",
+    });
+    expect(JSON.stringify(auto.spec.linux)).not.toContain("/dev/kvm");
+    const kvm = config({
+      vm: { accel: "kvm", anchorTaxFromApp: false, qemu: "qemu-system-x86_64", vcpus: 1 },
+    });
+    const err = await prepareTask(kvm, node, fixedAccel("kvm")).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PolicyError);
+    expect((err as Error).message).toBe(
+      "refused by this node's policy: vm.accel: /dev/kvm is not allowed on this node (EVE_ALLOW_DEVICES: none)",
+    );
+  });
+
+  it("refuses a VM spec that brings its own devices, mounts or device rules", async () => {
+    const spec = structuredClone(config().spec);
+    spec.linux = { ...spec.linux, devices: [{ path: "/dev/kvm", type: "c", major: 10, minor: 232 }] };
+    spec.mounts = [...(spec.mounts ?? []), { destination: QMP_DIR_IN_TASK, type: "bind", source: "/" }];
+    const err = await prepareTask(
+      config({ spec, specSha256: specSha256(spec) }),
+      facts,
+      fixedAccel("kvm"),
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PolicyError);
+    expect((err as PolicyError).violations.map((v) => v.field)).toEqual([
+      `spec.mounts[6] (${QMP_DIR_IN_TASK})`,
+      "spec.linux.devices",
+    ]);
   });
 
   it("takes the node's EVE_VMM_OVERHEAD_MIB unless the app set its own tax", async () => {

@@ -165,6 +165,22 @@ export function natsConnection(config: {
   };
 }
 
+/**
+ * The task-executor's node policy and task logs (DESIGN "Trust", "Operator surface"); the
+ * executor's worker spreads them into its env schema. Defaults suit `npm start`; the systemd
+ * units' `eve-tasks.env` turns the host root off.
+ */
+export const executorNodeEnv = {
+  /** A task may have the host's `/` (read-only) as its root. */
+  EVE_ALLOW_HOST_ROOT: envBool().default(true),
+  /** Devices tasks may be given (comma-separated names: `kvm`, `tun`); empty = none. */
+  EVE_ALLOW_DEVICES: envList(",").default(["kvm", "tun"]),
+  /** A task's console.log is rotated before it grows over this many bytes. */
+  EVE_LOG_MAX_BYTES: envInt({ min: 4096 }).default(10 * 2 ** 20),
+  /** How many log files a task keeps: console.log and console.log.1 … console.log.<N-1>. */
+  EVE_LOG_FILES: envInt({ min: 1, max: 1000 }).default(5),
+};
+
 /** The base worker env as an object schema. */
 export const baseWorkerEnvSchema = z.object(baseWorkerEnv);
 

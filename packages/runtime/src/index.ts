@@ -11,6 +11,7 @@ export {
   envList,
   envPath,
   envPositiveInt,
+  executorNodeEnv,
   loadConfig,
   logLevels,
   natsConnection,

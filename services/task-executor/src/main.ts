@@ -19,8 +19,9 @@ import {
   envInt,
   envList,
   envPositiveInt,
-  runWorker,
+  executorNodeEnv,
   natsConnection,
+  runWorker,
 } from "@eve-tasks/runtime";
 import {
   CONTAINERD_NAMESPACE,
@@ -35,6 +36,7 @@ import {
 
 const envSchema = z.object({
   ...baseWorkerEnv,
+  ...executorNodeEnv,
   /** containerd's socket; default `<EVE_RUN_DIR>/containerd.sock`, where the launcher starts it. */
   CONTAINERD_ADDRESS: z.string().min(1).optional(),
   /** Where host paths of apps may resolve to, colon-separated; default `<EVE_DATA_DIR>/volumes`. */
@@ -69,6 +71,11 @@ await runWorker({
       nodeMemoryMiB: config.EVE_NODE_MEMORY_MIB,
       memoryReserveMiB: config.EVE_MEMORY_RESERVE_MIB,
       vmmOverheadMiB: config.EVE_VMM_OVERHEAD_MIB,
+      allowHostRoot: config.EVE_ALLOW_HOST_ROOT,
+      allowDevices: config.EVE_ALLOW_DEVICES,
+      logMaxBytes: config.EVE_LOG_MAX_BYTES,
+      logFiles: config.EVE_LOG_FILES,
+      warn: (message, fields) => logger.warn(fields, message),
     });
     const address = config.CONTAINERD_ADDRESS ?? join(config.EVE_RUN_DIR, "containerd.sock");
     const containerd = new ContainerdClient({ address, namespace: CONTAINERD_NAMESPACE });
