@@ -127,7 +127,7 @@ describe("runtime labels", () => {
       { [RUNTIME_LABELS.devices]: '"kvm"' },
       { [RUNTIME_LABELS.tax]: '{"baseMiB":1,"extra":2}' },
       { [RUNTIME_LABELS.emulators]: '{"aarch64":"relative"}' },
-    ]) {
+    ] as Record<string, string>[]) {
       expect(readRuntimeLabels(l(bad), null), JSON.stringify(bad)).toMatchObject({
         ok: false,
         notRuntime: false,

@@ -1,7 +1,7 @@
 #!/eve/bin/sh
 # The loader of the built-in runtime "default": turns the task's EVE_TASK_* environment into
 # qemu-system-x86_64's command line and execs it, so the task's anchor (its PID) is qemu.
-# The contract it reads is in docs/runtimes.md. The app's process.args arrive as this script's
+# The contract it reads is in docs/contract.md ("Runtimes"). The app's process.args arrive as this script's
 # arguments and go to qemu after the options below, so an app can add devices or override one.
 #
 #   EVE_TASK_UUID, EVE_TASK_MEMORY_MIB, EVE_TASK_VCPUS    -name, -m, -smp

@@ -228,7 +228,7 @@ describe("buildTaskConfig: image roots", () => {
     };
     const c = config(input);
     if (c.virtualization !== "NOHYPER") throw new Error("expected a native config");
-    return c;
+    return c as NativeAppInstanceConfig;
   };
   const seed = (over: Partial<ImageSeed> = {}): ImageSeed =>
     ImageSeedSchema.parse({
