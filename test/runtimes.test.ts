@@ -13,8 +13,8 @@
 //   (BROKEN, its output in the log), a device the node does not allow (EVE_ALLOW_DEVICES=kvm
 //   here), an artifact outside EVE_VOLUME_ROOTS.
 import { execFile } from "node:child_process";
-import { readlinkSync } from "node:fs";
-import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { readFileSync, readlinkSync } from "node:fs";
+import { chmod, copyFile, mkdir, readFile, readdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -29,7 +29,7 @@ import {
 import type { Bus, EventFollower, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
-import { binfmtEntry, removeBinfmt } from "@eve-tasks/executor";
+import { BINFMT_DIR, BINFMT_PREFIX, binfmtEntry, removeBinfmt } from "@eve-tasks/executor";
 import {
   AppInstanceConfigSchema,
   CONTAINERD_NAMESPACE,
@@ -91,12 +91,12 @@ describe("runtime images", () => {
   let volumes: string;
   const events: TaskEvent[] = [];
   const workers: Replicas[] = [];
-  /** binfmt_misc entries the executor registered for this test (removed at the end). */
-  const binfmt = new Set<string>();
+  let dataDir: string;
 
   beforeAll(async () => {
     const dir = await tempDir("runtimes-");
     volumes = join(dir, "volumes");
+    dataDir = join(dir, "data");
     await mkdir(volumes, { recursive: true });
     const layouts = join(dir, "layouts");
 
@@ -157,7 +157,8 @@ describe("runtime images", () => {
 
     // The arm64 root: busybox and the applets the app runs, as symlinks.
     const armRoot = join(volumes, "arm64-root");
-    await mkdir(join(armRoot, "bin"), { recursive: true });
+    // Read-only: the mount points runc needs are there already.
+    for (const d of ["bin", "proc", "dev", "sys", "tmp"]) await mkdir(join(armRoot, d), { recursive: true });
     await copyFile(await arm64Busybox(), join(armRoot, "bin", "busybox"));
     await chmod(join(armRoot, "bin", "busybox"), 0o755);
     for (const applet of ["sh", "uname", "sleep", "echo", "cat"]) {
@@ -186,7 +187,7 @@ describe("runtime images", () => {
     const env = {
       NATS_URL: nats.url,
       CONTAINERD_ADDRESS: containerdServer.address,
-      EVE_DATA_DIR: join(dir, "data"),
+      EVE_DATA_DIR: dataDir,
       EVE_RUN_DIR: join(dir, "run"),
       EVE_VOLUME_ROOTS: volumes,
       EVE_OCI_LAYOUT_ROOTS: `${RUNTIME_CACHE}:${layouts}`,
@@ -247,7 +248,12 @@ describe("runtime images", () => {
     await bus?.close();
     containerd?.close();
     for (const w of workers.reverse()) await w.stopAll();
-    for (const name of binfmt) await removeBinfmt(name);
+    // The binfmt_misc entries the executor registered for this test: those of its data dir's seeds.
+    for (const name of await readdir(BINFMT_DIR).catch(() => [] as string[])) {
+      if (!name.startsWith(BINFMT_PREFIX)) continue;
+      const entry = await readFile(join(BINFMT_DIR, name), "utf8").catch(() => "");
+      if (entry.includes(`\ninterpreter ${dataDir}/`)) await removeBinfmt(name);
+    }
   }, 120_000);
 
   const until = (uuid: string, pred: (s: TaskStatus) => boolean, what: string, timeoutMs = 120_000) =>
@@ -334,12 +340,12 @@ describe("runtime images", () => {
         ],
       },
       stopTimeoutMs: 5000,
-    } as AppInstanceConfigInput;
+    };
     await configs.publish(uuid, app);
     const s = await until(uuid, (x) => x.state === "RUNNING", "never RUNNING");
     const exe = readlinkSync(`/proc/${s.taskId}/exe`);
     expect(exe).toMatch(/\/usr\/bin\/qemu-aarch64-static$/);
-    binfmt.add(binfmtEntry("aarch64", exe).name);
+    expect(readFileSync(join(BINFMT_DIR, binfmtEntry("aarch64", exe).name), "utf8")).toMatch(/^flags: F$/m);
     await logHas(s, /^arch aarch64$/m);
     await logHas(s, /^child aarch64$/m);
     // The emulation tax is in the limit: 64 MiB + what the emulators image declares.
