@@ -254,7 +254,8 @@ function readTextOr(path: string, fallback: string): string {
  * Debian packages the test suite needs besides the system's own: a static busybox (task root
  * filesystems), containerd's API protos (checked against `proto/`), a registry, skopeo, zstd and
  * openssl (the registry and image tests); qemu and cpio (the VM tests: the built-in tools image and
- * the guests' initramfs).
+ * the guests' initramfs); qemu-user-static and the JDK (the built-in runtimes `emulators` and
+ * `jvm`, built by the test set-up, and the JARs the runtime tests compile).
  */
 export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "busybox-static",
@@ -265,6 +266,8 @@ export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "openssl",
   "qemu-system-x86",
   "cpio",
+  "qemu-user-static",
+  "openjdk-17-jdk-headless",
 ];
 
 /** Which of `packages` dpkg does not list as installed (all of them when dpkg is missing). */
