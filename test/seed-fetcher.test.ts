@@ -226,7 +226,7 @@ describe("hypervisor-seed-fetcher", () => {
     const key = imageSeedKey("local", ref);
     const seed = await seedAt("ImageSeed", key, "READY");
     const users = [...(await apps.getAll())].filter(
-      ([, a]) => a.virtualization === "NOHYPER" && a.root.image?.ref === ref,
+      ([, a]) => a.virtualization === "NOHYPER" && a.root?.image?.ref === ref,
     );
     expect(users.length).toBe(1);
     for (const [uuid] of users) await apps.unpublish(uuid);

@@ -30,7 +30,7 @@ import {
   estimateAnchorTaxMiB,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
-import { buildToolsImage } from "@eve-tasks/tools-image";
+import { RUNTIME_CACHE, defaultToolsImage } from "./harness/runtimes.js";
 import {
   BUILT,
   deferCleanup,
@@ -50,8 +50,6 @@ import type { VmGuest } from "./harness/vm-guest.js";
 const echo = process.env.EVE_TEST_ECHO === "1";
 const MiB = 2 ** 20;
 const newUuid = uuidMaker("0b0e7a5c");
-/** Where the tests keep the built-in tools image between runs (it only changes with qemu). */
-const TOOLS_CACHE = process.env.EVE_TEST_TOOLS_CACHE ?? "/var/cache/eve-tasks/tools-image";
 
 describe("VM tasks", () => {
   let nats: PrivateNats;
@@ -72,7 +70,7 @@ describe("VM tasks", () => {
     const [natsServer, containerdServer, tools, vmGuest, noQemu] = await Promise.all([
       withPrivateNats(),
       startContainerd({ dir: join(dir, "ctrd") }),
-      buildToolsImage({ outDir: TOOLS_CACHE }),
+      defaultToolsImage(),
       ensureVmGuest(),
       // A "tools image" with a busybox and no qemu in it.
       (async () => {
@@ -113,7 +111,7 @@ describe("VM tasks", () => {
       EVE_RUN_DIR: join(dir, "run"),
       EVE_VOLUME_ROOTS: volumes,
       // The tools layouts: the shared cache and this test's own (oci: refs must be under these).
-      EVE_OCI_LAYOUT_ROOTS: `${TOOLS_CACHE}:${dir}`,
+      EVE_OCI_LAYOUT_ROOTS: `${RUNTIME_CACHE}:${dir}`,
       EVE_NODE_MEMORY_MIB: "4096",
       // Nested KVM here opens /dev/kvm and then hangs: the probe must give up and choose TCG.
       EVE_KVM_PROBE_TIMEOUT_MS: "4000",
@@ -344,13 +342,16 @@ describe("VM tasks", () => {
       configs.publish(unnamed, vmApp(unnamed, {}, { hypervisorTools: "nosuch" })),
     ]);
     const failed = (uuid: string) => until(uuid, (x) => x.state === "FAILED", "never FAILED", 60_000);
+    // An image without the runtime label is no runtime: nothing can say how to run or stop it.
     const a = await failed(noQemu);
-    expect(a.error).toMatchObject({ source: "task-executor" });
+    expect(a.error).toMatchObject({ source: "spec-builder" });
     expect(a.error?.message).toMatch(
-      /^the hypervisor tools image oci:.*:tools@sha256:[0-9a-f]{64} has no qemu-system-x86_64 in its PATH/,
+      /^runtime "noqemu" \(oci:.*:tools\) cannot run tasks: it has no label org\.lfedge\.eve-tasks\.runtime, so it is not a runtime image$/,
     );
     const b = await failed(outside);
-    expect(b.error?.message).toMatch(/^volume \/eve\/vm\/kernel \/etc\/hostname is outside EVE_VOLUME_ROOTS/);
+    expect(b.error?.message).toMatch(
+      /^volume \/eve\/artifacts\/kernel \/etc\/hostname is outside EVE_VOLUME_ROOTS/,
+    );
     const c = await failed(noBoot);
     expect(c.error).toMatchObject({ source: "spec-builder" });
     expect(c.error?.message).toMatch(/a VM needs vm\.kernel or at least one disk in vm\.disks to boot/);

@@ -9,7 +9,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Publication, subscribe } from "@eve-tasks/bus";
-import { qemuArgs } from "@eve-tasks/oci-spec";
 import {
   HypervisorToolsConfigSchema,
   TaskMetricsSchema,
@@ -108,23 +107,29 @@ async function throughTasks(
 /** The same command line with the host's qemu and the host paths: spawn → marker on stdout. */
 async function direct(s: VmSetup, memoryMiB: number): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), "eve-bench-qemu-"));
-  const args = qemuArgs("qemu-system-x86_64", {
-    name: "bench",
-    memoryMiB,
-    vcpus: 1,
-    kernel: true,
-    initrd: true,
-    cmdline: CMDLINE,
-    disks: [],
-  })
-    .slice(1)
-    .map((a) =>
-      a === "/eve/vm/kernel"
-        ? s.kernel
-        : a === "/eve/vm/initrd"
-          ? s.initrd
-          : a.replace("/run/eve-vm/qmp.sock", join(dir, "qmp.sock")),
-    );
+  // The command line the `default` runtime's loader execs for this guest (its loader.sh).
+  const args = [
+    "-name",
+    "guest=bench,debug-threads=on",
+    "-m",
+    String(memoryMiB),
+    "-smp",
+    "1",
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    "-qmp",
+    `unix:${join(dir, "qmp.sock")},server=on,wait=off`,
+    "-kernel",
+    s.kernel,
+    "-initrd",
+    s.initrd,
+    "-append",
+    CMDLINE,
+  ];
   const t0 = nowMs();
   const child = spawn("/usr/bin/qemu-system-x86_64", [...args, "-accel", "tcg"], {
     stdio: ["ignore", "pipe", "pipe"],

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { cleanupContainerd, removeTreeSafely, startContainerd, startNatsServer } from "@eve-tasks/embedded";
 import type { RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
+import { RUNTIME_CACHE, buildAllRuntimes } from "./runtimes.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -32,6 +33,10 @@ function log(line: string): void {
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const started = Date.now();
+  // The built-in runtime images, once per run (cached per package version across runs), before
+  // any test: many test files use them, and launchers started by tests link them from here.
+  await buildAllRuntimes(log);
+  process.env.EVE_RUNTIME_IMAGE_CACHE = RUNTIME_CACHE;
   // Short: the containerd sockets live directly in it (108-byte limit on socket paths).
   const dir = await mkdtemp(join(tmpdir(), "eve-tasks-test-"));
   // Both at once; if either fails, stop the one that did start.

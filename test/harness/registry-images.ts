@@ -35,6 +35,9 @@ export interface ProcessSpec {
   Env?: string[];
   WorkingDir?: string;
   User?: string;
+  /** The image's labels (a runtime image's contract: `org.lfedge.eve-tasks.*`). */
+  Labels?: Record<string, string>;
+  StopSignal?: string;
 }
 
 /** A test image. */

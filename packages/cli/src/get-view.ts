@@ -1,5 +1,5 @@
 /** What `eve-tasks get` prints: the table of apps, or their JSON. */
-import { estimateAnchorTaxMiB, memoryLimitBytes } from "@eve-tasks/schemas";
+import { estimateAnchorTaxMiB, isRuntimeApp, memoryLimitBytes } from "@eve-tasks/schemas";
 import type { AppInstanceConfig, StageError, TaskStatus } from "@eve-tasks/schemas";
 import type { AppView } from "./apps.js";
 import { nameOf } from "./apps.js";
@@ -14,13 +14,17 @@ export const GET_COLUMNS = ["NAME", "UUID", "STATE", "TASK ID", "MEMORY", "AGE"]
 
 /**
  * The memory limit of an app: the status's (the task's real cgroup limit) when known, else what
- * its config asks for (for a VM, plus its anchor tax).
+ * its config asks for (for a VM, plus its anchor tax; for a runtime app only when it sets its own
+ * tax, since otherwise its runtime image declares it).
  */
 export function memoryLimitOf(app: AppView): number | undefined {
   if (app.status && app.status.memoryLimitBytes !== null) return app.status.memoryLimitBytes;
   const config: AppInstanceConfig | undefined = app.config?.value;
   if (!config) return undefined;
   const r = config.resources;
+  if (isRuntimeApp(config)) {
+    return r.vmmOverheadMiB === undefined ? undefined : memoryLimitBytes(r.memoryMiB, r.vmmOverheadMiB);
+  }
   const tax = config.virtualization === "HVM" ? (r.vmmOverheadMiB ?? estimateAnchorTaxMiB(r)) : 0;
   return memoryLimitBytes(r.memoryMiB, tax);
 }

@@ -12,6 +12,7 @@ import type { LifecycleOptions } from "./commands/lifecycle.js";
 import { runWatch } from "./commands/watch.js";
 import { registerPull } from "./commands/pull.js";
 import { registerNetworks } from "./commands/networks.js";
+import { registerRuntimes } from "./commands/runtimes.js";
 import { registerSeeds } from "./commands/seeds.js";
 import { registerTax } from "./commands/tax.js";
 import type { CliContext } from "./context.js";
@@ -48,6 +49,7 @@ Examples:
   eve-tasks tax                            VMs' reserved anchor tax beside the measured peak
   eve-tasks apply -f lan.json              publish a NetworkInstanceConfig (a file with subnet, no uuid)
   eve-tasks networks                       network instances: state, subnet, bridge, apps
+  eve-tasks runtimes                       runtime images: labels, seed state and digest per node
 
 <app> is a uuid, a display name that only one app has, or a unique uuid prefix.
 The CLI talks only to NATS: --server, else NATS_URL, else ${DEFAULT_NATS_URL}.
@@ -263,6 +265,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
   registerPull(program, ctx);
   registerSeeds(program, ctx, () => server("read"));
   registerNetworks(program, ctx, () => server("read"));
+  registerRuntimes(program, ctx, () => server("read"));
   registerTax(program, ctx, () => server("read"));
   return program;
 }

@@ -254,9 +254,11 @@ function readTextOr(path: string, fallback: string): string {
  * Debian packages the test suite needs besides the system's own: a static busybox (task root
  * filesystems), containerd's API protos (checked against `proto/`), a registry, skopeo, zstd and
  * openssl (the registry and image tests); qemu and cpio (the VM tests: the built-in tools image and
- * the guests' initramfs); chromium (the status page's browser test, driven by playwright-core);
- * docker.io (the test kit's nats-server in a container, through testcontainers); python3 (the
- * standard-library NATS client of examples/clients). Never installed by `npm start`.
+ * the guests' initramfs); qemu-user-static and the JDK (the built-in runtimes `emulators` and
+ * `jvm`, built by the test set-up, and the JARs the runtime tests compile); chromium (the status
+ * page's browser test, driven by playwright-core); docker.io (the test kit's nats-server in a
+ * container, through testcontainers); python3 (the standard-library NATS client of
+ * examples/clients). Never installed by `npm start`.
  */
 export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "busybox-static",
@@ -267,6 +269,8 @@ export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "openssl",
   "qemu-system-x86",
   "cpio",
+  "qemu-user-static",
+  "openjdk-17-jdk-headless",
   "chromium",
   "docker.io",
   "python3",

@@ -20,7 +20,7 @@ import type { AppState } from "./app-state.js";
 import { executorDefaults } from "./defaults.js";
 import type { ExecutorTunables } from "./defaults.js";
 import { NodeFactError } from "./errors.js";
-import { taskDirs } from "./host-resources.js";
+import { binfmtEntries, taskDirs } from "./host-resources.js";
 import type { TaskHostResource } from "./host-resources.js";
 import { KeyedRunner, Semaphore } from "./keyed-runner.js";
 import { LabelWriter, readLabels } from "./labels.js";
@@ -37,7 +37,7 @@ import { executorError } from "./status.js";
 import { sweepStagedMounts } from "./staged-mounts.js";
 import { StatusWriter, TaskEvents } from "./status-writer.js";
 import type { TaskNetworks } from "./task-networks.js";
-import type { AccelDecider } from "./vm-task.js";
+import type { AccelDecider } from "./runtime-task.js";
 
 /** What the executor is built from; the tunables default to `EXECUTOR_DEFAULTS`. */
 export interface TaskExecutorOptions extends Partial<ExecutorTunables> {
@@ -111,6 +111,13 @@ export class TaskExecutor {
     this.#ledger = new MemoryLedger(facts.memoryMiB - facts.memoryReserveMiB);
     this.#resources = [
       taskDirs(facts),
+      binfmtEntries({
+        onRegistered: (uuid, e) =>
+          this.#log.info(
+            { uuid, event: "binfmt-registered", arch: e.arch, emulator: e.interpreter, entry: e.name },
+            `registered the emulator for ${e.arch} with binfmt_misc`,
+          ),
+      }),
       ...(options.networks ? [options.networks] : []),
       ...(options.hostResources ?? []),
     ];

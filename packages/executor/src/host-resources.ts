@@ -21,7 +21,8 @@ import { readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { PreparedTask } from "./prepare-task.js";
 import { makeTaskDirs, removeTaskDir } from "./task-dirs.js";
-import { vmRunDir } from "./vm-task.js";
+import { registerBinfmt } from "./binfmt.js";
+import { vmRunDir } from "./runtime-task.js";
 
 /** When a task's host resources are torn down. */
 export type TearDownScope = "task-deleted" | "app-removed";
@@ -80,5 +81,31 @@ export function taskDirs(o: { dataDir: string; runDir: string }): TaskHostResour
       const names = [...(await entries(tasksDir)), ...(await entries(join(o.runDir, "vm")))];
       return new Set(names.filter((n) => UUID.test(n)));
     },
+  };
+}
+
+/**
+ * The binfmt_misc entry of an emulated task's emulator (binfmt.ts), registered before
+ * Tasks.Create (idempotent). The node never removes one: it is the machine's, later execs of any
+ * task of that architecture need it, and it holds only an open file of a read-only seed; so
+ * `tearDown` and `owners` have nothing to do. `register` is the registration itself (tests
+ * give one that records what it was asked).
+ */
+export function binfmtEntries(
+  o: {
+    register?: typeof registerBinfmt;
+    onRegistered?: (uuid: string, entry: { name: string; arch: string; interpreter: string }) => void;
+  } = {},
+): TaskHostResource {
+  const register = o.register ?? registerBinfmt;
+  return {
+    name: "binfmt",
+    async setUp(uuid, task) {
+      const e = task.emulation?.binfmt;
+      if (e === undefined) return;
+      if ((await register(e)) === "registered") o.onRegistered?.(uuid, e);
+    },
+    tearDown: () => Promise.resolve(),
+    owners: () => Promise.resolve([]),
   };
 }

@@ -31,7 +31,7 @@ export type {
 export type { StopReport } from "./lifecycle.js";
 export { timedRuntime } from "./observer.js";
 export type { ExecutorObserver, ReconcileOutcome, RuntimeCall, StartOutcome } from "./observer.js";
-export { taskDirs } from "./host-resources.js";
+export { binfmtEntries, taskDirs } from "./host-resources.js";
 export type { TaskHostResource, TearDownScope } from "./host-resources.js";
 export { NodeFactError } from "./errors.js";
 export { VOLUME_ROOT_MODE, loadNodeFacts } from "./node-facts.js";
@@ -61,9 +61,27 @@ export { AccelChooser, PROBE_LABEL, probeKvm } from "./kvm-probe.js";
 export { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs, qemuOptionValue } from "./kvm-probe-guest.js";
 export type { ProbeQemuOptions } from "./kvm-probe-guest.js";
 export type { AccelChooserOptions, KvmProbeResult, ProbeKvmOptions } from "./kvm-probe.js";
-export { applyVmFacts, findInSeed, qmpSocketPath, vmRunDir } from "./vm-task.js";
-export type { AccelChoice, AccelDecider, VmAccel } from "./vm-task.js";
-export { resolveStopKind, stopKindOf, stopTask, stoppingMessage } from "./stop.js";
+export {
+  applyRuntimeFacts,
+  emulationFacts,
+  findInSeed,
+  nodeArch,
+  qmpSocketPath,
+  readSeedRuntime,
+  vmRunDir,
+} from "./runtime-task.js";
+export type { AccelChoice, AccelDecider, EmulationFacts, RuntimeFacts, VmAccel } from "./runtime-task.js";
+export {
+  BINFMT_DIR,
+  BINFMT_PREFIX,
+  binfmtEntry,
+  binfmtKnows,
+  binfmtRegistration,
+  registerBinfmt,
+  removeBinfmt,
+} from "./binfmt.js";
+export type { BinfmtEntry } from "./binfmt.js";
+export { DEFAULT_STOP_SIGNAL, resolveStopKind, stopOf, stopTask, stoppingMessage } from "./stop.js";
 export type { StopKind, StopOutcome, StopStep, StopTaskOptions } from "./stop.js";
 export { stopVmByQmp } from "./vm-stop.js";
 export type { VmStopOptions, VmStopResult } from "./vm-stop.js";

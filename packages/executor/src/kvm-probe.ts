@@ -26,7 +26,7 @@ import {
 
 import { cgroupsPathFor } from "@eve-tasks/schemas";
 import { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs } from "./kvm-probe-guest.js";
-import type { AccelChoice, AccelDecider } from "./vm-task.js";
+import type { AccelChoice, AccelDecider } from "./runtime-task.js";
 import { EXECUTOR_DEFAULTS } from "./defaults.js";
 import { NodeFactError } from "./errors.js";
 import { deviceGrant } from "./policy.js";

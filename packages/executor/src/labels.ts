@@ -6,14 +6,14 @@ import { TASK_LABELS } from "@eve-tasks/schemas";
 import type { ReadyTaskConfig } from "@eve-tasks/schemas";
 import { isRuntimeError } from "./runtime.js";
 import type { TaskRuntime } from "./runtime.js";
-import { stopKindOf } from "./stop.js";
+import { DEFAULT_STOP_SIGNAL, stopOf } from "./stop.js";
 import type { StopKind } from "./stop.js";
 
 /**
  * Besides the design's four (uuid, version, config revision, spec hash) the executor keeps the
  * restart counter the task was started with, whether the last task ended by itself or was stopped
  * on request (so a restarted executor does not start again a task the restart policy left
- * stopped), the restart policy's memory, and how the task is stopped.
+ * stopped), the restart policy's memory, and how the task is stopped (kind and signal).
  */
 export const EXECUTOR_LABELS = {
   ...TASK_LABELS,
@@ -22,6 +22,7 @@ export const EXECUTOR_LABELS = {
   restartTimes: "org.lfedge.eve-tasks.restart-times",
   restartDue: "org.lfedge.eve-tasks.restart-due",
   stop: "org.lfedge.eve-tasks.stop",
+  stopSignal: "org.lfedge.eve-tasks.stop-signal",
 } as const;
 
 /**
@@ -63,6 +64,7 @@ export function labelsFor(
   ended: Ended = "",
   restarts: RestartLabels = NO_RESTARTS,
 ): Record<string, string> {
+  const stop = stopOf(config);
   return {
     ...restartLabels(restarts),
     [EXECUTOR_LABELS.uuid]: config.uuid,
@@ -71,7 +73,8 @@ export function labelsFor(
     [EXECUTOR_LABELS.specSha256]: config.specSha256,
     [EXECUTOR_LABELS.restartCounter]: String(config.restartCounter),
     [EXECUTOR_LABELS.ended]: ended,
-    [EXECUTOR_LABELS.stop]: stopKindOf(config),
+    [EXECUTOR_LABELS.stop]: stop.kind,
+    [EXECUTOR_LABELS.stopSignal]: stop.signal,
   };
 }
 
@@ -92,6 +95,8 @@ export interface LabelView {
   restartDue: RestartDue;
   /** How its task is stopped; undefined for a container made before the label existed. */
   stop: StopKind | undefined;
+  /** The signal that stops it (SIGTERM unless its runtime declares another). */
+  stopSignal: string;
 }
 
 export function readLabels(labels: Readonly<Record<string, string>>): LabelView {
@@ -111,6 +116,9 @@ export function readLabels(labels: Readonly<Record<string, string>>): LabelView 
       .filter((t) => Number.isFinite(t) && t > 0),
     restartDue: parseDue(labels[EXECUTOR_LABELS.restartDue]),
     stop: stop === "qmp" || stop === "signal" ? stop : undefined,
+    stopSignal: /^SIG[A-Z0-9]+$/.test(labels[EXECUTOR_LABELS.stopSignal] ?? "")
+      ? labels[EXECUTOR_LABELS.stopSignal]!
+      : DEFAULT_STOP_SIGNAL,
   };
 }
 

@@ -30,7 +30,7 @@ import { builtFrom, sameError } from "./status-writer.js";
 import type { StatusWriter, TaskEvents } from "./status-writer.js";
 import { resolveStopKind, stopTask, stoppingMessage } from "./stop.js";
 import type { StopStep } from "./stop.js";
-import { qmpSocketPath } from "./vm-task.js";
+import { qmpSocketPath } from "./runtime-task.js";
 import { within } from "./within.js";
 
 /** What the acts work with. */
@@ -123,8 +123,15 @@ export class Lifecycle {
       this.#d.events.emit(
         uuid,
         "created",
-        `task created with anchor PID ${pid}` + (p.vm ? `; ${p.vm.why}` : ""),
-        { anchorPid: pid, configRevision: d.configRevision, ...(p.vm ? { accel: p.vm.accel } : {}) },
+        `task created with anchor PID ${pid}` +
+          (p.runtime ? `; ${p.runtime.why}` : "") +
+          (p.emulation ? `; ${p.emulation.arch} under ${p.emulation.binfmt.interpreter}` : ""),
+        {
+          anchorPid: pid,
+          configRevision: d.configRevision,
+          ...(p.runtime ? { accel: p.runtime.accel } : {}),
+          ...(p.emulation ? { arch: p.emulation.arch, emulator: p.emulation.binfmt.interpreter } : {}),
+        },
       );
     try {
       await this.#d.starts.use(async () => {
@@ -273,6 +280,7 @@ export class Lifecycle {
     await this.#d.status.publish(uuid, app.desired, { state: "HALTING" });
     const socket = qmpSocketPath(facts.runDir, uuid);
     const kind = resolveStopKind(labels?.stop, socket);
+    const signal = labels?.stopSignal ?? "SIGTERM";
     const timeouts = {
       stopTimeoutMs: app.stopTimeoutMs,
       quitTimeoutMs: tunables.vmQuitTimeoutMs,
@@ -280,7 +288,7 @@ export class Lifecycle {
       qmpConnectTimeoutMs: tunables.qmpConnectTimeoutMs,
     };
     this.#log.info({ uuid, event: "stopping", anchorPid: pid, kind, cause }, `stopping: ${reason}`);
-    await this.#d.events.emit(uuid, "stopping", stoppingMessage(kind, reason, timeouts), {
+    await this.#d.events.emit(uuid, "stopping", stoppingMessage(kind, reason, { ...timeouts, signal }), {
       anchorPid: pid,
       timeoutMs: timeouts.stopTimeoutMs,
       ...(kind === "qmp" ? { quitTimeoutMs: timeouts.quitTimeoutMs } : {}),
@@ -289,6 +297,7 @@ export class Lifecycle {
       runtime,
       id: uuid,
       kind,
+      signal,
       qmpSocketPath: socket,
       exited: live.exit,
       ...timeouts,
@@ -298,7 +307,7 @@ export class Lifecycle {
           step,
         }),
       onNoQmp: (error) =>
-        this.#log.warn({ uuid, err: error }, "QMP unreachable; stopping the VM with SIGTERM"),
+        this.#log.warn({ uuid, err: error }, `QMP unreachable; stopping the task with ${signal}`),
     });
     live.stopping = { by: outcome.by };
     if (!outcome.exited)

@@ -9,6 +9,7 @@ import type { DeviceName, NodePolicy } from "./policy.js";
 import { ensureTaskLogger } from "./task-log.js";
 import type { TaskLogSettings } from "./task-log.js";
 import { ensureTasksDir } from "./task-dirs.js";
+import { nodeArch } from "./runtime-task.js";
 
 /** What the executor knows of its node and applies to every task before creating it. */
 export interface NodeFacts {
@@ -30,6 +31,11 @@ export interface NodeFacts {
   readonly policy: NodePolicy;
   /** The task logger and its rotation (EVE_LOG_MAX_BYTES, EVE_LOG_FILES). */
   readonly taskLog: TaskLogSettings;
+  /**
+   * This node's architecture (`uname -m` spelling; default this machine's): a native app of
+   * another runs under an emulator.
+   */
+  readonly arch?: string;
 }
 
 /** Inputs of {@link loadNodeFacts}, as the worker's config gives them. */
@@ -107,5 +113,6 @@ export async function loadNodeFacts(o: NodeFactsOptions): Promise<NodeFacts> {
     vmmOverheadMiB: o.vmmOverheadMiB,
     policy: Object.freeze({ allowHostRoot: o.allowHostRoot, devices: Object.freeze(devices) }),
     taskLog: Object.freeze({ loggerPath, maxBytes: o.logMaxBytes, files: o.logFiles }),
+    arch: nodeArch(),
   });
 }

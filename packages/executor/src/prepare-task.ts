@@ -13,8 +13,8 @@ import { enforcePolicy } from "./policy.js";
 import { stagingPath } from "./staged-mounts.js";
 import type { StagedMount } from "./staged-mounts.js";
 import { taskLogUri } from "./task-log.js";
-import { applyVmFacts } from "./vm-task.js";
-import type { AccelChoice, AccelDecider } from "./vm-task.js";
+import { applyRuntimeFacts, emulationFacts, nodeArch } from "./runtime-task.js";
+import type { AccelDecider, EmulationFacts, RuntimeFacts } from "./runtime-task.js";
 
 /** A task ready for containerd: the final spec, its root filesystem mounts and where its output goes. */
 export interface PreparedTask {
@@ -47,8 +47,13 @@ export interface PreparedTask {
   overlayDir?: string;
   memoryLimitBytes: number;
   anchorTaxBytes: number;
-  /** A VM's accelerator and why; undefined for a native container. */
-  vm?: AccelChoice;
+  /**
+   * A runtime task's node facts (accelerator and why, stop, tax, devices); undefined for a native
+   * container.
+   */
+  runtime?: RuntimeFacts;
+  /** An emulated native task's emulator (to register with binfmt_misc before Tasks.Create). */
+  emulation?: EmulationFacts;
   /** The task's interfaces, resolved (the `netns` host resource builds them); none: loopback only. */
   network?: ResolvedAppNetwork;
 }
@@ -89,22 +94,6 @@ export async function prepareTask(
   enforcePolicy(config, facts.policy);
   const spec: OciSpec = { ...config.spec };
   const uuid = config.uuid;
-
-  // A VM's tax: the app's own, else the node's EVE_VMM_OVERHEAD_MIB, else EVE's estimate.
-  const taxMiB =
-    config.vm && !config.vm.anchorTaxFromApp && facts.vmmOverheadMiB !== undefined
-      ? facts.vmmOverheadMiB
-      : config.anchorTaxMiB;
-  const totalMiB = config.memoryMiB + taxMiB;
-  const usableMiB = facts.memoryMiB - facts.memoryReserveMiB;
-  if (totalMiB > usableMiB) {
-    const tax = taxMiB ? ` (${config.memoryMiB} MiB + ${taxMiB} MiB anchor tax)` : "";
-    const reserve = facts.memoryReserveMiB ? ` after the ${facts.memoryReserveMiB} MiB reserve` : "";
-    throw new NodeFactError(
-      `needs ${totalMiB} MiB of memory${tax} but node ${facts.node} has ${usableMiB} MiB${reserve}`,
-      uuid,
-    );
-  }
 
   const taskDir = join(facts.dataDir, "tasks", uuid);
   const dirs: string[] = [];
@@ -181,14 +170,34 @@ export async function prepareTask(
   }
   spec.mounts = mounts;
 
-  let vm: AccelChoice | undefined;
-  if (config.virtualization === "HVM") {
-    if (seedLower === undefined || !accel) {
-      throw new NodeFactError("a VM needs its hypervisor-tools seed as root and an accelerator choice", uuid);
+  let runtime: RuntimeFacts | undefined;
+  if (config.runtime) {
+    if (seedLower === undefined) {
+      throw new NodeFactError("a runtime task needs its runtime image's seed as root", uuid);
     }
-    const applied = await applyVmFacts(config, spec, seedLower, facts.runDir, accel, facts.policy);
-    dirs.push(applied.qmpDir);
-    vm = { accel: applied.accel, why: applied.why };
+    runtime = await applyRuntimeFacts(config, spec, seedLower, { ...facts, accel });
+    if (runtime.qmpDir !== undefined) dirs.push(runtime.qmpDir);
+  }
+  const emulators = config.emulation?.emulators;
+  const emulation = await emulationFacts(
+    config,
+    emulators && config.emulation?.arch !== (facts.arch ?? nodeArch())
+      ? await seedRoot(emulators.rootfsPath, emulators.seedKey, facts.dataDir, uuid)
+      : undefined,
+    { nodeArch: facts.arch ?? nodeArch() },
+  );
+
+  // The anchor tax: the runtime's (see applyRuntimeFacts), or an emulated task's emulator's.
+  const taxMiB = runtime?.taxMiB ?? emulation?.taxMiB ?? 0;
+  const totalMiB = config.memoryMiB + taxMiB;
+  const usableMiB = facts.memoryMiB - facts.memoryReserveMiB;
+  if (totalMiB > usableMiB) {
+    const tax = taxMiB ? ` (${config.memoryMiB} MiB + ${taxMiB} MiB anchor tax)` : "";
+    const reserve = facts.memoryReserveMiB ? ` after the ${facts.memoryReserveMiB} MiB reserve` : "";
+    throw new NodeFactError(
+      `needs ${totalMiB} MiB of memory${tax} but node ${facts.node} has ${usableMiB} MiB${reserve}`,
+      uuid,
+    );
   }
 
   const memoryLimitBytes = totalMiB * MiB;
@@ -216,7 +225,8 @@ export async function prepareTask(
     ...(overlayDir !== undefined ? { overlayDir } : {}),
     memoryLimitBytes,
     anchorTaxBytes: taxMiB * MiB,
-    ...(vm ? { vm } : {}),
+    ...(runtime ? { runtime } : {}),
+    ...(emulation ? { emulation } : {}),
   };
 }
 

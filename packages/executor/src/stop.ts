@@ -2,15 +2,16 @@
  * The one way a task is stopped, whoever asks (a config change, a deleted config, a restart
  * request, the node stopping): by its stop kind.
  *
- * - `signal`: SIGTERM to every process of the task, `stopTimeoutMs`, then SIGKILL.
- * - `qmp` (a VM): QMP `system_powerdown` (the guest's ACPI power button), `stopTimeoutMs`, QMP
+ * - `signal`: the stop signal (SIGTERM, or the StopSignal a runtime image declares) to every
+ *   process of the task, `stopTimeoutMs`, then SIGKILL.
+ * - `qmp` (a runtime whose image says `org.lfedge.eve-tasks.stop: qmp`, such as a VM): QMP `system_powerdown` (the guest's ACPI power button), `stopTimeoutMs`, QMP
  *   `quit`, `quitTimeoutMs`, then SIGKILL. When QMP does not answer, the `signal` steps instead
  *   (qemu also ends cleanly on SIGTERM).
  *
  * After SIGKILL the caller waits at most `killTimeoutMs`, then deletes the task anyway.
  */
 import { existsSync } from "node:fs";
-import type { ReadyTaskConfig } from "@eve-tasks/schemas";
+import type { ReadyTaskConfig, StopTasksReply } from "@eve-tasks/schemas";
 import type { TaskRuntime } from "./runtime.js";
 import { stopVmByQmp } from "./vm-stop.js";
 import { within } from "./within.js";
@@ -18,12 +19,20 @@ import { within } from "./within.js";
 /** How a task is stopped; kept in its container's labels. */
 export type StopKind = "signal" | "qmp";
 
-/** The step that ended a stopped task. */
-export type StopStep = "system_powerdown" | "quit" | "SIGTERM" | "SIGKILL";
+/** The step that ended a stopped task: a QMP command, the stop signal, or SIGKILL. */
+export type StopStep = StopTasksReply["stopped"][number]["stoppedBy"] & string;
 
-/** A task's stop kind by its config: a VM's anchor is qemu, stopped through QMP. */
-export function stopKindOf(config: Pick<ReadyTaskConfig, "virtualization">): StopKind {
-  return config.virtualization === "HVM" ? "qmp" : "signal";
+/** The stop signal of a task that names none. */
+export const DEFAULT_STOP_SIGNAL = "SIGTERM";
+
+/**
+ * A task's stop kind and signal by its config: those its runtime image's labels declare (checked
+ * against the seed on the node by `applyRuntimeFacts`), else SIGTERM.
+ */
+export function stopOf(config: Pick<ReadyTaskConfig, "runtime">): { kind: StopKind; signal: string } {
+  const stop = config.runtime?.stop;
+  if (stop?.method === "qmp") return { kind: "qmp", signal: DEFAULT_STOP_SIGNAL };
+  return { kind: "signal", signal: stop?.signal ?? DEFAULT_STOP_SIGNAL };
 }
 
 /**
@@ -39,6 +48,8 @@ export interface StopTaskOptions {
   runtime: TaskRuntime;
   id: string;
   kind: StopKind;
+  /** The signal of `signal` (and of `qmp` when QMP does not answer); default SIGTERM. */
+  signal?: string;
   /** The VM's QMP socket as the host sees it (for `qmp`). */
   qmpSocketPath: string;
   /** Settles when the task has exited (its pending Tasks.Wait). */
@@ -49,7 +60,7 @@ export interface StopTaskOptions {
   qmpConnectTimeoutMs: number;
   /** Told of each escalation, with a sentence for the task's events. */
   onStep(step: "quit" | "SIGKILL", message: string): Promise<void>;
-  /** Told when a VM's QMP socket did not answer (SIGTERM is used instead). */
+  /** Told when a VM's QMP socket did not answer (the stop signal is used instead). */
   onNoQmp?(error: string): void;
 }
 
@@ -63,11 +74,14 @@ export interface StopOutcome {
 export function stoppingMessage(
   kind: StopKind,
   reason: string,
-  o: { stopTimeoutMs: number; quitTimeoutMs: number },
+  o: { stopTimeoutMs: number; quitTimeoutMs: number; signal?: string },
 ): string {
+  const signal = o.signal ?? DEFAULT_STOP_SIGNAL;
   return kind === "qmp"
     ? `stopping: ${reason} (QMP system_powerdown, quit after ${o.stopTimeoutMs} ms, SIGKILL ${o.quitTimeoutMs} ms later)`
-    : `stopping: ${reason}`;
+    : signal === DEFAULT_STOP_SIGNAL
+      ? `stopping: ${reason}`
+      : `stopping: ${reason} (${signal}, SIGKILL after ${o.stopTimeoutMs} ms)`;
 }
 
 /** Stops the task by its kind and says which step ended it. The task is not deleted. */
@@ -94,12 +108,13 @@ export async function stopTask(o: StopTaskOptions): Promise<StopOutcome> {
       viaSignal = true;
     }
   }
+  const signal = o.signal ?? DEFAULT_STOP_SIGNAL;
   if (viaSignal) {
-    await o.runtime.killTask(o.id, "SIGTERM", { all: true });
-    if (await within(o.exited, o.stopTimeoutMs)) return { by: "SIGTERM", exited: true };
+    await o.runtime.killTask(o.id, signal as NodeJS.Signals, { all: true });
+    if (await within(o.exited, o.stopTimeoutMs)) return { by: signal, exited: true };
   }
   await o.runtime.killTask(o.id, "SIGKILL", { all: true });
-  const after = viaSignal ? `${o.stopTimeoutMs} ms after SIGTERM` : `${o.quitTimeoutMs} ms after QMP quit`;
+  const after = viaSignal ? `${o.stopTimeoutMs} ms after ${signal}` : `${o.quitTimeoutMs} ms after QMP quit`;
   await o.onStep("SIGKILL", `no exit ${after}: sent SIGKILL`);
   return { by: "SIGKILL", exited: await within(o.exited, o.killTimeoutMs) };
 }

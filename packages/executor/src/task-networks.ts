@@ -21,8 +21,6 @@ import {
   issuesText,
   netnsName,
   netnsNamePattern,
-  qemuNetArgs,
-  vhostNetAvailable,
   reservedAddresses,
   validateAppInterfaces,
   validateInstances,
@@ -88,25 +86,25 @@ const FILE_MOUNT_OPTIONS = ["bind", "ro", "nosuid", "nodev", "noexec"];
 
 /**
  * The spec of a task with interfaces (pure): its network namespace is `netnsPath`; a container
- * gets `resolvConf` and `hosts` bound read-only at /etc; a VM's qemu gets a tap netdev and a
- * virtio NIC with the interface's MAC per interface. Parts are replaced, never edited.
+ * gets `resolvConf` and `hosts` bound read-only at /etc; a VMM runtime (one that may be given tun)
+ * gets a tap per interface, named with its MAC in EVE_TASK_NICS for its loader to make a virtio NIC
+ * of. Parts are replaced, never edited.
  */
 export function taskNetworkSpec(
   spec: OciSpec,
   resolved: ResolvedAppNetwork,
-  o: { netnsPath: string; resolvConf: string; hosts: string; vhost: boolean },
+  o: { netnsPath: string; resolvConf: string; hosts: string },
 ): OciSpec {
   const namespaces = (spec.linux.namespaces ?? []).filter((n) => n.type !== "network");
   const next: OciSpec = {
     ...spec,
     linux: { ...spec.linux, namespaces: [...namespaces, { type: "network", path: o.netnsPath }] },
   };
-  const taps = resolved.plan.interfaces.filter((i) => i.tap !== undefined);
+  const taps = resolved.plan.interfaces.flatMap((i) => (i.tap === undefined ? [] : [`${i.tap}=${i.mac}`]));
   if (taps.length > 0) {
-    const args = resolved.plan.interfaces.flatMap((i, n) =>
-      i.tap === undefined ? [] : qemuNetArgs(n, i.tap, i.mac, o.vhost),
-    );
-    next.process = { ...spec.process, args: [...spec.process.args, ...args] };
+    // The runtime's loader makes a NIC of each tap (contract: EVE_TASK_NICS, `tap0=<mac>,…`).
+    const env = (spec.process.env ?? []).filter((e) => !e.startsWith("EVE_TASK_NICS="));
+    next.process = { ...spec.process, env: [...env, `EVE_TASK_NICS=${taps.join(",")}`] };
     return next;
   }
   const files = [
@@ -118,6 +116,19 @@ export function taskNetworkSpec(
     ...files.map((f) => ({ ...f, type: "bind", options: FILE_MOUNT_OPTIONS })),
   ];
   return next;
+}
+
+/**
+ * What the network library needs of a TaskConfig. A runtime that may be given `tun` (a VMM, e.g.
+ * the `default` runtime's qemu) gets a tap per interface; every other task uses its veth itself.
+ */
+export function networkSpecOf(d: ReadyTaskConfig): AppNetworkSpec {
+  return {
+    uuid: d.uuid,
+    displayName: d.displayName,
+    virtualization: d.runtime?.devices.includes("tun") === true ? "HVM" : "NOHYPER",
+    interfaces: d.interfaces,
+  };
 }
 
 /** An app the networks know: its interfaces and what they resolved to. */
@@ -258,12 +269,7 @@ export class TaskNetworks implements TaskHostResource {
       return { kind: "none" };
     }
     this.#interested.add(uuid);
-    const spec: AppNetworkSpec = {
-      uuid,
-      displayName: d.displayName,
-      virtualization: d.virtualization,
-      interfaces: d.interfaces,
-    };
+    const spec = networkSpecOf(d);
     const others = [...this.#apps.values()].map((a) => a.spec);
     const { issues, missingNetworks } = validateAppInterfaces(spec, this.#applied, others);
     if (issues.length > 0) return { kind: "invalid", message: `interfaces: ${issuesText(issues)}` };
@@ -290,7 +296,6 @@ export class TaskNetworks implements TaskHostResource {
       netnsPath: this.netnsPath(uuid),
       resolvConf: join(files, "resolv.conf"),
       hosts: join(files, "hosts"),
-      vhost: vhostNetAvailable(),
     });
     return { ...task, spec, network: resolved };
   }
@@ -307,12 +312,7 @@ export class TaskNetworks implements TaskHostResource {
   #remember(d: ReadyTaskConfig, resolved: ResolvedAppNetwork): boolean {
     const key = JSON.stringify(resolved.endpoints);
     const before = this.#apps.get(d.uuid);
-    const spec = {
-      uuid: d.uuid,
-      displayName: d.displayName,
-      virtualization: d.virtualization,
-      interfaces: d.interfaces,
-    };
+    const spec = networkSpecOf(d);
     this.#apps.set(d.uuid, { spec, resolved, key });
     if (before?.key === key) return false;
     for (const e of [...resolved.endpoints, ...(before?.resolved.endpoints ?? [])])

@@ -51,7 +51,15 @@ function built(over: Partial<AppInstanceConfigInput> = {}): ReadyTaskConfig {
     indexDigest: null,
     platform: "linux/amd64",
     rootfsPath: "/var/lib/eve-tasks/seeds/x/rootfs",
-    process: { args: ["/usr/bin/qemu-system-x86_64"], env: { PATH: "/usr/bin:/bin" }, cwd: "/", user: "" },
+    process: { args: ["/eve/loader"], env: { PATH: "/usr/bin:/bin" }, cwd: "/", user: "" },
+    // The built-in runtime "default"'s labels (a VM is the short form of a runtime task).
+    labels: {
+      "org.lfedge.eve-tasks.runtime": "1",
+      "org.lfedge.eve-tasks.stop": "qmp",
+      "org.lfedge.eve-tasks.tax": '{"baseMiB":370,"perVcpuMiB":3,"perGuestMiB":0.025}',
+      "org.lfedge.eve-tasks.devices": '["kvm","tun"]',
+    },
+    stopSignal: null,
     progress: null,
     error: null,
   };

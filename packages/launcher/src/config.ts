@@ -28,6 +28,12 @@ export const launcherEnvSchema = z.object({
    * taken), 0 = any free port, `off` = no page.
    */
   EVE_UI_PORT: z.union([z.literal("off"), envInt({ min: 0, max: 65535 })]).optional(),
+  /**
+   * Where the built-in runtime images are built and cached (per package version) before they are
+   * linked into `<EVE_DATA_DIR>/tools-images`; unset: built there directly. Lets many data dirs on
+   * one machine (tests, several nodes) share one build.
+   */
+  EVE_RUNTIME_IMAGE_CACHE: envPath().optional(),
 });
 
 /** The launcher's config. */

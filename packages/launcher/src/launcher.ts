@@ -31,10 +31,11 @@ import {
 import type { RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
 import type { Bus } from "@eve-tasks/bus";
 import {
-  QEMU_PACKAGE,
-  buildToolsImage,
-  defaultToolsImageDir,
-  registerDefaultTools,
+  RECIPES,
+  buildRuntimeImage,
+  defaultRuntimeImageDir,
+  installRuntimeImage,
+  registerBuiltInRuntime,
 } from "@eve-tasks/tools-image";
 import type { BuildProgress } from "@eve-tasks/tools-image";
 import {
@@ -101,14 +102,17 @@ class StartAborted extends Error {
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /**
- * The built-in hypervisor-tools image: makes sure Debian's qemu-system-x86 is installed, builds
- * the image from it (cached per qemu version: a later start only checks it) and registers it as
- * HypervisorToolsConfig.default unless the user chose another image. Never throws: without it
- * VMs cannot run, but containers can, so a failure is a warning.
+ * The built-in runtimes (`default`, `emulators`, `jvm`), one after another: for each, makes sure
+ * the Debian packages it is made from are installed, builds its image from them (cached per
+ * package version: a later start only checks it; in `EVE_RUNTIME_IMAGE_CACHE` when set, linked
+ * into the data dir from there) and registers it as `HypervisorToolsConfig.<name>` unless the
+ * operator's own config is there. Never throws: without a runtime its apps cannot run, but
+ * everything else can, so a failure is a warning.
  */
-async function provideToolsImage(o: {
+async function provideRuntimes(o: {
   bus: Bus;
   dataDir: string;
+  cacheDir: string | undefined;
   say: (line: string, fields?: Record<string, unknown>) => void;
   warn: (line: string, err?: unknown) => void;
   signal: AbortSignal;
@@ -117,52 +121,58 @@ async function provideToolsImage(o: {
   node: string;
 }): Promise<void> {
   const { say, warn } = o;
-  try {
-    await ensureDebianPackages([QEMU_PACKAGE], { log: (line) => say(`hypervisor tools: ${line}`) });
-  } catch (err) {
-    warn(`VMs will not run (containers will): ${message(err)}`, err);
-    return;
-  }
-  if (o.signal.aborted) return;
-  try {
-    const started = Date.now();
-    let lastQuarter = -1;
-    const onProgress = (p: BuildProgress): void => {
-      if (p.phase === "collecting") {
-        say("hypervisor tools: building the image from the host's qemu (first start, or qemu changed)");
-        return;
-      }
-      const quarter = p.totalBytes === 0 ? 4 : Math.floor((4 * p.bytes) / p.totalBytes);
-      if (quarter === lastQuarter || quarter === 0 || quarter === 4) return;
-      lastQuarter = quarter;
-      say(`hypervisor tools: ${quarter * 25}% written (${p.files}/${p.totalFiles} files)`);
-    };
-    const image = await buildToolsImage({
-      outDir: defaultToolsImageDir(o.dataDir),
-      onProgress,
-      signal: o.signal,
-    });
-    for (const w of image.warnings) say(`hypervisor tools: warning: ${w}`);
-    const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
-    say(
-      `hypervisor tools: ${image.built ? "built" : "cached"} image of qemu ${image.qemuVersion} ` +
-        `(${mb(image.layerSize)}, ${mb(image.unpackedSize)} unpacked) in ${Date.now() - started} ms`,
-      { ref: image.ref, manifestDigest: image.manifestDigest, built: image.built },
-    );
+  for (const name of ["default", "emulators", "jvm"] as const) {
     if (o.signal.aborted) return;
-    if (o.device) {
-      // A device's controller bucket is the hub's (a read-only mirror here): the hub holds it.
-      say(
-        `hypervisor tools: device mode: register it on the hub, in controller-${o.node}: ` +
-          `HypervisorToolsConfig.default = {"schemaVersion":1,"image":"${image.ref}"}`,
-      );
-      return;
+    const what = name === "default" ? "VMs" : name === "jvm" ? "JAR apps" : "apps of other architectures";
+    try {
+      await ensureDebianPackages(RECIPES[name].packages, { log: (line) => say(`runtime ${name}: ${line}`) });
+    } catch (err) {
+      warn(`runtime ${name}: ${what} will not run: ${message(err)}`, err);
+      continue;
     }
-    const r = await registerDefaultTools(o.bus, image.ref);
-    say(`hypervisor tools: ${r.message}`, { outcome: r.outcome, previous: r.previous });
-  } catch (err) {
     if (o.signal.aborted) return;
-    warn(`VMs will not run (containers will): the hypervisor-tools image: ${message(err)}`, err);
+    try {
+      const started = Date.now();
+      let lastQuarter = -1;
+      const onProgress = (p: BuildProgress): void => {
+        if (p.phase === "collecting") {
+          say(`runtime ${name}: building its image from the host's packages (first start, or they changed)`);
+          return;
+        }
+        const quarter = p.totalBytes === 0 ? 4 : Math.floor((4 * p.bytes) / p.totalBytes);
+        if (quarter === lastQuarter || quarter === 0 || quarter === 4) return;
+        lastQuarter = quarter;
+        say(`runtime ${name}: ${quarter * 25}% written (${p.files}/${p.totalFiles} files)`);
+      };
+      const outDir =
+        o.cacheDir === undefined ? defaultRuntimeImageDir(o.dataDir, name) : path.join(o.cacheDir, name);
+      const built = await buildRuntimeImage(name, { outDir, onProgress, signal: o.signal });
+      const image = o.cacheDir === undefined ? built : await installRuntimeImage(built, o.dataDir);
+      for (const w of image.warnings) say(`runtime ${name}: warning: ${w}`);
+      const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+      const packages = Object.entries(image.packages)
+        .map(([p, v]) => `${p} ${v}`)
+        .join(", ");
+      say(
+        `runtime ${name}: ${image.built ? "built" : "cached"} image of ${packages} ` +
+          `(${mb(image.layerSize)}, ${mb(image.unpackedSize)} unpacked) in ${Date.now() - started} ms`,
+        { ref: image.ref, manifestDigest: image.manifestDigest, built: image.built },
+      );
+      if (o.signal.aborted) return;
+      if (o.device) {
+        // A device's controller bucket is the hub's (a read-only mirror here): the hub holds it.
+        say(
+          `runtime ${name}: device mode: register it on the hub, in controller-${o.node}: ` +
+            `HypervisorToolsConfig.${name} = {"schemaVersion":1,"image":"${image.ref}"}`,
+        );
+        continue;
+      }
+      const r = await registerBuiltInRuntime(o.bus, name, image.ref);
+      say(`runtime ${name}: ${r.message}`, { outcome: r.outcome, previous: r.previous });
+    } catch (err) {
+      if (o.signal.aborted) return;
+      warn(`runtime ${name}: ${what} will not run: its image: ${message(err)}`, err);
+    }
   }
 }
 
@@ -473,12 +483,17 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     say("buckets and the TASK_EVENTS stream are ready");
     ensureRunning();
 
-    // The hypervisor-tools image, in the background: the workers (and containers) need not wait.
+    // The built-in runtimes, in the background: the workers (and containers) need not wait.
     const tools = args.noToolsImage
-      ? Promise.resolve(say("hypervisor tools: not built (--no-tools-image): VMs will not run here"))
-      : provideToolsImage({
+      ? Promise.resolve(
+          say(
+            "runtimes: not built (--no-tools-image): VMs, JAR apps and other architectures will not run here",
+          ),
+        )
+      : provideRuntimes({
           bus,
           dataDir,
+          cacheDir: config.EVE_RUNTIME_IMAGE_CACHE,
           say,
           warn: (line, err) => {
             logger.warn({ err }, line);
@@ -488,7 +503,7 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
           device: config.EVE_HUB_LEAF_URL !== undefined,
           node: config.EVE_NODE,
         });
-    lifecycle.onShutdown("finish the hypervisor-tools image", () => tools);
+    lifecycle.onShutdown("finish the built-in runtime images", () => tools);
 
     // Workers.
     const discovery = await discoverWorkers(args.servicesDir);

@@ -32,11 +32,9 @@ export type { BindMount } from "./filesystem-opts.js";
 export { withAnnotations, withHostname } from "./identity-opts.js";
 export { IncompleteSpecError, toTaskSpec } from "./task-spec.js";
 export {
+  ARTIFACTS_DIR,
   QMP_DIR_IN_TASK,
+  QMP_SOCKET_IN_TASK,
   QMP_SOCKET_NAME,
-  VM_GUEST_DIR,
-  qemuArgs,
-  qemuProgramFor,
-  vmGuestPaths,
-} from "./vm-opts.js";
-export type { QemuGuest } from "./vm-opts.js";
+  artifactPath,
+} from "./runtime-paths.js";

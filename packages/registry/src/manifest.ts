@@ -90,7 +90,10 @@ export const ImageIndexSchema = z.looseObject({
 /** An image index. */
 export type ImageIndex = z.infer<typeof ImageIndexSchema>;
 
-/** The image config fields used: the platform, the process defaults and the diff_ids. */
+/**
+ * The image config fields used: the platform, the process defaults, the labels and stop signal
+ * (a runtime image's contract) and the diff_ids.
+ */
 export const ImageConfigSchema = z.looseObject({
   architecture: z.string().optional(),
   os: z.string().optional(),
@@ -102,6 +105,8 @@ export const ImageConfigSchema = z.looseObject({
       Entrypoint: z.array(z.string()).nullish(),
       Cmd: z.array(z.string()).nullish(),
       WorkingDir: z.string().nullish(),
+      Labels: z.record(z.string(), z.string()).nullish(),
+      StopSignal: z.string().nullish(),
     })
     .nullish(),
   rootfs: z.looseObject({ type: z.string(), diff_ids: z.array(DigestString) }),
@@ -218,4 +223,13 @@ export function imageProcess(config: ImageConfig): ImageProcess {
     cwd: wd.startsWith("/") ? wd : `/${wd}`,
     user: c.User ?? "",
   };
+}
+
+/** An image config's labels (empty when it has none) and its StopSignal (null when none). */
+export function imageLabels(config: ImageConfig): {
+  labels: Record<string, string>;
+  stopSignal: string | null;
+} {
+  const c = config.config ?? {};
+  return { labels: { ...(c.Labels ?? {}) }, stopSignal: c.StopSignal ?? null };
 }

@@ -25,7 +25,7 @@ import type { GcResult } from "./content-store.js";
 import { acquireLock } from "./lock.js";
 import { DEFAULT_LIMITS } from "./limits.js";
 import type { PullLimits } from "./limits.js";
-import { imageProcess } from "./manifest.js";
+import { imageLabels, imageProcess, parseImageConfig } from "./manifest.js";
 import type { ImageProcess } from "./manifest.js";
 import { DEFAULT_LAYER_CONCURRENCY, pullImage } from "./pull.js";
 import type { PullProgress, PulledImage } from "./pull.js";
@@ -44,6 +44,12 @@ export interface SeedRecord {
   readonly rootfsPath: string;
   /** The image's default process. */
   readonly process: ImageProcess;
+  /**
+   * The image config's labels (a runtime image's contract) and StopSignal. A seed.json written
+   * before they were recorded is read with them taken from the config blob.
+   */
+  readonly labels: Readonly<Record<string, string>>;
+  readonly stopSignal: string | null;
   readonly configDigest: string;
   readonly layerDigests: readonly string[];
   /** Compressed size (config + layers). */
@@ -228,6 +234,7 @@ export class SeedStore {
         platform: image.platform,
         rootfsPath: path.join(dir, "rootfs"),
         process: imageProcess(image.config),
+        ...imageLabels(image.config),
         configDigest: image.configDigest,
         layerDigests: image.layers.map((l) => l.descriptor.digest),
         sizeBytes: image.totalBytes,
@@ -254,14 +261,24 @@ export class SeedStore {
     }
   }
 
-  /** The seed of manifest `digest`, if it is on disk. */
+  /**
+   * The seed of manifest `digest`, if it is on disk. A record written before labels were kept
+   * gets them from its config blob (empty when that is gone too).
+   */
   async read(digest: string): Promise<SeedRecord | undefined> {
+    let record: SeedRecord;
     try {
       const text = await readFile(path.join(this.seedDir(digest), SEED_FILE), "utf8");
-      return JSON.parse(text) as SeedRecord;
+      record = JSON.parse(text) as SeedRecord;
     } catch {
       return undefined;
     }
+    if (record.labels !== undefined) return record;
+    const fromConfig = await this.content
+      .readVerified(record.configDigest)
+      .then((bytes) => imageLabels(parseImageConfig(bytes)))
+      .catch(() => ({ labels: {}, stopSignal: null }));
+    return { ...record, ...fromConfig };
   }
 
   /** Every seed on disk. */

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { AppInterfacesSchema } from "./app-interfaces.js";
-import { expected } from "./error-messages.js";
+import { expected, parseOptions } from "./error-messages.js";
 import {
   AbsolutePathSchema,
   DurationMsSchema,
@@ -39,8 +39,8 @@ export type Virtualization = z.infer<typeof VirtualizationSchema>;
  * node's own architecture is used; a different one selects another image platform and an
  * emulator.
  */
-export const ArchSchema = z.enum(["x86_64", "aarch64", "riscv64"], {
-  error: expected('must be "x86_64", "aarch64" or "riscv64"'),
+export const ArchSchema = z.enum(["x86_64", "aarch64", "armv7l", "riscv64"], {
+  error: expected('must be "x86_64", "aarch64", "armv7l" or "riscv64"'),
 });
 /** CPU architecture (`uname -m` spelling). */
 export type Arch = z.infer<typeof ArchSchema>;
@@ -49,6 +49,7 @@ export type Arch = z.infer<typeof ArchSchema>;
 export const OCI_ARCH_FOR: Readonly<Record<Arch, string>> = {
   x86_64: "amd64",
   aarch64: "arm64",
+  armv7l: "arm",
   riscv64: "riscv64",
 };
 
@@ -283,6 +284,96 @@ const commonShape = {
   interfaces: AppInterfacesSchema.default([]),
 };
 
+/**
+ * The name of an artifact: its file name under `/eve/artifacts/` in the task, and its entry in
+ * `EVE_TASK_ARTIFACTS` (comma-separated, hence no `,`; no `/`, so it names one file).
+ */
+export const ArtifactNameSchema = z
+  .string({ error: expected("must be a string") })
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, {
+    error:
+      "must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit (a file name)",
+  });
+
+/**
+ * A host file or directory a runtime task gets at `/eve/artifacts/<name>` (a JAR, a kernel, a
+ * disk image): bind-mounted after the node resolves it with realpath under `EVE_VOLUME_ROOTS`.
+ */
+export const RuntimeArtifactSchema = z.strictObject({
+  name: ArtifactNameSchema,
+  path: AbsolutePathSchema.meta({
+    description: "host path of the artifact; must resolve under EVE_VOLUME_ROOTS",
+  }),
+  readOnly: z
+    .boolean({ error: expected("must be true or false") })
+    .default(true)
+    .meta({ description: "mounted read-only (default) or read-write" }),
+  format: z
+    .string({ error: expected("must be a string") })
+    .regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, {
+      error: 'must be a format name such as "raw" or "qcow2" (lowercase letters, digits, _ and -)',
+    })
+    .optional()
+    .meta({
+      description:
+        "what the artifact is, for the loader (EVE_TASK_ARTIFACT_FORMATS), e.g. a disk's raw or qcow2",
+    }),
+});
+/** An artifact of a runtime app. */
+export type RuntimeArtifact = z.infer<typeof RuntimeArtifactSchema>;
+
+/** At most this many artifacts per app. */
+export const MAX_ARTIFACTS = 64;
+
+/**
+ * The app's `runtime` section: which runtime image runs it (`tools`, the name of a
+ * HypervisorToolsConfig), the artifacts it gets, and what its loader reads besides them.
+ */
+export const RuntimeSectionSchema = z.strictObject(
+  {
+    tools: NameSchema.meta({ description: "name of the HypervisorToolsConfig whose image is the runtime" }),
+    artifacts: z
+      .array(RuntimeArtifactSchema, { error: expected("must be a list of artifacts") })
+      .max(MAX_ARTIFACTS, { error: `must hold at most ${MAX_ARTIFACTS} artifacts` })
+      .default([])
+      .superRefine((artifacts, ctx) => {
+        const seen = new Set<string>();
+        artifacts.forEach((a, i) => {
+          if (seen.has(a.name)) {
+            ctx.addIssue({
+              code: "custom",
+              message: `name ${a.name} is used by an earlier artifact`,
+              path: [i, "name"],
+            });
+          }
+          seen.add(a.name);
+        });
+      }),
+    cmdline: z
+      .string({ error: expected("must be a string") })
+      .max(4096, { error: "must be at most 4096 characters" })
+      .optional()
+      .meta({ description: "EVE_TASK_CMDLINE: a guest kernel's command line, for a VM runtime" }),
+    accel: AccelSchema.default("auto").meta({
+      description: "for a runtime that may use KVM: the accelerator asked for (EVE_TASK_ACCEL)",
+    }),
+  },
+  { error: expected() },
+);
+/** A runtime section with defaults applied. */
+export type RuntimeSection = z.infer<typeof RuntimeSectionSchema>;
+
+/** The process of a runtime app: arguments after the loader's command, and environment. */
+export const RuntimeProcessSchema = z.strictObject({
+  args: z
+    .array(z.string({ error: expected("must be a string") }), { error: "must be a list of strings" })
+    .optional()
+    .meta({ description: "given to the loader after its own command (the runtime passes them on)" }),
+  env: EnvObjectSchema.optional(),
+  cwd: z.never({ error: "a runtime task's working directory is its image's: remove process.cwd" }).optional(),
+  user: z.never({ error: "a runtime task runs as its image's user: remove process.user" }).optional(),
+});
+
 /** A native container (`virtualization: "NOHYPER"`): needs `root`, has no `vm`. */
 export const NativeAppInstanceConfigSchema = z.strictObject({
   ...commonShape,
@@ -292,6 +383,9 @@ export const NativeAppInstanceConfigSchema = z.strictObject({
   volumes: VolumeMountsSchema.default([]),
   process: ProcessOverrideSchema.optional(),
   vm: z.never({ error: 'vm is for VMs only: set virtualization to "HVM" or remove vm' }).optional(),
+  runtime: z
+    .never({ error: "an app with a runtime has no root: remove root (and volumes) or runtime" })
+    .optional(),
 });
 
 /** A VM (`virtualization: "HVM"`): needs `vm`, has no `root` (its root is the tools seed). */
@@ -313,15 +407,40 @@ export const VmAppInstanceConfigSchema = z.strictObject({
   process: z
     .never({ error: "a VM's process is the device model (qemu); use vm.cmdline for the guest" })
     .optional(),
+  runtime: z
+    .never({
+      error: "vm is the short form of a runtime: give either vm or runtime (with artifacts), not both",
+    })
+    .optional(),
 });
 
 /**
- * The desired state of one app (contract v1), a union on `virtualization`. Parsing applies the
- * defaults: node "local", activate true, restartCounter 0, displayName "", volumes [],
- * restartPolicy never (maxRestarts 5, windowMs 600000, backoffMs 1000, maxBackoffMs 60000),
- * stopTimeoutMs 10000, interfaces []; for VMs vm.disks [], vm.hypervisorTools "default", vm.accel "auto".
+ * An app run by a runtime image (`runtime`): the image's loader is the anchor, the app's files
+ * are artifacts. It has neither `root` nor `vm`; `virtualization` may be left out (either value
+ * is accepted and changes nothing: the runtime image decides what runs).
  */
-export const AppInstanceConfigSchema = z.discriminatedUnion(
+export const RuntimeAppInstanceConfigSchema = z.strictObject({
+  ...commonShape,
+  virtualization: VirtualizationSchema.optional().meta({
+    description: "optional for a runtime app, and informational: the runtime image decides what runs",
+  }),
+  resources: VmResourcesSchema,
+  runtime: RuntimeSectionSchema,
+  process: RuntimeProcessSchema.optional(),
+  root: z
+    .never({ error: "an app with a runtime has no root: its task's root is the runtime image's seed" })
+    .optional(),
+  vm: z.never({ error: "vm is the short form of a runtime: give either vm or runtime, not both" }).optional(),
+  volumes: z
+    .array(VolumeMountSchema)
+    .max(0, {
+      error: "a runtime app mounts no volumes: give host files and directories as runtime.artifacts",
+    })
+    .optional(),
+});
+
+/** Native containers and VMs: the union on `virtualization` of contract v1. */
+const ClassicAppInstanceConfigSchema = z.discriminatedUnion(
   "virtualization",
   [NativeAppInstanceConfigSchema, VmAppInstanceConfigSchema],
   {
@@ -334,7 +453,40 @@ export const AppInstanceConfigSchema = z.discriminatedUnion(
         typeof input === "object" && input !== null && "virtualization" in input
           ? `; got ${JSON.stringify(input.virtualization)}`
           : "; it is missing";
-      return `virtualization must be "NOHYPER" (native container) or "HVM" (VM)${got}`;
+      return `virtualization must be "NOHYPER" (native container) or "HVM" (VM)${got} (an app run by a runtime image has a runtime section instead)`;
+    },
+  },
+);
+
+/** Whether `input` is written as a runtime app: an object with a `runtime` key. */
+function isRuntimeInput(input: unknown): boolean {
+  return typeof input === "object" && input !== null && !Array.isArray(input) && "runtime" in input;
+}
+
+/**
+ * The desired state of one app: a native container or a VM (a union on `virtualization`), or an
+ * app run by a runtime image (it has a `runtime` section). Parsing applies the defaults: node
+ * "local", activate true, restartCounter 0, displayName "", volumes [], restartPolicy never
+ * (maxRestarts 5, windowMs 600000, backoffMs 1000, maxBackoffMs 60000), stopTimeoutMs 10000,
+ * interfaces []; for VMs vm.disks [], vm.hypervisorTools "default", vm.accel "auto"; for runtime
+ * apps runtime.artifacts [] (each readOnly true), runtime.accel "auto".
+ *
+ * The two kinds are told apart by the `runtime` key, and a config that fails is reported with the
+ * issues of its own kind only, exactly as that kind's schema words them (a union would say only
+ * "Invalid input").
+ */
+export const AppInstanceConfigSchema = z.union(
+  [ClassicAppInstanceConfigSchema, RuntimeAppInstanceConfigSchema],
+  {
+    error: (iss) => {
+      if (iss.code !== "invalid_union") return undefined;
+      const kind = isRuntimeInput(iss.input)
+        ? RuntimeAppInstanceConfigSchema
+        : ClassicAppInstanceConfigSchema;
+      const again = kind.safeParse(iss.input, parseOptions);
+      if (again.success) return undefined;
+      // prettifyError prefixes each issue with "✖ "; the union's own issue gets that prefix again.
+      return z.prettifyError(again.error).replace(/^✖ /, "");
     },
   },
 );
@@ -347,3 +499,10 @@ export type AppInstanceConfigInput = z.input<typeof AppInstanceConfigSchema>;
 export type NativeAppInstanceConfig = z.infer<typeof NativeAppInstanceConfigSchema>;
 /** A VM's config. */
 export type VmAppInstanceConfig = z.infer<typeof VmAppInstanceConfigSchema>;
+/** A runtime app's config. */
+export type RuntimeAppInstanceConfig = z.infer<typeof RuntimeAppInstanceConfigSchema>;
+
+/** Whether a parsed config is a runtime app's. */
+export function isRuntimeApp(config: AppInstanceConfig): config is RuntimeAppInstanceConfig {
+  return "runtime" in config && config.runtime !== undefined;
+}

@@ -13,6 +13,7 @@ export * from "./app-instance-config.js";
 export * from "./network-instance-config.js";
 export * from "./network-instance-status.js";
 export * from "./hypervisor-tools-config.js";
+export * from "./runtime-image.js";
 export * from "./task-status.js";
 export * from "./task-metrics.js";
 export * from "./seed.js";

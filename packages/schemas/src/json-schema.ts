@@ -28,10 +28,28 @@ export const jsonSchemaMessages: Readonly<Record<string, z.ZodType>> = {
   WorkerServiceMetadata: WorkerServiceMetadataSchema,
 };
 
+/**
+ * A top-level `anyOf` of alternatives, some of them `oneOf`s, as one flat `oneOf`. The message
+ * unions of this package are exclusive (AppInstanceConfig is a union of the v1 union on
+ * `virtualization` and the runtime app, which `runtime` tells apart), so `oneOf` says what
+ * validates: exactly one kind.
+ */
+function flattenTopUnion(schema: Record<string, unknown>): Record<string, unknown> {
+  const anyOf = schema.anyOf;
+  if (!Array.isArray(anyOf)) return schema;
+  const flat = (anyOf as Record<string, unknown>[]).flatMap((alt) =>
+    Array.isArray(alt.oneOf) && Object.keys(alt).length === 1
+      ? (alt.oneOf as Record<string, unknown>[])
+      : [alt],
+  );
+  const { anyOf: _dropped, ...rest } = schema;
+  return { ...rest, oneOf: flat };
+}
+
 /** The JSON Schema (draft 2020-12) of `schema` as a publisher's input, titled `title`. */
 export function jsonSchemaOf(title: string, schema: z.ZodType): Record<string, unknown> {
   const { $schema, ...rest } = z.toJSONSchema(schema, { io: "input", target: "draft-2020-12" });
-  return { $schema, title, ...rest };
+  return { $schema, title, ...flattenTopUnion(rest) };
 }
 
 /** The file name and text (2-space JSON, final newline) of every JSON Schema file. */

@@ -57,9 +57,14 @@ export function hypervisorSeedKey(node: string, name: string): string {
   return `${node}.${name}`;
 }
 
-/** Key (within type ImageSeed) of image `ref` on `node`: `<node>.<sha256Hex(ref)>`. */
-export function imageSeedKey(node: string, ref: string): string {
-  return `${node}.${sha256Hex(ref)}`;
+/**
+ * Key (within type ImageSeed) of image `ref` for architecture `arch` on `node`:
+ * `<node>.<sha256Hex("<ref> <arch>")>`. Without `arch` (an app that names none, so runs on the
+ * node's own architecture, which a spec-builder cannot know) it is contract v1's
+ * `<node>.<sha256Hex(ref)>`; the fetcher publishes such a seed under both keys.
+ */
+export function imageSeedKey(node: string, ref: string, arch?: string): string {
+  return arch === undefined ? `${node}.${sha256Hex(ref)}` : `${node}.${sha256Hex(`${ref} ${arch}`)}`;
 }
 
 /**

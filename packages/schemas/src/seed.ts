@@ -74,10 +74,27 @@ const seedShape = {
   process: SeedProcessSchema.nullable(),
   progress: SeedProgressSchema.nullable(),
   error: SeedErrorSchema.nullable(),
+  labels: z
+    .record(z.string(), z.string({ error: expected("must be a string") }), {
+      error: expected("must be an object of strings"),
+    })
+    .nullable()
+    .default(null)
+    .meta({
+      description:
+        "the image config's org.lfedge.eve-tasks.* labels (at most 32, each at most 4096 characters): a runtime image's contract; null until resolved",
+    }),
+  stopSignal: z
+    .string({ error: expected("must be a string") })
+    .max(32, { error: "must be at most 32 characters" })
+    .nullable()
+    .default(null)
+    .meta({ description: "the image config's StopSignal as written; null when it has none" }),
 };
 
 /**
- * A seed, a union on `state`. Every field is always present (`null` when not known). READY has
+ * A seed, a union on `state`. Every field is always present (`null` when not known; `labels` and
+ * `stopSignal`, added with runtime images, read as null from a fetcher that wrote none). READY has
  * `digest`, `platform`, `rootfsPath` and `process`; FAILED has `error`; only FAILED has an error.
  */
 export const SeedSchema = z.discriminatedUnion(

@@ -1,7 +1,8 @@
 /**
  * StopTasksRequest and StopTasksReply: a request to `eve.rpc.task-executor.<node>.stop-tasks`
  * asks the node's executor to stop every task of the node (what the launcher's Ctrl-C does), each
- * the way any stop of it goes (SIGTERM, or QMP `system_powerdown` for a VM), and to start nothing
+ * the way any stop of it goes (its stop signal, or QMP `system_powerdown` for a runtime stopped by
+ * QMP such as a VM), and to start nothing
  * until it restarts. The reply comes when every stop is done.
  */
 import { z } from "zod";
@@ -16,10 +17,14 @@ export const StopTasksRequestSchema = z.strictObject({
 /** A stop request. */
 export type StopTasksRequest = z.infer<typeof StopTasksRequestSchema>;
 
-/** The step of a stop that ended a task. */
-export const StopStepSchema = z.enum(["system_powerdown", "quit", "SIGTERM", "SIGKILL"], {
-  error: expected('must be "system_powerdown", "quit", "SIGTERM" or "SIGKILL"'),
-});
+/**
+ * The step of a stop that ended a task: a QMP command, the task's stop signal (SIGTERM, or the
+ * StopSignal its runtime image declares) or SIGKILL.
+ */
+export const StopStepSchema = z.union(
+  [z.enum(["system_powerdown", "quit"]), z.string().regex(/^SIG[A-Z0-9]+$/)],
+  { error: expected('must be "system_powerdown", "quit" or a signal name such as "SIGTERM"') },
+);
 
 const ContainerIdSchema = z.string({ error: expected("must be a string") }).min(1);
 

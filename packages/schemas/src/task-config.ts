@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { expected } from "./error-messages.js";
 import { AppInterfacesSchema } from "./app-interfaces.js";
-import { AccelSchema, MAX_MEMORY_MIB, VirtualizationSchema } from "./app-instance-config.js";
+import { AccelSchema, ArchSchema, MAX_MEMORY_MIB, VirtualizationSchema } from "./app-instance-config.js";
 import { OciSpecSchema } from "./oci-spec.js";
 import {
   AbsolutePathSchema,
@@ -21,6 +21,7 @@ import {
   VersionLabelSchema,
 } from "./primitives.js";
 import { RestartPolicySchema } from "./restart-policy.js";
+import { RuntimeDeviceSchema, RuntimeStopSchema } from "./runtime-image.js";
 import { StageErrorSchema } from "./stage-error.js";
 
 /**
@@ -66,22 +67,35 @@ export const TaskVolumeSchema = z.object({
 export type TaskVolume = z.infer<typeof TaskVolumeSchema>;
 
 /**
- * What the executor needs to know of a VM beyond its spec: the accelerator asked for (the
- * executor decides `auto` on the node and adds `-accel` and, for KVM, `/dev/kvm`), whether the
- * app set its own tax (else a node's `EVE_VMM_OVERHEAD_MIB` replaces the estimate), and the qemu
- * program the spec runs (checked in the tools seed before the task is created).
+ * What the executor needs to know of a runtime task (one whose root is a runtime image's seed and
+ * whose anchor its loader execs) beyond its spec: which runtime, the accelerator asked for (the
+ * executor decides `auto` on the node and sets `EVE_TASK_ACCEL`), how to stop it and the devices
+ * its image declares, as the spec-builder read them from the seed (the executor reads them again
+ * from the seed on the node and trusts only those), and whether the app set its own tax (else a
+ * node's `EVE_VMM_OVERHEAD_MIB` replaces a tax the image declares).
  */
-export const TaskVmSchema = z.object({
+export const TaskRuntimeSchema = z.object({
+  name: NameSchema.meta({ description: "the HypervisorToolsConfig name of the runtime" }),
   accel: AccelSchema,
-  anchorTaxFromApp: z.boolean().meta({ description: "true when the app gave resources.vmmOverheadMiB" }),
-  qemu: z
-    .string()
-    .regex(/^qemu-system-[a-z0-9_]+$/, { error: "must be a qemu-system-<arch> program name" })
-    .meta({ description: "the device model, looked up in the tools seed's PATH" }),
+  stop: RuntimeStopSchema,
+  devices: z.array(RuntimeDeviceSchema),
+  taxFromApp: z.boolean().meta({ description: "true when the app gave resources.vmmOverheadMiB" }),
   vcpus: z.int().min(1),
 });
-/** A VM's settings for the executor. */
-export type TaskVm = z.infer<typeof TaskVmSchema>;
+/** A runtime task's settings for the executor. */
+export type TaskRuntime = z.infer<typeof TaskRuntimeSchema>;
+
+/**
+ * A native app that names its architecture: the architecture, and the node's `emulators` seed
+ * when it is READY (the executor registers its emulator for `arch` with binfmt_misc when `arch`
+ * is not the node's own; without one, such an app fails on that node).
+ */
+export const TaskEmulationSchema = z.object({
+  arch: ArchSchema,
+  emulators: z.object({ seedKey: SeedKeySchema, rootfsPath: AbsolutePathSchema }).nullable(),
+});
+/** A native app's architecture and the emulators that may run it. */
+export type TaskEmulation = z.infer<typeof TaskEmulationSchema>;
 
 const identityShape = {
   schemaVersion: SchemaVersionSchema,
@@ -111,8 +125,15 @@ export const ReadyTaskConfigSchema = z
       .min(1)
       .max(MAX_MEMORY_MIB)
       .meta({ description: "the app's memory in MiB, without the tax" }),
-    anchorTaxMiB: NonNegativeIntSchema.meta({ description: "anchor process tax in MiB; 0 for NOHYPER" }),
-    vm: TaskVmSchema.optional().meta({ description: "a VM's settings; absent for NOHYPER" }),
+    anchorTaxMiB: NonNegativeIntSchema.meta({
+      description: "anchor process tax in MiB; 0 without a runtime (an emulated app's is the node's)",
+    }),
+    runtime: TaskRuntimeSchema.optional().meta({
+      description: "a runtime task's settings; absent for a native container",
+    }),
+    emulation: TaskEmulationSchema.optional().meta({
+      description: "a native app that names its arch; absent otherwise",
+    }),
     restartPolicy: RestartPolicySchema,
     stopTimeoutMs: DurationMsSchema,
     interfaces: AppInterfacesSchema.default([]).meta({
@@ -124,31 +145,32 @@ export const ReadyTaskConfigSchema = z
   // cost): the task-executor checks it where it decides something by it (an equal fingerprint
   // keeps a running task).
   .superRefine((c, ctx) => {
-    if (c.virtualization === "NOHYPER" && c.anchorTaxMiB !== 0) {
+    if (c.runtime === undefined && c.anchorTaxMiB !== 0) {
       ctx.addIssue({
         code: "custom",
-        message: "a native container (NOHYPER) has no anchor tax: must be 0",
+        message: "a native container (no runtime) has no anchor tax: must be 0",
         path: ["anchorTaxMiB"],
       });
     }
-    if (c.virtualization === "NOHYPER" && c.rootfs.kind === "tools") {
+    if (c.runtime === undefined && c.rootfs.kind === "tools") {
       ctx.addIssue({
         code: "custom",
-        message: "a native container cannot have a tools rootfs",
+        message: "a native container (no runtime) cannot have a tools rootfs",
         path: ["rootfs", "kind"],
       });
     }
-    if (c.virtualization === "NOHYPER" && c.vm !== undefined) {
-      ctx.addIssue({ code: "custom", message: "a native container has no vm settings", path: ["vm"] });
-    }
-    if (c.virtualization === "HVM" && c.vm === undefined) {
-      ctx.addIssue({ code: "custom", message: "a VM needs its vm settings", path: ["vm"] });
-    }
-    if (c.virtualization === "HVM" && c.rootfs.kind !== "tools") {
+    if (c.runtime !== undefined && c.rootfs.kind !== "tools") {
       ctx.addIssue({
         code: "custom",
-        message: 'a VM\'s rootfs is its hypervisor-tools seed: kind must be "tools"',
+        message: "a runtime task's rootfs is its runtime image's seed: kind must be \"tools\"",
         path: ["rootfs", "kind"],
+      });
+    }
+    if (c.runtime !== undefined && c.emulation !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "a runtime task runs its runtime natively: it has no emulation",
+        path: ["emulation"],
       });
     }
   });

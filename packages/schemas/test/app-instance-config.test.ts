@@ -32,7 +32,7 @@ describe("AppInstanceConfig", () => {
       interfaces: [],
     });
     expect(config.virtualization).toBe("NOHYPER");
-    if (config.virtualization === "NOHYPER") expect(rootKindOf(config.root)).toBe("volume");
+    if (config.virtualization === "NOHYPER") expect(rootKindOf(config.root!)).toBe("volume");
   });
 
   it("applies every default to a minimal native config", () => {
@@ -67,7 +67,7 @@ describe("AppInstanceConfig", () => {
     const config = AppInstanceConfigSchema.parse(minimalVm());
     if (config.virtualization !== "HVM") throw new Error("expected a VM");
     expect(config.vm).toMatchObject({ hypervisorTools: "default", accel: "auto" });
-    expect(config.vm.disks[0]).toEqual({
+    expect(config.vm!.disks[0]).toEqual({
       path: "/var/lib/eve/volumes/vm/disk.qcow2",
       format: "qcow2",
       readOnly: false,
@@ -116,7 +116,7 @@ describe("AppInstanceConfig", () => {
     ]) {
       const config = AppInstanceConfigSchema.parse(native({ root }));
       if (config.virtualization !== "NOHYPER") throw new Error("expected a native container");
-      expect(rootKindOf(config.root)).toBe(Object.keys(root)[0]);
+      expect(rootKindOf(config.root!)).toBe(Object.keys(root)[0]);
     }
   });
 

@@ -161,10 +161,16 @@ describe("Seed", () => {
     process: { args: ["/app"], env: { PATH: "/bin" }, cwd: "/", user: "" },
     progress: null,
     error: null,
+    labels: { "org.lfedge.eve-tasks.runtime": "1" },
+    stopSignal: "SIGTERM",
   };
 
   it("accepts a READY seed and requires what READY promises", () => {
     expect(SeedSchema.parse(ready)).toEqual(ready);
+    // A seed from a fetcher that kept no labels reads with null ones.
+    const { labels: _labels, stopSignal: _stop, ...older } = ready;
+    expect(SeedSchema.parse(older)).toEqual({ ...ready, labels: null, stopSignal: null });
+    expect(errorOf(SeedSchema, { ...ready, labels: { a: 1 } })).toContain("→ at labels.a");
     expect(errorOf(SeedSchema, { ...ready, rootfsPath: null })).toContain("→ at rootfsPath");
     expect(errorOf(SeedSchema, { ...ready, platform: "amd64" })).toContain("must be os/arch[/variant]");
   });

@@ -45,24 +45,42 @@ describe("TaskConfig", () => {
     expect(config.spec).toEqual(spec);
   });
 
-  it("ties the anchor tax and the tools rootfs to the virtualization mode", () => {
+  it("ties the anchor tax and the tools rootfs to a runtime", () => {
     expect(errorOf({ ...readyTaskConfig(), anchorTaxMiB: 10 })).toContain(
-      "a native container (NOHYPER) has no anchor tax",
+      "a native container (no runtime) has no anchor tax",
     );
-    expect(errorOf({ ...readyTaskConfig(), virtualization: "HVM", anchorTaxMiB: 389 })).toMatch(
-      /kind must be "tools"\s+→ at rootfs\.kind/,
-    );
-    const vm = {
+    const runtime = {
       ...readyTaskConfig(),
       virtualization: "HVM",
       anchorTaxMiB: 389,
       rootfs: { kind: "tools", seedKey: "local.default", rootfsPath: "/var/lib/eve-tasks/seeds/tools" },
-      vm: { accel: "auto", anchorTaxFromApp: false, qemu: "qemu-system-x86_64", vcpus: 1 },
+      runtime: {
+        name: "default",
+        accel: "auto",
+        stop: { method: "qmp" },
+        devices: ["kvm", "tun"],
+        taxFromApp: false,
+        vcpus: 1,
+      },
     };
-    expect(TaskConfigSchema.parse(vm).status).toBe("READY");
-    expect(errorOf({ ...vm, vm: undefined })).toMatch(/a VM needs its vm settings\s+→ at vm/);
-    expect(errorOf({ ...readyTaskConfig(), vm: vm.vm })).toMatch(/a native container has no vm settings/);
-    expect(errorOf({ ...vm, vm: { ...vm.vm, qemu: "/bin/sh" } })).toMatch(/qemu-system-<arch>/);
+    expect(TaskConfigSchema.parse(runtime).status).toBe("READY");
+    expect(errorOf({ ...runtime, runtime: undefined })).toMatch(
+      /cannot have a tools rootfs\s+→ at rootfs\.kind/,
+    );
+    expect(errorOf({ ...readyTaskConfig(), runtime: runtime.runtime })).toMatch(
+      /kind must be "tools"\s+→ at rootfs\.kind/,
+    );
+    expect(errorOf({ ...runtime, runtime: { ...runtime.runtime, devices: ["mem"] } })).toMatch(
+      /must be one of kvm, tun\s+→ at runtime\.devices\[0\]/,
+    );
+    expect(
+      errorOf({ ...runtime, runtime: { ...runtime.runtime, stop: { method: "signal", signal: "TERM" } } }),
+    ).toMatch(/must be a signal name/);
+    expect(errorOf({ ...runtime, emulation: { arch: "aarch64", emulators: null } })).toMatch(
+      /a runtime task runs its runtime natively: it has no emulation/,
+    );
+    const emulated = { ...readyTaskConfig(), emulation: { arch: "aarch64", emulators: null } };
+    expect(TaskConfigSchema.parse(emulated).status).toBe("READY");
   });
 
   it("names an unknown rootfs kind and an unknown status", () => {

@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { lstat, readdir, readlink } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { QemuNotInstalledError, ToolsImageError } from "./errors.js";
+import { PackageNotInstalledError, QemuNotInstalledError, ToolsImageError } from "./errors.js";
 
 const run = promisify(execFile);
 
@@ -20,7 +20,7 @@ export const QEMU_PACKAGE = "qemu-system-x86";
 
 /** One file, directory or symlink of the image. */
 export interface RootfsEntry {
-  /** Absolute path inside the image, which is also where it is on the host. */
+  /** Absolute path inside the image (where it is on the host too, unless `source` says). */
   readonly path: string;
   readonly type: "directory" | "file" | "symlink";
   /** Permission bits (`mode & 0o7777`). */
@@ -29,6 +29,10 @@ export interface RootfsEntry {
   readonly size: number;
   /** A symlink's target, as written. */
   readonly linkname?: string;
+  /** The host file a file's bytes are read from, when it is not `path` (a jlink'd JRE). */
+  readonly source?: string;
+  /** A file's bytes, when the builder makes the file (a loader script). */
+  readonly content?: Buffer;
 }
 
 /** A library `ldd` could not find (the module needing it fails to load, as on the host). */
@@ -103,10 +107,14 @@ export function defaultFirmwareDirs(): string[] {
 }
 
 /**
- * The installed version of Debian package `packageName`; {@link QemuNotInstalledError} when it
- * is not installed or dpkg is missing.
+ * The installed version of Debian package `packageName`; {@link PackageNotInstalledError}
+ * ({@link QemuNotInstalledError} for qemu's package) when it is not installed or dpkg is missing.
  */
 export async function debianPackageVersion(packageName: string = QEMU_PACKAGE): Promise<string> {
+  const missing = (why: string, context: Record<string, unknown>, cause?: unknown): Error =>
+    packageName === QEMU_PACKAGE
+      ? new QemuNotInstalledError(why, { packageName, ...context }, cause)
+      : new PackageNotInstalledError(packageName, why, cause);
   let stdout: string;
   try {
     ({ stdout } = await run("dpkg-query", ["-W", "-f", "${Status}\t${Version}", packageName], {
@@ -114,21 +122,16 @@ export async function debianPackageVersion(packageName: string = QEMU_PACKAGE): 
     }));
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === "ENOENT") {
-      throw new QemuNotInstalledError("dpkg-query is not there (not a Debian host?)", { packageName }, err);
-    }
-    throw new QemuNotInstalledError(
+    if (e.code === "ENOENT") throw missing("dpkg-query is not there (not a Debian host?)", {}, err);
+    throw missing(
       `the Debian package ${packageName} is not installed (${(e.stderr ?? e.message).trim()})`,
-      { packageName },
+      {},
       err,
     );
   }
   const [status = "", version = ""] = stdout.split("\t");
   if (!status.endsWith(" installed") || version === "") {
-    throw new QemuNotInstalledError(
-      `the Debian package ${packageName} is not installed (dpkg status "${status}")`,
-      { packageName, status },
-    );
+    throw missing(`the Debian package ${packageName} is not installed (dpkg status "${status}")`, { status });
   }
   return version;
 }
@@ -202,7 +205,7 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 const MAX_SYMLINK_HOPS = 40;
 
 /** Builds the entry set: paths with their parents, symlinks and their targets. */
-class Collector {
+export class Collector {
   readonly entries = new Map<string, RootfsEntry>();
   readonly warnings: string[] = [];
   readonly #walked = new Set<string>();
@@ -260,6 +263,95 @@ class Collector {
     }
     return true;
   }
+
+  /** Directories of the image that are not on the host: `/eve/bin` and its parents. */
+  ensureDir(imagePath: string, mode = 0o755): void {
+    const parts = imagePath.split("/").filter((p) => p !== "");
+    let cur = "";
+    for (const part of parts) {
+      cur = `${cur}/${part}`;
+      if (!this.entries.has(cur)) this.entries.set(cur, { path: cur, type: "directory", mode, size: 0 });
+    }
+  }
+
+  /** A file the builder makes, at `imagePath`, with `content`. */
+  addContent(imagePath: string, content: Buffer, mode: number): void {
+    this.ensureDir(path.dirname(imagePath));
+    this.entries.set(imagePath, { path: imagePath, type: "file", mode, size: content.length, content });
+  }
+
+  /** A host file put at another path of the image. */
+  async addFileAs(hostPath: string, imagePath: string): Promise<void> {
+    const st = await lstat(hostPath);
+    if (!st.isFile()) throw new Error(`${hostPath} is not a regular file`);
+    this.ensureDir(path.dirname(imagePath));
+    this.entries.set(imagePath, {
+      path: imagePath,
+      type: "file",
+      mode: st.mode & 0o7777,
+      size: st.size,
+      source: hostPath,
+    });
+  }
+
+  /** A symlink the builder makes. */
+  addSymlink(imagePath: string, linkname: string): void {
+    this.ensureDir(path.dirname(imagePath));
+    this.entries.set(imagePath, { path: imagePath, type: "symlink", mode: 0o777, size: 0, linkname });
+  }
+
+  /**
+   * The tree at `hostDir` put at `imageDir` of the image, as it is: files, directories and
+   * symlinks (kept as written, never followed). Returns the image paths of its regular files.
+   */
+  async addTreeAs(hostDir: string, imageDir: string): Promise<string[]> {
+    const files: string[] = [];
+    const walk = async (host: string, image: string): Promise<void> => {
+      const st = await lstat(host);
+      const mode = st.mode & 0o7777;
+      if (st.isSymbolicLink()) {
+        this.addSymlink(image, await readlink(host));
+      } else if (st.isDirectory()) {
+        this.ensureDir(path.dirname(image));
+        this.entries.set(image, { path: image, type: "directory", mode, size: 0 });
+        for (const child of (await readdir(host)).sort()) await walk(`${host}/${child}`, `${image}/${child}`);
+      } else if (st.isFile()) {
+        this.entries.set(image, { path: image, type: "file", mode, size: st.size, source: host });
+        files.push(image);
+      } else {
+        this.warnings.push(`${host}: not a file, directory or symlink; left out`);
+      }
+    };
+    await walk(hostDir, imageDir);
+    return files;
+  }
+
+  /**
+   * Adds the shared libraries (and the dynamic loader) of each host file in `files`, as `ldd`
+   * resolves them, at their host paths. Returns what ldd could not find.
+   */
+  async addLibrariesOf(
+    files: readonly string[],
+    options: { skipUnder?: string } = {},
+  ): Promise<MissingLibrary[]> {
+    const linked = await mapLimit(files, 4, async (file) => ({ file, libs: await ldd(file) }));
+    const missing: MissingLibrary[] = [];
+    const skip = options.skipUnder === undefined ? undefined : `${options.skipUnder}/`;
+    for (const { file, libs } of linked) {
+      for (const lib of libs) {
+        if (skip !== undefined && lib.path?.startsWith(skip)) continue;
+        if (lib.path === undefined || !(await this.add(lib.path, false))) {
+          missing.push({ library: lib.name, neededBy: file });
+        }
+      }
+    }
+    return missing;
+  }
+
+  /** The entries, sorted by path (parents before children). */
+  sorted(): RootfsEntry[] {
+    return [...this.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  }
 }
 
 /** Throws {@link QemuNotInstalledError} unless `p` exists. */
@@ -283,7 +375,16 @@ export async function collectQemuRootfs(options: CollectOptions = {}): Promise<Q
   const moduleDir = options.moduleDir === undefined ? `/usr/lib/${arch.triplet}/qemu` : options.moduleDir;
   const firmwareDirs = [...(options.firmwareDirs ?? defaultFirmwareDirs())];
 
-  const qemuVersion = await debianPackageVersion(packageName);
+  const qemuVersion = await debianPackageVersion(packageName).catch((err: unknown) => {
+    if (err instanceof PackageNotInstalledError) {
+      throw new QemuNotInstalledError(
+        `the Debian package ${packageName} is not installed`,
+        { packageName },
+        err,
+      );
+    }
+    throw err;
+  });
   await requirePath(binary, "the emulator", packageName);
   if (moduleDir !== null) await requirePath(moduleDir, "qemu's module directory", packageName);
   for (const dir of firmwareDirs) await requirePath(dir, "the firmware directory", packageName);
@@ -321,7 +422,7 @@ export async function collectQemuRootfs(options: CollectOptions = {}): Promise<Q
   for (const m of missingLibraries) {
     c.warnings.push(`${m.neededBy} needs ${m.library}, which is not installed; that module will not load`);
   }
-  const entries = [...c.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const entries = c.sorted();
   let files = 0;
   let fileBytes = 0;
   for (const e of entries) {

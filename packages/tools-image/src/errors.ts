@@ -8,7 +8,12 @@ export type ToolsImageErrorContext = Readonly<Record<string, unknown>>;
 
 /** Stable error codes. */
 export type ToolsImageErrorCode =
-  "QEMU_NOT_INSTALLED" | "UNSUPPORTED_HOST" | "COLLECT_FAILED" | "BUILD_FAILED" | "REGISTER_FAILED";
+  | "QEMU_NOT_INSTALLED"
+  | "PACKAGE_NOT_INSTALLED"
+  | "UNSUPPORTED_HOST"
+  | "COLLECT_FAILED"
+  | "BUILD_FAILED"
+  | "REGISTER_FAILED";
 
 /** Base class of every error of `@eve-tasks/tools-image`. */
 export class ToolsImageError extends Error {
@@ -38,6 +43,22 @@ export class QemuNotInstalledError extends ToolsImageError {
       "QEMU_NOT_INSTALLED",
       `cannot build the hypervisor-tools image: ${why}. Install Debian's qemu as root: apt-get update && ${QEMU_INSTALL_COMMAND}`,
       { context, cause },
+    );
+  }
+}
+
+/** A Debian package a built-in runtime image is made from (or a file of it) is missing. */
+export class PackageNotInstalledError extends ToolsImageError {
+  override readonly name = "PackageNotInstalledError";
+  constructor(
+    readonly packageName: string,
+    why: string,
+    cause?: unknown,
+  ) {
+    super(
+      "PACKAGE_NOT_INSTALLED",
+      `cannot build the runtime image: ${why}. Install it as root: apt-get update && apt-get install --no-install-recommends ${packageName}`,
+      { context: { packageName }, cause },
     );
   }
 }

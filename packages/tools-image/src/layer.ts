@@ -119,7 +119,7 @@ export async function writeLayer(
       } else if (e.type === "symlink") {
         await put({ ...common, type: "symlink", linkname: e.linkname ?? "" });
       } else {
-        const body = await readFile(e.path);
+        const body = e.content ?? (await readFile(e.source ?? e.path));
         await put({ ...common, type: "file", size: body.length }, body);
         progress.files++;
         progress.bytes += body.length;

@@ -1,22 +1,23 @@
 /**
- * The built-in hypervisor-tools image as a local OCI image layout: `<outDir>/<tag>/` holds
- * `oci-layout`, `index.json` (one manifest, annotated with its tag) and `blobs/sha256/` (the
- * manifest, the config and one gzip layer). The tag comes from the qemu package's version, so
- * each qemu version has its own layout; a layout that is there and intact is reused. A layout is
- * built in a temporary directory next to it and renamed into place, so a reader never sees half
- * of one.
+ * A built-in runtime image as a local OCI image layout: `<outDir>/<tag>/` holds `oci-layout`,
+ * `index.json` (one manifest, annotated with its tag) and `blobs/sha256/` (the manifest, the
+ * config and one gzip layer). The tag names the main package's version and a digest of every
+ * input (package versions, loader, options), so each set of inputs has its own layout; a layout
+ * that is there and intact is reused. A layout is built in a temporary directory next to it and
+ * renamed into place, so a reader never sees half of one.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { collectQemuRootfs } from "./collect.js";
-import type { CollectOptions, QemuRootfs } from "./collect.js";
-import { debianPackageVersion, QEMU_PACKAGE } from "./collect.js";
+import { hostArch } from "./collect.js";
+import type { CollectOptions, RootfsEntry } from "./collect.js";
 import { ToolsImageError } from "./errors.js";
 import { DEFAULT_COMPRESSION_LEVEL, writeLayer } from "./layer.js";
 import type { LayerProgress } from "./layer.js";
+import { LABELS, RECIPES, inputsDigest, recipeVersions, runtimeImageTag } from "./recipes.js";
+import type { BuiltInRuntime, Collected } from "./recipes.js";
 
 /** Media types written. */
 export const MEDIA_TYPES = {
@@ -29,35 +30,27 @@ export const MEDIA_TYPES = {
 /** The annotation of index.json naming a manifest's tag. */
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
 
-/** Labels of the image config. */
-export const LABELS = {
-  hypervisor: "org.lfedge.eve-tasks.hypervisor",
-  qemuVersion: "org.lfedge.eve-tasks.qemu-version",
-  qemuPackage: "org.lfedge.eve-tasks.qemu-package",
-} as const;
-
 /** Manifest annotations with the layer's unpacked size and file count. */
 const ANNOTATIONS = {
   files: "org.lfedge.eve-tasks.tools-image.files",
   unpackedBytes: "org.lfedge.eve-tasks.tools-image.unpacked-bytes",
+  /** JSON: the installed version of each package the image was made from. */
+  packages: "org.lfedge.eve-tasks.tools-image.packages",
 } as const;
 
-/** The PATH of the image's processes. */
-export const IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/** Where the built-in images go under the data dir: `<EVE_DATA_DIR>/tools-images/qemu`. */
-export function defaultToolsImageDir(dataDir: string): string {
-  return path.resolve(dataDir, "tools-images", "qemu");
+/** Where the built-in images go under the data dir: `<EVE_DATA_DIR>/tools-images`. */
+export function builtInImagesRoot(dataDir: string): string {
+  return path.resolve(dataDir, "tools-images");
 }
 
-/**
- * The tag of the image of qemu `version`: `qemu-` and the Debian version without its epoch,
- * every character outside the OCI tag grammar (`[A-Za-z0-9_.-]`) made `-`, at most 128 long.
- * `1:7.2+dfsg-7+deb12u18+b3` → `qemu-7.2-dfsg-7-deb12u18-b3`.
- */
-export function toolsImageTag(qemuVersion: string): string {
-  const noEpoch = qemuVersion.replace(/^\d+:/, "");
-  return `qemu-${noEpoch.replace(/[^A-Za-z0-9_.-]/g, "-")}`.slice(0, 128);
+/** Where the layouts of built-in runtime `name` go: `<EVE_DATA_DIR>/tools-images/<name>`. */
+export function defaultRuntimeImageDir(dataDir: string, name: BuiltInRuntime): string {
+  return path.join(builtInImagesRoot(dataDir), name);
+}
+
+/** Where the layouts of the `default` runtime (qemu) go. */
+export function defaultToolsImageDir(dataDir: string): string {
+  return defaultRuntimeImageDir(dataDir, "default");
 }
 
 /** `oci:<layoutDir>:<tag>`. */
@@ -70,9 +63,9 @@ export interface BuildProgress extends LayerProgress {
   readonly phase: "collecting" | "writing";
 }
 
-/** Options of {@link buildToolsImage}. */
+/** Options of {@link buildRuntimeImage}. */
 export interface BuildOptions extends CollectOptions {
-  /** The parent of the layouts (default dir: {@link defaultToolsImageDir}). */
+  /** The parent of the layouts (default dir: {@link defaultRuntimeImageDir}). */
   outDir: string;
   /** gzip level, 1–9 (default {@link DEFAULT_COMPRESSION_LEVEL}). */
   compressionLevel?: number;
@@ -83,15 +76,20 @@ export interface BuildOptions extends CollectOptions {
 }
 
 /** A built (or reused) image. */
-export interface ToolsImage {
+export interface RuntimeImage {
+  /** Which built-in runtime. */
+  readonly name: BuiltInRuntime;
   /** `oci:<layoutDir>:<tag>`: what HypervisorToolsConfig names. */
   readonly ref: string;
   /** `<outDir>/<tag>`, absolute. */
   readonly layoutDir: string;
   readonly outDir: string;
   readonly tag: string;
-  readonly qemuVersion: string;
-  /** False when an intact layout of this qemu version was reused. */
+  /** The installed version of each package it was made from. */
+  readonly packages: Readonly<Record<string, string>>;
+  /** The cache key: sha256 hex of every input ({@link LABELS.builtInInputs}). */
+  readonly inputs: string;
+  /** False when an intact layout of the same inputs was reused. */
   readonly built: boolean;
   readonly manifestDigest: string;
   readonly configDigest: string;
@@ -107,6 +105,9 @@ export interface ToolsImage {
   /** From collecting (modules whose libraries are missing, dangling links); empty when reused. */
   readonly warnings: readonly string[];
 }
+
+/** The `default` runtime's image (qemu); `qemuVersion` is its qemu package's version. */
+export type ToolsImage = RuntimeImage & { readonly qemuVersion: string };
 
 const sha256 = (bytes: Uint8Array): string => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 
@@ -161,14 +162,16 @@ async function readVerifiedBlob(layoutDir: string, d: Descriptor): Promise<Buffe
 
 /**
  * The image in layout `layoutDir` under `tag` if it is intact: index.json names the tag, and the
- * manifest, config and layer are there with their sizes and digests; with `qemuVersion`, the
- * config's label must say that version. Undefined otherwise (missing, partial, corrupt).
+ * manifest, config and layer are there with their sizes and digests; the config says it is the
+ * built-in runtime `name` and, with `inputs`, made from those inputs. Undefined otherwise
+ * (missing, partial, corrupt, another runtime's).
  */
-export async function inspectToolsImage(
+export async function inspectRuntimeImage(
+  name: BuiltInRuntime,
   layoutDir: string,
   tag: string,
-  qemuVersion?: string,
-): Promise<ToolsImage | undefined> {
+  inputs?: string,
+): Promise<RuntimeImage | undefined> {
   const dir = path.resolve(layoutDir);
   try {
     const layout = JSON.parse(await readFile(path.join(dir, "oci-layout"), "utf8")) as {
@@ -198,19 +201,26 @@ export async function inspectToolsImage(
       config?: { Labels?: Record<string, string> };
       rootfs?: { diff_ids?: string[] };
     };
-    const version = config.config?.Labels?.[LABELS.qemuVersion];
+    const labels = config.config?.Labels ?? {};
+    const madeFrom = labels[LABELS.builtInInputs];
     const diffId = config.rootfs?.diff_ids?.[0];
-    if (version === undefined || !isDigest(diffId)) return undefined;
-    if (qemuVersion !== undefined && version !== qemuVersion) return undefined;
+    if (labels[LABELS.builtIn] !== name || madeFrom === undefined || !isDigest(diffId)) return undefined;
+    if (inputs !== undefined && madeFrom !== inputs) return undefined;
     const layerFile = blobPath(dir, layer.digest);
     if ((await stat(layerFile)).size !== layer.size) return undefined;
     if ((await fileSha256(layerFile)) !== layer.digest) return undefined;
+    const packages = JSON.parse(manifest.annotations?.[ANNOTATIONS.packages] ?? "{}") as Record<
+      string,
+      string
+    >;
     return {
+      name,
       ref: layoutRef(dir, tag),
       layoutDir: dir,
       outDir: path.dirname(dir),
       tag,
-      qemuVersion: version,
+      packages,
+      inputs: madeFrom,
       built: false,
       manifestDigest: entry.digest,
       configDigest: manifest.config.digest,
@@ -235,7 +245,7 @@ async function removeStaleTemps(outDir: string): Promise<void> {
     return;
   }
   for (const name of names) {
-    const m = /^\.(?:tmp|old)-.*-(\d+)-[0-9a-f]{8}$/.exec(name);
+    const m = /^\.(?:tmp|old|work)-.*-(\d+)-[0-9a-f]{8}$/.exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
     if (pid === process.pid) continue;
@@ -249,17 +259,26 @@ async function removeStaleTemps(outDir: string): Promise<void> {
   }
 }
 
-/** Writes the layout of `rootfs` into the (new, empty) directory `dir`. */
+/** What {@link writeLayout} writes besides the files. */
+interface LayoutInputs {
+  readonly name: BuiltInRuntime;
+  readonly tag: string;
+  readonly packages: Readonly<Record<string, string>>;
+  readonly inputs: string;
+  readonly architecture: string;
+}
+
+/** Writes the layout of `collected` into the (new, empty) directory `dir`. */
 async function writeLayout(
   dir: string,
-  rootfs: QemuRootfs,
-  tag: string,
+  collected: Collected,
+  what: LayoutInputs,
   options: BuildOptions,
-): Promise<Omit<ToolsImage, "ref" | "layoutDir" | "outDir" | "built">> {
+): Promise<Omit<RuntimeImage, "ref" | "layoutDir" | "outDir" | "built">> {
   const blobs = path.join(dir, "blobs", "sha256");
   await mkdir(blobs, { recursive: true });
   const layerTemp = path.join(dir, "layer.tmp");
-  const layer = await writeLayer(rootfs.entries, layerTemp, {
+  const layer = await writeLayer(collected.entries, layerTemp, {
     level: options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL,
     signal: options.signal,
     onProgress: (p) => options.onProgress?.({ phase: "writing", ...p }),
@@ -268,37 +287,33 @@ async function writeLayout(
   await rename(layerTemp, blobPath(dir, layer.digest));
 
   const config = {
-    architecture: rootfs.arch.oci,
+    architecture: what.architecture,
     os: "linux",
     config: {
-      Env: [`PATH=${IMAGE_PATH}`],
-      Entrypoint: [rootfs.binary],
-      WorkingDir: "/",
+      ...collected.config,
       Labels: {
-        [LABELS.hypervisor]: "qemu",
-        [LABELS.qemuPackage]: rootfs.packageName,
-        [LABELS.qemuVersion]: rootfs.qemuVersion,
+        ...collected.config.Labels,
+        [LABELS.builtIn]: what.name,
+        [LABELS.builtInInputs]: what.inputs,
       },
     },
     rootfs: { type: "layers", diff_ids: [layer.diffId] },
-    history: [
-      {
-        created_by: `eve-tasks-tools-image: ${rootfs.binary}, its libraries, modules and firmware from the Debian package ${rootfs.packageName} ${rootfs.qemuVersion}`,
-      },
-    ],
+    history: [{ created_by: collected.createdBy }],
   };
   const configBytes = Buffer.from(JSON.stringify(config));
   const configDigest = sha256(configBytes);
   await writeDurably(blobPath(dir, configDigest), configBytes);
 
+  const files = countFiles(collected.entries);
   const manifest = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPES.manifest,
     config: { mediaType: MEDIA_TYPES.config, digest: configDigest, size: configBytes.length },
     layers: [{ mediaType: MEDIA_TYPES.layer, digest: layer.digest, size: layer.size }],
     annotations: {
-      [ANNOTATIONS.files]: String(rootfs.files),
+      [ANNOTATIONS.files]: String(files),
       [ANNOTATIONS.unpackedBytes]: String(layer.uncompressedSize),
+      [ANNOTATIONS.packages]: JSON.stringify(what.packages),
     },
   };
   const manifestBytes = Buffer.from(JSON.stringify(manifest));
@@ -313,8 +328,8 @@ async function writeLayout(
         mediaType: MEDIA_TYPES.manifest,
         digest: manifestDigest,
         size: manifestBytes.length,
-        platform: { architecture: rootfs.arch.oci, os: "linux" },
-        annotations: { [REF_NAME_ANNOTATION]: tag },
+        platform: { architecture: what.architecture, os: "linux" },
+        annotations: { [REF_NAME_ANNOTATION]: what.tag },
       },
     ],
   };
@@ -323,45 +338,53 @@ async function writeLayout(
   await fsyncPath(blobs);
   await fsyncPath(dir);
   return {
-    tag,
-    qemuVersion: rootfs.qemuVersion,
+    name: what.name,
+    tag: what.tag,
+    packages: what.packages,
+    inputs: what.inputs,
     manifestDigest,
     configDigest,
     layerDigest: layer.digest,
     layerSize: layer.size,
     diffId: layer.diffId,
     unpackedSize: layer.uncompressedSize,
-    files: rootfs.files,
-    warnings: rootfs.warnings,
+    files,
+    warnings: collected.warnings,
   };
 }
 
+function countFiles(entries: readonly RootfsEntry[]): number {
+  return entries.filter((e) => e.type === "file").length;
+}
+
 /**
- * Builds the hypervisor-tools image of the host's qemu into `<outDir>/<tag>`, or reuses the
- * layout there when it is intact and of the same qemu version (`built: false`). Throws
- * QemuNotInstalledError (naming the apt-get command) when qemu is missing, ToolsImageError
- * otherwise.
+ * Builds built-in runtime `name` from the host's Debian packages into `<outDir>/<tag>`, or reuses
+ * the layout there when it is intact and made from the same inputs (`built: false`). Throws
+ * PackageNotInstalledError (QemuNotInstalledError for qemu), naming the apt-get command, when a
+ * package is missing; ToolsImageError otherwise.
  */
-export async function buildToolsImage(options: BuildOptions): Promise<ToolsImage> {
+export async function buildRuntimeImage(name: BuiltInRuntime, options: BuildOptions): Promise<RuntimeImage> {
   options.signal?.throwIfAborted();
+  const recipe = RECIPES[name];
+  const arch = hostArch();
   const outDir = path.resolve(options.outDir);
-  const qemuVersion = await debianPackageVersion(options.packageName ?? QEMU_PACKAGE);
-  const tag = toolsImageTag(qemuVersion);
+  const qemu: CollectOptions = {
+    ...(options.binary !== undefined ? { binary: options.binary } : {}),
+    ...(options.packageName !== undefined ? { packageName: options.packageName } : {}),
+    ...(options.moduleDir !== undefined ? { moduleDir: options.moduleDir } : {}),
+    ...(options.firmwareDirs !== undefined ? { firmwareDirs: options.firmwareDirs } : {}),
+  };
+  const versions = await recipeVersions(recipe, qemu);
+  const inputs = inputsDigest(recipe, versions, await recipe.extraInputs({ qemu }), arch);
+  const mainVersion = Object.values(versions)[0] ?? "0";
+  const tag = runtimeImageTag(recipe.tagPrefix, mainVersion, inputs);
   const layoutDir = path.join(outDir, tag);
   if (!options.force) {
-    const existing = await inspectToolsImage(layoutDir, tag, qemuVersion);
+    const existing = await inspectRuntimeImage(name, layoutDir, tag, inputs);
     if (existing) return existing;
   }
 
   options.onProgress?.({ phase: "collecting", files: 0, totalFiles: 0, bytes: 0, totalBytes: 0 });
-  const rootfs = await collectQemuRootfs(options);
-  if (rootfs.qemuVersion !== qemuVersion) {
-    throw new ToolsImageError(
-      "BUILD_FAILED",
-      `qemu changed while building (${qemuVersion} → ${rootfs.qemuVersion}); try again`,
-      { context: { before: qemuVersion, after: rootfs.qemuVersion } },
-    );
-  }
   try {
     await mkdir(outDir, { recursive: true });
   } catch (err) {
@@ -373,12 +396,29 @@ export async function buildToolsImage(options: BuildOptions): Promise<ToolsImage
   await removeStaleTemps(outDir);
   const suffix = `${process.pid}-${randomBytes(4).toString("hex")}`;
   const temp = path.join(outDir, `.tmp-${tag}-${suffix}`);
+  const work = path.join(outDir, `.work-${tag}-${suffix}`);
   await mkdir(temp, { mode: 0o755 });
+  await mkdir(work, { mode: 0o700 });
   try {
-    const written = await writeLayout(temp, rootfs, tag, options);
+    const collected = await recipe.collect({ arch, workDir: work, signal: options.signal, qemu }, versions);
+    const after = await recipeVersions(recipe, qemu);
+    if (JSON.stringify(after) !== JSON.stringify(versions)) {
+      throw new ToolsImageError(
+        "BUILD_FAILED",
+        `packages changed while building (${JSON.stringify(versions)} → ${JSON.stringify(after)}); try again`,
+        { context: { before: versions, after } },
+      );
+    }
+    const written = await writeLayout(
+      temp,
+      collected,
+      { name, tag, packages: versions, inputs, architecture: arch.oci },
+      options,
+    );
+    await rm(work, { recursive: true, force: true });
     if (!options.force) {
       // Another process (the launcher, the bin) may have finished the same build meanwhile.
-      const theirs = await inspectToolsImage(layoutDir, tag, qemuVersion);
+      const theirs = await inspectRuntimeImage(name, layoutDir, tag, inputs);
       if (theirs) {
         await rm(temp, { recursive: true, force: true });
         return theirs;
@@ -399,7 +439,7 @@ export async function buildToolsImage(options: BuildOptions): Promise<ToolsImage
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== "EEXIST" && code !== "ENOTEMPTY") throw err;
       // Another process put an intact layout there meanwhile: use it.
-      const theirs = await inspectToolsImage(layoutDir, tag, qemuVersion);
+      const theirs = await inspectRuntimeImage(name, layoutDir, tag, inputs);
       if (!theirs) throw err;
       await rm(temp, { recursive: true, force: true });
       if (hadOld) await rm(old, { recursive: true, force: true });
@@ -410,6 +450,7 @@ export async function buildToolsImage(options: BuildOptions): Promise<ToolsImage
     return { ...written, ref: layoutRef(layoutDir, tag), layoutDir, outDir, built: true };
   } catch (err) {
     await rm(temp, { recursive: true, force: true }).catch(() => undefined);
+    await rm(work, { recursive: true, force: true }).catch(() => undefined);
     options.signal?.throwIfAborted();
     if (err instanceof ToolsImageError || (err as Error).name === "AbortError") throw err;
     throw new ToolsImageError("BUILD_FAILED", `building ${layoutDir} failed: ${(err as Error).message}`, {
@@ -417,4 +458,61 @@ export async function buildToolsImage(options: BuildOptions): Promise<ToolsImage
       cause: err,
     });
   }
+}
+
+/**
+ * The `default` runtime's image: qemu-system-x86_64 and its loader ({@link buildRuntimeImage}
+ * of `default`), with its qemu version.
+ */
+export async function buildToolsImage(options: BuildOptions): Promise<ToolsImage> {
+  const image = await buildRuntimeImage("default", options);
+  const qemuVersion = image.packages[options.packageName ?? "qemu-system-x86"] ?? "";
+  return { ...image, qemuVersion };
+}
+
+/**
+ * Makes `image` (built in a cache outside the data dir) available as a layout under
+ * `<dataDir>/tools-images/<name>/<tag>`, where the seed fetcher reads `oci:` layouts by default:
+ * its files hard-linked (copied when the cache is on another file system), in a temporary
+ * directory renamed into place. Returns the image as it is there; an intact layout already there
+ * is used as it is.
+ */
+export async function installRuntimeImage(image: RuntimeImage, dataDir: string): Promise<RuntimeImage> {
+  const outDir = defaultRuntimeImageDir(dataDir, image.name);
+  const layoutDir = path.join(outDir, image.tag);
+  if (path.resolve(image.layoutDir) === layoutDir) return image;
+  const there = await inspectRuntimeImage(image.name, layoutDir, image.tag, image.inputs);
+  if (there) return { ...there, built: image.built };
+  await mkdir(outDir, { recursive: true });
+  await removeStaleTemps(outDir);
+  const temp = path.join(outDir, `.tmp-${image.tag}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  try {
+    await mkdir(path.join(temp, "blobs", "sha256"), { recursive: true });
+    const files = [
+      "oci-layout",
+      "index.json",
+      ...(await readdir(path.join(image.layoutDir, "blobs", "sha256"))).map((b) => `blobs/sha256/${b}`),
+    ];
+    for (const f of files) {
+      const from = path.join(image.layoutDir, f);
+      const to = path.join(temp, f);
+      await link(from, to).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== "EXDEV" && err.code !== "EPERM") throw err;
+        await copyFile(from, to);
+      });
+    }
+    await rename(temp, layoutDir).catch((err: NodeJS.ErrnoException) => {
+      // EEXIST, ENOTEMPTY: another process put it there meanwhile (checked below).
+      if (err.code !== "EEXIST" && err.code !== "ENOTEMPTY") throw err;
+    });
+  } finally {
+    await rm(temp, { recursive: true, force: true });
+  }
+  const installed = await inspectRuntimeImage(image.name, layoutDir, image.tag, image.inputs);
+  if (!installed) {
+    throw new ToolsImageError("BUILD_FAILED", `the layout copied to ${layoutDir} is not intact`, {
+      context: { layoutDir, from: image.layoutDir },
+    });
+  }
+  return { ...installed, built: image.built };
 }

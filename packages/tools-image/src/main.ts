@@ -1,25 +1,29 @@
 #!/usr/bin/env node
 /**
- * `eve-tasks-tools-image`: builds the built-in hypervisor-tools image (cached per qemu version)
- * and registers it as HypervisorToolsConfig.default. See usage below.
+ * `eve-tasks-tools-image`: builds the built-in runtime images (cached per package version) and
+ * registers each as HypervisorToolsConfig.<name>. See usage below.
  */
+import path from "node:path";
 import { connectBus, ensureBucket } from "@eve-tasks/bus";
 import { ConfigError, baseWorkerEnvSchema, loadConfig } from "@eve-tasks/runtime";
 import { ToolsImageError } from "./errors.js";
-import { buildToolsImage, defaultToolsImageDir } from "./layout.js";
-import type { BuildProgress, ToolsImage } from "./layout.js";
-import { registerDefaultTools } from "./register.js";
+import { buildRuntimeImage, defaultRuntimeImageDir } from "./layout.js";
+import type { BuildProgress, RuntimeImage } from "./layout.js";
+import { BUILT_IN_RUNTIMES } from "./recipes.js";
+import type { BuiltInRuntime } from "./recipes.js";
+import { registerBuiltInRuntime } from "./register.js";
 
-const usage = `usage: eve-tasks-tools-image build [--out <dir>] [--force]
-       eve-tasks-tools-image register [--out <dir>] [--force]
+const usage = `usage: eve-tasks-tools-image build [--out <dir>] [--force] [<runtime>...]
+       eve-tasks-tools-image register [--out <dir>] [--force] [<runtime>...]
 
-build     builds the hypervisor-tools image from the host's Debian qemu-system-x86 as an OCI
-          layout in <dir>/<tag> (reused when it is there and intact) and prints its reference,
-          oci:<dir>/<tag>:<tag>
-register  builds it, then puts it at $KV.controller.HypervisorToolsConfig.default on NATS_URL,
-          unless that key names an image of the user's own choice
+build     builds the built-in runtime images from the host's Debian packages as OCI layouts in
+          <dir>/<name>/<tag> (reused when there and intact) and prints each reference,
+          <name> oci:<dir>/<name>/<tag>:<tag>
+register  builds them, then puts each at $KV.controller.HypervisorToolsConfig.<name> on
+          NATS_URL, unless that key names an image of the operator's own choice
 
---out <dir>  where the layouts go (default <EVE_DATA_DIR>/tools-images/qemu)
+<runtime>    ${BUILT_IN_RUNTIMES.join(", ")} (default: all)
+--out <dir>  where the layouts go (default <EVE_DATA_DIR>/tools-images)
 --force      rebuild even when an intact layout is there
 
 Environment: EVE_DATA_DIR (default ./.data), NATS_URL (default nats://127.0.0.1:4222).
@@ -31,10 +35,14 @@ interface Args {
   command: "build" | "register" | "help";
   out: string | undefined;
   force: boolean;
+  runtimes: BuiltInRuntime[];
 }
 
+const isBuiltIn = (name: string): name is BuiltInRuntime =>
+  (BUILT_IN_RUNTIMES as readonly string[]).includes(name);
+
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { command: "help", out: undefined, force: false };
+  const args: Args = { command: "help", out: undefined, force: false, runtimes: [] };
   let command: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
@@ -46,19 +54,21 @@ function parseArgs(argv: readonly string[]): Args {
       args.out = v;
     } else if (a.startsWith("-")) throw new UsageError(`unknown option ${a}`);
     else if (command === undefined) command = a;
-    else throw new UsageError(`unexpected argument ${a}`);
+    else if (isBuiltIn(a)) args.runtimes.push(a);
+    else throw new UsageError(`unknown runtime ${a} (built-in: ${BUILT_IN_RUNTIMES.join(", ")})`);
   }
   if (command === undefined) throw new UsageError("no command given");
   if (command !== "build" && command !== "register") throw new UsageError(`unknown command ${command}`);
+  if (args.runtimes.length === 0) args.runtimes = [...BUILT_IN_RUNTIMES];
   return { ...args, command };
 }
 
 /** Progress lines on stderr, one per phase and every 25 % of the layer. */
-function progressPrinter(): (p: BuildProgress) => void {
+function progressPrinter(name: string): (p: BuildProgress) => void {
   let lastQuarter = -1;
   return (p) => {
     if (p.phase === "collecting") {
-      process.stderr.write("collecting qemu, its libraries, modules and firmware\n");
+      process.stderr.write(`${name}: collecting its files\n`);
       return;
     }
     const quarter = p.totalBytes === 0 ? 4 : Math.floor((4 * p.bytes) / p.totalBytes);
@@ -66,14 +76,17 @@ function progressPrinter(): (p: BuildProgress) => void {
     lastQuarter = quarter;
     const mb = (n: number): string => (n / 1e6).toFixed(1);
     process.stderr.write(
-      `writing the layer: ${p.files}/${p.totalFiles} files, ${mb(p.bytes)}/${mb(p.totalBytes)} MB\n`,
+      `${name}: writing the layer: ${p.files}/${p.totalFiles} files, ${mb(p.bytes)}/${mb(p.totalBytes)} MB\n`,
     );
   };
 }
 
-function describe(image: ToolsImage): string {
+function describe(image: RuntimeImage): string {
   const mb = (n: number): string => (n / 1e6).toFixed(1);
-  return `${image.built ? "built" : "reused"} ${image.layoutDir} (qemu ${image.qemuVersion}, layer ${mb(image.layerSize)} MB, ${mb(image.unpackedSize)} MB unpacked)`;
+  const packages = Object.entries(image.packages)
+    .map(([p, v]) => `${p} ${v}`)
+    .join(", ");
+  return `${image.name}: ${image.built ? "built" : "reused"} ${image.layoutDir} (${packages}; layer ${mb(image.layerSize)} MB, ${mb(image.unpackedSize)} MB unpacked)`;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -83,19 +96,30 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig(baseWorkerEnvSchema.pick({ EVE_DATA_DIR: true, NATS_URL: true }));
-  const outDir = args.out ?? defaultToolsImageDir(config.EVE_DATA_DIR);
-  const image = await buildToolsImage({ outDir, force: args.force, onProgress: progressPrinter() });
-  for (const w of image.warnings) process.stderr.write(`warning: ${w}\n`);
-  process.stderr.write(`${describe(image)}\n`);
+  const images: RuntimeImage[] = [];
+  for (const name of args.runtimes) {
+    const outDir =
+      args.out !== undefined ? path.join(args.out, name) : defaultRuntimeImageDir(config.EVE_DATA_DIR, name);
+    const image = await buildRuntimeImage(name, {
+      outDir,
+      force: args.force,
+      onProgress: progressPrinter(name),
+    });
+    for (const w of image.warnings) process.stderr.write(`${name}: warning: ${w}\n`);
+    process.stderr.write(`${describe(image)}\n`);
+    images.push(image);
+  }
   if (args.command === "build") {
-    process.stdout.write(`${image.ref}\n`);
+    for (const image of images) process.stdout.write(`${image.name} ${image.ref}\n`);
     return 0;
   }
   const bus = await connectBus({ servers: config.NATS_URL, name: "eve-tasks-tools-image" });
   try {
     await ensureBucket(bus, "controller");
-    const r = await registerDefaultTools(bus, image.ref);
-    process.stdout.write(`${r.message}\n`);
+    for (const image of images) {
+      const r = await registerBuiltInRuntime(bus, image.name, image.ref);
+      process.stdout.write(`${r.message}\n`);
+    }
   } finally {
     await bus.close();
   }

@@ -1,8 +1,9 @@
 /**
- * Registration of the built-in image as `$KV.controller.HypervisorToolsConfig.default`. The key
- * is written only when it is absent or names a previous built-in image (an `oci:` layout in the
- * same parent directory as the new one); any other value is the user's choice and is kept.
- * The write is a compare-and-set, so a user's edit racing with it is never overwritten.
+ * Registration of a built-in runtime image as `$KV.controller.HypervisorToolsConfig.<name>`
+ * (`default`, `jvm`, `emulators`). The key is written only when it is absent or names a previous
+ * built-in image of that runtime (an `oci:` layout in the same parent directory as the new one);
+ * any other value is the operator's own choice and is kept. The write is a compare-and-set, so an
+ * edit racing with it is never overwritten.
  */
 import path from "node:path";
 import { Publication } from "@eve-tasks/bus";
@@ -48,11 +49,21 @@ function layoutDirOf(ref: string): string | undefined {
   }
 }
 
-/** Whether `previous` names a built-in image made next to `ref`'s layout (same parent dir). */
+/**
+ * Whether `previous` names a built-in image made next to `ref`'s layout: the same parent dir, or,
+ * for the `default` runtime's dir, the `qemu` dir next to it (where the hypervisor-tools image was
+ * built before runtimes were images).
+ */
 export function isPreviousBuiltIn(previous: string, ref: string): boolean {
   const prev = layoutDirOf(previous);
   const next = layoutDirOf(ref);
-  return prev !== undefined && next !== undefined && path.dirname(prev) === path.dirname(next);
+  if (prev === undefined || next === undefined) return false;
+  const prevParent = path.dirname(path.resolve(prev));
+  const nextParent = path.dirname(path.resolve(next));
+  if (prevParent === nextParent) return true;
+  return (
+    path.basename(nextParent) === "default" && prevParent === path.join(path.dirname(nextParent), "qemu")
+  );
 }
 
 /** Thrown inside the update function to leave the key alone. */
@@ -64,8 +75,9 @@ class Keep extends Error {
 
 /**
  * Puts `{ schemaVersion: 1, image: ref }` at `HypervisorToolsConfig.<name>` in the controller's
- * bucket, unless it holds a user's own choice (see the module comment). `ref` must be an
- * `oci:<dir>:<tag>` layout reference (as {@link buildToolsImage} returns).
+ * bucket (name `default` unless given), unless it holds a user's own choice (see the module
+ * comment). `ref` must be an `oci:<dir>:<tag>` layout reference (as {@link buildRuntimeImage}
+ * returns).
  */
 export async function registerDefaultTools(
   bus: Bus,
@@ -122,4 +134,14 @@ export async function registerDefaultTools(
   }[outcome];
   options.log?.(message);
   return { outcome, ref, previous, message };
+}
+
+/** Registers built-in runtime `name`'s image `ref` (see {@link registerDefaultTools}). */
+export function registerBuiltInRuntime(
+  bus: Bus,
+  name: string,
+  ref: string,
+  options: Omit<RegisterOptions, "name"> = {},
+): Promise<RegisterResult> {
+  return registerDefaultTools(bus, ref, { ...options, name });
 }

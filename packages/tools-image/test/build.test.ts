@@ -1,8 +1,11 @@
-// The built-in hypervisor-tools image, built from this host's qemu-system-x86 into a temp dir:
-// index → manifest → config → layer verify by digest, the diff_id matches, a second build reuses
-// the layout with the same digests; pulled and unpacked by packages/registry as the seed fetcher
-// does, its qemu runs chrooted into the unpacked root under TCG (libraries, TCG module, SeaBIOS);
-// an image without the module directory fails at start, saying so.
+// The built-in `default` runtime image, built from this host's qemu-system-x86 and busybox-static
+// into a temp dir: index → manifest → config → layer verify by digest, the diff_id matches, the
+// config carries the runtime contract's labels and the loader as its Entrypoint, a second build
+// reuses the layout with the same digests; pulled and unpacked by packages/registry as the seed
+// fetcher does (the seed keeps the labels), its qemu runs chrooted into the unpacked root under
+// TCG (libraries, TCG module, SeaBIOS); an image without the module directory fails at start,
+// saying so. (The jvm and emulators images are built the same way; their tests run them as tasks:
+// test/runtimes.test.ts.)
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -15,13 +18,17 @@ import tar from "tar-stream";
 import { beforeAll, describe, expect, it } from "vitest";
 import { SeedStore } from "@eve-tasks/registry";
 import type { SeedRecord } from "@eve-tasks/registry";
+import { RUNTIME_LABELS, readRuntimeLabels } from "@eve-tasks/schemas";
 import {
+  BUSYBOX_PATH,
   LABELS,
+  LOADER_PATH,
   MEDIA_TYPES,
+  QEMU_TAX,
   REF_NAME_ANNOTATION,
   buildToolsImage,
   debianPackageVersion,
-  toolsImageTag,
+  loaderText,
 } from "@eve-tasks/tools-image";
 import type { ToolsImage } from "@eve-tasks/tools-image";
 import { tempDir } from "../../../test/harness/index.js";
@@ -153,7 +160,7 @@ function runChrooted(
 
 beforeAll(async () => {
   const dir = await tempDir("ti-");
-  outDir = path.join(dir, "tools-images", "qemu");
+  outDir = path.join(dir, "tools-images", "default");
   const t = Date.now();
   image = await buildToolsImage({ outDir });
   coldMs = Date.now() - t;
@@ -164,11 +171,17 @@ beforeAll(async () => {
 describe("buildToolsImage", () => {
   it("writes an OCI layout whose index, manifest, config and layer all verify", async () => {
     const version = await debianPackageVersion();
-    const tag = toolsImageTag(version);
+    const tag = image.tag;
+    expect(tag).toMatch(/^qemu-[A-Za-z0-9_.-]+-[0-9a-f]{12}$/);
+    expect(tag).toContain(version.replace(/^\d+:/, "").replace(/[^A-Za-z0-9_.-]/g, "-"));
     expect(image).toMatchObject({
+      name: "default",
       built: true,
-      tag,
       qemuVersion: version,
+      packages: {
+        "qemu-system-x86": version,
+        "busybox-static": await debianPackageVersion("busybox-static"),
+      },
       outDir,
       layoutDir: path.join(outDir, tag),
       ref: `oci:${path.join(outDir, tag)}:${tag}`,
@@ -214,10 +227,23 @@ describe("buildToolsImage", () => {
       architecture: "amd64",
       os: "linux",
       config: {
-        Entrypoint: [QEMU],
-        Labels: { [LABELS.hypervisor]: "qemu", [LABELS.qemuVersion]: version },
+        Entrypoint: [LOADER_PATH],
+        Labels: {
+          [RUNTIME_LABELS.runtime]: "1",
+          [RUNTIME_LABELS.stop]: "qmp",
+          [RUNTIME_LABELS.devices]: '["kvm","tun"]',
+          [LABELS.builtIn]: "default",
+          [LABELS.builtInInputs]: image.inputs,
+          [LABELS.hypervisor]: "qemu",
+          [LABELS.qemuVersion]: version,
+        },
       },
       rootfs: { type: "layers", diff_ids: [image.diffId] },
+    });
+    // The labels say what the contract says, as every reader reads them.
+    expect(readRuntimeLabels(config.config.Labels, null)).toMatchObject({
+      ok: true,
+      facts: { stop: { method: "qmp" }, tax: QEMU_TAX, devices: ["kvm", "tun"] },
     });
     expect(config.config.Env.some((e) => /^PATH=.*(^|:|=)\/usr\/bin(:|$)/.test(e))).toBe(true);
 
@@ -245,6 +271,10 @@ describe("buildToolsImage", () => {
     expect(byName.get("usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so")?.type).toBe("file");
     expect(byName.get("usr/share/seabios/bios-256k.bin")?.type).toBe("file");
     expect(byName.get("usr/share/qemu")?.type).toBe("directory");
+    // The loader and its shell, a static busybox.
+    expect(byName.get(LOADER_PATH.slice(1))).toMatchObject({ type: "file", mode: 0o755 });
+    expect(byName.get(BUSYBOX_PATH.slice(1))).toMatchObject({ type: "file", mode: 0o755 });
+    expect(byName.get("eve/bin/sh")).toMatchObject({ type: "symlink", linkname: "busybox" });
     for (const h of headers.filter((x) => x.type === "symlink")) {
       expect(resolveInImage(byName, h.name), `${h.name} -> ${h.linkname}`).toBeDefined();
     }
@@ -252,7 +282,7 @@ describe("buildToolsImage", () => {
     expect(image.files).toBe(headers.filter((h) => h.type === "file").length);
   });
 
-  it("reuses an intact layout of the same qemu version, with the same digests", async () => {
+  it("reuses an intact layout made from the same inputs, with the same digests", async () => {
     const t = Date.now();
     const again = await buildToolsImage({ outDir });
     const cachedMs = Date.now() - t;
@@ -289,13 +319,16 @@ describe("the image pulled and unpacked as the seed fetcher does", () => {
     seed = await seeds.ensure(image.ref);
   });
 
-  it("is a seed with qemu as its process", () => {
+  it("is a seed with the loader as its process, and the runtime's labels", async () => {
     expect(seed).toMatchObject({
       ref: image.ref,
       digest: image.manifestDigest,
       platform: "linux/amd64",
-      process: { args: [QEMU] },
+      process: { args: [LOADER_PATH] },
+      labels: { [RUNTIME_LABELS.runtime]: "1", [RUNTIME_LABELS.stop]: "qmp" },
+      stopSignal: null,
     });
+    expect(await readFile(path.join(seed.rootfsPath, LOADER_PATH), "utf8")).toBe(await loaderText("default"));
   });
 
   it.skipIf(!isRoot)("runs qemu chrooted into the unpacked root under TCG, and quits on QMP", async () => {

@@ -1,24 +1,33 @@
-// Pure parts of the builder: the tag of a qemu version, ldd's output, whether a ref is a previous
-// built-in image; and the typed error when qemu is not there.
+// Pure parts of the builder: the tag of an image, ldd's output, whether a ref is a previous
+// built-in image; and the typed errors when a package is not there.
 import { describe, expect, it } from "vitest";
 import {
+  PackageNotInstalledError,
   QEMU_INSTALL_COMMAND,
   QemuNotInstalledError,
+  buildRuntimeImage,
   collectQemuRootfs,
+  debianPackageVersion,
   isPreviousBuiltIn,
   parseLdd,
-  toolsImageTag,
+  runtimeImageTag,
 } from "@eve-tasks/tools-image";
 
 const OCI_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
-describe("toolsImageTag", () => {
-  it("drops the epoch and makes the Debian version a valid OCI tag", () => {
-    expect(toolsImageTag("1:7.2+dfsg-7+deb12u18+b3")).toBe("qemu-7.2-dfsg-7-deb12u18-b3");
-    expect(toolsImageTag("8.0~rc1+ds-1")).toBe("qemu-8.0-rc1-ds-1");
-    const long = toolsImageTag(`2:${"9.9+".repeat(60)}`);
+describe("runtimeImageTag", () => {
+  const digest = "0123456789abcdef".repeat(4);
+  it("drops the epoch, makes the Debian version a valid OCI tag and ends in the inputs' digest", () => {
+    expect(runtimeImageTag("qemu", "1:7.2+dfsg-7+deb12u18+b3", digest)).toBe(
+      "qemu-7.2-dfsg-7-deb12u18-b3-0123456789ab",
+    );
+    expect(runtimeImageTag("jvm", "17.0.15+6-1~deb12u1", digest)).toBe(
+      "jvm-17.0.15-6-1-deb12u1-0123456789ab",
+    );
+    const long = runtimeImageTag("qemu", `2:${"9.9+".repeat(60)}`, digest);
     expect(long.length).toBe(128);
-    for (const t of [long, toolsImageTag("1:7.2+dfsg-7+deb12u18+b3")]) expect(t).toMatch(OCI_TAG);
+    expect(long.endsWith("-0123456789ab")).toBe(true);
+    for (const t of [long, runtimeImageTag("qemu-user", "1:7.2", digest)]) expect(t).toMatch(OCI_TAG);
   });
 });
 
@@ -41,14 +50,33 @@ describe("parseLdd", () => {
 });
 
 describe("isPreviousBuiltIn", () => {
-  const dir = "/var/lib/eve/tools-images/qemu";
+  const dir = "/var/lib/eve/tools-images/default";
   const ref = `oci:${dir}/qemu-8.0-1:qemu-8.0-1`;
-  it("is true for a layout in the same parent directory only", () => {
+  it("is true for a layout in the same parent directory only, or the tools image's old one", () => {
     expect(isPreviousBuiltIn(`oci:${dir}/qemu-7.2-1:qemu-7.2-1`, ref)).toBe(true);
-    expect(isPreviousBuiltIn(`oci:${dir}/../qemu/qemu-7.2-1:qemu-7.2-1`, ref)).toBe(true);
+    expect(isPreviousBuiltIn(`oci:${dir}/../default/qemu-7.2-1:qemu-7.2-1`, ref)).toBe(true);
+    // Where the hypervisor-tools image was built before runtimes were images.
+    expect(isPreviousBuiltIn("oci:/var/lib/eve/tools-images/qemu/qemu-7.2-1:qemu-7.2-1", ref)).toBe(true);
+    const jvm = "oci:/var/lib/eve/tools-images/jvm/jvm-17-1:jvm-17-1";
+    expect(isPreviousBuiltIn("oci:/var/lib/eve/tools-images/qemu/qemu-7.2-1:qemu-7.2-1", jvm)).toBe(false);
+    expect(isPreviousBuiltIn(`oci:${dir}/qemu-7.2-1:qemu-7.2-1`, jvm)).toBe(false);
     expect(isPreviousBuiltIn("oci:/srv/my-tools:1", ref)).toBe(false);
     expect(isPreviousBuiltIn("registry.example:5000/tools/qemu:1", ref)).toBe(false);
     expect(isPreviousBuiltIn("not a ref", ref)).toBe(false);
+  });
+});
+
+describe("debianPackageVersion and buildRuntimeImage", () => {
+  it("name the package to install when one is missing", async () => {
+    const missing = debianPackageVersion("eve-tasks-no-such-package");
+    await expect(missing).rejects.toBeInstanceOf(PackageNotInstalledError);
+    await expect(missing).rejects.toThrow(
+      "apt-get update && apt-get install --no-install-recommends eve-tasks-no-such-package",
+    );
+    // The default runtime's qemu package, named by the test.
+    await expect(
+      buildRuntimeImage("default", { outDir: "/nonexistent", packageName: "eve-tasks-no-such-package" }),
+    ).rejects.toThrow(/not installed/);
   });
 });
 

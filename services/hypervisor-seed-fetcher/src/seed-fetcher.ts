@@ -1,7 +1,11 @@
 /**
  * The seed fetcher's logic: two shared work queues over the controller's tables, per node:
- * `HypervisorToolsConfig.<name>` → `HypervisorSeed.<node>.<name>`, and the image roots of this
- * node's `AppInstanceConfig`s → `ImageSeed.<node>.<sha256 of the ref>`. Each change pulls and
+ * `HypervisorToolsConfig.<name>` → `HypervisorSeed.<node>.<name>` (pulled for the node's
+ * architecture: a runtime runs natively), and the image roots of this node's
+ * `AppInstanceConfig`s → `ImageSeed.<node>.<sha256 of "<ref> <arch>">`, pulled for the app's
+ * `arch` (the platform picked from the image index); an app that names no arch runs on the node's
+ * own, and its seed is published under that key and under contract v1's `<sha256 of the ref>`,
+ * which is the one a spec-builder (knowing no node) reads. Each change pulls and
  * unpacks through the {@link SeedStore} (PULLING with progress, then READY or FAILED). Failures
  * the registry may heal (down, 5xx, 429) are retried with back-off while the seed says FAILED
  * with "retrying"; others stay FAILED until the config changes. A garbage collection (debounced
@@ -19,7 +23,9 @@ import {
   SeedSchema,
   hypervisorSeedKey,
   imageSeedKey,
+  isRuntimeApp,
   seedFetcherDurables,
+  seedLabelsOf,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfig, HypervisorToolsConfig, Seed } from "@eve-tasks/schemas";
 import { seedFetcherMetrics } from "./metrics.js";
@@ -79,8 +85,23 @@ export function durableNames(node: string): { tools: string; images: string } {
 
 /** The image ref of an app on `node`, if its root is an image. */
 function imageRefOf(app: AppInstanceConfig, node: string): string | undefined {
-  if (app.node !== node || app.virtualization !== "NOHYPER") return undefined;
+  if (app.node !== node || isRuntimeApp(app) || app.virtualization !== "NOHYPER") return undefined;
   return app.root.image?.ref;
+}
+
+/**
+ * The ImageSeed keys of `ref` for an app of architecture `arch` (undefined: the node's own,
+ * `nodeArch`): the (ref, arch) key, and for an app naming none also contract v1's key.
+ */
+export function imageSeedKeys(
+  node: string,
+  ref: string,
+  arch: string | undefined,
+  nodeArch: string,
+): string[] {
+  return arch === undefined
+    ? [imageSeedKey(node, ref), imageSeedKey(node, ref, nodeArch)]
+    : [imageSeedKey(node, ref, arch)];
 }
 
 /** READY for `ref` (a seed on disk may have been made for another ref of the same manifest). */
@@ -96,6 +117,8 @@ function readySeed(ref: string, record: SeedRecord): Seed {
     process: record.process,
     progress: { doneBytes: record.sizeBytes, totalBytes: record.sizeBytes },
     error: null,
+    labels: seedLabelsOf(record.labels),
+    stopSignal: record.stopSignal === null ? null : record.stopSignal.slice(0, 32),
   };
 }
 
@@ -109,6 +132,8 @@ function emptySeed(ref: string): Omit<Seed, "state" | "error"> {
     rootfsPath: null,
     process: null,
     progress: null,
+    labels: null,
+    stopSignal: null,
   };
 }
 
@@ -129,17 +154,19 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
   const metrics = seedFetcherMetrics(options.metrics);
 
   /**
-   * Pulls `ref` for seed `key` of `pub`, publishing PULLING (progress at most every
-   * `intervalMs`), then READY or FAILED. Throws (for a retry) only when the failure may heal.
+   * Pulls `ref` for `arch` as seed `keys` of `pub` (the same seed under each key), publishing
+   * PULLING (progress at most every `intervalMs`), then READY or FAILED. Throws (for a retry)
+   * only when the failure may heal.
    */
   const fetchSeed = async (
     pub: Publication<typeof SeedSchema>,
-    key: string,
+    keys: readonly string[],
     ref: string,
     arch: string,
     ctx: WorkContext,
   ): Promise<void> => {
-    const log = logger.child({ seed: `${pub.type}.${key}`, ref });
+    const key = keys[0] ?? "";
+    const log = logger.child({ seed: `${pub.type}.${key}`, ref, arch });
     const started = Date.now();
     const kind: SeedKind = pub === hvSeeds ? "tools" : "image";
     metrics.pullsInProgress.inc({ kind });
@@ -153,7 +180,7 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
     let writes: Promise<unknown> = Promise.resolve();
     const write = (seed: Seed): Promise<unknown> => {
       writes = writes
-        .then(() => pub.publish(key, seed))
+        .then(() => Promise.all(keys.map((k) => pub.publish(k, seed))))
         .catch((err: unknown) =>
           log.warn({ event: "seed-publish-failed", err }, "publishing the seed failed"),
         );
@@ -230,7 +257,7 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
     const wantedImg = new Set<string>();
     for (const app of appConfigs.values()) {
       const ref = imageRefOf(app, node);
-      if (ref !== undefined) wantedImg.add(imageSeedKey(node, ref));
+      if (ref !== undefined) for (const k of imageSeedKeys(node, ref, app.arch, hostArch())) wantedImg.add(k);
     }
     const keep = new Set<string>();
     for (const [pub, wanted] of [
@@ -295,7 +322,7 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
     async handle(state: SourceState<HypervisorToolsConfig>, ctx) {
       const key = hypervisorSeedKey(node, state.key);
       if (state.kind === "value") {
-        await fetchSeed(hvSeeds, key, state.value.image, hostArch(), ctx);
+        await fetchSeed(hvSeeds, [key], state.value.image, hostArch(), ctx);
         return;
       }
       if (state.kind === "invalid") {
@@ -315,7 +342,9 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
     async handle(state: SourceState<AppInstanceConfig>, ctx) {
       const ref = state.kind === "value" ? imageRefOf(state.value, node) : undefined;
       if (state.kind === "value" && ref !== undefined) {
-        await fetchSeed(imgSeeds, imageSeedKey(node, ref), ref, state.value.arch ?? hostArch(), ctx);
+        const arch = state.value.arch;
+        const keys = imageSeedKeys(node, ref, arch, hostArch());
+        await fetchSeed(imgSeeds, keys, ref, arch ?? hostArch(), ctx);
       }
       // A change may have dropped the last user of some image.
       scheduleGc(2_000);

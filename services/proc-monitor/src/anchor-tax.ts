@@ -77,7 +77,7 @@ export interface TaskConfigView {
   status: TaskConfig["status"];
   node: string;
   configRevision: number;
-  /** A READY config of a VM. */
+  /** A READY config of a runtime task (a VM, or any runtime with a tax to measure). */
   hvm: boolean;
   /** The facts of a READY VM config; null otherwise or when its annotations cannot be read. */
   vm: VmFacts | null;
@@ -88,7 +88,7 @@ export interface TaskConfigView {
 /** The view of a TaskConfig (see {@link TaskConfigView}). */
 export function taskConfigView(c: TaskConfig): TaskConfigView {
   const base = { uuid: c.uuid, status: c.status, node: c.node, configRevision: c.configRevision };
-  if (c.status !== "READY" || c.virtualization !== "HVM")
+  if (c.status !== "READY" || c.runtime === undefined)
     return { ...base, hvm: false, vm: null, problem: null };
   const a = readVmAnnotations(c.spec.annotations);
   const missing = [a.tools ? undefined : "tools", a.vcpus ? undefined : "vm.vcpus"].filter((m) => m);

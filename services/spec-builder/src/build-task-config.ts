@@ -18,16 +18,24 @@ import {
   withUser,
 } from "@eve-tasks/oci-spec";
 import type { SpecOpt } from "@eve-tasks/oci-spec";
-import { TASK_LABELS, imageSeedKey, specSha256 } from "@eve-tasks/schemas";
+import {
+  EMULATORS_RUNTIME,
+  TASK_LABELS,
+  hypervisorSeedKey,
+  imageSeedKey,
+  isRuntimeApp,
+  specSha256,
+} from "@eve-tasks/schemas";
 import type {
   AppInstanceConfig,
   NativeAppInstanceConfig,
   OciSpec,
   ReadyTaskConfig,
   SeedProcess,
+  TaskEmulation,
   TaskRootfs,
 } from "@eve-tasks/schemas";
-import { buildVmTaskConfig } from "./build-vm-task-config.js";
+import { buildRuntimeTaskConfig } from "./build-runtime-task-config.js";
 import { networkAnnotations } from "./network.js";
 import { failed, unreportable } from "./failed-task-config.js";
 import { pendingOutcome, readyOutcome } from "./ready-outcome.js";
@@ -63,15 +71,20 @@ export const ARGS_REQUIRED =
  *
  * - the key is not a uuid → UNREPORTABLE;
  * - `uuid` differs from the key → FAILED "uuid … does not match the key …";
- * - `virtualization: HVM` → {@link buildVmTaskConfig};
- * - `root.image`, by its seed (`ctx.imageSeed`): none → PENDING waitingFor "seed"; PULLING →
+ * - a `runtime` section, or `virtualization: HVM` (a VM, the short form of a runtime) →
+ *   {@link buildRuntimeTaskConfig};
+ * - `root.image`, by its seed (`ctx.imageSeed`, the seed of the ref for the app's arch): none →
+ *   PENDING waitingFor "seed"; PULLING →
  *   PENDING waitingFor "pull"; FAILED → FAILED with the seed's error (source
  *   `hypervisor-seed-fetcher`); READY → built with the image's process under the app's, see
  *   {@link imageProcess};
  * - a process or resource the spec cannot hold (a user name, no args) → FAILED naming the field;
+ * - an app naming its `arch` while the node's `emulators` seed is being pulled → PENDING "pull";
  * - a TaskConfig over 64 KiB → FAILED "too large";
  * - else READY: the spec from {@link nativeSpecOpts}, `specSha256`, the rootfs, the volumes for the
- *   executor's realpath check, `memoryMiB`, `anchorTaxMiB` 0, the restart policy and stop timeout.
+ *   executor's realpath check, `memoryMiB`, `anchorTaxMiB` 0, the restart policy and stop timeout;
+ *   for an app naming its `arch`, the emulation (the arch and the READY `emulators` seed, if any:
+ *   the executor decides on the node whether it is needed).
  */
 export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): BuildOutcome {
   const bad = unreportable(ctx.key);
@@ -86,7 +99,7 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
         `an AppInstanceConfig must be published under its own uuid`,
     );
   }
-  if (config.virtualization === "HVM") return buildVmTaskConfig(config, ctx);
+  if (isRuntimeApp(config) || config.virtualization === "HVM") return buildRuntimeTaskConfig(config, ctx);
 
   let opts: SpecOpt[];
   let rootfs: TaskRootfs;
@@ -117,7 +130,11 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
       if (err instanceof SpecOptionError) return failed(ctx, identity, "spec", specOptionMessage(err));
       throw err;
     }
-    rootfs = { kind: "image", seedKey: imageSeedKey(config.node, ref), rootfsPath: seed.rootfsPath };
+    rootfs = {
+      kind: "image",
+      seedKey: imageSeedKey(config.node, ref, config.arch),
+      rootfsPath: seed.rootfsPath,
+    };
   } else {
     try {
       opts = nativeSpecOpts(config);
@@ -126,6 +143,20 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
       throw err;
     }
     rootfs = rootfsOf(config);
+  }
+  let emulation: TaskEmulation | undefined;
+  if (config.arch !== undefined) {
+    const emulators = ctx.emulatorsSeed;
+    if (emulators?.state === "PULLING") {
+      return pendingOutcome(ctx, config, "pull", `pulling the emulators runtime (${emulators.ref})`);
+    }
+    emulation = {
+      arch: config.arch,
+      emulators:
+        emulators?.state === "READY"
+          ? { seedKey: hypervisorSeedKey(config.node, EMULATORS_RUNTIME), rootfsPath: emulators.rootfsPath }
+          : null,
+    };
   }
   // Checked once, with the whole TaskConfig, when readyOutcome validates it for the bus (a spec
   // lacking what every task needs is refused there, naming the `spec.…` field).
@@ -147,6 +178,7 @@ export function buildTaskConfig(config: AppInstanceConfig, ctx: BuildContext): B
     volumes: config.volumes.map((v) => ({ path: v.path, mountPoint: v.mountPoint, readOnly: v.readOnly })),
     memoryMiB: config.resources.memoryMiB,
     anchorTaxMiB: 0,
+    ...(emulation ? { emulation } : {}),
     restartPolicy: config.restartPolicy,
     stopTimeoutMs: config.stopTimeoutMs,
     interfaces: config.interfaces,

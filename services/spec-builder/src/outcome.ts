@@ -22,6 +22,8 @@ export type FailureReason =
   | "seed"
   /** The config's process or resources cannot be put into a spec (e.g. a user name). */
   | "spec"
+  /** The runtime's image cannot run tasks (not a runtime image, a label the node cannot use, no loader). */
+  | "runtime"
   /** The built TaskConfig would be over 64 KiB. */
   | "output-too-large"
   /** Building kept failing until the work queue gave up. */
@@ -58,10 +60,16 @@ export interface BuildContext {
    */
   readonly imageSeed?: ImageSeed | undefined;
   /**
-   * A VM's hypervisor-tools seed (key `hypervisorSeedKey(config.node, vm.hypervisorTools)`), as
-   * read just before the build; undefined when there is none.
+   * A runtime task's runtime seed (key `hypervisorSeedKey(config.node, <runtime name>)`, the name
+   * `runtime.tools` or a VM's `vm.hypervisorTools`), as read just before the build; undefined when
+   * there is none.
    */
   readonly toolsSeed?: HypervisorSeed | undefined;
-  /** Whether `HypervisorToolsConfig.<vm.hypervisorTools>` is published (undefined: not looked up). */
+  /** Whether `HypervisorToolsConfig.<runtime name>` is published (undefined: not looked up). */
   readonly toolsConfigured?: boolean | undefined;
+  /**
+   * For a native app that names its arch: the node's `emulators` runtime seed, as read just
+   * before the build; undefined when there is none.
+   */
+  readonly emulatorsSeed?: HypervisorSeed | undefined;
 }

@@ -12,6 +12,7 @@ import { forApp } from "@eve-tasks/runtime";
 import type { Logger, Registry } from "@eve-tasks/runtime";
 import {
   AppInstanceConfigSchema,
+  EMULATORS_RUNTIME,
   SPEC_BUILDER_DURABLE,
   HypervisorSeedSchema,
   HypervisorToolsConfigSchema,
@@ -19,6 +20,7 @@ import {
   TaskConfigSchema,
   hypervisorSeedKey,
   imageSeedKey,
+  isRuntimeApp,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfig, Seed } from "@eve-tasks/schemas";
 import { buildTaskConfig } from "./build-task-config.js";
@@ -57,34 +59,71 @@ export const IMAGE_SEED_TABLE = {
   schema: ImageSeedSchema,
 } as const;
 
-/** Where the spec-builder reads VMs' tools seeds: the hypervisor-seed-fetcher's HypervisorSeed table. */
+/** Where the spec-builder reads runtimes' seeds: the hypervisor-seed-fetcher's HypervisorSeed table. */
 export const HYPERVISOR_SEED_TABLE = {
   agent: "hypervisor-seed-fetcher",
   type: "HypervisorSeed",
   schema: HypervisorSeedSchema,
 } as const;
 
-/** Where a VM's tools are named: the controller's HypervisorToolsConfig table. */
+/** Where runtimes are named: the controller's HypervisorToolsConfig table. */
 export const HYPERVISOR_TOOLS_CONFIG_TABLE = {
   agent: "controller",
   type: "HypervisorToolsConfig",
   schema: HypervisorToolsConfigSchema,
 } as const;
 
-/** Which seed an app's build depends on: an image root's ImageSeed or a VM's HypervisorSeed. */
+/** A seed an app's build depends on: an image root's ImageSeed or a runtime's HypervisorSeed. */
 export interface SeedDependency {
   type: "ImageSeed" | "HypervisorSeed";
   /** The seed's key in its table. */
   key: string;
+  /** What the build reads it as. */
+  role: "image" | "runtime" | "emulators";
 }
 
-/** The seed an app's build depends on, if any. */
-export function seedDependencyOf(config: AppInstanceConfig): SeedDependency | undefined {
-  if (config.virtualization === "HVM") {
-    return { type: "HypervisorSeed", key: hypervisorSeedKey(config.node, config.vm.hypervisorTools) };
+/**
+ * The seeds an app's build depends on: a runtime app's or a VM's runtime seed; a native app's
+ * image seed (for its arch) and, when it names its arch, the node's `emulators` seed.
+ */
+export function seedDependenciesOf(config: AppInstanceConfig): SeedDependency[] {
+  if (isRuntimeApp(config)) {
+    return [
+      { type: "HypervisorSeed", key: hypervisorSeedKey(config.node, config.runtime.tools), role: "runtime" },
+    ];
   }
-  if (!config.root.image) return undefined;
-  return { type: "ImageSeed", key: imageSeedKey(config.node, config.root.image.ref) };
+  if (config.virtualization === "HVM") {
+    return [
+      {
+        type: "HypervisorSeed",
+        key: hypervisorSeedKey(config.node, config.vm.hypervisorTools),
+        role: "runtime",
+      },
+    ];
+  }
+  const deps: SeedDependency[] = [];
+  if (config.root.image) {
+    deps.push({
+      type: "ImageSeed",
+      key: imageSeedKey(config.node, config.root.image.ref, config.arch),
+      role: "image",
+    });
+  }
+  if (config.arch !== undefined) {
+    deps.push({
+      type: "HypervisorSeed",
+      key: hypervisorSeedKey(config.node, EMULATORS_RUNTIME),
+      role: "emulators",
+    });
+  }
+  return deps;
+}
+
+/** The name of the runtime a runtime app or a VM names. */
+function runtimeNameOf(config: AppInstanceConfig): string | undefined {
+  if (isRuntimeApp(config)) return config.runtime.tools;
+  if (config.virtualization === "HVM") return config.vm.hypervisorTools;
+  return undefined;
 }
 
 /** One string per seed, for the set of changed seeds: `<type>.<key>`. */
@@ -154,17 +193,23 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
       throw err;
     }
   };
-  /** What an app's build reads besides its config: its image seed, or a VM's tools seed. */
+  /** What an app's build reads besides its config: its seeds (see {@link seedDependenciesOf}). */
   const dependenciesOf = async (
     config: AppInstanceConfig,
-  ): Promise<{ imageSeed?: Seed; toolsSeed?: Seed; toolsConfigured?: boolean }> => {
-    const dep = seedDependencyOf(config);
-    if (dep === undefined) return {};
-    if (dep.type === "ImageSeed") return { imageSeed: await orNone(() => imageSeeds.get(dep.key)) };
-    const toolsSeed = await orNone(() => toolsSeeds.get(dep.key));
-    if (toolsSeed !== undefined || config.virtualization !== "HVM") return { toolsSeed };
-    const named = await orNone(() => toolsConfigs.get(config.vm.hypervisorTools));
-    return { toolsConfigured: named !== undefined };
+  ): Promise<{ imageSeed?: Seed; toolsSeed?: Seed; toolsConfigured?: boolean; emulatorsSeed?: Seed }> => {
+    const out: { imageSeed?: Seed; toolsSeed?: Seed; toolsConfigured?: boolean; emulatorsSeed?: Seed } = {};
+    for (const dep of seedDependenciesOf(config)) {
+      if (dep.role === "image") out.imageSeed = await orNone(() => imageSeeds.get(dep.key));
+      else if (dep.role === "emulators") out.emulatorsSeed = await orNone(() => toolsSeeds.get(dep.key));
+      else {
+        out.toolsSeed = await orNone(() => toolsSeeds.get(dep.key));
+        const name = runtimeNameOf(config);
+        if (out.toolsSeed === undefined && name !== undefined) {
+          out.toolsConfigured = (await orNone(() => toolsConfigs.get(name))) !== undefined;
+        }
+      }
+    }
+    return out;
   };
   // Reads an invalid config's raw JSON, for its node and version (any JSON object passes).
   const raw = new Publication(bus, { ...APP_INSTANCE_CONFIG_TABLE, schema: RawConfigSchema });
@@ -306,10 +351,9 @@ export async function startSpecBuilder(options: SpecBuilderOptions): Promise<Spe
       schedule(3000);
       return;
     }
-    const uuids = [...configs].flatMap(([uuid, c]) => {
-      const dep = seedDependencyOf(c);
-      return dep !== undefined && keys.has(seedId(dep.type, dep.key)) ? [uuid] : [];
-    });
+    const uuids = [...configs].flatMap(([uuid, c]) =>
+      seedDependenciesOf(c).some((dep) => keys.has(seedId(dep.type, dep.key))) ? [uuid] : [],
+    );
     if (uuids.length === 0) return;
     logger.debug(
       { event: "seed-changed", seeds: [...keys], apps: uuids },

@@ -228,7 +228,7 @@ describe("buildTaskConfig: image roots", () => {
     };
     const c = config(input);
     if (c.virtualization !== "NOHYPER") throw new Error("expected a native config");
-    return c;
+    return c as NativeAppInstanceConfig;
   };
   const seed = (over: Partial<ImageSeed> = {}): ImageSeed =>
     ImageSeedSchema.parse({
@@ -319,6 +319,49 @@ describe("buildTaskConfig: image roots", () => {
       buildTaskConfig(imageConfig(), { ...ctx, imageSeed: seed({ digest: `sha256:${"cd".repeat(32)}` }) }),
     );
     expect(moved.specSha256).not.toBe(tc.specSha256);
+  });
+
+  it("builds an app naming its arch from that arch's seed, with the node's emulators when READY", () => {
+    const emulatorsSeed = seed({
+      ref: "oci:/x/emulators:1",
+      rootfsPath: "/var/lib/eve/seeds/ee/rootfs",
+      process: { args: [], env: {}, cwd: "/", user: "" },
+    });
+    const arm = imageConfig({ arch: "aarch64" });
+    const tc = ready(
+      buildTaskConfig(arm, { ...ctx, imageSeed: seed({ platform: "linux/arm64" }), emulatorsSeed }),
+    );
+    expect(tc.rootfs).toEqual({
+      kind: "image",
+      seedKey: imageSeedKey("local", REF, "aarch64"),
+      rootfsPath: ROOTFS,
+    });
+    expect(tc.emulation).toEqual({
+      arch: "aarch64",
+      emulators: { seedKey: "local.emulators", rootfsPath: "/var/lib/eve/seeds/ee/rootfs" },
+    });
+    expect(tc.anchorTaxMiB).toBe(0);
+    // Without a READY emulators seed the executor decides on the node (it needs none for its
+    // own arch); while one is being pulled the app waits.
+    expect(ready(buildTaskConfig(arm, { ...ctx, imageSeed: seed() })).emulation).toEqual({
+      arch: "aarch64",
+      emulators: null,
+    });
+    const pullingEmulators = seed({
+      state: "PULLING",
+      digest: null,
+      platform: null,
+      rootfsPath: null,
+      process: null,
+      progress: null,
+    });
+    expect(
+      pending(buildTaskConfig(arm, { ...ctx, imageSeed: seed(), emulatorsSeed: pullingEmulators })),
+    ).toMatchObject({ waitingFor: "pull" });
+    // No arch named: no emulation.
+    expect(
+      ready(buildTaskConfig(imageConfig(), { ...ctx, imageSeed: seed(), emulatorsSeed })).emulation,
+    ).toBe(undefined);
   });
 
   it("overrides the image's process field by field with the app's", () => {
