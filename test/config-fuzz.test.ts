@@ -415,8 +415,9 @@ describe("random AppInstanceConfigs through the real spec-builder and task-execu
           },
         },
       );
+      // A crash shows as a fatal log line or as text that is no log line (a stack trace).
       const fatal = [...workers.specBuilder.lines, ...workers.executor.lines].filter(
-        (l) => typeof l.json?.level === "number" && l.json.level >= 60,
+        (l) => l.json?.level === "fatal" || (l.json === undefined && l.text.trim() !== ""),
       );
       expect(fatal.map((l) => l.text)).toEqual([]);
       console.log(

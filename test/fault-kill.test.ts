@@ -283,9 +283,18 @@ describe("SIGKILLing each worker in turn during a burst of apps", () => {
         if (statuses.get(uuid) !== undefined) return `${uuid} deleted, has a status`;
       return undefined;
     };
-    await waitFor(() => notYet() === undefined, { timeoutMs: 120_000, intervalMs: 250 }).catch(async () => {
-      throw new Error(`never converged: ${notYet()}\n${await logTails()}`);
-    });
+    const timeline: number[] = [];
+    const pending = (): number =>
+      live().filter((u) => {
+        const s = statuses.get(u);
+        return s?.state !== "RUNNING" || s.configRevision !== lastRevision.get(u);
+      }).length;
+    const sampler = setInterval(() => timeline.push(pending()), 5_000);
+    await waitFor(() => notYet() === undefined, { timeoutMs: 120_000, intervalMs: 250 })
+      .finally(() => clearInterval(sampler))
+      .catch(async () => {
+        throw new Error(`never converged: ${notYet()}\n${await logTails()}`);
+      });
     const convergedMs = Date.now() - started;
 
     // Every restart the test caused happened, and nothing else made one.
@@ -371,6 +380,37 @@ describe("SIGKILLing each worker in turn during a burst of apps", () => {
       );
     }
 
+    // Deleting every app after all that removes every container.
+    const deleting = Date.now();
+    await Promise.all(live().map((u) => configs.unpublish(u)));
+    await waitFor(async () => (await containerd.containers.list()).length === 0, {
+      timeoutMs: 90_000,
+      intervalMs: 500,
+    }).catch(async () => {
+      throw new Error(`containers left after deleting every app\n${await logTails()}`);
+    });
+    const deleteAllMs = Date.now() - deleting;
+    // … and leaves nothing: no shim, no process in an app's cgroup, no mount, no task dir, no key.
+    const everything = new Set([...uuids]);
+    await waitFor(
+      async () => {
+        const keys: string[] = [];
+        for (const name of BUCKETS) {
+          for await (const key of await (await bus.bucket(name)).keys()) {
+            if ([...everything].some((u) => key.includes(u))) keys.push(key);
+          }
+        }
+        return keys.length === 0;
+      },
+      { timeoutMs: 20_000, message: "keys of the apps left after deleting every app" },
+    );
+    expect([...(await shimsOf(ctrd.address)).keys()]).toEqual([]);
+    expect([...(await processesByApp()).keys()]).toEqual([]);
+    expect(
+      (await readFile("/proc/self/mountinfo", "utf8")).split("\n").filter((l) => l.includes(dir)),
+    ).toEqual([]);
+    expect(await readdir(join(dataDir, "tasks")).catch(() => [])).toEqual([]);
+
     const summary = {
       seed: SEED,
       apps: APPS,
@@ -383,6 +423,8 @@ describe("SIGKILLing each worker in turn during a burst of apps", () => {
       ),
       killsDoneMs,
       convergedMs,
+      pendingEvery5s: timeline,
+      deleteAllMs,
       totalMs: Date.now() - started,
     };
     console.log(`fault test: ${JSON.stringify(summary)}`);
