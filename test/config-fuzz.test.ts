@@ -1,7 +1,7 @@
 // Property test of the config path, with real parts: random AppInstanceConfigs (valid ones,
 // invalid ones, hostile strings, huge values, wrong types, unknown fields, raw bytes that are no
 // JSON at all) are put into the controller bucket of a private nats-server, and the real
-// spec-builder and task-executor (separate processes, the shared containerd) handle them. For
+// spec-builder and task-executor (separate processes, a private containerd) handle them. For
 // every app the last revision published must end in a status the user watches (TaskStatus, its
 // `error` naming that revision when the config was refused), a task running on an earlier good
 // revision keeps running beside a refused one, and neither worker ever exits.
@@ -13,12 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
+import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
 import { CONTAINERD_NAMESPACE, TaskConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
 import type { TaskConfig, TaskStatus } from "@eve-tasks/schemas";
 import { identityOf } from "../services/spec-builder/src/failed-task-config.js";
 import {
   BUILT,
-  harnessEnv,
+  deferCleanup,
   makeRootfs,
   spawnReplicas,
   tempDir,
@@ -240,10 +241,15 @@ describe("random AppInstanceConfigs through the real spec-builder and task-execu
     const volumes = join(dir, "volumes");
     rootfs = join(volumes, "busybox");
     await makeRootfs(rootfs);
-    const nats = await withPrivateNats();
+    // Its own containerd too: an executor removes the containers no TaskConfig of its bus wants.
+    const [nats, ctrd] = await Promise.all([withPrivateNats(), startContainerd({ dir: join(dir, "ctrd") })]);
+    deferCleanup(async () => {
+      await cleanupContainerd(ctrd.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
+      await ctrd.stop();
+    });
     const env = {
       NATS_URL: nats.url,
-      CONTAINERD_ADDRESS: harnessEnv().containerdAddress,
+      CONTAINERD_ADDRESS: ctrd.address,
       EVE_DATA_DIR: join(dir, "data"),
       EVE_RUN_DIR: join(dir, "run"),
       EVE_VOLUME_ROOTS: volumes,
