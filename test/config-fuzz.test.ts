@@ -432,4 +432,24 @@ describe("random AppInstanceConfigs through the real spec-builder and task-execu
     },
     RUNS * (SETTLE_MS + 15_000),
   );
+
+  it("logs a config under a key that is not a uuid (no TaskStatus can carry it) and goes on", async () => {
+    // (Keys starting with `_` are reserved for the bus and never handed to the spec-builder.)
+    const keys = ["not-a-uuid", "F0227E57-0000-4000-8000-00000000000A", "a-b_c"];
+    for (const key of keys) await kv.put(`AppInstanceConfig.${key}`, JSON.stringify({ uuid: key }));
+    for (const key of keys) {
+      await workers.specBuilder.waitForLine(
+        (l) => l.json?.event === "config-unreportable" && l.json.uuid === key,
+        20_000,
+      );
+      await kv.delete(`AppInstanceConfig.${key}`);
+    }
+    // The worker is still there and still builds.
+    const uuid = newUuid();
+    published.add(uuid);
+    const revision = await kv.put(`AppInstanceConfig.${uuid}`, JSON.stringify(base(uuid)));
+    await waitFor(() => taskConfigs.get(uuid)?.configRevision === revision, { timeoutMs: 20_000 });
+    expect(workers.specBuilder.replicas[0]!.child.exitCode).toBeNull();
+    expect(taskConfigs.get("not-a-uuid")).toBeUndefined();
+  });
 });
