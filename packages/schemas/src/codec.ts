@@ -29,13 +29,43 @@ export interface DecodeFailure {
 /** The result of {@link decodeValue}. */
 export type DecodeResult<T> = DecodeSuccess<T> | DecodeFailure;
 
+/** Most schema issues a {@link DecodeFailure}'s message lists; the others are counted. */
+export const MAX_LISTED_ISSUES = 20;
+
+/**
+ * Longest {@link DecodeFailure} message, in characters. The message travels in a FAILED
+ * TaskConfig and in TaskStatus.error, which must stay under 64 KiB however the value was made:
+ * one issue per element of a long list turns a 6 KB config into 130 KB of text, and a message
+ * may quote the offending value.
+ */
+export const MAX_DECODE_MESSAGE_CHARS = 4096;
+
+/** `text` cut to `max` characters (never inside a surrogate pair), saying how much was cut. */
+export function boundedMessage(text: string, max: number = MAX_DECODE_MESSAGE_CHARS): string {
+  if (text.length <= max) return text;
+  const note = (cut: number): string => `… (${cut} more characters)`;
+  let keep = max - note(text.length).length;
+  const code = text.charCodeAt(keep - 1);
+  if (code >= 0xd800 && code <= 0xdbff) keep -= 1;
+  return text.slice(0, keep) + note(text.length - keep);
+}
+
+/** The lines for a human of zod's issues: the first {@link MAX_LISTED_ISSUES}, the rest counted. */
+function describeIssues(error: z.ZodError): string {
+  const listed = error.issues.slice(0, MAX_LISTED_ISSUES);
+  const more = error.issues.length - listed.length;
+  const text = z.prettifyError(new z.ZodError(listed));
+  return boundedMessage(more > 0 ? `${text}\n✖ … and ${more} more problems` : text);
+}
+
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 const encoder = new TextEncoder();
 
 /**
  * Checks a received value, in this order: at most {@link MAX_ACCEPTED_VALUE_BYTES} (else
  * `too-large`), UTF-8 JSON (else `malformed-json`), valid for `schema` (else `schema`, with one
- * line per issue naming its field path). Never throws.
+ * line per issue naming its field path, at most {@link MAX_LISTED_ISSUES} issues). The message is
+ * at most {@link MAX_DECODE_MESSAGE_CHARS} characters. Never throws.
  */
 export function decodeValue<S extends z.ZodType>(schema: S, bytes: Uint8Array): DecodeResult<z.output<S>> {
   if (bytes.byteLength > MAX_ACCEPTED_VALUE_BYTES) {
@@ -57,7 +87,7 @@ export function decodeValue<S extends z.ZodType>(schema: S, bytes: Uint8Array): 
     return {
       ok: false,
       reason: "malformed-json",
-      message: `malformed JSON: ${describeJsonError(error, text)}`,
+      message: boundedMessage(`malformed JSON: ${describeJsonError(error, text)}`),
     };
   }
   const result = schema.safeParse(json, parseOptions);
@@ -65,7 +95,7 @@ export function decodeValue<S extends z.ZodType>(schema: S, bytes: Uint8Array): 
     return {
       ok: false,
       reason: "schema",
-      message: z.prettifyError(result.error),
+      message: describeIssues(result.error),
       issues: result.error.issues,
     };
   }

@@ -2,11 +2,14 @@ import { describe, expect, it } from "vitest";
 import {
   AppInstanceConfigSchema,
   MAX_ACCEPTED_VALUE_BYTES,
+  MAX_DECODE_MESSAGE_CHARS,
+  MAX_LISTED_ISSUES,
   MAX_STORED_VALUE_BYTES,
   SchemaValidationError,
   SignalReplySchema,
   TaskEventSchema,
   ValueTooLargeError,
+  boundedMessage,
   decodeValue,
   encodeValue,
   findJsonSyntaxProblem,
@@ -95,8 +98,43 @@ describe("decodeValue", () => {
     expect(result.issues?.map((i) => i.path.join("."))).toEqual(["uuid", "resources.memoryMiB"]);
   });
 
+  it("keeps the message short when one small value makes thousands of issues", () => {
+    // 6 KB of config, one issue per element: the message must fit a FAILED TaskConfig (64 KiB).
+    const bad = { ...minimalNative(), process: { args: Array.from({ length: 3000 }, () => 0) } };
+    const result = decodeValue(AppInstanceConfigSchema, utf8(JSON.stringify(bad)));
+    if (result.ok) throw new Error("expected a failure");
+    expect(result.message.length).toBeLessThanOrEqual(MAX_DECODE_MESSAGE_CHARS);
+    expect(result.message.match(/→ at process\.args\[\d+\]/g)).toHaveLength(MAX_LISTED_ISSUES);
+    expect(result.message).toContain(`… and ${3000 - MAX_LISTED_ISSUES} more problems`);
+    expect(result.issues).toHaveLength(3000);
+  });
+
+  it("cuts a message that quotes a huge value", () => {
+    const bad = { ...minimalNative(), virtualization: "v".repeat(50_000) };
+    const result = decodeValue(AppInstanceConfigSchema, utf8(JSON.stringify(bad)));
+    if (result.ok) throw new Error("expected a failure");
+    expect(result.message.length).toBeLessThanOrEqual(MAX_DECODE_MESSAGE_CHARS);
+    expect(result.message).toMatch(/^✖ virtualization must be "NOHYPER"/);
+    expect(result.message).toMatch(/… \(\d+ more characters\)$/);
+  });
+
   it("never throws, even for JSON that is a bare scalar", () => {
     expect(decodeValue(SignalReplySchema, utf8("42"))).toMatchObject({ ok: false, reason: "schema" });
+  });
+});
+
+describe("boundedMessage", () => {
+  it("keeps short text and cuts long text to the limit, never inside a surrogate pair", () => {
+    expect(boundedMessage("short", 100)).toBe("short");
+    const cut = boundedMessage("a".repeat(200), 100);
+    expect(cut).toHaveLength(100);
+    expect(cut).toMatch(/^a+… \(\d+ more characters\)$/);
+    for (let at = 70; at < 80; at++) {
+      const text = "a".repeat(at) + "💥".repeat(100);
+      const out = boundedMessage(text, 100);
+      expect(out.length).toBeLessThanOrEqual(100);
+      expect(() => encodeURIComponent(out)).not.toThrow();
+    }
   });
 });
 
