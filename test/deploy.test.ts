@@ -1283,4 +1283,20 @@ describe("deploy/systemd", () => {
       expect(example, w).toContain(`#NATS_PASSWORD_FILE=${vars.NATS_PASSWORD_FILE}`);
     }
   });
+  it("gives each worker a fixed metrics port, and deploy/prometheus scrapes exactly those", async () => {
+    const scrape = await readFile(join(DEPLOY, "prometheus", "prometheus.yml"), "utf8");
+    const targets = [
+      ...scrape.matchAll(/targets: \["127\.0\.0\.1:(\d+)"\]\n\s+labels: \{ eve_worker_unit: (\S+) \}/g),
+    ].map((m) => [m[2], m[1]]);
+    const ports = WORKERS.map((w) => {
+      const vars = Object.fromEntries(
+        values(units.get(`eve-tasks-${w}.service`)!, "Service", "Environment").map(
+          (e) => e.split("=", 2) as [string, string],
+        ),
+      );
+      return [`eve-tasks-${w}.service`, vars.EVE_METRICS_PORT];
+    });
+    expect(targets.sort()).toEqual(ports.sort());
+    expect(new Set(ports.map((p) => p[1])).size).toBe(WORKERS.length);
+  });
 });

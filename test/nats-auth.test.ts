@@ -7,7 +7,7 @@
 // re-configure, delete or drain any worker's durable consumer.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
@@ -404,14 +404,30 @@ describe("the operator surface: each worker's NATS service and metrics, under it
       "proc-monitor": "eve_tasks_sampled_tasks",
       "hypervisor-seed-fetcher": "eve_tasks_pulls_total",
     };
+    const everyFamily = new Set<string>();
     for (const w of found) {
       expect(w.metadata.node).toBe(NODE);
       const families = await scrape(w.metadata.metrics);
+      for (const name of families.keys()) everyFamily.add(name);
       expect(
         sampleValue(families, "eve_tasks_process_cpu_seconds_total", { worker: w.worker }),
         w.worker,
       ).toBeDefined();
       expect(families.has(own[w.worker]!), `${w.worker}: ${own[w.worker]}`).toBe(true);
+    }
+    // deploy/grafana's dashboard asks only for metrics the workers really serve.
+    const dashboard = JSON.parse(
+      await readFile(join(REPO_ROOT, "deploy", "grafana", "eve-tasks-dashboard.json"), "utf8"),
+    ) as { panels: { targets: { expr: string }[] }[] };
+    const asked = new Set(
+      dashboard.panels.flatMap((p) =>
+        p.targets.flatMap((t) => [...t.expr.matchAll(/\beve_tasks_\w+/g)].map((m) => m[0])),
+      ),
+    );
+    expect(asked.size).toBeGreaterThan(10);
+    for (const name of asked) {
+      const family = name.replace(/_(bucket|count|sum)$/, "");
+      expect(everyFamily.has(name) || everyFamily.has(family), `dashboard metric ${name}`).toBe(true);
     }
     const executor = found.find((w) => w.worker === "task-executor")!;
     expect(executor.endpoints.map((e) => e.name).sort()).toEqual(["logs", "signal", "stop-tasks"]);

@@ -28,6 +28,12 @@ import { setupTaskNetwork, teardownTaskNetwork } from "./task-netns.js";
 import type { AppNetworkSpec } from "./validate.js";
 
 /** Options of {@link NodeNetwork}. */
+/**
+ * Removing an instance's files: a dnsmasq that was just stopped (or another's, killed by a sweep)
+ * may still be writing its leases there, which makes one pass fail with ENOTEMPTY; retry a few times.
+ */
+const RM_TREE = { recursive: true, force: true, maxRetries: 5, retryDelay: 50 } as const;
+
 export interface NodeNetworkOptions {
   /** The named netns where bridges, uplinks and NAT live (`EVE_NET_NS`), or null for the current one. */
   readonly hostNetns: string | null;
@@ -162,8 +168,8 @@ export class NodeNetwork {
     await this.#stopDnsmasq(name);
     await nftApply(this.#o.hostNetns, renderDeleteRules(name));
     await deleteBridge(this.#o.hostNetns, bridgeName(name));
-    await rm(join(this.#o.dataDir, "dnsmasq", name), { recursive: true, force: true });
-    await rm(join(this.#o.runDir, "dnsmasq", name), { recursive: true, force: true });
+    await rm(join(this.#o.dataDir, "dnsmasq", name), RM_TREE);
+    await rm(join(this.#o.runDir, "dnsmasq", name), RM_TREE);
     this.#o.logger?.info({ instance: name }, "network instance deleted");
   }
 
@@ -244,7 +250,7 @@ export class NodeNetwork {
     for (const base of [this.#o.dataDir, this.#o.runDir]) {
       const dir = join(base, "dnsmasq");
       for (const i of await readdir(dir).catch(() => [] as string[])) {
-        if (!wanted.instances.has(i)) await rm(join(dir, i), { recursive: true, force: true });
+        if (!wanted.instances.has(i)) await rm(join(dir, i), RM_TREE);
       }
     }
     const ipam = await this.ipam.retain(wanted.apps, wanted.instances);
