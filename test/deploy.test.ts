@@ -679,7 +679,6 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
 
     // ... and not what others' tables hold that they do not need.
     const notInputs: [User, string][] = [
-      ["task-executor", "controller"],
       ["task-executor", "proc-monitor"],
       ["proc-monitor", "controller"],
       ["proc-monitor", "hypervisor-seed-fetcher"],
@@ -691,6 +690,15 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
       await expect(kv.get("Probe.x"), `${user} get ${agent}`).rejects.toThrow(DENIED);
       await expect(kv.watch({ key: ">" }), `${user} watch ${agent}`).rejects.toThrow(DENIED);
     }
+    // The task-executor watches the controller bucket's NetworkInstanceConfigs only: no other key.
+    const controller = await bus["task-executor"].bucket("controller");
+    for (const key of [">", "AppInstanceConfig.>", "HypervisorToolsConfig.>"]) {
+      await expect(controller.watch({ key }), `task-executor watch controller ${key}`).rejects.toThrow(
+        DENIED,
+      );
+    }
+    const networks = await controller.watch({ key: "NetworkInstanceConfig.>" });
+    networks.stop();
   });
 
   it("the hypervisor-seed-fetcher's real work queues run under its user: fetch, ack (MSG.NEXT, $JS.ACK)", async () => {
@@ -823,7 +831,7 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
     });
     expect(asExecutor.code).toBe(1);
     expect(asExecutor.stderr).toMatch(
-      /Permissions Violation for Publish to "\$JS\.API\.STREAM\.INFO\.KV_controller"/,
+      /Permissions Violation for Publish to "\$JS\.API\.STREAM\.INFO\.KV_proc-monitor"/,
     );
     // Another worker cannot create an agent's bucket (nor even look at it: not its input)...
     const te = await busAs(server.url, "task-executor");

@@ -154,12 +154,12 @@ describe("hypervisor-seed-fetcher", () => {
     expect(remote).toMatchObject({ indexDigest: images.multi.digest, platform: "linux/amd64" });
     expect(await readFile(path.join(remote.rootfsPath ?? "", "which"), "utf8")).toBe("amd64\n");
 
-    const wh = await seedAt("ImageSeed", imageSeedKey("local", refs[0] ?? ""), "READY");
+    const wh = await seedAt("ImageSeed", imageSeedKey("local", refs[0] ?? "", "x86_64"), "READY");
     expect(wh.digest).toBe(images.whiteouts.digest);
     expect(await readFile(path.join(wh.rootfsPath ?? "", "opq/new"), "utf8")).toBe("new\n");
     expect(existsSync(path.join(wh.rootfsPath ?? "", "opq/lower1"))).toBe(false);
-    await seedAt("ImageSeed", imageSeedKey("local", refs[1] ?? ""), "READY");
-    await seedAt("ImageSeed", imageSeedKey("local", refs[2] ?? ""), "READY");
+    await seedAt("ImageSeed", imageSeedKey("local", refs[1] ?? "", "x86_64"), "READY");
+    await seedAt("ImageSeed", imageSeedKey("local", refs[2] ?? "", "x86_64"), "READY");
 
     // Each READY seed came after a PULLING one; progress, when given, never goes backwards.
     for (const [key, values] of history) {
@@ -192,7 +192,11 @@ describe("hypervisor-seed-fetcher", () => {
     });
     await tools.publish("down", { schemaVersion: 1, image: "127.0.0.1:1/tools:1" });
 
-    const nf = await seedAt("ImageSeed", imageSeedKey("local", `${registry.host}/nothing:1`), "FAILED");
+    const nf = await seedAt(
+      "ImageSeed",
+      imageSeedKey("local", `${registry.host}/nothing:1`, "x86_64"),
+      "FAILED",
+    );
     expect(nf.error?.message).toBe(
       `not found: manifest ${registry.host}/nothing:1 (MANIFEST_UNKNOWN: manifest unknown) (404 from http://${registry.host}/v2/nothing/manifests/1)`,
     );
@@ -215,15 +219,24 @@ describe("hypervisor-seed-fetcher", () => {
       timeoutMs: 15_000,
       message: "the down seed unpublished",
     });
-    // The riscv64 app shares its ref with the amd64 one: the seed key is the ref's, and is READY.
-    expect(current.get(`ImageSeed.${imageSeedKey("local", `${registry.host}/bb:1`)}`)?.state).toBe("READY");
+    // The riscv64 app shares its ref with the x86_64 one, but seeds are per (ref, arch): the image
+    // has no riscv64 platform, so that seed is FAILED and the x86_64 one stays READY.
+    const riscv = await seedAt(
+      "ImageSeed",
+      imageSeedKey("local", `${registry.host}/bb:1`, "riscv64"),
+      "FAILED",
+    );
+    expect(riscv.error?.message).toMatch(/riscv64/);
+    expect(current.get(`ImageSeed.${imageSeedKey("local", `${registry.host}/bb:1`, "x86_64")}`)?.state).toBe(
+      "READY",
+    );
     await apps.unpublish(missing);
     await apps.unpublish(arm);
   });
 
   it("unpublishes and removes a seed once nothing references it", async () => {
     const ref = `${registry.host}/zstd:1`;
-    const key = imageSeedKey("local", ref);
+    const key = imageSeedKey("local", ref, "x86_64");
     const seed = await seedAt("ImageSeed", key, "READY");
     const users = [...(await apps.getAll())].filter(
       ([, a]) => a.virtualization === "NOHYPER" && a.root?.image?.ref === ref,
@@ -246,7 +259,7 @@ describe("hypervisor-seed-fetcher", () => {
       },
     );
     // Seeds still used stay.
-    const bb = current.get(`ImageSeed.${imageSeedKey("local", `${registry.host}/bb:1`)}`);
+    const bb = current.get(`ImageSeed.${imageSeedKey("local", `${registry.host}/bb:1`, "x86_64")}`);
     expect(existsSync(bb?.rootfsPath ?? "/nonexistent")).toBe(true);
   });
 });

@@ -458,7 +458,8 @@ describe("spec-builder", () => {
       schema: SeedSchema,
     });
     const ref = `registry.example:5000/app-${randomUUID().slice(0, 8)}:1`;
-    const key = imageSeedKey("local", ref);
+    // The app names its arch (designExample: x86_64): its seed is the one of (ref, arch).
+    const key = imageSeedKey("local", ref, "x86_64");
     const digest = `sha256:${"ab".repeat(32)}`;
     const base = {
       schemaVersion: 1,
@@ -523,7 +524,7 @@ describe("spec-builder", () => {
       });
       await eventsFor("spec-pending", [uuid]);
 
-      const badKey = imageSeedKey("local", badRef);
+      const badKey = imageSeedKey("local", badRef, "x86_64");
       await seeds.publish(badKey, {
         ...base,
         ref: badRef,

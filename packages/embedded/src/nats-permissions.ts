@@ -10,6 +10,7 @@
  */
 import {
   SPEC_BUILDER_DURABLE,
+  hubControllerBucket,
   natsInboxPrefix,
   seedFetcherDurables,
   workerServiceName,
@@ -350,11 +351,17 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
             subjects: [...reads("spec-builder"), ...reads("task-executor")],
           },
           {
-            why: "reads: NetworkInstanceConfig only of the controller bucket (a watch filtered to it)",
+            why: "reads: NetworkInstanceConfig of the controller bucket (a watch filtered to it; the stream's info and message get, which NATS cannot filter by key, come with opening the bucket)",
             subjects: [
               api(`STREAM.INFO.${kv("controller")}`),
               api(`STREAM.MSG.GET.${kv("controller")}`),
               api(`CONSUMER.CREATE.${kv("controller")}.*.$KV.controller.NetworkInstanceConfig.>`),
+              // A device's controller is a mirror of the hub's controller-<node>, read by its subjects.
+              ...nodes.map((n) =>
+                api(
+                  `CONSUMER.CREATE.${kv("controller")}.*.$KV.${hubControllerBucket(n)}.NetworkInstanceConfig.>`,
+                ),
+              ),
               api(`CONSUMER.INFO.${kv("controller")}.*`),
               `$JS.FC.${kv("controller")}.>`,
             ],

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import {
   AppInstanceConfigSchema,
   MAX_ACCEPTED_VALUE_BYTES,
@@ -104,7 +105,14 @@ describe("decodeValue", () => {
     const result = decodeValue(AppInstanceConfigSchema, utf8(JSON.stringify(bad)));
     if (result.ok) throw new Error("expected a failure");
     expect(result.message.length).toBeLessThanOrEqual(MAX_DECODE_MESSAGE_CHARS);
-    expect(result.message.match(/→ at process\.args\[\d+\]/g)).toHaveLength(MAX_LISTED_ISSUES);
+    expect(result.message).toMatch(/→ at process\.args\[\d+\]/);
+  });
+
+  it("lists at most MAX_LISTED_ISSUES issues and counts the rest", () => {
+    const Args = z.object({ args: z.array(z.string()) });
+    const result = decodeValue(Args, utf8(JSON.stringify({ args: Array.from({ length: 3000 }, () => 0) })));
+    if (result.ok) throw new Error("expected a failure");
+    expect(result.message.match(/→ at args\[\d+\]/g)).toHaveLength(MAX_LISTED_ISSUES);
     expect(result.message).toContain(`… and ${3000 - MAX_LISTED_ISSUES} more problems`);
     expect(result.issues).toHaveLength(3000);
   });
