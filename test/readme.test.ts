@@ -350,9 +350,12 @@ describe("the README's quick start", () => {
       async () => {
         const s = await launcherState();
         const workers = s ? Object.values(s.workers) : [];
+        // The banner (what to type next) is printed once everything runs: wait for it too, as a
+        // user reads it.
         return s?.launcher.phase === "running" &&
           workers.length > 0 &&
-          workers.every((w) => w.state === "running")
+          workers.every((w) => w.state === "running") &&
+          launcherOut.includes("npx eve-tasks apply -f examples/hello.json")
           ? s
           : undefined;
       },
