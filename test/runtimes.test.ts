@@ -299,8 +299,16 @@ describe("runtime images", () => {
       configs.publish(bad, runtimeApp(bad, "jvm", [{ name: "app.jar", path: join(volumes, "notajar.jar") }])),
     ]);
     const s = await until(app, (x) => x.state === "RUNNING", "never RUNNING");
-    // The anchor is the JVM the loader exec'd, from the runtime's seed.
-    expect(readlinkSync(`/proc/${s.taskId}/exe`)).toMatch(/\/opt\/eve-jre\/bin\/java$/);
+    // The anchor is the JVM the loader exec'd, from the runtime's seed (RUNNING is seen when the
+    // loader starts; its exec of java follows a moment later, same PID).
+    const exe = await waitFor(
+      () => {
+        const e = readlinkSync(`/proc/${s.taskId}/exe`);
+        return /\/opt\/eve-jre\/bin\/java$/.test(e) ? e : undefined;
+      },
+      { timeoutMs: 10_000, message: "the loader never exec'd java" },
+    );
+    expect(exe).toMatch(/\/opt\/eve-jre\/bin\/java$/);
     expect(s.memoryLimitBytes).toBe(256 * 2 ** 20);
     await logHas(s, /maxHeapBytes=\d+/);
     const heap = Number(/maxHeapBytes=(\d+)/.exec(await logOf(s))![1]);
