@@ -62,6 +62,9 @@ describe("the executor's state across starts", () => {
   let volumes: string;
   let imageA: string;
   let imageB: string;
+  /** The app whose next Tasks.Create a predecessor's lands before. */
+  let landsFirst: string | undefined;
+  let predecessorPid = 0;
 
   beforeAll(async () => {
     const dir = await tempDir("harden-");
@@ -108,9 +111,21 @@ describe("the executor's state across starts", () => {
     client = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
     executorBus = await connectBus({ servers: nats.url, name: "hardening-executor" });
     outbox = await Outbox.open(executorBus, { file: join(dir, "outbox.jsonl") });
+    const real = containerdRuntime(client);
     executor = new TaskExecutor({
       bus: executorBus,
-      runtime: containerdRuntime(client),
+      runtime: {
+        ...real,
+        // A killed predecessor's Tasks.Create, landing between this executor's look and its own
+        // Tasks.Create: a real task, made through containerd with the same request.
+        createTask: async (request) => {
+          if (request.id === landsFirst) {
+            landsFirst = undefined;
+            predecessorPid = (await real.createTask(request)).pid;
+          }
+          return real.createTask(request);
+        },
+      },
       facts: await loadNodeFacts({
         node: "local",
         dataDir,
@@ -242,6 +257,34 @@ describe("the executor's state across starts", () => {
       4000,
     );
     expect(s.error).toBeNull();
+  }, 60_000);
+
+  it("starts an app whose task a killed predecessor's Tasks.Create made after the look", async () => {
+    const uuid = newUuid();
+    landsFirst = uuid;
+    await configs.publish(uuid, app(uuid));
+    const s = await until(uuid, (x) => x.state === "RUNNING", "never RUNNING");
+    expect(predecessorPid).toBeGreaterThan(0);
+    // The predecessor's task was discarded, not adopted or left behind: one task, the status's.
+    expect(s.taskId).not.toBe(predecessorPid);
+    expect(s.error).toBeNull();
+    const mine = (await client.tasks.list()).filter((t) => t.containerId === uuid);
+    expect(mine.map((t) => [t.pid, t.status])).toEqual([[s.taskId, "RUNNING"]]);
+    await waitFor(async () => !(await readFile(`/proc/${predecessorPid}/stat`, "utf8").catch(() => "")), {
+      message: "the predecessor's anchor is still there",
+    });
+    expect(events.filter((e) => e.uuid === uuid && e.type === "error")).toEqual([]);
+
+    // The same at a restart, when the container is older than the task that lands first.
+    landsFirst = uuid;
+    const again = await configs.publish(uuid, app(uuid, { restartCounter: 1 }));
+    const r = await until(uuid, (x) => x.state === "RUNNING" && x.configRevision === again, "not restarted");
+    expect(r.taskId).not.toBe(predecessorPid);
+    expect(r.taskId).not.toBe(s.taskId);
+    expect(r.error).toBeNull();
+    const now = (await client.tasks.list()).filter((t) => t.containerId === uuid);
+    expect(now.map((t) => [t.pid, t.status])).toEqual([[r.taskId, "RUNNING"]]);
+    expect(events.filter((e) => e.uuid === uuid && e.type === "error")).toEqual([]);
   }, 60_000);
 
   it("keeps the restart history in the labels under containerd's label limit", async () => {

@@ -433,6 +433,7 @@ export class TaskExecutor {
     const uuid = app.uuid;
     let fresh = app.fresh;
     app.fresh = false;
+    let lookedAgain = false;
     let observed: Observed | undefined;
     let prepared: { for: TaskConfig; result: Prepared } | undefined;
     for (let step = 0; step < this.#t.maxStepsPerReconcile; step++) {
@@ -456,8 +457,10 @@ export class TaskExecutor {
       try {
         await this.#perform(app, d, action, observed, ready);
       } catch (err) {
-        // Someone else made a container with this id after all: look before acting.
-        if (fresh && isRuntimeError(err, "exists")) {
+        // A container or task with this id appeared after the look (made by a predecessor that
+        // was killed while containerd carried out its call): look again before acting, once.
+        if (!lookedAgain && isRuntimeError(err, "exists")) {
+          lookedAgain = true;
           fresh = false;
           observed = undefined;
           continue;

@@ -23,7 +23,7 @@ import type { Action, StopCause } from "./plan.js";
 import type { NodeFacts } from "./node-facts.js";
 import type { PreparedTask } from "./prepare-task.js";
 import { isRuntimeError } from "./runtime.js";
-import type { TaskRuntime } from "./runtime.js";
+import type { CreateTaskRequest, TaskRuntime } from "./runtime.js";
 import { withStagedMounts } from "./staged-mounts.js";
 import { executorError } from "./status.js";
 import { builtFrom, sameError } from "./status-writer.js";
@@ -145,11 +145,15 @@ export class Lifecycle {
         // The checked host paths are mounted from what was checked, only while Tasks.Create
         // runs; Tasks.Create takes the rootfs it is given (a root volume named by its open file).
         pid = (
-          await withStagedMounts(p, (rootfs) => runtime.createTask({ id: uuid, rootfs, ...p.io }), {
-            uuid,
-            onDetachError: (err) =>
-              this.#log.warn({ uuid, err }, "cannot detach the staging mounts; retried at the next start"),
-          })
+          await withStagedMounts(
+            p,
+            (rootfs) => this.#createTask({ id: uuid, rootfs, ...p.io }, createdContainer),
+            {
+              uuid,
+              onDetachError: (err) =>
+                this.#log.warn({ uuid, err }, "cannot detach the staging mounts; retried at the next start"),
+            },
+          )
         ).pid;
         // Tasks.Start goes out first; Tasks.Wait right behind it still sees any exit, since
         // containerd keeps a task's exit status until Tasks.Delete, which only this executor does.
@@ -193,16 +197,17 @@ export class Lifecycle {
       });
     } catch (err) {
       if (pid) await created();
-      if (
-        isRuntimeError(err, "unavailable") ||
-        (!createdContainer && !action.container && isRuntimeError(err, "exists"))
-      )
+      // An unreachable containerd, or a container or task that appeared after the look (a killed
+      // predecessor's call landing late): the reconcile looks again before acting.
+      if (isRuntimeError(err, "unavailable") || (!createdContainer && !pid && isRuntimeError(err, "exists")))
         throw err;
       const message = `cannot start the task: ${(err as Error).message}`;
       this.#log.error({ uuid, err, anchorPid: pid }, message);
       if (pid) await this.discard(app, pid).catch(() => undefined);
       else await this.#tearDown(uuid, "task-deleted");
-      if (createdContainer) await runtime.deleteContainer(uuid).catch(() => undefined);
+      // A container is never deleted under a task: that task could not be reached any more.
+      if (createdContainer && !(await runtime.getTask(uuid).catch(() => undefined)))
+        await runtime.deleteContainer(uuid).catch(() => undefined);
       this.#releaseMemory(uuid);
       // Tried again with back-off while the config stays the same; reported once.
       const previous = app.startFailure;
@@ -247,6 +252,46 @@ export class Lifecycle {
         .catch((err: unknown) =>
           this.#log.warn({ uuid, err, resource: r.name }, "cannot tidy up after the start"),
         );
+    }
+  }
+
+  /**
+   * Tasks.Create, clearing first what containerd keeps of a task that is not this app's. An
+   * executor killed while containerd carries out its calls can leave a task behind:
+   * - a task whose container record was deleted: the container this start has just created
+   *   (`containerIsNew`) is not its, so it is killed and deleted here;
+   * - a shim still registered while Tasks.Get finds no task: Tasks.Delete clears that record.
+   * Either way Tasks.Create would answer ALREADY_EXISTS for ever. A task of an older container
+   * is not touched here: `exists` goes back to the reconcile, whose plan discards, finishes or
+   * adopts it.
+   */
+  async #createTask(request: CreateTaskRequest, containerIsNew: boolean): Promise<{ pid: number }> {
+    const { runtime, tunables } = this.#d;
+    const uuid = request.id;
+    try {
+      return await runtime.createTask(request);
+    } catch (err) {
+      if (!isRuntimeError(err, "exists")) throw err;
+      const there = await runtime.getTask(uuid);
+      if (there && !containerIsNew) throw err;
+      this.#log.warn(
+        {
+          uuid,
+          event: "left-over-task-deleted",
+          anchorPid: there?.pid ?? null,
+          status: there?.status ?? null,
+        },
+        there
+          ? `a task older than its container is left (anchor PID ${there.pid}): killing and deleting it`
+          : "containerd keeps a record of a task that is not there: deleting it",
+      );
+      if (there && there.status !== "STOPPED") {
+        const exited = runtime.waitTask(uuid).catch(() => undefined);
+        await runtime.killTask(uuid, "SIGKILL", { all: true });
+        await within(exited, tunables.killTimeoutMs);
+      }
+      await runtime.deleteTask(uuid);
+      return await runtime.createTask(request);
     }
   }
 
