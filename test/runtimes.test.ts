@@ -388,9 +388,15 @@ describe("runtime images", () => {
     expect(log).not.toContain("EVE_TASK_QMP_SOCKET");
     // No tax declared: the limit is the app's memory.
     expect(s.memoryLimitBytes).toBe(64 * 2 ** 20);
+    // The same app, deactivated (any other change to its spec would replace the container, and
+    // the HALTED of the stop would give way to the INSTALLED of the new one).
     await configs.publish(
       uuid,
-      runtimeApp(uuid, "own", note, { activate: false, resources: { memoryMiB: 64, vcpus: 2 } }),
+      runtimeApp(uuid, "own", note, {
+        activate: false,
+        resources: { memoryMiB: 64, vcpus: 2 },
+        process: { args: ["hello", "world"] },
+      }),
     );
     await until(uuid, (x) => x.state === "HALTED", "never HALTED", 60_000);
     const exited = await waitFor(() => eventsOf(uuid).find(isExecutorExit), { timeoutMs: 10_000 });
