@@ -11,8 +11,8 @@ import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
 import type { RunningContainerd } from "@eve-tasks/embedded";
-import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput } from "@eve-tasks/schemas";
+import { CONTAINERD_NAMESPACE, messageTable } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, AppInstanceConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
 import {
   BUILT,
   deferCleanup,
@@ -71,15 +71,9 @@ describe("--wait on a slow stop", () => {
     ];
     await executor.waitForLine((l) => l.json?.event === "resynced", 60_000);
     containerd = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
+    configs = new Publication(bus, messageTable("AppInstanceConfig"));
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
   }, 90_000);

@@ -12,8 +12,13 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, ensureBuckets, kvKey, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
-import { AppInstanceConfigSchema, TaskStatusSchema, decodeValue } from "@eve-tasks/schemas";
-import type { AppInstanceConfig, AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
+import { AppInstanceConfigSchema, decodeValue, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfig,
+  AppInstanceConfigInput,
+  TaskStatus,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
 import { deferCleanup, harnessEnv, runNode, tempDir, waitFor } from "./harness/index.js";
 import type { NodeRun } from "./harness/index.js";
 
@@ -171,9 +176,7 @@ function startFakeExecutor(): Promise<Subscription<typeof AppInstanceConfigSchem
     }, 300);
   };
   return subscribe(bus, {
-    agent: "controller",
-    type: "AppInstanceConfig",
-    schema: AppInstanceConfigSchema,
+    ...messageTable("AppInstanceConfig"),
     onCreate: (k, v, rev) => react(k, v, rev),
     onModify: (k, v, _old, rev) => react(k, v, rev),
     onDelete: (k, _old, rev) => react(k, undefined, rev),
@@ -185,7 +188,7 @@ beforeAll(async () => {
   natsUrl = harnessEnv().natsUrl;
   bus = await connectBus({ servers: natsUrl, name: "cli-test" });
   await ensureBuckets(bus);
-  statuses = new Publication(bus, { agent: "task-executor", type: "TaskStatus", schema: TaskStatusSchema });
+  statuses = new Publication(bus, messageTable("TaskStatus"));
   fakeExecutor = await startFakeExecutor();
 });
 

@@ -14,8 +14,8 @@ import { connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
-import { CONTAINERD_NAMESPACE, TaskConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
-import type { TaskConfig, TaskStatus } from "@eve-tasks/schemas";
+import { CONTAINERD_NAMESPACE, messageTable } from "@eve-tasks/schemas";
+import type { TaskConfig, TaskStatus, TaskConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
 import { identityOf } from "../services/spec-builder/src/failed-task-config.js";
 import {
   BUILT,
@@ -266,15 +266,11 @@ describe("random AppInstanceConfigs through the real spec-builder and task-execu
     };
     await workers.executor.waitForLine((l) => l.json?.event === "resynced", 60_000);
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
     taskConfigs = await subscribe(bus, {
-      agent: "spec-builder",
-      type: "TaskConfig",
-      schema: TaskConfigSchema,
+      ...messageTable("TaskConfig"),
       onCreate: () => undefined,
     });
   }, 90_000);

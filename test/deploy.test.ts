@@ -44,18 +44,15 @@ import {
 } from "@eve-tasks/embedded";
 import { workerNodeOptions } from "@eve-tasks/launcher";
 import {
-  AppInstanceConfigSchema,
-  HypervisorToolsConfigSchema,
   SPEC_BUILDER_DURABLE,
-  SeedSchema,
-  TaskConfigSchema,
   agents,
   natsInboxPrefix,
   seedFetcherDurables,
   signalSubject,
+  messageTable,
 } from "@eve-tasks/schemas";
 import { SeedStore } from "@eve-tasks/registry";
-import type { AppInstanceConfigInput, TaskConfig } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskConfig, TaskConfigSchema } from "@eve-tasks/schemas";
 import { startSpecBuilder } from "../services/spec-builder/src/spec-builder.js";
 import { startSeedFetcher } from "../services/hypervisor-seed-fetcher/src/seed-fetcher.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
@@ -532,19 +529,13 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
     await ensureEventsStream(bus["task-executor"]);
     const seen = new Map<string, TaskConfig>();
     const taskConfigs: Subscription<typeof TaskConfigSchema> = await subscribe(bus["task-executor"], {
-      agent: "spec-builder",
-      type: "TaskConfig",
-      schema: TaskConfigSchema,
+      ...messageTable("TaskConfig"),
       onCreate: (key, value) => void seen.set(key, value),
       onModify: (key, value) => void seen.set(key, value),
     });
     await taskConfigs.synchronized;
     try {
-      const configs = new Publication(bus.controller, {
-        agent: "controller",
-        type: "AppInstanceConfig",
-        schema: AppInstanceConfigSchema,
-      });
+      const configs = new Publication(bus.controller, messageTable("AppInstanceConfig"));
       const configRevision = await configs.publish(uuid, appConfig(uuid));
       const tc = await waitFor("TaskConfig", () => Promise.resolve(seen.get(uuid)));
       expect(tc.configRevision).toBe(configRevision);
@@ -629,11 +620,7 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
       await expect(bus.viewer.js.publish(`eve.events.${uuid}`, "{}")).rejects.toThrow(DENIED);
       await expect(bus["spec-builder"].js.publish(`eve.events.${uuid}`, "{}")).rejects.toThrow(DENIED);
       await expect(configs.unpublish(uuid).then(() => "ok")).resolves.toBe("ok");
-      const asViewer = new Publication(bus.viewer, {
-        agent: "controller",
-        type: "AppInstanceConfig",
-        schema: AppInstanceConfigSchema,
-      });
+      const asViewer = new Publication(bus.viewer, messageTable("AppInstanceConfig"));
       await expect(asViewer.publish(randomUUID(), appConfig(randomUUID()))).rejects.toThrow(DENIED);
     } finally {
       await taskConfigs.close();
@@ -706,11 +693,7 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
     tempDirs.push(dir);
     const layout = new OciLayout(join(dir, "layout"));
     await layout.tag(await layout.image({ layers: [{ entries: await busyboxEntries() }] }), "tools");
-    const tools = new Publication(bus.controller, {
-      agent: "controller",
-      type: "HypervisorToolsConfig",
-      schema: HypervisorToolsConfigSchema,
-    });
+    const tools = new Publication(bus.controller, messageTable("HypervisorToolsConfig"));
     await tools.publish("deploytest", { schemaVersion: 1, image: `oci:${layout.dir}:tools` });
     const fetcher = await startSeedFetcher({
       bus: bus["hypervisor-seed-fetcher"],
@@ -720,11 +703,7 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
       seeds: new SeedStore({ dataDir: join(dir, "data"), durable: false, ociLayoutRoots: [layout.dir] }),
     });
     try {
-      const seeds = new Publication(bus.viewer, {
-        agent: "hypervisor-seed-fetcher",
-        type: "HypervisorSeed",
-        schema: SeedSchema,
-      });
+      const seeds = new Publication(bus.viewer, messageTable("HypervisorSeed"));
       const seed = await waitFor("HypervisorSeed READY", async () => {
         const s = await seeds.get("local.deploytest");
         return s?.state === "READY" ? s : undefined;
@@ -771,7 +750,7 @@ describe("deploy/nats/single-node.conf: users and permissions, on a running serv
 
   it("the durable consumer `spec-builder` is the spec-builders' alone", async () => {
     const wanted = workQueueConsumerConfig({
-      source: { agent: "controller", type: "AppInstanceConfig", schema: AppInstanceConfigSchema },
+      source: messageTable("AppInstanceConfig"),
       durable: "spec-builder",
     });
     for (const user of ["controller", "viewer", "task-executor", "hypervisor-seed-fetcher"] as const) {

@@ -10,8 +10,8 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
-import { TaskStatusSchema } from "@eve-tasks/schemas";
-import type { TaskStatus } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
+import type { TaskStatus, TaskStatusSchema } from "@eve-tasks/schemas";
 import { REPO_ROOT } from "./harness/index.js";
 import { startTestLauncher } from "./harness/launcher.js";
 import type { TestLauncher } from "./harness/launcher.js";
@@ -85,9 +85,7 @@ beforeAll(async () => {
   });
   const note = (k: string, s: TaskStatus): void => void history.set(k, [...(history.get(k) ?? []), s]);
   statuses = await subscribe(bus, {
-    agent: "task-executor",
-    type: "TaskStatus",
-    schema: TaskStatusSchema,
+    ...messageTable("TaskStatus"),
     onCreate: note,
     onModify: note,
   });

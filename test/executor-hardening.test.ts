@@ -8,18 +8,8 @@ import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  Outbox,
-  Publication,
-  connectBus,
-  ensureBuckets,
-  ensureEventsStream,
-  followEvents,
-  subscribe,
-} from "@eve-tasks/bus";
-import type { Bus, EventFollower, Subscription } from "@eve-tasks/bus";
-import { ContainerdClient } from "@eve-tasks/containerd";
-import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
+import { Outbox, connectBus } from "@eve-tasks/bus";
+import type { Bus } from "@eve-tasks/bus";
 import {
   EXECUTOR_LABELS,
   MAX_RESTART_HISTORY,
@@ -27,20 +17,9 @@ import {
   containerdRuntime,
   loadNodeFacts,
 } from "@eve-tasks/executor";
-import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskEvent } from "@eve-tasks/schemas";
-import {
-  BUILT,
-  deferCleanup,
-  makeRootfs,
-  spawnReplicas,
-  statusWaiter,
-  tempDir,
-  uuidMaker,
-  waitFor,
-  withPrivateNats,
-} from "./harness/index.js";
-import type { Replicas } from "./harness/index.js";
+import { makeRootfs, startNode, statusWaiter, uuidMaker, waitFor } from "./harness/index.js";
+import type { TestNode } from "./harness/index.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 
 const echo = process.env.EVE_TEST_ECHO === "1";
@@ -48,16 +27,14 @@ const newUuid = uuidMaker("3a4d0e5f");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("the executor's state across starts", () => {
-  let bus: Bus;
+  let node: TestNode;
   let executorBus: Bus;
-  let client: ContainerdClient;
+  let client: TestNode["containerd"];
   let executor: TaskExecutor;
   let outbox: Outbox;
-  let configs: Publication<typeof AppInstanceConfigSchema>;
-  let statuses: Subscription<typeof TaskStatusSchema>;
-  let follower: EventFollower;
-  const events: TaskEvent[] = [];
-  const workers: Replicas[] = [];
+  let configs: TestNode["configs"];
+  let statuses: TestNode["statuses"];
+  let events: readonly TaskEvent[];
   let dataDir: string;
   let volumes: string;
   let imageA: string;
@@ -67,49 +44,24 @@ describe("the executor's state across starts", () => {
   let predecessorPid = 0;
 
   beforeAll(async () => {
-    const dir = await tempDir("harden-");
-    dataDir = join(dir, "data");
-    volumes = join(dir, "volumes");
-    await makeRootfs(join(volumes, "busybox"));
-    // Two images of the same files whose digests differ (their configs do).
-    const layout = new OciLayout(join(volumes, "layout"));
-    const entries = await busyboxEntries();
-    await layout.tag(await layout.image({ layers: [{ entries }], config: { Env: ["IMAGE=a"] } }), "a");
-    await layout.tag(await layout.image({ layers: [{ entries }], config: { Env: ["IMAGE=b"] } }), "b");
-    imageA = `oci:${layout.dir}:a`;
-    imageB = `oci:${layout.dir}:b`;
-
-    const [nats, containerdServer] = await Promise.all([
-      withPrivateNats(),
-      startContainerd({ dir: join(dir, "ctrd") }),
-    ]);
-    deferCleanup(async () => {
-      await cleanupContainerd(containerdServer.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
-      await containerdServer.stop();
+    // The spec-builder and the seed fetcher as processes; the executor runs in this process.
+    node = await startNode({
+      name: "harden",
+      workers: ["spec-builder", "hypervisor-seed-fetcher"],
+      prepare: async ({ volumes }) => {
+        await makeRootfs(join(volumes, "busybox"));
+        // Two images of the same files whose digests differ (their configs do).
+        const layout = new OciLayout(join(volumes, "layout"));
+        const entries = await busyboxEntries();
+        await layout.tag(await layout.image({ layers: [{ entries }], config: { Env: ["IMAGE=a"] } }), "a");
+        await layout.tag(await layout.image({ layers: [{ entries }], config: { Env: ["IMAGE=b"] } }), "b");
+        imageA = `oci:${layout.dir}:a`;
+        imageB = `oci:${layout.dir}:b`;
+      },
     });
-    bus = await connectBus({ servers: nats.url, name: "hardening-test" });
-    await ensureBuckets(bus);
-    await ensureEventsStream(bus);
-    const env = {
-      NATS_URL: nats.url,
-      EVE_DATA_DIR: dataDir,
-      EVE_RUN_DIR: join(dir, "run"),
-      EVE_VOLUME_ROOTS: volumes,
-      LOG_LEVEL: "debug",
-    };
-    for (const [entry, name] of [
-      [BUILT.specBuilder, "spec-builder"],
-      [BUILT.seedFetcher, "seed-fetcher"],
-    ] as const) {
-      workers.push(spawnReplicas({ entry, count: 1, name, env, echo }));
-    }
-    await Promise.all([
-      workers[0]!.waitForLine((l) => l.json?.msg === "worker running", 20_000),
-      workers[1]!.waitForLine((l) => l.json?.event === "started", 20_000),
-    ]);
-
-    client = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
-    executorBus = await connectBus({ servers: nats.url, name: "hardening-executor" });
+    ({ dataDir, volumes, configs, statuses, events, containerd: client } = node);
+    const dir = node.dir;
+    executorBus = await connectBus({ servers: node.nats.url, name: "hardening-executor" });
     outbox = await Outbox.open(executorBus, { file: join(dir, "outbox.jsonl") });
     const real = containerdRuntime(client);
     executor = new TaskExecutor({
@@ -129,7 +81,7 @@ describe("the executor's state across starts", () => {
       facts: await loadNodeFacts({
         node: "local",
         dataDir,
-        runDir: join(dir, "run"),
+        runDir: node.runDir,
         volumeRoots: [volumes],
         nodeMemoryMiB: 2048,
         allowHostRoot: false,
@@ -144,22 +96,10 @@ describe("the executor's state across starts", () => {
       relistIntervalMs: 200,
     });
     await executor.start();
-
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
-    statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
-      onCreate: () => undefined,
-    });
-    follower = followEvents(bus, (e) => events.push(e));
   }, 120_000);
 
   afterAll(async () => {
+    // Every app deleted while the executor still runs, then the executor, then the node.
     const all = await configs?.getAll();
     for (const uuid of all?.keys() ?? []) await configs.unpublish(uuid);
     if (all?.size) {
@@ -170,12 +110,8 @@ describe("the executor's state across starts", () => {
     }
     await executor?.stop();
     await outbox?.close();
-    await follower?.close();
-    await statuses?.close();
     await executorBus?.close();
-    await bus?.close();
-    client?.close();
-    for (const w of workers.reverse()) await w.stopAll();
+    await node?.stop();
   }, 90_000);
 
   function app(uuid: string, over: Partial<AppInstanceConfigInput> = {}): AppInstanceConfigInput {

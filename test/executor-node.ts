@@ -6,14 +6,14 @@ import { join } from "node:path";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
-import {
-  AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
-  TaskConfigSchema,
+import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, specSha256, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  OciSpec,
+  ReadyTaskConfig,
+  TaskStatus,
   TaskStatusSchema,
-  specSha256,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, OciSpec, ReadyTaskConfig, TaskStatus } from "@eve-tasks/schemas";
 import { buildTaskConfig } from "../services/spec-builder/src/build-task-config.js";
 import {
   BUILT,
@@ -85,15 +85,9 @@ export async function startExecutorNode(
     address: env.CONTAINERD_ADDRESS,
     namespace: CONTAINERD_NAMESPACE,
   });
-  const configs = new Publication(bus, {
-    agent: "spec-builder",
-    type: "TaskConfig",
-    schema: TaskConfigSchema,
-  });
+  const configs = new Publication(bus, messageTable("TaskConfig"));
   const statuses = await subscribe(bus, {
-    agent: "task-executor",
-    type: "TaskStatus",
-    schema: TaskStatusSchema,
+    ...messageTable("TaskStatus"),
     onCreate: () => undefined,
   });
   const executor = spawnReplicas({

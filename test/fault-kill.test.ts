@@ -17,8 +17,13 @@ import { ContainerdClient } from "@eve-tasks/containerd";
 import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
 import type { RunningContainerd } from "@eve-tasks/embedded";
 import { KNOWN_WORKERS, WorkerSupervisor } from "@eve-tasks/launcher";
-import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
+import { CONTAINERD_NAMESPACE, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  TaskStatus,
+  AppInstanceConfigSchema,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
 import { BUILT, deferCleanup, makeRootfs, tempDir, waitFor, withPrivateNats } from "./harness/index.js";
 import type { PrivateNats } from "./harness/index.js";
 
@@ -119,15 +124,9 @@ describe("SIGKILLing each worker in turn during a burst of apps", () => {
     bus = await connectBus({ servers: nats.url, name: "fault-test" });
     await ensureBuckets(bus);
     containerd = new ContainerdClient({ address: ctrd.address, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
+    configs = new Publication(bus, messageTable("AppInstanceConfig"));
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
     const env: NodeJS.ProcessEnv = {

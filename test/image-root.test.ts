@@ -6,37 +6,15 @@ import { existsSync, readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Publication, connectBus, ensureBuckets, ensureEventsStream, subscribe } from "@eve-tasks/bus";
-import type { Bus, Subscription } from "@eve-tasks/bus";
-import { ContainerdClient } from "@eve-tasks/containerd";
-import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
-import {
-  AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
-  SeedSchema,
-  TaskStatusSchema,
-  imageSeedKey,
-} from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
-import {
-  BUILT,
-  deferCleanup,
-  spawnReplicas,
-  statusWaiter,
-  tempDir,
-  uuidMaker,
-  waitFor,
-  withPrivateNats,
-} from "./harness/index.js";
-import type { Replicas, StatusWaiter } from "./harness/index.js";
+import { subscribe } from "@eve-tasks/bus";
+import type { Subscription } from "@eve-tasks/bus";
+import { imageSeedKey, messageTable } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, SeedSchema, TaskStatus, TaskStatusSchema } from "@eve-tasks/schemas";
+import { startNode, statusWaiter, tempDir, uuidMaker, waitFor } from "./harness/index.js";
+import type { StatusWaiter, TestNode } from "./harness/index.js";
 import { skopeoCopy, startRegistry } from "./harness/registry.js";
 import type { TestRegistry } from "./harness/registry.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
-
-const SPEC_BUILDER = BUILT.specBuilder;
-const FETCHER = BUILT.seedFetcher;
-const EXECUTOR = BUILT.taskExecutor;
-const echo = process.env.EVE_TEST_ECHO === "1";
 
 /** A shell that keeps running until SIGTERM (PID 1 ignores it unless it traps it). */
 const STAY = "trap 'exit 0' TERM; /bin/busybox sleep 3600 & wait";
@@ -46,18 +24,16 @@ const newUuid = uuidMaker("1a6e0000");
 describe("apps whose root is an image", () => {
   let registry: TestRegistry;
   let ref: string;
+  let node: TestNode;
   let dataDir: string;
-  let bus: Bus;
-  let containerd: ContainerdClient;
-  let configs: Publication<typeof AppInstanceConfigSchema>;
+  let containerd: TestNode["containerd"];
+  let configs: TestNode["configs"];
   let statuses: Subscription<typeof TaskStatusSchema>;
   let seeds: Subscription<typeof SeedSchema>;
   const history = new Map<string, TaskStatus[]>();
-  const workers: Replicas[] = [];
 
   beforeAll(async () => {
     const dir = await tempDir("img-");
-    dataDir = join(dir, "data");
     // The image: a static busybox whose config says what to run, with which env, as root.
     const layout = new OciLayout(join(dir, "layout"));
     const image = await layout.image({
@@ -70,76 +46,33 @@ describe("apps whose root is an image", () => {
       },
     });
     await layout.tag(image, "app");
-    const [nats, reg, containerdServer] = await Promise.all([
-      withPrivateNats(),
-      startRegistry(),
-      startContainerd({ dir: join(dir, "ctrd") }),
-    ]);
-    registry = reg;
-    deferCleanup(async () => {
-      await cleanupContainerd(containerdServer.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
-      await containerdServer.stop();
-    });
+    registry = await startRegistry();
     ref = `${registry.host}/app:1`;
     await skopeoCopy(`oci:${layout.dir}:app`, `docker://${ref}`);
-
-    bus = await connectBus({ servers: nats.url, name: "image-root-test" });
-    await ensureBuckets(bus);
-    await ensureEventsStream(bus);
-    const env = {
-      NATS_URL: nats.url,
-      CONTAINERD_ADDRESS: containerdServer.address,
-      EVE_DATA_DIR: dataDir,
-      EVE_RUN_DIR: join(dir, "run"),
-      EVE_VOLUME_ROOTS: join(dir, "volumes"),
-      EVE_NODE_MEMORY_MIB: "2048",
-      EVE_INSECURE_REGISTRIES: registry.host,
-      LOG_LEVEL: "debug",
-    };
-    const spawn = (entry: string, name: string) => {
-      const r = spawnReplicas({ entry, count: 1, name, env, echo });
-      workers.push(r);
-      return r;
-    };
-    const [specBuilder, fetcher, executor] = [
-      spawn(SPEC_BUILDER, "spec-builder"),
-      spawn(FETCHER, "seed-fetcher"),
-      spawn(EXECUTOR, "task-executor"),
-    ];
-    await Promise.all([
-      specBuilder.waitForLine((l) => l.json?.msg === "worker running", 20_000),
-      fetcher.waitForLine((l) => l.json?.event === "started", 20_000),
-      executor.waitForLine((l) => l.json?.event === "resynced", 30_000),
-    ]);
-    containerd = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
+    node = await startNode({
+      name: "img",
+      workers: ["spec-builder", "hypervisor-seed-fetcher", "task-executor"],
+      env: () => ({ EVE_NODE_MEMORY_MIB: "2048", EVE_INSECURE_REGISTRIES: registry.host }),
     });
+    ({ dataDir, containerd, configs } = node);
+    // Every status each app went through, not only its latest.
     const record = (k: string, v: TaskStatus) => void history.set(k, [...(history.get(k) ?? []), v]);
-    statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+    statuses = await subscribe(node.bus, {
+      ...messageTable("TaskStatus"),
       onCreate: record,
       onModify: record,
     });
-    seeds = await subscribe(bus, {
-      agent: "hypervisor-seed-fetcher",
-      type: "ImageSeed",
-      schema: SeedSchema,
+    seeds = await subscribe(node.bus, {
+      ...messageTable("ImageSeed"),
       onCreate: () => undefined,
     });
-  }, 60_000);
+  }, 90_000);
 
   afterAll(async () => {
     await seeds?.close();
     await statuses?.close();
-    await bus?.close();
-    containerd?.close();
-    for (const w of workers.reverse()) await w.stopAll();
-  }, 60_000);
+    await node?.stop();
+  }, 90_000);
 
   function app(uuid: string, over: Partial<AppInstanceConfigInput> = {}): AppInstanceConfigInput {
     return {

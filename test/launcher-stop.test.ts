@@ -13,8 +13,8 @@ import { Publication, connectBus, readEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { isSameProcessAlive, readStateFile, stateFilePath } from "@eve-tasks/launcher";
 import { natsCredentialsDir, natsPasswordFile, removeTreeSafely } from "@eve-tasks/embedded";
-import { AppInstanceConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskEvent, TaskStatus, TaskStatusSchema } from "@eve-tasks/schemas";
 import { buildToolsImage, defaultToolsImageDir } from "@eve-tasks/tools-image";
 import { BUILT, makeRootfs, statusWaiter, uuidMaker, waitFor } from "./harness/index.js";
 import { ensureVmGuest } from "./harness/vm-guest.js";
@@ -178,13 +178,10 @@ describe("Ctrl-C of the launcher", () => {
       name: "launcher-stop-test",
     });
     let statuses: Subscription<typeof TaskStatusSchema> = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
-    const configs = (b: Bus) =>
-      new Publication(b, { agent: "controller", type: "AppInstanceConfig", schema: AppInstanceConfigSchema });
+    const configs = (b: Bus) => new Publication(b, messageTable("AppInstanceConfig"));
     await configs(bus).publish(vm, vmApp);
     await configs(bus).publish(box, boxApp);
     const vmRun = await statusWaiter(statuses).until(
@@ -219,9 +216,7 @@ describe("Ctrl-C of the launcher", () => {
     s = await running(second);
     bus = await connectBus({ servers: s.nats.url!, credentials: controller(), name: "launcher-stop-test-2" });
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
     const again = (uuid: string, before: TaskStatus) =>

@@ -18,7 +18,7 @@ import type { LauncherStateRecord } from "@eve-tasks/launcher";
 import { healthDir, readHeartbeats } from "@eve-tasks/runtime";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { buildSpec, withArgs, withHostname } from "@eve-tasks/oci-spec";
-import { CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
+import { CONTAINERD_NAMESPACE, messageTable } from "@eve-tasks/schemas";
 import { Publication, connectBus } from "@eve-tasks/bus";
 import { NATS_USERS, natsCredentialsDir, natsPasswordFile, removeTreeSafely } from "@eve-tasks/embedded";
 import { BUILT, makeRootfs, runNode } from "./harness/index.js";
@@ -222,11 +222,7 @@ describe("launcher", () => {
     try {
       const uuid = "0a0b0c0d-0000-4000-8000-000000000042";
       const now = new Date().toISOString();
-      await new Publication(bus, {
-        agent: "task-executor",
-        type: "TaskStatus",
-        schema: TaskStatusSchema,
-      }).publish(uuid, {
+      await new Publication(bus, messageTable("TaskStatus")).publish(uuid, {
         schemaVersion: 1,
         uuid,
         version: "1",

@@ -34,13 +34,9 @@ import {
 import type { NatsAuth, NatsUser, RunningNatsServer } from "@eve-tasks/embedded";
 import {
   CONTAINERD_NAMESPACE,
-  HypervisorToolsConfigSchema,
   LogsReplySchema,
   LogsRequestSchema,
   SPEC_BUILDER_DURABLE,
-  SeedSchema,
-  TaskMetricsSchema,
-  TaskStatusSchema,
   hypervisorSeedKey,
   imageSeedKey,
   logsSubject,
@@ -48,9 +44,17 @@ import {
   seedFetcherDurables,
   signalSubject,
   stopTasksSubject,
+  messageTable,
 } from "@eve-tasks/schemas";
 import { discoverWorkers } from "@eve-tasks/runtime";
-import type { Seed, TaskMetrics, TaskStatus } from "@eve-tasks/schemas";
+import type {
+  Seed,
+  TaskMetrics,
+  TaskStatus,
+  SeedSchema,
+  TaskMetricsSchema,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
 import {
   BUILT,
   REPO_ROOT,
@@ -268,38 +272,26 @@ describe("every worker's real code path, under its own NATS user", () => {
     const viewer = buses.get("viewer") ?? (await busAs("viewer"));
 
     // hypervisor-seed-fetcher, tools queue: HypervisorToolsConfig → HypervisorSeed READY.
-    const tools = new Publication(controller, {
-      agent: "controller",
-      type: "HypervisorToolsConfig",
-      schema: HypervisorToolsConfigSchema,
-    });
+    const tools = new Publication(controller, messageTable("HypervisorToolsConfig"));
     await tools.publish("authtest", { schemaVersion: 1, image: toolsRef });
     const seeds = new Map<string, Seed>();
     const seedSub: Subscription<typeof SeedSchema> = await subscribe(viewer, {
-      agent: "hypervisor-seed-fetcher",
-      type: "HypervisorSeed",
-      schema: SeedSchema,
+      ...messageTable("HypervisorSeed"),
       onCreate: (k, v) => void seeds.set(`HypervisorSeed.${k}`, v),
       onModify: (k, v) => void seeds.set(`HypervisorSeed.${k}`, v),
     });
     const imageSeedSub: Subscription<typeof SeedSchema> = await subscribe(viewer, {
-      agent: "hypervisor-seed-fetcher",
-      type: "ImageSeed",
-      schema: SeedSchema,
+      ...messageTable("ImageSeed"),
       onCreate: (k, v) => void seeds.set(`ImageSeed.${k}`, v),
       onModify: (k, v) => void seeds.set(`ImageSeed.${k}`, v),
     });
     const statuses: Subscription<typeof TaskStatusSchema> = await subscribe(viewer, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
     const metrics = new Map<string, TaskMetrics>();
     const metricsSub: Subscription<typeof TaskMetricsSchema> = await subscribe(viewer, {
-      agent: "proc-monitor",
-      type: "TaskMetrics",
-      schema: TaskMetricsSchema,
+      ...messageTable("TaskMetrics"),
       onCreate: (k, v) => void metrics.set(k, v),
       onModify: (k, v) => void metrics.set(k, v),
     });

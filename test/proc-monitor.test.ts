@@ -12,15 +12,16 @@ import type { Subscription as NatsSubscription } from "@nats-io/nats-core";
 import { Publication, connectBus, ensureBuckets, ensureEventsStream, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
-import {
+import { CONTAINERD_NAMESPACE, EVENTS_SUBJECTS, TaskEventSchema, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  TaskEvent,
+  TaskMetrics,
+  TaskStatus,
   AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
-  EVENTS_SUBJECTS,
-  TaskEventSchema,
   TaskMetricsSchema,
   TaskStatusSchema,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskEvent, TaskMetrics, TaskStatus } from "@eve-tasks/schemas";
 import {
   BUILT,
   harnessEnv,
@@ -113,26 +114,14 @@ describe("proc-monitor end to end", () => {
       monitor: spawnReplicas({ entry: PROC_MONITOR, name: "proc-monitor", env, echo }),
     };
     containerd = new ContainerdClient({ address: env.CONTAINERD_ADDRESS!, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
-    fakeStatuses = new Publication(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
-    });
+    configs = new Publication(bus, messageTable("AppInstanceConfig"));
+    fakeStatuses = new Publication(bus, messageTable("TaskStatus"));
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
     metrics = await subscribe(bus, {
-      agent: "proc-monitor",
-      type: "TaskMetrics",
-      schema: TaskMetricsSchema,
+      ...messageTable("TaskMetrics"),
       onCreate: () => undefined,
     });
     await workers.monitor.waitForLine((l) => l.json?.event === "synchronized", 30_000);

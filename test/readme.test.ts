@@ -17,8 +17,8 @@ import type { Bus, Subscription } from "@eve-tasks/bus";
 import { natsCredentialsDir, natsPasswordFile, removeTreeSafely } from "@eve-tasks/embedded";
 import { isSameProcessAlive, readStateFile, stateFilePath } from "@eve-tasks/launcher";
 import type { LauncherStateRecord } from "@eve-tasks/launcher";
-import { TaskStatusSchema } from "@eve-tasks/schemas";
-import type { TaskStatus } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
+import type { TaskStatus, TaskStatusSchema } from "@eve-tasks/schemas";
 import { REPO_ROOT, waitFor } from "./harness/index.js";
 
 /** The quick start: the start command, then the commands a user types while it runs. */
@@ -373,9 +373,7 @@ describe("the README's quick start", () => {
       name: "readme-test",
     });
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: (_k, v) => void (v.taskId > 0 && anchors.set(v.taskId, v.anchorStartTicks ?? undefined)),
       onModify: (_k, v) => void (v.taskId > 0 && anchors.set(v.taskId, v.anchorStartTicks ?? undefined)),
     });

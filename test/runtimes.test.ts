@@ -30,14 +30,14 @@ import type { Bus, EventFollower, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient } from "@eve-tasks/containerd";
 import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
 import { BINFMT_DIR, BINFMT_PREFIX, binfmtEntry, removeBinfmt } from "@eve-tasks/executor";
-import {
+import { CONTAINERD_NAMESPACE, HypervisorSeedSchema, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  TaskEvent,
+  TaskStatus,
   AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
-  HypervisorSeedSchema,
-  HypervisorToolsConfigSchema,
   TaskStatusSchema,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
 import { arm64Busybox } from "./harness/arm64-busybox.js";
 import {
   BUILT,
@@ -168,11 +168,7 @@ describe("runtime images", () => {
     bus = await connectBus({ servers: nats.url, name: "runtimes-test" });
     await ensureBuckets(bus);
     await ensureEventsStream(bus);
-    const tools = new Publication(bus, {
-      agent: "controller",
-      type: "HypervisorToolsConfig",
-      schema: HypervisorToolsConfigSchema,
-    });
+    const tools = new Publication(bus, messageTable("HypervisorToolsConfig"));
     for (const [name, ref] of Object.entries({
       jvm: jvm.ref,
       emulators: emulators.ref,
@@ -208,15 +204,9 @@ describe("runtime images", () => {
       executor.waitForLine((l) => l.json?.event === "resynced", 60_000),
     ]);
     containerd = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
+    configs = new Publication(bus, messageTable("AppInstanceConfig"));
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
     follower = followEvents(bus, (e) => events.push(e));

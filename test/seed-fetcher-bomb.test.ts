@@ -8,7 +8,7 @@ import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
-import { HypervisorToolsConfigSchema, SeedSchema, hypervisorSeedKey } from "@eve-tasks/schemas";
+import { hypervisorSeedKey, messageTable } from "@eve-tasks/schemas";
 import type { Seed } from "@eve-tasks/schemas";
 import { BUILT, deferCleanup, spawnReplicas, tempDir, withPrivateNats } from "./harness/index.js";
 import type { Replicas } from "./harness/index.js";
@@ -85,9 +85,7 @@ beforeAll(async () => {
   deferCleanup(() => bus.drain());
   await ensureBuckets(bus);
   const sub = await subscribe(bus, {
-    agent: "hypervisor-seed-fetcher",
-    type: "HypervisorSeed",
-    schema: SeedSchema,
+    ...messageTable("HypervisorSeed"),
     onCreate: (k, v) => record(k, v),
     onModify: (k, v) => record(k, v),
     onDelete: (k) => void current.set(`HypervisorSeed.${k}`, undefined),
@@ -97,11 +95,10 @@ beforeAll(async () => {
     current.set(`HypervisorSeed.${k}`, v);
     history.set(`HypervisorSeed.${k}`, [...(history.get(`HypervisorSeed.${k}`) ?? []), v]);
   }
-  await new Publication(bus, {
-    agent: "controller",
-    type: "HypervisorToolsConfig",
-    schema: HypervisorToolsConfigSchema,
-  }).publish("bomb", { schemaVersion: 1, image: ref });
+  await new Publication(bus, messageTable("HypervisorToolsConfig")).publish("bomb", {
+    schemaVersion: 1,
+    image: ref,
+  });
 }, 120_000);
 
 describe("an entry bomb", () => {

@@ -10,14 +10,13 @@ import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
-import {
+import { SeedSchema, hypervisorSeedKey, imageSeedKey, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  Seed,
   AppInstanceConfigSchema,
   HypervisorToolsConfigSchema,
-  SeedSchema,
-  hypervisorSeedKey,
-  imageSeedKey,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, Seed } from "@eve-tasks/schemas";
 import { deferCleanup, spawnReplicas, tempDir, waitFor, withPrivateNats } from "./harness/index.js";
 import type { Replicas } from "./harness/index.js";
 import { skopeoCopy, startRegistry } from "./harness/registry.js";
@@ -79,16 +78,8 @@ beforeAll(async () => {
   bus = await connectBus({ servers: nats.url, name: "seed-fetcher-test" });
   deferCleanup(() => bus.drain());
   await ensureBuckets(bus);
-  tools = new Publication(bus, {
-    agent: "controller",
-    type: "HypervisorToolsConfig",
-    schema: HypervisorToolsConfigSchema,
-  });
-  apps = new Publication(bus, {
-    agent: "controller",
-    type: "AppInstanceConfig",
-    schema: AppInstanceConfigSchema,
-  });
+  tools = new Publication(bus, messageTable("HypervisorToolsConfig"));
+  apps = new Publication(bus, messageTable("AppInstanceConfig"));
   for (const type of ["HypervisorSeed", "ImageSeed"]) {
     const record = (key: string, value: Seed | undefined): void => {
       current.set(`${type}.${key}`, value);

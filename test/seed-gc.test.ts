@@ -8,42 +8,24 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Publication, connectBus, ensureBuckets, ensureEventsStream, subscribe } from "@eve-tasks/bus";
-import type { Bus, Subscription } from "@eve-tasks/bus";
-import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
-import {
-  AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
-  SeedSchema,
-  TaskStatusSchema,
-  imageSeedKey,
-} from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput } from "@eve-tasks/schemas";
-import {
-  BUILT,
-  deferCleanup,
-  spawnReplicas,
-  statusWaiter,
-  tempDir,
-  uuidMaker,
-  waitFor,
-  withPrivateNats,
-} from "./harness/index.js";
-import type { Replicas } from "./harness/index.js";
+import { subscribe } from "@eve-tasks/bus";
+import type { Subscription } from "@eve-tasks/bus";
+import { imageSeedKey, messageTable } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, SeedSchema } from "@eve-tasks/schemas";
+import { startNode, statusWaiter, tempDir, uuidMaker, waitFor } from "./harness/index.js";
+import type { Replicas, TestNode } from "./harness/index.js";
 import { skopeoCopy, startRegistry } from "./harness/registry.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 
 const newUuid = uuidMaker("5eed0c00");
-const echo = process.env.EVE_TEST_ECHO === "1";
 
 describe("seed GC and running tasks", () => {
-  let bus: Bus;
-  let configs: Publication<typeof AppInstanceConfigSchema>;
-  let statuses: Subscription<typeof TaskStatusSchema>;
+  let node: TestNode;
+  let configs: TestNode["configs"];
+  let statuses: TestNode["statuses"];
   let seeds: Subscription<typeof SeedSchema>;
   let fetcher: Replicas;
   let host: string;
-  const workers: Replicas[] = [];
 
   beforeAll(async () => {
     const dir = await tempDir("sgc-");
@@ -59,70 +41,28 @@ describe("seed GC and running tasks", () => {
       },
     });
     await layout.tag(image, "app");
-    const [nats, reg, containerdServer] = await Promise.all([
-      withPrivateNats(),
-      startRegistry(),
-      startContainerd({ dir: join(dir, "ctrd") }),
-    ]);
-    deferCleanup(async () => {
-      await cleanupContainerd(containerdServer.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
-      await containerdServer.stop();
-    });
+    const reg = await startRegistry();
     host = reg.host;
     await skopeoCopy(`oci:${layout.dir}:app`, `docker://${host}/app:1`);
-    bus = await connectBus({ servers: nats.url, name: "seed-gc-test" });
-    await ensureBuckets(bus);
-    await ensureEventsStream(bus);
-    const env = {
-      NATS_URL: nats.url,
-      CONTAINERD_ADDRESS: containerdServer.address,
-      EVE_DATA_DIR: join(dir, "data"),
-      EVE_RUN_DIR: join(dir, "run"),
-      EVE_VOLUME_ROOTS: join(dir, "volumes"),
-      EVE_NODE_MEMORY_MIB: "2048",
-      EVE_INSECURE_REGISTRIES: host,
-      EVE_SEED_GC_GRACE_MS: "0",
-      EVE_SEED_GC_INTERVAL_MS: "1000",
-      LOG_LEVEL: "debug",
-    };
-    const spawn = (entry: string, name: string): Replicas => {
-      const r = spawnReplicas({ entry, count: 1, name, env, echo });
-      workers.push(r);
-      return r;
-    };
-    const specBuilder = spawn(BUILT.specBuilder, "spec-builder");
-    fetcher = spawn(BUILT.seedFetcher, "seed-fetcher");
-    const executor = spawn(BUILT.taskExecutor, "task-executor");
-    await Promise.all([
-      specBuilder.waitForLine((l) => l.json?.msg === "worker running", 20_000),
-      fetcher.waitForLine((l) => l.json?.event === "started", 20_000),
-      executor.waitForLine((l) => l.json?.event === "resynced", 30_000),
-    ]);
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
+    node = await startNode({
+      name: "sgc",
+      workers: ["spec-builder", "hypervisor-seed-fetcher", "task-executor"],
+      env: () => ({
+        EVE_NODE_MEMORY_MIB: "2048",
+        EVE_INSECURE_REGISTRIES: host,
+        EVE_SEED_GC_GRACE_MS: "0",
+        EVE_SEED_GC_INTERVAL_MS: "1000",
+      }),
     });
-    statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
-      onCreate: () => undefined,
-    });
-    seeds = await subscribe(bus, {
-      agent: "hypervisor-seed-fetcher",
-      type: "ImageSeed",
-      schema: SeedSchema,
-      onCreate: () => undefined,
-    });
+    ({ configs, statuses } = node);
+    fetcher = node.workers["hypervisor-seed-fetcher"]!;
+    seeds = await subscribe(node.bus, { ...messageTable("ImageSeed"), onCreate: () => undefined });
   }, 90_000);
 
   afterAll(async () => {
     await seeds?.close();
-    await statuses?.close();
-    await bus?.close();
-    for (const w of workers.reverse()) await w.stopAll();
-  }, 60_000);
+    await node?.stop();
+  }, 90_000);
 
   const app = (uuid: string, ref: string): AppInstanceConfigInput => ({
     schemaVersion: 1,

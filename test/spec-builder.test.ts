@@ -11,8 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KV } from "@nats-io/kv";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
-import { AppInstanceConfigSchema, SeedSchema, TaskConfigSchema, imageSeedKey } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskConfig } from "@eve-tasks/schemas";
+import { imageSeedKey, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  TaskConfig,
+  AppInstanceConfigSchema,
+  TaskConfigSchema,
+} from "@eve-tasks/schemas";
 import { harnessEnv, spawnReplicas, tempDir, waitFor } from "./harness/index.js";
 import type { JsonObject, Replicas } from "./harness/index.js";
 import { assertValidOciSpec } from "./oci-schema.js";
@@ -168,15 +173,9 @@ beforeAll(async () => {
   bus = await connectBus({ servers: natsUrl, name: "spec-builder-test" });
   await ensureBuckets(bus);
   kv = await bus.bucket("controller");
-  configs = new Publication(bus, {
-    agent: "controller",
-    type: "AppInstanceConfig",
-    schema: AppInstanceConfigSchema,
-  });
+  configs = new Publication(bus, messageTable("AppInstanceConfig"));
   taskConfigs = await subscribe(bus, {
-    agent: "spec-builder",
-    type: "TaskConfig",
-    schema: TaskConfigSchema,
+    ...messageTable("TaskConfig"),
     onCreate: (key, value) => record(key, value),
     onModify: (key, value) => record(key, value),
     onDelete: (key, old) => void deleted.set(key, old),
@@ -452,11 +451,7 @@ describe("spec-builder", () => {
 
   it("builds an image root from its seed: PENDING until the seed is READY, re-built when the seed changes", async () => {
     // The test plays the hypervisor-seed-fetcher: it writes the seeds itself.
-    const seeds = new Publication(bus, {
-      agent: "hypervisor-seed-fetcher",
-      type: "ImageSeed",
-      schema: SeedSchema,
-    });
+    const seeds = new Publication(bus, messageTable("ImageSeed"));
     const ref = `registry.example:5000/app-${randomUUID().slice(0, 8)}:1`;
     // The app names its arch (designExample: x86_64): its seed is the one of (ref, arch).
     const key = imageSeedKey("local", ref, "x86_64");

@@ -13,7 +13,8 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
-import { TaskStatusSchema } from "@eve-tasks/schemas";
+import type { TaskStatusSchema } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
 import { waitFor } from "./harness/index.js";
 import { artifactDir, launchChromium } from "./harness/browser.js";
 import type { TestBrowser } from "./harness/browser.js";
@@ -63,9 +64,7 @@ beforeAll(async () => {
     credentials: { user: "controller", passwordFile: launcher.passwordFile("controller") },
   });
   statuses = await subscribe(bus, {
-    agent: "task-executor",
-    type: "TaskStatus",
-    schema: TaskStatusSchema,
+    ...messageTable("TaskStatus"),
     onCreate: () => undefined,
   });
   browser = await launchChromium();

@@ -8,13 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient, isNotFound, specFromAny } from "@eve-tasks/containerd";
-import {
+import { CONTAINERD_NAMESPACE, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  TaskConfig,
+  TaskStatus,
   AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
   TaskConfigSchema,
   TaskStatusSchema,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskConfig, TaskStatus } from "@eve-tasks/schemas";
 import {
   BUILT,
   REPO_ROOT,
@@ -104,11 +106,7 @@ describe("native container tasks end to end", () => {
     bus = await connectBus({ servers: nats.url, name: "e2e-test" });
     containerd = new ContainerdClient({ address: env.CONTAINERD_ADDRESS!, namespace: CONTAINERD_NAMESPACE });
     await ensureBuckets(bus);
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
+    configs = new Publication(bus, messageTable("AppInstanceConfig"));
     // Every spec this file produces is checked against the official OCI schema: the
     // node-independent one of each READY TaskConfig, and the final one in containerd of each
     // task that reached RUNNING.
@@ -123,16 +121,12 @@ describe("native container tasks end to end", () => {
       if (v.state === "RUNNING") pendingChecks.push(checkFinalSpec(k));
     };
     taskConfigs = await subscribe(bus, {
-      agent: "spec-builder",
-      type: "TaskConfig",
-      schema: TaskConfigSchema,
+      ...messageTable("TaskConfig"),
       onCreate: (k, v) => checkTaskConfig(k, v),
       onModify: (k, v) => checkTaskConfig(k, v),
     });
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: record,
       onModify: record,
     });

@@ -22,15 +22,19 @@ import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
 import type { RunningContainerd } from "@eve-tasks/embedded";
 import { readProcStat } from "@eve-tasks/procfs";
 import {
-  AppInstanceConfigSchema,
   CONTAINERD_NAMESPACE,
   SignalReplySchema,
   SignalRequestSchema,
   TaskEventSchema,
-  TaskStatusSchema,
   signalSubject,
+  messageTable,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskEvent } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  TaskEvent,
+  AppInstanceConfigSchema,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
 import {
   deferCleanup,
   makeRootfs,
@@ -109,15 +113,9 @@ describe("task health", () => {
     specBuilder = spawnReplicas({ entry: SPEC_BUILDER, count: 1, name: "spec-builder", env, echo });
     await startExecutor();
     containerd = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
+    configs = new Publication(bus, messageTable("AppInstanceConfig"));
     statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: () => undefined,
     });
     follower = followEvents(bus, (e) => events.push(e));

@@ -17,8 +17,13 @@ import {
   startNatsServer,
 } from "@eve-tasks/embedded";
 import type { ManagedProcess, RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
-import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, TaskStatusSchema } from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskStatus } from "@eve-tasks/schemas";
+import { CONTAINERD_NAMESPACE, messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfigInput,
+  TaskStatus,
+  AppInstanceConfigSchema,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
 // Directly, not ../harness/index.js: that one imports vitest.
 import { removeEmptyCgroup } from "../harness/cgroups.js";
 import { makeRootfs } from "../harness/rootfs.js";
@@ -371,11 +376,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       fn: () => Promise.all(workers.map((w) => w.proc.stop({ graceMs: 15_000 }))),
     });
 
-    const configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
+    const configs = new Publication(bus, messageTable("AppInstanceConfig"));
     const seen = new Seen();
     const onStatus = (key: string, v: TaskStatus): void => {
       const t = nowMs();
@@ -390,9 +391,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     });
     subs.push(
       await subscribe(bus, {
-        agent: "task-executor",
-        type: "TaskStatus",
-        schema: TaskStatusSchema,
+        ...messageTable("TaskStatus"),
         onCreate: onStatus,
         onModify: onStatus,
         onDelete: (key) => seen.mark(key, "deleted", nowMs()),

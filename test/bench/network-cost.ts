@@ -9,7 +9,7 @@ import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Publication } from "@eve-tasks/bus";
-import { NetworkInstanceConfigSchema } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
 import { log } from "./env.js";
 import type { BenchEnv } from "./env.js";
 import { median, nowMs, percentile, r1, r3 } from "./stats.js";
@@ -31,11 +31,7 @@ export async function networkCost(
   const host = `nwbench${tag}`;
   const prefix = `eve-nwbench${tag}-`;
   ip("netns", "add", host);
-  const instances = new Publication(env.bus, {
-    agent: "controller",
-    type: "NetworkInstanceConfig",
-    schema: NetworkInstanceConfigSchema,
-  });
+  const instances = new Publication(env.bus, messageTable("NetworkInstanceConfig"));
   try {
     // dnsmasq drops to nobody: the run dir and its parents must be searchable.
     await chmod(env.dir, 0o711);

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { subscribe } from "@eve-tasks/bus";
 import { spawnLogged } from "@eve-tasks/embedded";
 import { readProcStat, readProcStatus } from "@eve-tasks/procfs";
-import { TaskMetricsSchema } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
 import type { BenchEnv } from "./env.js";
 import { REPO, log } from "./env.js";
 import { load1 } from "./cpu.js";
@@ -69,9 +69,7 @@ export async function procMonitorLoad(env: BenchEnv, o: ProcMonitorBenchOptions)
   const lastSampledAt = new Map<string, string>();
   let updates = 0;
   const metrics = await subscribe(env.bus, {
-    agent: "proc-monitor",
-    type: "TaskMetrics",
-    schema: TaskMetricsSchema,
+    ...messageTable("TaskMetrics"),
     onCreate: (k, v) => void lastSampledAt.set(k, v.sampledAt),
     onModify: (k, v) => {
       updates++;

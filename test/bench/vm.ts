@@ -9,12 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Publication, subscribe } from "@eve-tasks/bus";
-import {
-  HypervisorToolsConfigSchema,
-  TaskMetricsSchema,
-  estimateAnchorTaxMiB,
-  taskLogPath,
-} from "@eve-tasks/schemas";
+import { estimateAnchorTaxMiB, taskLogPath, messageTable } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskMetrics } from "@eve-tasks/schemas";
 import { buildToolsImage } from "@eve-tasks/tools-image";
 import { VM_GUEST_CMDLINE, ensureVmGuest } from "../harness/vm-guest.js";
@@ -49,11 +44,7 @@ function vmSetup(env: BenchEnv): Promise<VmSetup> {
     const initrd = join(dir, "initrd.img");
     await copyFile(guest.kernelPath, kernel);
     await copyFile(guest.initrdPath, initrd);
-    const toolsConfigs = new Publication(env.bus, {
-      agent: "controller",
-      type: "HypervisorToolsConfig",
-      schema: HypervisorToolsConfigSchema,
-    });
+    const toolsConfigs = new Publication(env.bus, messageTable("HypervisorToolsConfig"));
     await toolsConfigs.publish("default", { schemaVersion: 1, image: tools.ref });
     log(`vm: tools image ${tools.ref}; guest kernel ${guest.kernelPath}`);
     return {
@@ -213,9 +204,7 @@ export async function vmTax(
   const s = await vmSetup(env);
   const latest = new Map<string, TaskMetrics>();
   const metrics = await subscribe(env.bus, {
-    agent: "proc-monitor",
-    type: "TaskMetrics",
-    schema: TaskMetricsSchema,
+    ...messageTable("TaskMetrics"),
     onCreate: (k, v) => void latest.set(k, v),
     onModify: (k, v) => void latest.set(k, v),
   });

@@ -24,3 +24,5 @@ export { makeRootfs, ROOTFS_COMMANDS } from "./rootfs.js";
 export type { TestRootfs } from "./rootfs.js";
 export { BUILT, REPO_ROOT, runNode, statusWaiter, uuidMaker } from "./e2e.js";
 export type { NodeRun, StatusWaiter } from "./e2e.js";
+export { startNode } from "./node.js";
+export type { NodeDirs, StartNodeOptions, TestNode, WorkerName } from "./node.js";

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Publication, connectBus, ensureBuckets } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
-import { AnchorTaxRecordSchema, anchorTaxKey } from "@eve-tasks/schemas";
+import { anchorTaxKey, messageTable } from "@eve-tasks/schemas";
 import type {} from "../../../test/harness/global-setup.js";
 import { noTaxRecordsMessage, runTax } from "../src/commands/tax.js";
 import type { TaxRow } from "../src/commands/tax.js";
@@ -21,11 +21,7 @@ describe("eve-tasks tax against the real KV", () => {
     server = inject("natsUrl");
     bus = await connectBus({ servers: server, name: "tax-cli-test" });
     await ensureBuckets(bus);
-    const table = new Publication(bus, {
-      agent: "proc-monitor",
-      type: "AnchorTax",
-      schema: AnchorTaxRecordSchema,
-    });
+    const table = new Publication(bus, messageTable("AnchorTax"));
     for (const r of [
       record(node),
       record(node, { guestMiB: 512, peakTotalBytes: 560 * MiB, peakAboveGuestBytes: 48 * MiB }),

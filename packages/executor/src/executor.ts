@@ -12,8 +12,8 @@ import type { Logger } from "pino";
 import { Backoff } from "@eve-tasks/backoff";
 import { followEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus, EventFollower, Outbox, Subscription } from "@eve-tasks/bus";
-import { TaskConfigSchema } from "@eve-tasks/schemas";
-import type { SignalReply, TaskConfig, TaskStatus } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
+import type { SignalReply, TaskConfig, TaskStatus, TaskConfigSchema } from "@eve-tasks/schemas";
 import { MemoryLedger } from "./admission.js";
 import { newAppState } from "./app-state.js";
 import type { AppState } from "./app-state.js";
@@ -161,9 +161,7 @@ export class TaskExecutor {
     }
     for (const uuid of await this.#status.load()) this.#app(uuid);
     this.#sub = await subscribe(this.#o.bus, {
-      agent: "spec-builder",
-      type: "TaskConfig",
-      schema: TaskConfigSchema,
+      ...messageTable("TaskConfig"),
       checkKey: (key, v) => (v.uuid === key ? null : `TaskConfig ${key} carries uuid ${v.uuid}`),
       onCreate: (key, v) => this.#desire(key, v),
       onModify: (key, v) => this.#desire(key, v),

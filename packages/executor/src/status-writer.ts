@@ -6,8 +6,15 @@
 import type { Logger } from "pino";
 import { Publication } from "@eve-tasks/bus";
 import type { Bus, Outbox } from "@eve-tasks/bus";
-import { TaskStatusSchema, jsonEqual, taskLogPath } from "@eve-tasks/schemas";
-import type { ReadyTaskConfig, StageError, TaskConfig, TaskEventType, TaskStatus } from "@eve-tasks/schemas";
+import { jsonEqual, taskLogPath, messageTable } from "@eve-tasks/schemas";
+import type {
+  ReadyTaskConfig,
+  StageError,
+  TaskConfig,
+  TaskEventType,
+  TaskStatus,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
 import type { ExecutorObserver } from "./observer.js";
 import type { PreparedTask } from "./prepare-task.js";
 import { initialStatus } from "./status.js";
@@ -43,11 +50,7 @@ export class StatusWriter {
   readonly #dataDir: string;
 
   constructor(bus: Bus, o: { node: string; dataDir: string }) {
-    this.#publication = new Publication(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
-    });
+    this.#publication = new Publication(bus, messageTable("TaskStatus"));
     this.#node = o.node;
     this.#dataDir = o.dataDir;
   }

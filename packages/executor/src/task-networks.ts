@@ -38,6 +38,7 @@ import {
   NetworkInstanceConfigSchema,
   NetworkInstanceStatusSchema,
   networkInstanceStatusKey,
+  messageTable,
 } from "@eve-tasks/schemas";
 import type {
   NetworkInstanceConfig,
@@ -167,11 +168,7 @@ export class TaskNetworks implements TaskHostResource {
   constructor(options: TaskNetworksOptions) {
     this.#o = options;
     this.#log = options.logger.child({ component: "networks" });
-    this.#statuses = new Publication(options.bus, {
-      agent: "task-executor",
-      type: "NetworkInstanceStatus",
-      schema: NetworkInstanceStatusSchema,
-    });
+    this.#statuses = new Publication(options.bus, messageTable("NetworkInstanceStatus"));
   }
 
   /** `/run/netns/<prefix><uuid>`: the task's own network namespace. */

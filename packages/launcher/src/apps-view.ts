@@ -7,8 +7,13 @@ import { subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { describeStatus, joinApps, renderGetTable, statusChanges } from "@eve-tasks/cli";
 import type { Stored } from "@eve-tasks/cli";
-import { AppInstanceConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
-import type { AppInstanceConfig, TaskStatus } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfig,
+  TaskStatus,
+  AppInstanceConfigSchema,
+  TaskStatusSchema,
+} from "@eve-tasks/schemas";
 
 /** Follows configs and statuses; `lines()` renders the table. */
 export class AppsView {
@@ -26,9 +31,7 @@ export class AppsView {
     };
     v.#subs.push(
       await subscribe(bus, {
-        agent: "controller",
-        type: "AppInstanceConfig",
-        schema: AppInstanceConfigSchema,
+        ...messageTable("AppInstanceConfig"),
         onCreate: setConfig,
         onModify: (k, value, _old, revision) => setConfig(k, value, revision),
         onDelete: (k) => void v.#configs.delete(k),
@@ -36,9 +39,7 @@ export class AppsView {
     );
     v.#subs.push(
       await subscribe(bus, {
-        agent: "task-executor",
-        type: "TaskStatus",
-        schema: TaskStatusSchema,
+        ...messageTable("TaskStatus"),
         onCreate: (k, s) => {
           v.#statuses.set(k, s);
           v.#say(k, describeStatus(s));

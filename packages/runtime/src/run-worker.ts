@@ -168,7 +168,7 @@ export async function runWorker<S extends z.ZodObject & z.ZodType<BaseWorkerConf
     await opts.main({ config, logger, lifecycle, heartbeat, bus, metrics, service });
     if (lifecycle.state === "running") {
       await heartbeat?.setState("running");
-      logger.info("worker running");
+      logger.info({ event: "running" }, "worker running");
     }
   } catch (err) {
     logger.error({ err }, "worker failed to start");

@@ -74,6 +74,22 @@ export type MessageOf<T extends MessageTypeName> = z.output<(typeof messageTypes
 /** What a publisher may write for message type `T` (defaulted fields optional). */
 export type MessageInputOf<T extends MessageTypeName> = z.input<(typeof messageTypes)[T]["schema"]>;
 
+/** A message type as a table: its agent (the bucket), its name (the keys' first token), its schema. */
+export interface MessageTable<T extends MessageTypeName> {
+  readonly agent: (typeof messageTypes)[T]["agent"];
+  readonly type: T;
+  readonly schema: (typeof messageTypes)[T]["schema"];
+}
+
+/**
+ * Message type `type` as publications and subscriptions take it, so that no call site restates
+ * its agent or schema: `new Publication(bus, messageTable("TaskStatus"))`.
+ */
+export function messageTable<T extends MessageTypeName>(type: T): MessageTable<T> {
+  const { agent, schema } = messageTypes[type];
+  return { agent, type, schema };
+}
+
 /** The message type names whose values `agent` publishes. */
 export function messageTypesOf(agent: Agent): MessageTypeName[] {
   return (Object.keys(messageTypes) as MessageTypeName[]).filter((t) => messageTypes[t].agent === agent);

@@ -9,7 +9,7 @@ import path from "node:path";
 import { Publication } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
 import { parseReference } from "@eve-tasks/registry";
-import { HypervisorToolsConfigSchema } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
 import { ToolsImageError } from "./errors.js";
 
 /** The tools name apps get when they name none. */
@@ -92,11 +92,7 @@ export async function registerDefaultTools(
       { context: { ref } },
     );
   }
-  const table = new Publication(bus, {
-    agent: "controller",
-    type: "HypervisorToolsConfig",
-    schema: HypervisorToolsConfigSchema,
-  });
+  const table = new Publication(bus, messageTable("HypervisorToolsConfig"));
   const key = `HypervisorToolsConfig.${name}`;
   let previous: string | undefined;
   let outcome: RegisterResult["outcome"];

@@ -6,7 +6,8 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Publication, connectBus, ensureBucket } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
-import { HypervisorToolsConfigSchema } from "@eve-tasks/schemas";
+import type { HypervisorToolsConfigSchema } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
 import { ToolsImageError, registerDefaultTools } from "@eve-tasks/tools-image";
 import { harnessEnv } from "../../../test/harness/index.js";
 
@@ -20,11 +21,7 @@ const keyName = (): string => `t${randomUUID().slice(0, 8)}`;
 beforeAll(async () => {
   bus = await connectBus({ servers: harnessEnv().natsUrl, name: "tools-image-register-test" });
   await ensureBucket(bus, "controller");
-  tools = new Publication(bus, {
-    agent: "controller",
-    type: "HypervisorToolsConfig",
-    schema: HypervisorToolsConfigSchema,
-  });
+  tools = new Publication(bus, messageTable("HypervisorToolsConfig"));
 });
 
 afterAll(async () => {

@@ -18,32 +18,29 @@ import { errorText, hostArch, isRetryable } from "@eve-tasks/registry";
 import type { PullProgress, SeedRecord, SeedStore } from "@eve-tasks/registry";
 import type { Logger, Registry } from "@eve-tasks/runtime";
 import {
-  AppInstanceConfigSchema,
-  HypervisorToolsConfigSchema,
   SeedSchema,
   hypervisorSeedKey,
   imageSeedKey,
   isRuntimeApp,
   seedFetcherDurables,
   seedLabelsOf,
+  messageTable,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfig, HypervisorToolsConfig, Seed } from "@eve-tasks/schemas";
+import type {
+  AppInstanceConfig,
+  HypervisorToolsConfig,
+  Seed,
+  AppInstanceConfigSchema,
+  HypervisorToolsConfigSchema,
+} from "@eve-tasks/schemas";
 import { seedFetcherMetrics } from "./metrics.js";
 import type { SeedKind } from "./metrics.js";
 
 /** The fetcher's bucket. */
 export const SEED_FETCHER_AGENT = "hypervisor-seed-fetcher";
 
-const TOOLS_TABLE = {
-  agent: "controller",
-  type: "HypervisorToolsConfig",
-  schema: HypervisorToolsConfigSchema,
-} as const;
-const APPS_TABLE = {
-  agent: "controller",
-  type: "AppInstanceConfig",
-  schema: AppInstanceConfigSchema,
-} as const;
+const TOOLS_TABLE = messageTable("HypervisorToolsConfig");
+const APPS_TABLE = messageTable("AppInstanceConfig");
 
 /** Delays before each retry of a pull that may heal (registry down, 5xx). */
 export const RETRY_BACKOFF_MS: readonly number[] = [2_000, 5_000, 15_000, 30_000, 60_000];

@@ -1,8 +1,8 @@
 /** The AnchorTax table in the proc-monitor's bucket, and the one way an update is written to it. */
 import { Publication } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
-import { AnchorTaxRecordSchema } from "@eve-tasks/schemas";
-import type { AnchorTaxRecord } from "@eve-tasks/schemas";
+import { messageTable } from "@eve-tasks/schemas";
+import type { AnchorTaxRecord, AnchorTaxRecordSchema } from "@eve-tasks/schemas";
 import { mergeAnchorTaxRecord } from "./anchor-tax.js";
 import type { AnchorTaxUpdate } from "./anchor-tax.js";
 
@@ -11,7 +11,7 @@ export type AnchorTaxTable = Publication<typeof AnchorTaxRecordSchema>;
 
 /** Opens the AnchorTax table of the proc-monitor's bucket. */
 export function anchorTaxTable(bus: Bus): AnchorTaxTable {
-  return new Publication(bus, { agent: "proc-monitor", type: "AnchorTax", schema: AnchorTaxRecordSchema });
+  return new Publication(bus, messageTable("AnchorTax"));
 }
 
 /** What writing an update did. */

@@ -11,8 +11,8 @@ import { TaskSampler, readGuestRamResidentBytes } from "@eve-tasks/procfs";
 import type { AnchorReading, CgroupLayout, TaskSample } from "@eve-tasks/procfs";
 import { forApp } from "@eve-tasks/runtime";
 import type { Logger, Registry } from "@eve-tasks/runtime";
-import { TaskMetricsSchema, TaskStatusSchema, cgroupsPathFor } from "@eve-tasks/schemas";
-import type { TaskStatus } from "@eve-tasks/schemas";
+import { cgroupsPathFor, messageTable } from "@eve-tasks/schemas";
+import type { TaskStatus, TaskMetricsSchema, TaskStatusSchema } from "@eve-tasks/schemas";
 import { anchorGoneEvent, anchorGoneEventId } from "./anchor-event.js";
 import { AnchorTaxTracker, TaskConfigViewSchema, anchorTaxPeakBytes, observationKey } from "./anchor-tax.js";
 import type { AnchorTaxUpdate, TaskConfigView, VmFacts } from "./anchor-tax.js";
@@ -104,11 +104,7 @@ export class ProcMonitor {
   constructor(options: ProcMonitorOptions) {
     this.#opts = options;
     this.#log = options.logger;
-    this.#metrics = new Publication(options.bus, {
-      agent: "proc-monitor",
-      type: "TaskMetrics",
-      schema: TaskMetricsSchema,
-    });
+    this.#metrics = new Publication(options.bus, messageTable("TaskMetrics"));
     this.#taxRecords = anchorTaxTable(options.bus);
     this.#taxTracker = new AnchorTaxTracker({ flushIntervalMs: options.anchorTaxFlushMs });
     this.#measured = procMonitorMetrics(() => this.sampling, options.metrics);
@@ -130,9 +126,7 @@ export class ProcMonitor {
   async start(): Promise<void> {
     this.#configsStarting = this.#followTaskConfigs();
     this.#statuses = await subscribe(this.#opts.bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
+      ...messageTable("TaskStatus"),
       onCreate: (uuid, s) => this.#onStatus(uuid, s),
       onModify: (uuid, s) => this.#onStatus(uuid, s),
       onDelete: (uuid) => this.#forget(uuid, "TaskStatus deleted"),

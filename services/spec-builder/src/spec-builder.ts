@@ -11,18 +11,16 @@ import type { Bus, SourceState, Subscription, WorkContext, WorkQueue } from "@ev
 import { forApp } from "@eve-tasks/runtime";
 import type { Logger, Registry } from "@eve-tasks/runtime";
 import {
-  AppInstanceConfigSchema,
   EMULATORS_RUNTIME,
   SPEC_BUILDER_DURABLE,
   HypervisorSeedSchema,
-  HypervisorToolsConfigSchema,
   ImageSeedSchema,
-  TaskConfigSchema,
   hypervisorSeedKey,
   imageSeedKey,
   isRuntimeApp,
+  messageTable,
 } from "@eve-tasks/schemas";
-import type { AppInstanceConfig, Seed } from "@eve-tasks/schemas";
+import type { AppInstanceConfig, Seed, AppInstanceConfigSchema } from "@eve-tasks/schemas";
 import { buildTaskConfig } from "./build-task-config.js";
 import {
   RawConfigSchema,
@@ -39,18 +37,10 @@ import type { BuildOutcome } from "./outcome.js";
 export { SPEC_BUILDER_DURABLE };
 
 /** Where the spec-builder reads: the controller's AppInstanceConfig table. */
-export const APP_INSTANCE_CONFIG_TABLE = {
-  agent: "controller",
-  type: "AppInstanceConfig",
-  schema: AppInstanceConfigSchema,
-} as const;
+export const APP_INSTANCE_CONFIG_TABLE = messageTable("AppInstanceConfig");
 
 /** Where the spec-builder writes: its own TaskConfig table. */
-export const TASK_CONFIG_TABLE = {
-  agent: "spec-builder",
-  type: "TaskConfig",
-  schema: TaskConfigSchema,
-} as const;
+export const TASK_CONFIG_TABLE = messageTable("TaskConfig");
 
 /** Where the spec-builder reads image roots' seeds: the hypervisor-seed-fetcher's ImageSeed table. */
 export const IMAGE_SEED_TABLE = {
@@ -67,11 +57,7 @@ export const HYPERVISOR_SEED_TABLE = {
 } as const;
 
 /** Where runtimes are named: the controller's HypervisorToolsConfig table. */
-export const HYPERVISOR_TOOLS_CONFIG_TABLE = {
-  agent: "controller",
-  type: "HypervisorToolsConfig",
-  schema: HypervisorToolsConfigSchema,
-} as const;
+export const HYPERVISOR_TOOLS_CONFIG_TABLE = messageTable("HypervisorToolsConfig");
 
 /** A seed an app's build depends on: an image root's ImageSeed or a runtime's HypervisorSeed. */
 export interface SeedDependency {

@@ -1,11 +1,7 @@
 /** `eve-tasks networks`: every network instance, its config beside what its node made of it. */
 import type { Command } from "@commander-js/extra-typings";
 import { Publication } from "@eve-tasks/bus";
-import {
-  NetworkInstanceConfigSchema,
-  NetworkInstanceStatusSchema,
-  networkInstanceStatusKey,
-} from "@eve-tasks/schemas";
+import { NetworkInstanceConfigSchema, networkInstanceStatusKey, messageTable } from "@eve-tasks/schemas";
 import type { NetworkInstanceConfig, NetworkInstanceStatus } from "@eve-tasks/schemas";
 import type { CliContext } from "../context.js";
 import { CONFIG_AGENT } from "../load-apps.js";
@@ -68,11 +64,7 @@ export async function runNetworks(ctx: CliContext, o: { json: boolean; server: N
       type: "NetworkInstanceConfig",
       schema: NetworkInstanceConfigSchema,
     });
-    const statuses = new Publication(bus, {
-      agent: "task-executor",
-      type: "NetworkInstanceStatus",
-      schema: NetworkInstanceStatusSchema,
-    });
+    const statuses = new Publication(bus, messageTable("NetworkInstanceStatus"));
     const byName = new Map<string, NetworkInstanceConfig>();
     for (const [, c] of await configs.getAll().catch(() => new Map<string, NetworkInstanceConfig>()))
       byName.set(c.name, c);
