@@ -80,7 +80,7 @@ const WORKERS = [
   {
     user: "spec-builder",
     entry: BUILT.specBuilder,
-    ready: (j: Record<string, unknown>) => j.msg === "worker running",
+    ready: (j: Record<string, unknown>) => j.event === "running",
   },
   {
     user: "task-executor",
@@ -90,7 +90,7 @@ const WORKERS = [
   {
     user: "proc-monitor",
     entry: BUILT.procMonitor,
-    ready: (j: Record<string, unknown>) => j.msg === "worker running",
+    ready: (j: Record<string, unknown>) => j.event === "running",
   },
   {
     user: "hypervisor-seed-fetcher",

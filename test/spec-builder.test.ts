@@ -192,7 +192,7 @@ beforeAll(async () => {
   });
   await Promise.all(
     [0, 1, 2].map((i) =>
-      builders.waitForLine((l) => l.replica === i && l.json?.msg === "worker running", 20_000),
+      builders.waitForLine((l) => l.replica === i && l.json?.event === "running", 20_000),
     ),
   );
   process.stderr.write(`[spec-builder.test] 3 replicas running in ${Date.now() - started} ms\n`);
