@@ -224,7 +224,12 @@ describe("a VM on a local network instance", () => {
       interfaces: [{ name: "eth0", network: "vms" }],
       stopTimeoutMs: 2000,
     } as AppInstanceConfigInput);
-    const p = await until(peer, (x) => x.state === "RUNNING" || x.state === "FAILED", "never RUNNING", 60_000);
+    const p = await until(
+      peer,
+      (x) => x.state === "RUNNING" || x.state === "FAILED",
+      "never RUNNING",
+      60_000,
+    );
     expect(p).toMatchObject({ state: "RUNNING", error: null });
     const got = await waitFor(
       () =>

@@ -50,10 +50,14 @@ async function ensureModules(kernelPackage: string, kernelVersion: string): Prom
   );
   if (ready) return dir;
   const tmp = await tempDir("vm-net-modules-");
-  await execFileAsync("apt-get", ["-q", "download", "-o", "APT::Sandbox::User=root", `${kernelPackage}=${kernelVersion}`], {
-    cwd: tmp,
-    timeout: 10 * 60_000,
-  });
+  await execFileAsync(
+    "apt-get",
+    ["-q", "download", "-o", "APT::Sandbox::User=root", `${kernelPackage}=${kernelVersion}`],
+    {
+      cwd: tmp,
+      timeout: 10 * 60_000,
+    },
+  );
   const deb = join(tmp, `${kernelPackage}_${kernelVersion.replace(/^\d+:/, "")}_amd64.deb`);
   await access(deb);
   // Extract exactly the modules (one tar run; the release directory is the package's).
@@ -75,14 +79,21 @@ async function ensureModules(kernelPackage: string, kernelVersion: string): Prom
   await mkdir(staged);
   const { stdout } = await execFileAsync("ls", [join(tmp, "lib", "modules")]);
   const release = stdout.trim();
-  for (const m of VM_NET_MODULES) await copyFile(join(tmp, "lib", "modules", release, m), join(staged, base(m)));
+  for (const m of VM_NET_MODULES)
+    await copyFile(join(tmp, "lib", "modules", release, m), join(staged, base(m)));
   await writeFile(join(staged, "kernel.version"), `${id}\n`);
   // Whole or not at all: a concurrent run renames its own copy into place.
   await rm(dir, { recursive: true, force: true });
   await rename(staged, dir).catch(async (err: unknown) => {
     // A concurrent run put its copy there first.
     await rm(staged, { recursive: true, force: true });
-    if (!(await access(join(dir, "kernel.version")).then(() => true, () => false))) throw err;
+    if (
+      !(await access(join(dir, "kernel.version")).then(
+        () => true,
+        () => false,
+      ))
+    )
+      throw err;
   });
   return dir;
 }
@@ -139,9 +150,11 @@ export async function makeVmNetGuest(outDir: string): Promise<VmNetGuest> {
   await mkdir(join(root, "lib", "modules", "net"), { recursive: true });
   await mkdir(join(root, "bin"));
   await mkdir(join(root, "etc"));
-  for (const m of VM_NET_MODULES) await copyFile(join(modules, base(m)), join(root, "lib", "modules", "net", base(m)));
+  for (const m of VM_NET_MODULES)
+    await copyFile(join(modules, base(m)), join(root, "lib", "modules", "net", base(m)));
   // Applets the base archive does not link (its /bin/busybox is the static busybox).
-  for (const applet of ["udhcpc", "ip", "httpd", "mkdir"]) await symlink("busybox", join(root, "bin", applet));
+  for (const applet of ["udhcpc", "ip", "httpd", "mkdir"])
+    await symlink("busybox", join(root, "bin", applet));
   await writeFile(join(root, "init"), guestInit(VM_NET_MODULES.map((m) => base(m).replace(/\.ko$/, ""))));
   await writeFile(join(root, "etc", "udhcpc.sh"), UDHCPC_SCRIPT);
   await chmod(join(root, "init"), 0o755);
@@ -150,7 +163,13 @@ export async function makeVmNetGuest(outDir: string): Promise<VmNetGuest> {
   const overlay = join(outDir, ".net-archive.cpio.gz");
   await execFileAsync(
     "sh",
-    ["-c", 'cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9n > "$2"', "sh", root, overlay],
+    [
+      "-c",
+      'cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9n > "$2"',
+      "sh",
+      root,
+      overlay,
+    ],
     { timeout: 60_000 },
   );
   const initrdPath = join(outDir, "initrd-net.img");
