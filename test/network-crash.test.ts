@@ -131,9 +131,11 @@ describe("the executor killed mid network setup", () => {
     expect(Object.keys(await leases()).some((k) => k.startsWith(uuid))).toBe(true);
   }
 
-  async function restart(): Promise<void> {
+  /** Starts the executor again; resolves with its lines once it has resynced. */
+  async function restart() {
     const r = node.executor.respawn(0);
     await node.executor.waitForLine((l) => l.pid === r.pid && l.json?.event === "resynced", 60_000);
+    return r.lines;
   }
 
   it("leaves nothing once the app is deleted while it is down, after a restart", async () => {
@@ -148,7 +150,11 @@ describe("the executor killed mid network setup", () => {
 
     await node.remove(uuid);
     apps.delete(uuid);
-    await restart();
+    const lines = await restart();
+    // Its start-up sweep removed them, before any reconcile (the container, which Containers.Create
+    // made alongside the netns, goes with the reconcile), and said so.
+    const swept = lines.find((l) => l.json?.event === "network-swept")?.json;
+    expect(swept).toMatchObject({ netns: [`${prefix}${uuid}`], links: [veth], ipam: [`apps:${uuid}/eth0`] });
     await waitFor(async () => (await netnsWithPrefix(prefix)).length === before.netns.length, {
       message: "the interrupted setup's netns stayed",
     });
