@@ -94,7 +94,7 @@ describe("the executor killed mid network setup", () => {
       process: { args: ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"] },
       stopTimeoutMs: 2000,
       interfaces: [{ name: "eth0", network: "apps" }],
-    } as AppInstanceConfigInput;
+    };
   }
 
   /** What of ours is on the node: task netns, links and nft tables in the host netns. */

@@ -176,7 +176,7 @@ describe("a VM on a local network instance", () => {
       },
       interfaces: [{ name: "eth0", network: "vms" }],
       stopTimeoutMs: 4000,
-    } as AppInstanceConfigInput;
+    };
     await configs.publish(vm, vmConfig);
     const s = await until(vm, (x) => x.state === "RUNNING" || x.state === "FAILED", "never RUNNING", 90_000);
     expect(s).toMatchObject({ state: "RUNNING", error: null });
@@ -223,7 +223,7 @@ describe("a VM on a local network instance", () => {
       process: { args: ["/bin/sh", "-c", `trap 'exit 0' TERM; ${script} & wait`] },
       interfaces: [{ name: "eth0", network: "vms" }],
       stopTimeoutMs: 2000,
-    } as AppInstanceConfigInput);
+    });
     const p = await until(
       peer,
       (x) => x.state === "RUNNING" || x.state === "FAILED",
