@@ -6,7 +6,18 @@
 // serves a marker with busybox httpd on port 80. The modules come from the same kernel package
 // as the guest's kernel (apt-get download), cached next to the guest's cache directory.
 import { execFile } from "node:child_process";
-import { access, chmod, copyFile, mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  access,
+  chmod,
+  copyFile,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { tempDir } from "./cleanup.js";
@@ -58,29 +69,25 @@ async function ensureModules(kernelPackage: string, kernelVersion: string): Prom
       timeout: 10 * 60_000,
     },
   );
-  const deb = join(tmp, `${kernelPackage}_${kernelVersion.replace(/^\d+:/, "")}_amd64.deb`);
-  await access(deb);
-  // Extract exactly the modules (one tar run; the release directory is the package's).
+  const debs = (await readdir(tmp)).filter((f) => f.endsWith(".deb"));
+  if (debs.length !== 1) throw new Error(`apt-get download ${id} left ${debs.length} .deb files in ${tmp}`);
+  // Exactly the modules, from the package's one release directory.
   await execFileAsync(
     "sh",
-    [
-      "-c",
-      'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards $(shift 2; for m; do printf "./lib/modules/*/%s " "$m"; done)',
-      "sh",
-      deb,
+    ["-c", 'd=$1 t=$2; shift 2; dpkg-deb --fsys-tarfile "$d" | tar -x -C "$t" --wildcards "$@"', "sh"].concat(
+      join(tmp, debs[0]!),
       tmp,
-      ...VM_NET_MODULES,
-    ],
+      VM_NET_MODULES.map((m) => `./lib/modules/*/${m}`),
+    ),
     { timeout: 5 * 60_000 },
   );
   // Staged next to the cache (one filesystem), then renamed into place whole.
   const staged = `${dir}.tmp-${process.pid}`;
   await rm(staged, { recursive: true, force: true });
   await mkdir(staged);
-  const { stdout } = await execFileAsync("ls", [join(tmp, "lib", "modules")]);
-  const release = stdout.trim();
+  const [release] = await readdir(join(tmp, "lib", "modules"));
   for (const m of VM_NET_MODULES)
-    await copyFile(join(tmp, "lib", "modules", release, m), join(staged, base(m)));
+    await copyFile(join(tmp, "lib", "modules", release!, m), join(staged, base(m)));
   await writeFile(join(staged, "kernel.version"), `${id}\n`);
   // Whole or not at all: a concurrent run renames its own copy into place.
   await rm(dir, { recursive: true, force: true });
