@@ -24,9 +24,11 @@ import type { ExecutorNode } from "./executor-node.js";
 import {
   httpGet,
   httpReachable,
+  inNs,
   linksIn,
   makeNetns,
   netnsWithPrefix,
+  startIn,
   tablesIn,
   tag,
   vethBetween,
@@ -260,6 +262,70 @@ describe("apps with network interfaces", () => {
     expect(Object.keys(ipam.leases).some((k) => k.startsWith(b))).toBe(false);
     expect(Object.values(ipam.leases)).toContain("10.88.0.77");
     expect((await netnsWithPrefix(prefix)).some((n) => n.endsWith(b))).toBe(false);
+  });
+
+  it("puts an app on a switch instance's uplink L2: it and a client there reach each other, no NAT", async () => {
+    // This test's own uplink: a veth whose peer is in a "LAN" netns it makes (gone when it ends).
+    const lan = await makeNetns(`${host.replace(/-host$/, "")}-lan`);
+    await vethBetween(host, "sw0", null, lan, "eth0", "10.66.0.254/24");
+    const before = await linksIn(host);
+    await putInstance({
+      name: "lan",
+      type: "switch",
+      subnet: "10.66.0.0/24",
+      gateway: "10.66.0.254",
+      uplink: "sw0",
+    });
+    const ready = await niStatus("lan", (s) => s.state === "READY", "never READY");
+    expect(ready).toMatchObject({ bridge: "eb-lan", error: null });
+    const master = async () =>
+      (JSON.parse(await inNs(host, ["ip", "-json", "link", "show", "sw0"])) as { master?: string }[])[0]
+        ?.master;
+    expect(await master()).toBe("eb-lan");
+    // The LAN host answers with the address it sees the request come from.
+    startIn(lan, [
+      process.execPath,
+      "-e",
+      "require('http').createServer((q,s)=>s.end(q.socket.remoteAddress.replace('::ffff:',''))).listen(80)",
+    ]);
+
+    const s = newUuid();
+    await node.put(
+      node.build(
+        app(s, "on-lan", `httpd -f -p 80 -h /www & ${fetcher(`lan-${s}`, "10.66.0.254")}`, [
+          { name: "eth0", network: "lan", ip: "10.66.0.20" },
+        ]),
+        1,
+      ),
+    );
+    const st = await node.settled(s);
+    expect(st).toMatchObject({ state: "RUNNING", error: null });
+    expect(st.interfaces[0]).toMatchObject({ name: "eth0", network: "lan", ip: "10.66.0.20" });
+    // The app reaches the LAN host, which sees the app's own address (same L2, no NAT) ...
+    expect(
+      await waitFor(async () => ((await nextResult(`lan-${s}`)) === "ok 10.66.0.20" ? 1 : undefined), {
+        message: "the app never reached the LAN host",
+      }),
+    ).toBe(1);
+    // ... and the LAN host reaches the app, having learnt its MAC on the wire.
+    expect(await waitFor(() => httpGet(lan, "http://10.66.0.20/"), { message: "app from the LAN" })).toBe(
+      "marker-A",
+    );
+    expect(await inNs(lan, ["ip", "neigh", "show", "10.66.0.20"])).toContain(st.interfaces[0]!.mac);
+
+    // Deleting the app and the instance leaves the host as it was, the uplink released.
+    await node.remove(s);
+    apps.delete(s);
+    await waitFor(async () => !(await netnsWithPrefix(prefix)).some((n) => n.endsWith(s)), {
+      message: "the app's netns stayed",
+    });
+    await instances.unpublish("lan");
+    await waitFor(() => niStatuses.get(networkInstanceStatusKey(NODE, "lan")) === undefined, {
+      message: "instance lan never went",
+    });
+    expect(await master()).toBeUndefined();
+    expect(await linksIn(host)).toEqual(before);
+    expect(await tablesIn(host)).not.toContain("inet eve_ni_lan");
   });
 
   it("reports bad input: an overlapping subnet, an address outside the subnet; an unknown network waits", async () => {

@@ -1,0 +1,251 @@
+// A VM on a `local` network instance, end to end: the real spec-builder, hypervisor-seed-fetcher
+// and task-executor as processes (the executor's bridges in a "host" netns this file creates,
+// EVE_NET_NS), the built-in `default` runtime (qemu, under TCG here), and a real guest: Debian's
+// kernel with a busybox initramfs carrying virtio_net (test/harness/vm-net-guest.ts). The
+// executor gives the VM's task a tap joined to its veth and names it in EVE_TASK_NICS; the
+// runtime's loader makes a virtio NIC of it; the guest gets its address by DHCP from the
+// instance's dnsmasq and serves a marker that a container app on the same instance fetches.
+import { readFileSync } from "node:fs";
+import { chmod, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
+import type { Subscription } from "@eve-tasks/bus";
+import {
+  AppInstanceConfigSchema,
+  HypervisorToolsConfigSchema,
+  NetworkInstanceConfigSchema,
+  NetworkInstanceStatusSchema,
+  TaskStatusSchema,
+  networkInstanceStatusKey,
+} from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput } from "@eve-tasks/schemas";
+import {
+  BUILT,
+  deferCleanup,
+  harnessEnv,
+  makeRootfs,
+  spawnReplicas,
+  statusWaiter,
+  tempDir,
+  uuidMaker,
+  waitFor,
+  withPrivateNats,
+} from "./harness/index.js";
+import type { StatusWaiter } from "./harness/index.js";
+import { RUNTIME_CACHE, defaultToolsImage } from "./harness/runtimes.js";
+import { VM_HTTP_MARKER, VM_NET_UP_MARKER, makeVmNetGuest } from "./harness/vm-net-guest.js";
+import { inNs, linksIn, makeNetns, netnsWithPrefix, tag } from "../packages/network/test/ns.js";
+
+const newUuid = uuidMaker("0e7e0000");
+const NODE = "local";
+const echo = process.env.EVE_TEST_ECHO === "1";
+
+describe("a VM on a local network instance", () => {
+  let host: string;
+  let prefix: string;
+  let volumes: string;
+  let rootfs: string;
+  let guestCmdline: string;
+  let configs: Publication<typeof AppInstanceConfigSchema>;
+  let instances: Publication<typeof NetworkInstanceConfigSchema>;
+  let niStatuses: Subscription<typeof NetworkInstanceStatusSchema>;
+  let until: StatusWaiter["until"];
+
+  beforeAll(async () => {
+    const t = tag();
+    host = await makeNetns(`nwv${t}-host`);
+    prefix = `eve-nwv${t}-`;
+    const dir = await tempDir("netvm-");
+    // dnsmasq drops to nobody: the run dir's parents must be searchable.
+    await chmod(dir, 0o755);
+    await mkdir(join(dir, "run"), { mode: 0o755 });
+    volumes = join(dir, "volumes");
+    rootfs = join(volumes, "rootfs");
+    await makeRootfs(rootfs);
+    for (const applet of ["nc", "mv", "tail", "printf", "["])
+      await symlink("busybox", join(rootfs, "bin", applet)).catch(() => undefined);
+    await writeFile(join(rootfs, "etc", "resolv.conf"), "");
+    await writeFile(join(rootfs, "etc", "hosts"), "");
+    await mkdir(join(rootfs, "out"));
+    await mkdir(join(volumes, "out"), { recursive: true });
+    const [nats, tools, guest] = await Promise.all([
+      withPrivateNats(),
+      defaultToolsImage(),
+      makeVmNetGuest(join(volumes, "guest")),
+    ]);
+    guestCmdline = guest.cmdline;
+    await chmod(volumes, 0o700);
+
+    const env = {
+      NATS_URL: nats.url,
+      CONTAINERD_ADDRESS: harnessEnv().containerdAddress,
+      EVE_DATA_DIR: join(dir, "data"),
+      EVE_RUN_DIR: join(dir, "run"),
+      EVE_VOLUME_ROOTS: volumes,
+      EVE_OCI_LAYOUT_ROOTS: RUNTIME_CACHE,
+      EVE_NODE_MEMORY_MIB: "2048",
+      EVE_KVM_PROBE_TIMEOUT_MS: "4000",
+      EVE_NET_NS: host,
+      EVE_NETNS_PREFIX: prefix,
+      LOG_LEVEL: "debug",
+    };
+    const bus = await connectBus({ servers: nats.url, name: "network-vm-test" });
+    await ensureBuckets(bus);
+    const tools_ = new Publication(bus, {
+      agent: "controller",
+      type: "HypervisorToolsConfig",
+      schema: HypervisorToolsConfigSchema,
+    });
+    await tools_.publish("default", { schemaVersion: 1, image: tools.ref });
+    const spawn = (entry: string, name: string) => spawnReplicas({ entry, count: 1, name, env, echo });
+    await Promise.all([
+      spawn(BUILT.specBuilder, "spec-builder").waitForLine((l) => l.json?.msg === "worker running", 30_000),
+      spawn(BUILT.seedFetcher, "seed-fetcher").waitForLine((l) => l.json?.event === "started", 30_000),
+      spawn(BUILT.taskExecutor, "task-executor").waitForLine((l) => l.json?.event === "resynced", 60_000),
+    ]);
+    configs = new Publication(bus, {
+      agent: "controller",
+      type: "AppInstanceConfig",
+      schema: AppInstanceConfigSchema,
+    });
+    instances = new Publication(bus, {
+      agent: "controller",
+      type: "NetworkInstanceConfig",
+      schema: NetworkInstanceConfigSchema,
+    });
+    const statuses = await subscribe(bus, {
+      agent: "task-executor",
+      type: "TaskStatus",
+      schema: TaskStatusSchema,
+      onCreate: () => undefined,
+    });
+    niStatuses = await subscribe(bus, {
+      agent: "task-executor",
+      type: "NetworkInstanceStatus",
+      schema: NetworkInstanceStatusSchema,
+      onCreate: () => undefined,
+    });
+    until = statusWaiter(statuses).until;
+    // Registered after the workers: runs before they stop (last in, first out).
+    deferCleanup(async () => {
+      for (const uuid of (await configs.getAll()).keys()) await configs.unpublish(uuid);
+      await waitFor(async () => (await netnsWithPrefix(prefix)).length === 0, {
+        timeoutMs: 60_000,
+        message: "task netns left after deleting every app",
+      });
+      for (const name of (await instances.getAll()).keys()) await instances.unpublish(name);
+      await waitFor(() => niStatuses.getAll().size === 0, {
+        timeoutMs: 30_000,
+        message: "network instance statuses left after deleting every instance",
+      });
+      expect(await linksIn(host)).toEqual(["lo"]);
+      await niStatuses.close();
+      await statuses.close();
+      await bus.close();
+    });
+  }, 180_000);
+
+  it("gets its address by DHCP from the instance and serves a container on it", async () => {
+    await instances.publish("vms", {
+      schemaVersion: 1,
+      name: "vms",
+      node: NODE,
+      type: "local",
+      subnet: "10.86.0.0/24",
+      gateway: "10.86.0.1",
+    });
+    await waitFor(() => niStatuses.get(networkInstanceStatusKey(NODE, "vms"))?.state === "READY", {
+      message: "instance vms never READY",
+    });
+
+    const vm = newUuid();
+    const vmConfig: AppInstanceConfigInput = {
+      schemaVersion: 1,
+      uuid: vm,
+      version: "1",
+      displayName: "guest",
+      activate: true,
+      virtualization: "HVM",
+      resources: { memoryMiB: 128, vcpus: 1 },
+      vm: {
+        kernel: join(volumes, "guest", "vmlinuz"),
+        initrd: join(volumes, "guest", "initrd-net.img"),
+        cmdline: guestCmdline,
+        accel: "tcg",
+      },
+      interfaces: [{ name: "eth0", network: "vms" }],
+      stopTimeoutMs: 4000,
+    };
+    await configs.publish(vm, vmConfig);
+    const s = await until(vm, (x) => x.state === "RUNNING" || x.state === "FAILED", "never RUNNING", 90_000);
+    expect(s).toMatchObject({ state: "RUNNING", error: null });
+    const nic = s.interfaces[0]!;
+    expect(nic).toMatchObject({ name: "eth0", network: "vms" });
+    expect(nic.ip).toMatch(/^10\.86\.0\.\d+$/);
+
+    // The loader made a virtio NIC of the tap EVE_TASK_NICS named, with the interface's MAC.
+    const args = readFileSync(`/proc/${s.taskId}/cmdline`, "utf8").split("\0");
+    expect(args).toContain("tap,id=net0,ifname=evtap0,script=no,downscript=no,vhost=off");
+    expect(args).toContain(`virtio-net-pci,netdev=net0,mac=${nic.mac}`);
+    const environ = readFileSync(`/proc/${s.taskId}/environ`, "utf8").split("\0");
+    expect(environ).toContain(`EVE_TASK_NICS=evtap0=${nic.mac}`);
+    // The netns has the tap and the veth, the veth without an address (the guest has it).
+    const netns = `${prefix}${vm}`;
+    expect(await linksIn(netns)).toEqual(["eth0", "evtap0", "lo"]);
+    expect(await inNs(netns, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
+
+    // The guest's console says the address DHCP gave it: the one the IPAM chose.
+    const log = () => readFile(s.logPath, "utf8").catch(() => "");
+    await waitFor(async () => (await log()).includes(VM_NET_UP_MARKER), {
+      timeoutMs: 90_000,
+      message: "the guest never got an address",
+    }).catch(async (err: unknown) => {
+      throw new Error(`${(err as Error).message}; console: ${(await log()).slice(-2000)}`, { cause: err });
+    });
+    expect(await log()).toContain(`${VM_NET_UP_MARKER} ${nic.ip}/24`);
+
+    // A container app on the instance fetches the guest's marker (busybox nc: GET / over TCP).
+    const peer = newUuid();
+    const script =
+      `while true; do b=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${nic.ip} 80 | tail -n 1); ` +
+      `[ -n "$b" ] && { echo "$b" > /out/${peer}.new; mv /out/${peer}.new /out/${peer}; }; sleep 0.3; done`;
+    await configs.publish(peer, {
+      schemaVersion: 1,
+      uuid: peer,
+      version: "1",
+      displayName: "peer",
+      activate: true,
+      virtualization: "NOHYPER",
+      resources: { memoryMiB: 32, vcpus: 1 },
+      root: { volume: { path: rootfs, readOnly: true } },
+      volumes: [{ path: join(volumes, "out"), mountPoint: "/out", readOnly: false }],
+      process: { args: ["/bin/sh", "-c", `trap 'exit 0' TERM; ${script} & wait`] },
+      interfaces: [{ name: "eth0", network: "vms" }],
+      stopTimeoutMs: 2000,
+    });
+    const p = await until(
+      peer,
+      (x) => x.state === "RUNNING" || x.state === "FAILED",
+      "never RUNNING",
+      60_000,
+    );
+    expect(p).toMatchObject({ state: "RUNNING", error: null });
+    const got = await waitFor(
+      () =>
+        readFile(join(volumes, "out", peer), "utf8").then(
+          (t) => t.trim() || undefined,
+          () => undefined,
+        ),
+      { timeoutMs: 30_000, message: "the container never fetched the guest's marker" },
+    );
+    expect(got).toBe(`${VM_HTTP_MARKER} ${nic.ip}`);
+    await waitFor(
+      () => {
+        const ni = niStatuses.get(networkInstanceStatusKey(NODE, "vms"));
+        return ni?.apps.includes(vm) && ni.apps.includes(peer);
+      },
+      { message: "the instance does not list both apps" },
+    );
+  }, 150_000);
+});
