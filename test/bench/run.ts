@@ -327,6 +327,7 @@ async function main(): Promise<number> {
     process.stderr.write(
       [
         `emulators: an idle busybox shell (${e.memoryMiB} MiB app), medians of ${e.rounds} rounds, ${e.settleMs} ms after start; load average ${e.loadAverage}`,
+        `  publish → RUNNING (median): arm64 ${e.publishToRunningMedianMs.arm64} ms, native ${e.publishToRunningMedianMs.native} ms`,
         `  ${"task".padEnd(28)} ${"RSS MiB".padStart(8)} ${"PSS MiB".padStart(8)} ${"cgroup MiB".padStart(12)} ${"anon MiB".padStart(11)} ${"processes".padStart(9)}`,
         side("arm64 under qemu-aarch64", e.arm64),
         side("native x86_64", e.native),

@@ -375,6 +375,8 @@ export interface EmulatorsResult {
   settleMs: number;
   /** The app's memoryMiB on both sides (the arm64 task's limit adds the emulation tax). */
   memoryMiB: number;
+  /** Publish → RUNNING seen, median per side. */
+  publishToRunningMedianMs: { arm64: number; native: number };
   arm64: ReturnType<typeof sideMiB>;
   native: ReturnType<typeof sideMiB>;
   /** arm64 − native, MiB (medians). */
@@ -417,14 +419,18 @@ export async function emulatorsMemory(
       root: { volume: { path: armRoot, readOnly: true } },
     }) as AppInstanceConfigInput;
 
+  // Publish → RUNNING of each side: the time a plain task (and an emulated one) takes to start
+  // at this moment's load, a reference for the jar scenario's publish → RUNNING.
+  const toRunning = { arm64: [] as number[], native: [] as number[] };
   /** Publishes both, waits for both markers, settles, samples, deletes both. */
   const round = async (order: readonly ("arm64" | "native")[]) => {
     const uuids = { arm64: crypto.randomUUID(), native: crypto.randomUUID() };
     try {
       for (const side of order) {
         const uuid = uuids[side];
+        const t0 = nowMs();
         await env.configs.publish(uuid, side === "arm64" ? arm64(uuid) : native(uuid));
-        await env.seen.when(uuid, "RUNNING", 120_000);
+        toRunning[side].push((await env.seen.when(uuid, "RUNNING", 120_000)) - t0);
         await seenInFile(taskLogPath(join(env.dir, "data"), uuid), marker, 60_000);
       }
       await sleep(o.settleMs);
@@ -477,6 +483,7 @@ export async function emulatorsMemory(
     rounds: o.rounds,
     settleMs: o.settleMs,
     memoryMiB: TASK_MEMORY_MIB,
+    publishToRunningMedianMs: { arm64: r1(median(toRunning.arm64)), native: r1(median(toRunning.native)) },
     arm64: arm,
     native: nat,
     differenceMiB: {
