@@ -2,7 +2,7 @@
 // under the volume root, the real spec-builder and task-executor as separate processes, and the
 // clients the scenarios measure with. Everything started here is stopped here, by PID.
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -17,6 +17,7 @@ import {
   startNatsServer,
 } from "@eve-tasks/embedded";
 import type { ManagedProcess, RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
+import { BINFMT_DIR, BINFMT_PREFIX, removeBinfmt } from "@eve-tasks/executor";
 import { CONTAINERD_NAMESPACE, messageTable } from "@eve-tasks/schemas";
 import type {
   AppInstanceConfigInput,
@@ -26,6 +27,7 @@ import type {
 } from "@eve-tasks/schemas";
 // Directly, not ../harness/index.js: that one imports vitest.
 import { removeEmptyCgroup } from "../harness/cgroups.js";
+import { RUNTIME_CACHE } from "../harness/runtimes.js";
 import { makeRootfs } from "../harness/rootfs.js";
 import { mapLimit, nowMs } from "./stats.js";
 import type { TraceRecord } from "./trace-hooks.js";
@@ -287,6 +289,12 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     // Runs last: runc leaves the parent cgroups of the baseline namespaces behind; remove them
     // when empty (rmdir fails harmlessly when they are not).
     cleanups.unshift({ name: "remove baseline parent cgroups", fn: removeBaselineCgroups });
+    // Runs last too, once the executor is stopped and its tasks are gone: the binfmt_misc entries
+    // it registered for this node (their interpreters are in its data dir's seeds), not others'.
+    cleanups.unshift({
+      name: "remove this node's binfmt_misc entries",
+      fn: () => removeBinfmtUnder(dataDir),
+    });
     if (natsR.status === "rejected") throw natsR.reason;
     if (containerdR.status === "rejected") throw containerdR.reason;
     const nats = natsR.value;
@@ -326,8 +334,9 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       // VMs: TCG, as the direct qemu baseline runs; the proc-monitor samples twice a second.
       EVE_ACCEL: "tcg",
       EVE_METRICS_INTERVAL_MS: "500",
-      // The tools image of the vm scenarios (vm.ts's TOOLS_CACHE): oci: layouts must be under here.
-      EVE_OCI_LAYOUT_ROOTS: process.env.EVE_TEST_TOOLS_CACHE ?? "/var/cache/eve-tasks/tools-image",
+      // oci: layouts must be under here: the tools image of the vm scenarios (vm.ts's TOOLS_CACHE)
+      // and the built-in runtime images of the jar and emulators scenarios (runtimes.ts).
+      EVE_OCI_LAYOUT_ROOTS: `${process.env.EVE_TEST_TOOLS_CACHE ?? "/var/cache/eve-tasks/tools-image"}:${RUNTIME_CACHE}`,
     });
     const workers: { name: string; proc: ManagedProcess }[] = [];
     const pids: Record<string, number> = { "nats-server": nats.pid, containerd: containerd.pid };
@@ -607,6 +616,19 @@ export async function removeTask(
 /** The baseline namespaces' parent cgroups, in every hierarchy (empty ones only). */
 async function removeBaselineCgroups(): Promise<void> {
   for (const ns of [BASELINE_NAMESPACE, CTR_NAMESPACE]) await removeEmptyCgroup(ns);
+}
+
+/** Removes the binfmt_misc entries of the node whose interpreters are under `dataDir`. */
+async function removeBinfmtUnder(dataDir: string): Promise<void> {
+  const names = await readdir(BINFMT_DIR).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(BINFMT_PREFIX)) continue;
+    const entry = await readFile(join(BINFMT_DIR, name), "utf8").catch(() => "");
+    if (entry.includes(`\ninterpreter ${dataDir}/`)) {
+      await removeBinfmt(name);
+      log(`removed binfmt_misc entry ${name}`);
+    }
+  }
 }
 
 /** Mount points at or under `dir` (this process's mount namespace). */

@@ -13,6 +13,10 @@
 // Scenario proc-monitor (not run unless named): BENCH_PM_TASKS=200 BENCH_PM_SECONDS=30
 // BENCH_PM_INTERVAL_MS=1000 BENCH_PM_NODE_ARGS="--max-semi-space-size=1" (node flags of the proc-monitor).
 // Scenario vm (VM app → guest marker vs qemu started directly): BENCH_VM_ROUNDS=3 BENCH_VM_MIB=128.
+// Scenario jar (not run unless named; JAR app on the jvm runtime → first line vs `java -jar` in the
+// same cgroup limits): BENCH_JAR_ROUNDS=5 BENCH_JAR_MIB=256.
+// Scenario emulators (not run unless named; idle busybox as arm64 under qemu-aarch64 vs native,
+// memory): BENCH_EMU_ROUNDS=3 BENCH_EMU_SETTLE_MS=5000.
 // Scenario tax (measured anchor tax vs EVE's estimate): BENCH_TAX_SIZES=96,128,256 (Debian's kernel does not boot in 64 MiB)
 // BENCH_TAX_SETTLE_MS=3000.
 // Scenario fleet (not run unless named; its own hub and devices, see fleet.ts):
@@ -34,6 +38,8 @@ import { procMonitorLoad } from "./proc-monitor.js";
 import { publishToRunning } from "./publish-to-running.js";
 import { pullBench } from "./pull.js";
 import { vmBoot, vmTax } from "./vm.js";
+import { emulatorsMemory, jarFirstLine } from "./runtimes.js";
+import type { EmulatorsResult } from "./runtimes.js";
 import type { ScenarioResult } from "./result.js";
 import { nowMs } from "./stats.js";
 import { traceReport } from "./trace-report.js";
@@ -118,6 +124,8 @@ async function main(): Promise<number> {
       "tax",
       "fleet",
       "net",
+      "jar",
+      "emulators",
     ];
     if (!known.includes(s)) throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (${known.join(", ")})`);
   }
@@ -144,9 +152,11 @@ async function main(): Promise<number> {
     estimateMiB: number;
     overReserve: number;
   }[] = [];
+  let emulators: EmulatorsResult | undefined;
   let failure: unknown;
   try {
-    const vm = opts.scenarios.has("vm") || opts.scenarios.has("tax");
+    // Runtime tasks need the hypervisor-seed-fetcher (and the VM scenarios the proc-monitor).
+    const vm = ["vm", "tax", "jar", "emulators"].some((s) => opts.scenarios.has(s));
     // The fleet scenario brings its own hub and devices; the others share one node.
     if ([...opts.scenarios].some((s) => s !== "fleet"))
       env = await startBenchEnv({ logLevel: opts.logLevel, keep: opts.keep, trace: opts.trace, vm });
@@ -256,6 +266,21 @@ async function main(): Promise<number> {
       results.push(r);
       process.stdout.write(`${JSON.stringify(r)}\n`);
     }
+    if (opts.scenarios.has("jar")) {
+      const r = await jarFirstLine(needEnv(), {
+        rounds: intEnv("BENCH_JAR_ROUNDS", 5),
+        memoryMiB: intEnv("BENCH_JAR_MIB", 256),
+      });
+      results.push(r);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    }
+    if (opts.scenarios.has("emulators")) {
+      emulators = await emulatorsMemory(needEnv(), {
+        rounds: intEnv("BENCH_EMU_ROUNDS", 3),
+        settleMs: intEnv("BENCH_EMU_SETTLE_MS", 5000, 0),
+      });
+      process.stdout.write(`${JSON.stringify(emulators)}\n`);
+    }
     if (opts.scenarios.has("fleet")) {
       const r = await fleetBench({
         sizes: (process.env.BENCH_FLEET_SIZES ?? "5,10,20").split(",").map((x) => Number(x.trim())),
@@ -294,6 +319,23 @@ async function main(): Promise<number> {
         `  ${t.guestMiB}: ${t.measuredMiB} (${t.peakMiB}) vs ${t.estimateMiB}: the estimate reserves ${t.overReserve}x what was used\n`,
       );
     }
+  }
+  if (emulators !== undefined) {
+    const e = emulators;
+    const side = (name: string, x: EmulatorsResult["arm64"]): string =>
+      `  ${name.padEnd(28)} ${String(x.rssMiB).padStart(8)} ${String(x.pssMiB).padStart(8)} ${String(x.cgroupUsageMiB).padStart(12)} ${String(x.cgroupAnonMiB).padStart(11)} ${String(x.processes).padStart(9)}`;
+    process.stderr.write(
+      [
+        `emulators: an idle busybox shell (${e.memoryMiB} MiB app), medians of ${e.rounds} rounds, ${e.settleMs} ms after start; load average ${e.loadAverage}`,
+        `  publish → RUNNING (median): arm64 ${e.publishToRunningMedianMs.arm64} ms, native ${e.publishToRunningMedianMs.native} ms`,
+        `  ${"task".padEnd(28)} ${"RSS MiB".padStart(8)} ${"PSS MiB".padStart(8)} ${"cgroup MiB".padStart(12)} ${"anon MiB".padStart(11)} ${"processes".padStart(9)}`,
+        side("arm64 under qemu-aarch64", e.arm64),
+        side("native x86_64", e.native),
+        `  ${"difference".padEnd(28)} ${String(e.differenceMiB.rss).padStart(8)} ${String(e.differenceMiB.pss).padStart(8)} ${String(e.differenceMiB.cgroupUsage).padStart(12)} ${String(e.differenceMiB.cgroupAnon).padStart(11)}`,
+        "",
+        "",
+      ].join("\n"),
+    );
   }
   if (opts.trace && env && traced.length > 0) {
     process.stderr.write(`${traceReport(env.traces, traced)}\n\n`);
