@@ -334,7 +334,7 @@ describe("runtime images", () => {
         args: [
           "/bin/sh",
           "-c",
-          'echo "arch $(uname -m)"; /bin/sh -c \'echo "child $(uname -m)"\'; trap "exit 0" TERM; sleep 3600 & wait',
+          'echo "arch $(uname -m)"; /bin/sh -c \'echo "child $(uname -m)"\'; sleep 0.1 && echo "applet by name"; trap "exit 0" TERM; sleep 3600 & wait',
         ],
       },
       stopTimeoutMs: 5000,
@@ -343,9 +343,13 @@ describe("runtime images", () => {
     const s = await until(uuid, (x) => x.state === "RUNNING", "never RUNNING");
     const exe = readlinkSync(`/proc/${s.taskId}/exe`);
     expect(exe).toMatch(/\/usr\/bin\/qemu-aarch64-static$/);
-    expect(readFileSync(join(BINFMT_DIR, binfmtEntry("aarch64", exe).name), "utf8")).toMatch(/^flags: F$/m);
+    const entry = readFileSync(join(BINFMT_DIR, binfmtEntry("aarch64", exe).name), "utf8");
+    expect(entry).toMatch(/^flags: PF$/m);
+    expect(entry).toMatch(/^interpreter \/.*-binfmt-P$/m);
     await logHas(s, /^arch aarch64$/m);
     await logHas(s, /^child aarch64$/m);
+    // The shell runs busybox's applets by name: the emulator keeps each program's argv[0].
+    await logHas(s, /^applet by name$/m);
     // The emulation tax is in the limit: 64 MiB + what the emulators image declares.
     expect(s.anchorTaxBytes).toBeGreaterThan(0);
     expect(s.memoryLimitBytes).toBe(64 * 2 ** 20 + (s.anchorTaxBytes ?? 0));

@@ -1,8 +1,12 @@
 /**
  * binfmt_misc entries for native apps of another architecture (DESIGN "Cross-architecture"): the
- * node registers the emulator of its `emulators` seed for an architecture, with flag `F` (the
+ * node registers the emulator of its `emulators` seed for an architecture, with flags `F` (the
  * kernel opens the interpreter at registration, so it works in every mount namespace, a task's
- * root holding no emulator). The kernel's table is the machine's, shared by every node on it:
+ * root holding no emulator) and `P` (the program's own argv[0] is passed on: busybox's shell runs
+ * its applets by name, and without it every applet would be told it is the program's path). A
+ * qemu-user started under `P` takes the extra argument only when its own name ends in
+ * `-binfmt-P`, as Debian's `/usr/libexec/qemu-binfmt/<arch>-binfmt-P` links do; the node makes
+ * such a link in its own data dir (`<EVE_DATA_DIR>/binfmt/<entry>-binfmt-P`) and registers it. The kernel's table is the machine's, shared by every node on it:
  * an entry is named after the interpreter it runs (`eve-tasks-<arch>-<8 hex of its path>`), so
  * two nodes (data dirs) on one machine never take each other's, and registering is idempotent
  * (an entry of that name is this interpreter already) and survives an executor restart (it is
@@ -14,7 +18,7 @@
  * an ELF executable or shared object of the architecture's class, byte order and machine.
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import type { Arch } from "@eve-tasks/schemas";
 import { NodeFactError } from "./errors.js";
 
@@ -46,6 +50,14 @@ export function binfmtKnows(arch: Arch): boolean {
   return MAGIC[arch] !== undefined;
 }
 
+/** The name qemu-user must be started by to expect the argv[0] that flag `P` adds. */
+const P_SUFFIX = "-binfmt-P";
+
+/** The link registered for `e` in `linksDir` (pure): it points at `e.interpreter`. */
+export function binfmtLauncher(e: BinfmtEntry, linksDir: string): string {
+  return `${linksDir}/${e.name}${P_SUFFIX}`;
+}
+
 /** The entry of `interpreter` for `arch`: named after both (pure). */
 export function binfmtEntry(arch: Arch, interpreter: string): BinfmtEntry {
   const hash = createHash("sha256").update(interpreter).digest("hex").slice(0, 8);
@@ -53,28 +65,29 @@ export function binfmtEntry(arch: Arch, interpreter: string): BinfmtEntry {
 }
 
 /**
- * The line written to `register` for `e`: `:name:M::magic:mask:interpreter:F`.
+ * The line written to `register` for `e` started as `launcher` (see {@link binfmtLauncher}):
+ * `:name:M::magic:mask:launcher:FP`.
  *
- * @throws NodeFactError for an architecture without a known magic, or an interpreter path that
- *   the line cannot carry.
+ * @throws NodeFactError for an architecture without a known magic, or a path that the line
+ *   cannot carry.
  */
-export function binfmtRegistration(e: BinfmtEntry): string {
+export function binfmtRegistration(e: BinfmtEntry, launcher: string): string {
   const magic = MAGIC[e.arch];
   if (magic === undefined) throw new NodeFactError(`no binfmt_misc magic known for ${e.arch}`);
-  if (!e.interpreter.startsWith("/") || /[\s:\0]/.test(e.interpreter) || e.interpreter.length > 1024) {
+  if (!launcher.startsWith("/") || /[\s:\0]/.test(launcher) || launcher.length > 1024) {
     throw new NodeFactError(
-      `the emulator ${JSON.stringify(e.interpreter)} cannot be registered with binfmt_misc: ` +
+      `the emulator ${JSON.stringify(launcher)} cannot be registered with binfmt_misc: ` +
         `an absolute path under 1 KiB without ':' or spaces is needed (move EVE_DATA_DIR)`,
     );
   }
-  return `:${e.name}:M::${magic}:${MASK}:${e.interpreter}:F`;
+  return `:${e.name}:M::${magic}:${MASK}:${launcher}:FP`;
 }
 
 /** What an existing entry says, or undefined when there is none. */
 async function readEntry(
   dir: string,
   name: string,
-): Promise<{ enabled: boolean; interpreter: string } | undefined> {
+): Promise<{ enabled: boolean; interpreter: string; flags: string } | undefined> {
   let text: string;
   try {
     text = await readFile(`${dir}/${name}`, "utf8");
@@ -86,6 +99,7 @@ async function readEntry(
   return {
     enabled: lines[0] === "enabled",
     interpreter: lines.find((l) => l.startsWith("interpreter "))?.slice("interpreter ".length) ?? "",
+    flags: lines.find((l) => l.startsWith("flags: "))?.slice("flags: ".length) ?? "",
   };
 }
 
@@ -123,30 +137,45 @@ async function ensureBinfmtMounted(dir: string): Promise<void> {
 }
 
 /**
- * Registers `e` unless an entry of its name already runs its interpreter (idempotent; an entry
- * of that name with another interpreter, or disabled, is an error: the node removes nothing).
+ * Registers `e`, started as its link in `linksDir` (made or renewed here), unless an entry of
+ * its name already runs that link with `P` (idempotent). An entry of its name that runs the bare
+ * interpreter (flag `F` alone, as nodes registered before `P`) is this node's own and is
+ * replaced; any other entry of that name, or a disabled one, is an error: the node removes
+ * nothing else.
  *
  * @throws NodeFactError when binfmt_misc is not usable or the kernel refuses the entry.
  */
 export async function registerBinfmt(
   e: BinfmtEntry,
-  dir: string = BINFMT_DIR,
+  o: { linksDir: string; dir?: string },
 ): Promise<"registered" | "present"> {
+  const dir = o.dir ?? BINFMT_DIR;
+  const launcher = binfmtLauncher(e, o.linksDir);
   await ensureBinfmtMounted(dir);
+  const ours = (x: { enabled: boolean; interpreter: string; flags: string } | undefined): boolean =>
+    x !== undefined && x.enabled && x.interpreter === launcher && x.flags.includes("P");
   const existing = await readEntry(dir, e.name);
+  // The kernel opens the interpreter at registration (F): the link only has to be right then.
+  await mkdir(o.linksDir, { recursive: true });
+  const temp = `${launcher}.${process.pid}.tmp`;
+  await rm(temp, { force: true });
+  await symlink(e.interpreter, temp);
+  await rename(temp, launcher);
   if (existing) {
-    if (existing.enabled && existing.interpreter === e.interpreter) return "present";
-    throw new NodeFactError(
-      `binfmt_misc entry ${e.name} is ${existing.enabled ? `for ${existing.interpreter}` : "disabled"}, ` +
-        `not for ${e.interpreter}: remove it (echo -1 > ${dir}/${e.name})`,
-    );
+    if (ours(existing)) return "present";
+    if (!(existing.enabled && existing.interpreter === e.interpreter)) {
+      throw new NodeFactError(
+        `binfmt_misc entry ${e.name} is ${existing.enabled ? `for ${existing.interpreter}` : "disabled"}, ` +
+          `not for ${launcher}: remove it (echo -1 > ${dir}/${e.name})`,
+      );
+    }
+    await writeFile(`${dir}/${e.name}`, "-1");
   }
   try {
-    await writeFile(`${dir}/register`, binfmtRegistration(e));
+    await writeFile(`${dir}/register`, binfmtRegistration(e, launcher));
   } catch (err) {
     // Another executor of this node registered it meanwhile.
-    const now = await readEntry(dir, e.name);
-    if (now?.enabled && now.interpreter === e.interpreter) return "present";
+    if (ours(await readEntry(dir, e.name))) return "present";
     throw new NodeFactError(
       `cannot register the emulator ${e.interpreter} for ${e.arch} with binfmt_misc: ${(err as Error).message}`,
       undefined,

@@ -7,6 +7,7 @@
  * are level-triggered and idempotent; those of one app never overlap and coalesce; different apps
  * proceed concurrently.
  */
+import { join } from "node:path";
 import { constants as osConstants } from "node:os";
 import type { Logger } from "pino";
 import { Backoff } from "@eve-tasks/backoff";
@@ -112,6 +113,7 @@ export class TaskExecutor {
     this.#resources = [
       taskDirs(facts),
       binfmtEntries({
+        linksDir: join(facts.dataDir, "binfmt"),
         onRegistered: (uuid, e) =>
           this.#log.info(
             { uuid, event: "binfmt-registered", arch: e.arch, emulator: e.interpreter, entry: e.name },

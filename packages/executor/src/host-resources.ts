@@ -91,19 +91,19 @@ export function taskDirs(o: { dataDir: string; runDir: string }): TaskHostResour
  * `tearDown` and `owners` have nothing to do. `register` is the registration itself (tests
  * give one that records what it was asked).
  */
-export function binfmtEntries(
-  o: {
-    register?: typeof registerBinfmt;
-    onRegistered?: (uuid: string, entry: { name: string; arch: string; interpreter: string }) => void;
-  } = {},
-): TaskHostResource {
+export function binfmtEntries(o: {
+  /** Where the entries' `-binfmt-P` links are made (the node's `<dataDir>/binfmt`). */
+  linksDir: string;
+  register?: typeof registerBinfmt;
+  onRegistered?: (uuid: string, entry: { name: string; arch: string; interpreter: string }) => void;
+}): TaskHostResource {
   const register = o.register ?? registerBinfmt;
   return {
     name: "binfmt",
     async setUp(uuid, task) {
       const e = task.emulation?.binfmt;
       if (e === undefined) return;
-      if ((await register(e)) === "registered") o.onRegistered?.(uuid, e);
+      if ((await register(e, { linksDir: o.linksDir })) === "registered") o.onRegistered?.(uuid, e);
     },
     tearDown: () => Promise.resolve(),
     owners: () => Promise.resolve([]),

@@ -76,6 +76,7 @@ export {
   BINFMT_PREFIX,
   binfmtEntry,
   binfmtKnows,
+  binfmtLauncher,
   binfmtRegistration,
   registerBinfmt,
   removeBinfmt,

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   NodeFactError,
   PolicyError,
+  binfmtLauncher,
   binfmtRegistration,
   parseLimits,
   prepareTask,
@@ -438,10 +439,13 @@ describe("prepareTask for a runtime task", () => {
         taxMiB: 32,
       });
       expect(p.emulation?.binfmt.name).toMatch(/^eve-tasks-aarch64-[0-9a-f]{8}$/);
-      expect(binfmtRegistration(p.emulation!.binfmt)).toBe(
+      const launcher = binfmtLauncher(p.emulation!.binfmt, "/data/binfmt");
+      // Started by a name ending in -binfmt-P, qemu-user expects the argv[0] that flag P passes.
+      expect(launcher).toBe(`/data/binfmt/${p.emulation!.binfmt.name}-binfmt-P`);
+      expect(binfmtRegistration(p.emulation!.binfmt, launcher)).toBe(
         `:${p.emulation!.binfmt.name}:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00` +
           ":\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff" +
-          `:${interpreter}:F`,
+          `:${launcher}:FP`,
       );
       expect(p.memoryLimitBytes).toBe(96 * MiB);
       expect(p.anchorTaxBytes).toBe(32 * MiB);
