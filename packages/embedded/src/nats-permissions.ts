@@ -80,6 +80,8 @@ export interface NatsUserEntry {
     readonly publishAllow: readonly SubjectGroup[];
     readonly publishDeny: readonly SubjectGroup[];
     readonly subscribeAllow: readonly SubjectGroup[];
+    /** Subjects it may not subscribe to (nor, for a leaf connection's user, be sent) even where an allow matches. */
+    readonly subscribeDeny?: readonly SubjectGroup[];
     /** May publish replies to requests it received (and nothing else on other inboxes). */
     readonly allowResponses: boolean;
   };
@@ -213,8 +215,8 @@ const DISCOVER: SubjectGroup = {
   subjects: ["$SRV.>"],
 };
 
-/** Reading task logs through a node's executor. */
-const READ_LOGS: SubjectGroup = {
+/** Reading task logs through a node's executor (also from a fleet's hub). */
+export const READ_LOGS: SubjectGroup = {
   why: "read task logs: eve.rpc.task-executor.<node>.logs",
   subjects: ["eve.rpc.task-executor.*.logs"],
 };
@@ -531,8 +533,11 @@ function renderUser(u: NatsUserEntry): string[] {
     "          allow: [",
     ...renderGroups(p.subscribeAllow, "            "),
     "          ]",
-    "        }",
   );
+  if (p.subscribeDeny !== undefined && p.subscribeDeny.length > 0) {
+    lines.push("          deny: [", ...renderGroups(p.subscribeDeny, "            "), "          ]");
+  }
+  lines.push("        }");
   if (p.allowResponses) {
     lines.push(
       "        # replies to the requests it received, and nothing else on others' inboxes",

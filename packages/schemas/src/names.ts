@@ -17,6 +17,17 @@ export function signalSubject(node: string): string {
   return `eve.rpc.task-executor.${node}.signal`;
 }
 
+/**
+ * Where a request to `node`'s task-executor (signal, logs) asks for its reply:
+ * `<inbox prefix>.fleet.<node>` and a unique token after it. Below the requester's own inbox (so
+ * only it receives the reply), and naming the node, so a fleet's hub can let device `node`'s leaf
+ * connection send exactly the replies to requests made to it, and see no one else's
+ * (docs/fleet.md "Logs and signals from the hub").
+ */
+export function nodeReplyPrefix(inboxPrefix: string, node: string): string {
+  return `${inboxPrefix}.fleet.${node}`;
+}
+
 /** Request subject to stop every task of `node`: `eve.rpc.task-executor.<node>.stop-tasks`. */
 export function stopTasksSubject(node: string): string {
   return `eve.rpc.task-executor.${node}.stop-tasks`;
