@@ -4,15 +4,14 @@
  * device's apps with a NODE column (configs from every `controller-<node>`, statuses from the
  * hub's `task-executor`, which aggregates the devices'), and `nodes` lists the devices.
  */
-import {
-  HUB_DOMAIN,
-  hubControllerBucket,
-  listHubDevices,
-  nodeOfHubControllerBucket,
-  subscribe,
-} from "@eve-tasks/bus";
+import { HUB_DOMAIN, listHubDevices, subscribe } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
-import { AppInstanceConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
+import {
+  AppInstanceConfigSchema,
+  TaskStatusSchema,
+  hubControllerBucket,
+  nodeOfHubControllerBucket,
+} from "@eve-tasks/schemas";
 import type { AppInstanceConfig, TaskStatus } from "@eve-tasks/schemas";
 import type { AppView } from "./apps.js";
 import { joinApps, matchApps, refersTo, resolveApp, unknownAppError } from "./apps.js";

@@ -11,6 +11,7 @@
 import {
   SPEC_BUILDER_DURABLE,
   hubControllerBucket,
+  isFleetNode,
   natsInboxPrefix,
   seedFetcherDurables,
   workerServiceName,
@@ -358,12 +359,15 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
               api(`STREAM.INFO.${kv("controller")}`),
               api(`STREAM.MSG.GET.${kv("controller")}`),
               api(`CONSUMER.CREATE.${kv("controller")}.*.$KV.controller.NetworkInstanceConfig.>`),
-              // A device's controller is a mirror of the hub's controller-<node>, read by its subjects.
-              ...nodes.map((n) =>
-                api(
-                  `CONSUMER.CREATE.${kv("controller")}.*.$KV.${hubControllerBucket(n)}.NetworkInstanceConfig.>`,
+              // A device's controller is a mirror of the hub's controller-<node>, read by its
+              // subjects (only a node whose name can be a device's can be one).
+              ...nodes
+                .filter(isFleetNode)
+                .map((n) =>
+                  api(
+                    `CONSUMER.CREATE.${kv("controller")}.*.$KV.${hubControllerBucket(n)}.NetworkInstanceConfig.>`,
+                  ),
                 ),
-              ),
               api(`CONSUMER.INFO.${kv("controller")}.*`),
               `$JS.FC.${kv("controller")}.>`,
             ],

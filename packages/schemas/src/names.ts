@@ -1,6 +1,7 @@
 /** Names on the bus and on the node that the public contract fixes. */
 import { join } from "node:path";
 import { sha256Hex } from "./canonical-json.js";
+import { InvalidFleetNodeError } from "./errors.js";
 
 /** JetStream stream holding every task event. */
 export const EVENTS_STREAM = "TASK_EVENTS";
@@ -109,9 +110,29 @@ export const HUB_DOMAIN = "hub";
 /** A device's node name in a fleet: one subject token, usable in stream, user and consumer names. */
 export const FLEET_NODE_PATTERN = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
-/** The hub's bucket holding device `node`'s desired state: `controller-<node>`. */
+/** Whether `node` can be a device's name in a fleet ({@link FLEET_NODE_PATTERN}). */
+export function isFleetNode(node: string): boolean {
+  return FLEET_NODE_PATTERN.test(node);
+}
+
+/** @throws {InvalidFleetNodeError} when `node` cannot be a device's name in a fleet. */
+export function assertFleetNode(node: string): void {
+  if (!isFleetNode(node)) throw new InvalidFleetNodeError(node);
+}
+
+/**
+ * The hub's bucket holding device `node`'s desired state: `controller-<node>`.
+ * @throws {InvalidFleetNodeError} for a name that cannot be a device's.
+ */
 export function hubControllerBucket(node: string): string {
+  assertFleetNode(node);
   return `controller-${node}`;
+}
+
+/** The device a hub bucket `controller-<node>` is for, or undefined for any other bucket name. */
+export function nodeOfHubControllerBucket(bucket: string): string | undefined {
+  const m = /^controller-(.+)$/.exec(bucket);
+  return m !== null && isFleetNode(m[1]!) ? m[1] : undefined;
 }
 
 /**
