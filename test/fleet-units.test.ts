@@ -80,6 +80,37 @@ describe("a device's user on the hub", () => {
     ).toEqual([]);
   });
 
+  it("receives its own executor's signal and log requests, not stop-tasks, and replies only to those", () => {
+    const p = devicePermissionsOnHub("dev1").permissions!;
+    const pub = p.publishAllow.flatMap((g) => g.subjects);
+    const sub = p.subscribeAllow.flatMap((g) => g.subjects);
+    expect(sub.filter((s) => s.startsWith("eve.rpc."))).toEqual(["eve.rpc.task-executor.dev1.*"]);
+    expect(p.subscribeDeny?.flatMap((g) => g.subjects)).toEqual(["eve.rpc.task-executor.dev1.stop-tasks"]);
+    // Replies go only to the hub users' inboxes below .fleet.dev1: never their other replies.
+    expect(pub.filter((s) => s.startsWith("_INBOX"))).toEqual([
+      "_INBOX_admin.fleet.dev1.>",
+      "_INBOX_controller.fleet.dev1.>",
+      "_INBOX_viewer.fleet.dev1.>",
+    ]);
+    expect(sub.filter((s) => s.startsWith("_INBOX"))).toEqual([]);
+    const rendered = renderHubNatsPermissions({ devices: ["dev1"] });
+    const device = rendered.slice(rendered.indexOf("user: device-dev1"));
+    expect(device).toMatch(
+      /subscribe: \{\s+allow: \[[^\]]*\]\s+deny: \[\s+# [^\n]*\n\s+"eve\.rpc\.task-executor\.dev1\.stop-tasks"/,
+    );
+  });
+
+  it("the hub's viewer and controller may ask any device's executor for logs; only the controller signals", () => {
+    const users = hubNatsPermissions({ devices: ["a"] });
+    const pub = (u: string) =>
+      users.find((x) => x.user === u)!.permissions!.publishAllow.flatMap((g) => g.subjects);
+    expect(pub("viewer")).toContain("eve.rpc.task-executor.*.logs");
+    expect(pub("viewer").filter((s) => s.endsWith(".signal"))).toEqual([]);
+    expect(pub("controller")).toEqual(
+      expect.arrayContaining(["eve.rpc.task-executor.*.logs", "eve.rpc.task-executor.*.signal"]),
+    );
+  });
+
   it("the hub's controller writes every device's bucket, and devices sharing a password variable are refused", () => {
     const users = hubNatsPermissions({ devices: ["a", "b"] });
     expect(users.map((u) => u.user)).toEqual(["admin", "controller", "viewer", "device-a", "device-b"]);

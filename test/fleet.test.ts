@@ -4,7 +4,6 @@
 // dirs, and workers. Device b's leaf goes through a TCP proxy this test controls, to cut it.
 // Every process is stopped by PID (the launchers stop their own on SIGINT).
 import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { mkdtemp, readFile } from "node:fs/promises";
 import { createServer, connect as netConnect } from "node:net";
 import type { Server, Socket } from "node:net";
@@ -13,47 +12,18 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { connectBus, hubControllerBucket } from "@eve-tasks/bus";
+import { connectBus } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
 import { natsCredentialsDir, natsPasswordFile, removeTreeSafely } from "@eve-tasks/embedded";
 import { readStateFile, startHub, stateFilePath } from "@eve-tasks/launcher";
 import type { RunningHub } from "@eve-tasks/launcher";
-import { TaskStatusSchema } from "@eve-tasks/schemas";
+import { TaskStatusSchema, hubControllerBucket } from "@eve-tasks/schemas";
 import type { TaskStatus } from "@eve-tasks/schemas";
 import { REPO_ROOT, uuidMaker, waitFor } from "./harness/index.js";
-
-const launcherMain = path.join(REPO_ROOT, "packages/launcher/dist/main.js");
+import { fleetDeviceAdmin, freeHubBase, freePort, startFleetDevice } from "./harness/fleet.js";
+import type { FleetDevice } from "./harness/fleet.js";
 const logger = pino({ level: "warn" });
 const newUuid = uuidMaker("f1ee7000");
-
-/** A free TCP port on loopback (bound, read, released). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** A base port with `span` free ports above it at +0..2, +100..102, +200..202 (a hub's). */
-async function freeHubBase(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const base = 20000 + Math.floor(Math.random() * 30000);
-    const ports = [0, 1, 2, 100, 101, 102, 200, 201, 202].map((d) => base + d);
-    const ok = await Promise.all(
-      ports.map(
-        (p) =>
-          new Promise<boolean>((r) => {
-            const s = createServer();
-            s.once("error", () => r(false));
-            s.listen(p, "127.0.0.1", () => s.close(() => r(true)));
-          }),
-      ),
-    );
-    if (ok.every(Boolean)) return base;
-  }
-  throw new Error("no free port range for the hub");
-}
 
 /** A TCP proxy on loopback that the test can cut (drop every connection, refuse new) and restore. */
 class CuttableProxy {
@@ -93,70 +63,20 @@ class CuttableProxy {
   }
 }
 
-interface Device {
-  node: string;
-  dataDir: string;
-  runDir: string;
-  natsPort: number;
-  launcher: ChildProcess;
-  output: string[];
-  exited: Promise<void>;
-}
-
 let tmp: string;
 let hub: RunningHub;
 let proxy: CuttableProxy;
 let hubController: Bus;
 let hubAdmin: Bus;
-const devices: Device[] = [];
+const devices: FleetDevice[] = [];
 const A = () => devices[0]!;
 const B = () => devices[1]!;
 
-async function startDevice(node: string, leafUrl: string, extraArgs: string[] = []): Promise<Device> {
-  const dataDir = path.join(tmp, node);
-  const runDir = `/run/eve-ft-${process.pid}-${node}`;
-  const natsPort = await freePort();
-  const output: string[] = [];
-  const launcher = spawn(process.execPath, [launcherMain, ...extraArgs], {
-    env: {
-      ...process.env,
-      EVE_NODE: node,
-      EVE_DATA_DIR: dataDir,
-      EVE_RUN_DIR: runDir,
-      EVE_NATS_PORT: String(natsPort),
-      EVE_HUB_LEAF_URL: leafUrl,
-      NATS_URL: "",
-      CONTAINERD_ADDRESS: "",
-      LOG_LEVEL: "info",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  for (const s of [launcher.stdout, launcher.stderr]) s.on("data", (d: Buffer) => output.push(d.toString()));
-  const exited = new Promise<void>((r) => launcher.once("exit", () => r()));
-  const d: Device = { node, dataDir, runDir, natsPort, launcher, output, exited };
-  devices.push(d);
-  await waitFor(
-    async () => {
-      const s = await readStateFile(stateFilePath(dataDir));
-      if (launcher.exitCode !== null) throw new Error(`launcher of ${node} exited:\n${output.join("")}`);
-      return s?.launcher.phase === "running" && Object.values(s.workers).every((w) => w.state === "running")
-        ? true
-        : undefined;
-    },
-    { timeoutMs: 90_000, intervalMs: 250, message: `device ${node} running` },
-  );
-  return d;
+async function startDevice(node: string, leafUrl: string, extraArgs: string[] = []): Promise<FleetDevice> {
+  return startFleetDevice(tmp, node, leafUrl, { extraArgs, onStarted: (d) => devices.push(d) });
 }
 
-/** A connection to a device's own nats-server as its admin. */
-async function deviceAdmin(d: Device): Promise<Bus> {
-  return connectBus({
-    servers: `nats://127.0.0.1:${d.natsPort}`,
-    name: "fleet-test",
-    logger,
-    credentials: { user: "admin", passwordFile: natsPasswordFile(natsCredentialsDir(d.dataDir), "admin") },
-  });
-}
+const deviceAdmin = (d: FleetDevice): Promise<Bus> => fleetDeviceAdmin(d, logger);
 
 function app(uuid: string, node: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {

@@ -136,6 +136,8 @@ export interface Bus {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly serverVersion: string;
+  /** The connection's inbox prefix: `_INBOX_<user>` (natsInboxPrefix), `_INBOX` without a user. */
+  readonly inboxPrefix: string;
   readonly logger: Logger;
   /** What publications, subscriptions, work queues and outboxes on this connection measure. */
   readonly metrics: BusMetrics;
@@ -244,6 +246,7 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     js,
     jsm,
     serverVersion,
+    inboxPrefix: credentials ? natsInboxPrefix(credentials.user) : "_INBOX",
     logger,
     metrics: busMetrics(options.metrics),
     bucket(agent) {

@@ -15,43 +15,23 @@ import { DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream"
 import type { StreamConfig, StreamInfo, StreamSource, StreamSourceInfo } from "@nats-io/jetstream";
 import {
   EVENTS_STREAM,
-  FLEET_NODE_PATTERN,
   HUB_DOMAIN,
+  assertFleetNode,
   fleetDeliverPrefix,
-  hubControllerBucket as bucketName,
+  hubControllerBucket,
+  nodeOfHubControllerBucket,
 } from "@eve-tasks/schemas";
 import { BUCKET_CONFIG, EVENTS_STREAM_CONFIG } from "./buckets.js";
 import type { Bus } from "./connection.js";
-import { BusError, ConfigMismatchError } from "./errors.js";
+import { ConfigMismatchError } from "./errors.js";
 import { streamOf } from "./keys.js";
 import { isStreamNotFound } from "./table-keys.js";
 
 export { HUB_DOMAIN, fleetDeliverPrefix };
-const FLEET_NODE_NAME = FLEET_NODE_PATTERN;
-
-/** The hub's bucket holding `node`'s desired state, `controller-<node>`. @throws {BusError} for a bad name. */
-export function hubControllerBucket(node: string): string {
-  assertFleetNode(node);
-  return bucketName(node);
-}
-
-/** The node a hub bucket `controller-<node>` is for, or undefined for any other bucket name. */
-export function nodeOfHubControllerBucket(bucket: string): string | undefined {
-  const m = /^controller-(.+)$/.exec(bucket);
-  return m !== null && FLEET_NODE_NAME.test(m[1]!) ? m[1] : undefined;
-}
 
 /** The JetStream API prefix of a domain, as a stream source's `external.api`. */
 export function domainApi(domain: string): string {
   return `$JS.${domain}.API`;
-}
-
-/** @throws {BusError} when `node` cannot be a device's name. */
-export function assertFleetNode(node: string): void {
-  if (!FLEET_NODE_NAME.test(node))
-    throw new BusError(
-      `invalid node name ${JSON.stringify(node)}: a letter, then letters, digits, '-' or '_'`,
-    );
 }
 
 /** The stream of a device's `controller` bucket: a mirror of the hub's `controller-<node>`. */

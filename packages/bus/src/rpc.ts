@@ -4,7 +4,7 @@
  * status and events.
  */
 import type { Subscription as NatsSubscription } from "@nats-io/nats-core";
-import { RequestError as NatsRequestError, TimeoutError } from "@nats-io/nats-core";
+import { RequestError as NatsRequestError, TimeoutError, nuid } from "@nats-io/nats-core";
 import type { z } from "zod";
 import { decodeValue, encodeValue } from "@eve-tasks/schemas";
 import type { Bus } from "./connection.js";
@@ -70,18 +70,26 @@ export class RequestError extends BusError {
   }
 }
 
-/** Sends a validated request and returns the validated reply. */
+/**
+ * Sends a validated request and returns the validated reply. `replyPrefix`: receive the reply on
+ * `<replyPrefix>.<unique token>` (a subscription of its own) instead of the connection's shared
+ * inbox; it must lie below the connection's inbox prefix (see nodeReplyPrefix).
+ */
 export async function request<Req extends z.ZodType, Rep extends z.ZodType>(
   bus: Bus,
   subject: string,
   schemas: { request: Req; reply: Rep },
   body: z.input<Req>,
   timeoutMs = 5000,
+  options: { replyPrefix?: string } = {},
 ): Promise<z.output<Rep>> {
   let msg;
   try {
     msg = await bus.nc.request(subject, encodeValue(schemas.request, body, { type: "request" }), {
       timeout: timeoutMs,
+      ...(options.replyPrefix === undefined
+        ? {}
+        : { noMux: true, reply: `${options.replyPrefix}.${nuid.next()}` }),
     });
   } catch (err) {
     if (err instanceof NatsRequestError && err.isNoResponders()) {

@@ -48,7 +48,7 @@ export function refersTo(ref: string, uuid: string, name: string | undefined): b
  * The apps `<app>` names: the app with that uuid; else the apps with that display name; else the
  * apps whose uuid starts with it (at least 4 characters). Empty when none.
  */
-export function matchApps(apps: readonly AppView[], ref: string): AppView[] {
+export function matchApps<A extends AppView>(apps: readonly A[], ref: string): A[] {
   const byUuid = apps.filter((a) => a.uuid === ref);
   if (byUuid.length > 0) return byUuid;
   const byName = apps.filter((a) => nameOf(a) === ref);
@@ -76,7 +76,7 @@ export function unknownAppError(apps: readonly AppView[], ref: string): UserErro
  * The one app `<app>` names (a uuid, a unique display name, or a unique uuid prefix); a UserError
  * listing the candidates when it names none or several.
  */
-export function resolveApp(apps: readonly AppView[], ref: string): AppView {
+export function resolveApp<A extends AppView>(apps: readonly A[], ref: string): A {
   const found = matchApps(apps, ref);
   if (found.length === 1) return found[0]!;
   if (found.length === 0) throw unknownAppError(apps, ref);

@@ -4,25 +4,24 @@
  * device's apps with a NODE column (configs from every `controller-<node>`, statuses from the
  * hub's `task-executor`, which aggregates the devices'), and `nodes` lists the devices.
  */
-import {
-  HUB_DOMAIN,
-  hubControllerBucket,
-  listHubDevices,
-  nodeOfHubControllerBucket,
-  subscribe,
-} from "@eve-tasks/bus";
+import { HUB_DOMAIN, listHubDevices, subscribe } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
-import { AppInstanceConfigSchema, TaskStatusSchema } from "@eve-tasks/schemas";
+import {
+  AppInstanceConfigSchema,
+  TaskStatusSchema,
+  hubControllerBucket,
+  nodeOfHubControllerBucket,
+} from "@eve-tasks/schemas";
 import type { AppInstanceConfig, TaskStatus } from "@eve-tasks/schemas";
 import type { AppView } from "./apps.js";
-import { joinApps, matchApps, refersTo, unknownAppError } from "./apps.js";
+import { joinApps, matchApps, refersTo, resolveApp, unknownAppError } from "./apps.js";
 import type { CliContext } from "./context.js";
 import { UserError } from "./errors.js";
 import { getRow } from "./get-view.js";
 import { formatAge } from "./human.js";
 import type { Stored } from "./kv.js";
 import { readTable } from "./kv.js";
-import { STATUS_AGENT } from "./load-apps.js";
+import { STATUS_AGENT, loadApps } from "./load-apps.js";
 import { renderTable } from "./table.js";
 import { describeStatus, formatWatchLine, statusChanges } from "./watch-lines.js";
 
@@ -83,6 +82,28 @@ export async function loadHubApps(bus: Bus): Promise<HubAppView[]> {
     ...a,
     node: nodeOf.get(a.uuid) ?? a.status?.node ?? "-",
   }));
+}
+
+/**
+ * The app `<app>` names, and the node whose task-executor serves it (its logs and signals, on
+ * `eve.rpc.task-executor.<node>.…`): on a hub, any device's app (configs from every
+ * `controller-<node>`, so names work as on the device) and that device; on a node, its own apps.
+ * @throws {UserError} when `<app>` names no app, or several.
+ */
+export async function resolveAppAndNode(bus: Bus, ref: string): Promise<{ app: AppView; node: string }> {
+  if (await isHub(bus)) {
+    const app = resolveApp(
+      (await loadHubApps(bus)).filter((a) => a.node !== "-"),
+      ref,
+    );
+    return { app, node: app.node };
+  }
+  const { apps } = await loadApps(bus);
+  const app = resolveApp(
+    apps.filter((a) => a.config !== undefined || a.status !== undefined),
+    ref,
+  );
+  return { app, node: app.status?.node ?? app.config?.value.node ?? "local" };
 }
 
 /** `get` on a hub: NODE, then the usual columns. */

@@ -16,9 +16,10 @@ import {
   FLEET_NODE_PATTERN,
   hubControllerBucket,
   natsInboxPrefix,
-  signalSubject,
+  nodeReplyPrefix,
+  stopTasksSubject,
 } from "@eve-tasks/schemas";
-import { natsPasswordVariable, readEverything, renderAuthorization } from "./nats-permissions.js";
+import { READ_LOGS, natsPasswordVariable, readEverything, renderAuthorization } from "./nats-permissions.js";
 import type { NatsUserEntry, SubjectGroup } from "./nats-permissions.js";
 
 /** The hub's own users (people, controllers and operators on the hub side). */
@@ -48,11 +49,24 @@ function checkNodes(nodes: readonly string[]): string[] {
  * What device `node`'s leaf connection may do on the hub:
  * - into the hub (publish): create (and delete) the consumer its `controller` mirror reads its
  *   own `controller-<node>` with, answer that consumer's flow control, deliver its streams to
- *   the hub's sources of them (`eve.fleet.<node>.s.…`), reply to the hub's API requests;
+ *   the hub's sources of them (`eve.fleet.<node>.s.…`), reply to the hub's API requests and to
+ *   the hub users' signal and task log requests made to it;
  * - out of the hub (subscribe): its own JetStream domain's API (the hub's sources of its
  *   `task-executor` and `TASK_EVENTS`, and hub-side people reading it), its mirror's deliveries
  *   (`eve.fleet.<node>.m.…`), the flow control of the hub's consumers of its streams, signal
- *   requests for its node, API replies.
+ *   and task log requests for its node (its task-executor answers them), API replies.
+ *
+ * Requests from the hub to a device's executor (docs/fleet.md "Logs and signals from the hub"):
+ * nats-server forwards interest across a leaf connection only where the leaf's user may receive
+ * (the executor's subscriptions, hub-bound) or send (a requester's reply subscription,
+ * device-bound); `allow_responses` lets a device answer but does not bring the requester's
+ * interest to it. So the device may send on the hub users' `<inbox>.fleet.<node>.>`
+ * (nodeReplyPrefix; the CLI asks for its replies there) and nowhere else in their inboxes. On
+ * nats-server 2.9.10 a leaf checks a queue subscription (the executor's service endpoints are in
+ * queue group `q`) against the hub's list as the one string `<subject> <queue>`, which only a
+ * wildcard last token matches: hence `eve.rpc.task-executor.<node>.*`, with the node-local
+ * `stop-tasks` (the launcher's) denied; the hub checks subject and queue apart, so the deny holds.
+ *
  * Nothing else: not another device's bucket or domain, not the hub's aggregates, not a write to
  * any bucket of the hub.
  */
@@ -77,6 +91,10 @@ export function devicePermissionsOnHub(node: string): NatsUserEntry {
         ]),
         group("deliveries of its streams to the hub's sources, and its mirror's traffic", [fleet]),
         group("replies to the servers' internal JetStream API requests", ["$JSC.R.>"]),
+        group(
+          "replies of its task-executor to the hub users' requests to it (their <inbox>.fleet.<node>.>)",
+          HUB_USERS.map((u) => `${nodeReplyPrefix(natsInboxPrefix(u), node)}.>`),
+        ),
       ],
       publishDeny: [],
       subscribeAllow: [
@@ -88,8 +106,16 @@ export function devicePermissionsOnHub(node: string): NatsUserEntry {
           "$JS.FC.KV_task-executor.>",
           "$JS.FC.TASK_EVENTS.>",
         ]),
-        group("signal requests for its node", [signalSubject(node)]),
+        group(
+          "requests to its task-executor (signal, logs); a wildcard, as nats-server 2.9 matches a leaf's queue subscriptions",
+          [`eve.rpc.task-executor.${node}.*`],
+        ),
         group("replies to the servers' internal JetStream API requests", ["$JSC.R.>"]),
+      ],
+      subscribeDeny: [
+        group("stopping every task of the node is the node's own launcher's, never the hub's", [
+          stopTasksSubject(node),
+        ]),
       ],
       allowResponses: true,
     },
@@ -114,7 +140,9 @@ export function hubNatsPermissions(options: { devices: readonly string[] }): Nat
     },
     {
       user: "controller",
-      about: ["people and controllers: write every device's controller-<node>, read everything, signal"],
+      about: [
+        "people and controllers: write every device's controller-<node>, read everything (task logs too), signal",
+      ],
       permissions: {
         publishAllow: [
           {
@@ -123,6 +151,7 @@ export function hubNatsPermissions(options: { devices: readonly string[] }): Nat
           },
           ...readEverything(),
           { why: "signal an app's anchor on its node", subjects: ["eve.rpc.task-executor.*.signal"] },
+          READ_LOGS,
         ],
         publishDeny: [],
         subscribeAllow: [inbox("controller"), plainSubs],
@@ -131,9 +160,9 @@ export function hubNatsPermissions(options: { devices: readonly string[] }): Nat
     },
     {
       user: "viewer",
-      about: ["read-only: every device's desired state, statuses and events"],
+      about: ["read-only: every device's desired state, statuses, events and task logs"],
       permissions: {
-        publishAllow: readEverything(),
+        publishAllow: [...readEverything(), READ_LOGS],
         publishDeny: [],
         subscribeAllow: [inbox("viewer"), plainSubs],
         allowResponses: false,

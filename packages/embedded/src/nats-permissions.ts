@@ -11,6 +11,7 @@
 import {
   SPEC_BUILDER_DURABLE,
   hubControllerBucket,
+  isFleetNode,
   natsInboxPrefix,
   seedFetcherDurables,
   workerServiceName,
@@ -80,6 +81,8 @@ export interface NatsUserEntry {
     readonly publishAllow: readonly SubjectGroup[];
     readonly publishDeny: readonly SubjectGroup[];
     readonly subscribeAllow: readonly SubjectGroup[];
+    /** Subjects it may not subscribe to (nor, for a leaf connection's user, be sent) even where an allow matches. */
+    readonly subscribeDeny?: readonly SubjectGroup[];
     /** May publish replies to requests it received (and nothing else on other inboxes). */
     readonly allowResponses: boolean;
   };
@@ -213,8 +216,8 @@ const DISCOVER: SubjectGroup = {
   subjects: ["$SRV.>"],
 };
 
-/** Reading task logs through a node's executor. */
-const READ_LOGS: SubjectGroup = {
+/** Reading task logs through a node's executor (also from a fleet's hub). */
+export const READ_LOGS: SubjectGroup = {
   why: "read task logs: eve.rpc.task-executor.<node>.logs",
   subjects: ["eve.rpc.task-executor.*.logs"],
 };
@@ -356,12 +359,15 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
               api(`STREAM.INFO.${kv("controller")}`),
               api(`STREAM.MSG.GET.${kv("controller")}`),
               api(`CONSUMER.CREATE.${kv("controller")}.*.$KV.controller.NetworkInstanceConfig.>`),
-              // A device's controller is a mirror of the hub's controller-<node>, read by its subjects.
-              ...nodes.map((n) =>
-                api(
-                  `CONSUMER.CREATE.${kv("controller")}.*.$KV.${hubControllerBucket(n)}.NetworkInstanceConfig.>`,
+              // A device's controller is a mirror of the hub's controller-<node>, read by its
+              // subjects (only a node whose name can be a device's can be one).
+              ...nodes
+                .filter(isFleetNode)
+                .map((n) =>
+                  api(
+                    `CONSUMER.CREATE.${kv("controller")}.*.$KV.${hubControllerBucket(n)}.NetworkInstanceConfig.>`,
+                  ),
                 ),
-              ),
               api(`CONSUMER.INFO.${kv("controller")}.*`),
               `$JS.FC.${kv("controller")}.>`,
             ],
@@ -531,8 +537,11 @@ function renderUser(u: NatsUserEntry): string[] {
     "          allow: [",
     ...renderGroups(p.subscribeAllow, "            "),
     "          ]",
-    "        }",
   );
+  if (p.subscribeDeny !== undefined && p.subscribeDeny.length > 0) {
+    lines.push("          deny: [", ...renderGroups(p.subscribeDeny, "            "), "          ]");
+  }
+  lines.push("        }");
   if (p.allowResponses) {
     lines.push(
       "        # replies to the requests it received, and nothing else on others' inboxes",

@@ -57,3 +57,11 @@ export class ValueTooLargeError extends Error {
     this.limitBytes = limitBytes;
   }
 }
+
+/** A name that cannot be a device's node name in a fleet (one subject token: a letter, then letters, digits, '-' or '_'). */
+export class InvalidFleetNodeError extends Error {
+  override readonly name = "InvalidFleetNodeError";
+  constructor(readonly node: string) {
+    super(`invalid node name ${JSON.stringify(node)}: a letter, then letters, digits, '-' or '_'`);
+  }
+}

@@ -1,6 +1,7 @@
 /** Names on the bus and on the node that the public contract fixes. */
 import { join } from "node:path";
 import { sha256Hex } from "./canonical-json.js";
+import { InvalidFleetNodeError } from "./errors.js";
 
 /** JetStream stream holding every task event. */
 export const EVENTS_STREAM = "TASK_EVENTS";
@@ -15,6 +16,17 @@ export function eventSubject(uuid: string): string {
 /** Request subject to signal anchors on `node`: `eve.rpc.task-executor.<node>.signal`. */
 export function signalSubject(node: string): string {
   return `eve.rpc.task-executor.${node}.signal`;
+}
+
+/**
+ * Where a request to `node`'s task-executor (signal, logs) asks for its reply:
+ * `<inbox prefix>.fleet.<node>` and a unique token after it. Below the requester's own inbox (so
+ * only it receives the reply), and naming the node, so a fleet's hub can let device `node`'s leaf
+ * connection send exactly the replies to requests made to it, and see no one else's
+ * (docs/fleet.md "Logs and signals from the hub").
+ */
+export function nodeReplyPrefix(inboxPrefix: string, node: string): string {
+  return `${inboxPrefix}.fleet.${node}`;
 }
 
 /** Request subject to stop every task of `node`: `eve.rpc.task-executor.<node>.stop-tasks`. */
@@ -98,9 +110,29 @@ export const HUB_DOMAIN = "hub";
 /** A device's node name in a fleet: one subject token, usable in stream, user and consumer names. */
 export const FLEET_NODE_PATTERN = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
-/** The hub's bucket holding device `node`'s desired state: `controller-<node>`. */
+/** Whether `node` can be a device's name in a fleet ({@link FLEET_NODE_PATTERN}). */
+export function isFleetNode(node: string): boolean {
+  return FLEET_NODE_PATTERN.test(node);
+}
+
+/** @throws {InvalidFleetNodeError} when `node` cannot be a device's name in a fleet. */
+export function assertFleetNode(node: string): void {
+  if (!isFleetNode(node)) throw new InvalidFleetNodeError(node);
+}
+
+/**
+ * The hub's bucket holding device `node`'s desired state: `controller-<node>`.
+ * @throws {InvalidFleetNodeError} for a name that cannot be a device's.
+ */
 export function hubControllerBucket(node: string): string {
+  assertFleetNode(node);
   return `controller-${node}`;
+}
+
+/** The device a hub bucket `controller-<node>` is for, or undefined for any other bucket name. */
+export function nodeOfHubControllerBucket(bucket: string): string | undefined {
+  const m = /^controller-(.+)$/.exec(bucket);
+  return m !== null && isFleetNode(m[1]!) ? m[1] : undefined;
 }
 
 /**

@@ -1,11 +1,14 @@
-/** `eve-tasks kill [--signal S] <app>`: the signal request to the app's node's task-executor. */
+/**
+ * `eve-tasks kill [--signal S] <app>`: the signal request to the app's node's task-executor, on
+ * the node or from a fleet's hub (any device's app; the request crosses the device's leaf).
+ */
 import { constants } from "node:os";
 import { RequestError, request } from "@eve-tasks/bus";
-import { SignalReplySchema, SignalRequestSchema, signalSubject } from "@eve-tasks/schemas";
-import { describeApp, nameOf, resolveApp } from "../apps.js";
+import { SignalReplySchema, SignalRequestSchema, nodeReplyPrefix, signalSubject } from "@eve-tasks/schemas";
+import { describeApp, nameOf } from "../apps.js";
 import type { CliContext } from "../context.js";
 import { UserError } from "../errors.js";
-import { loadApps } from "../load-apps.js";
+import { resolveAppAndNode } from "../fleet.js";
 import { withBus } from "../server.js";
 import type { NatsTarget } from "../server.js";
 
@@ -35,13 +38,8 @@ export function normalizeSignal(text: string): NodeJS.Signals {
 export async function runKill(ctx: CliContext, o: KillOptions): Promise<void> {
   const signal = normalizeSignal(o.signal);
   await withBus(o.server, async (bus) => {
-    const { apps } = await loadApps(bus);
-    const app = resolveApp(
-      apps.filter((a) => a.config !== undefined || a.status !== undefined),
-      o.app,
-    );
+    const { app, node } = await resolveAppAndNode(bus, o.app);
     const label = describeApp(app.uuid, nameOf(app));
-    const node = app.status?.node ?? app.config?.value.node ?? "local";
     let reply;
     try {
       reply = await request(
@@ -49,6 +47,9 @@ export async function runKill(ctx: CliContext, o: KillOptions): Promise<void> {
         signalSubject(node),
         { request: SignalRequestSchema, reply: SignalReplySchema },
         { uuid: app.uuid, signal },
+        undefined,
+        // From a fleet's hub the device may answer only there (docs/fleet.md).
+        { replyPrefix: nodeReplyPrefix(bus.inboxPrefix, node) },
       );
     } catch (err) {
       if (err instanceof RequestError) throw new UserError(`cannot signal ${label}: ${err.message}`);

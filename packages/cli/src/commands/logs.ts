@@ -2,18 +2,25 @@
  * `eve-tasks logs <app> [--follow] [--tail N] [--since T]`: an app's console output (stdout and
  * stderr of its anchor; a VM's serial console), read through its node's task-executor over NATS
  * (eve.rpc.task-executor.<node>.logs), so it works wherever NATS reaches that node: on the node
- * or from the hub. A follower asks again from where the last reply ended (a cursor that survives
+ * or from a fleet's hub (its replies come on `<inbox>.fleet.<node>.…`, the only replies a
+ * device's leaf connection may send into the hub). A follower asks again from where the last reply ended (a cursor that survives
  * rotation); the executor holds each request until there is new output or its wait is over.
  */
 import { RequestError, request } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
-import { LOG_WAIT_MAX_MS, LogsReplySchema, LogsRequestSchema, logsSubject } from "@eve-tasks/schemas";
+import {
+  LOG_WAIT_MAX_MS,
+  LogsReplySchema,
+  LogsRequestSchema,
+  logsSubject,
+  nodeReplyPrefix,
+} from "@eve-tasks/schemas";
 import type { LogCursor, LogsReply, LogsRequest } from "@eve-tasks/schemas";
-import { describeApp, nameOf, resolveApp } from "../apps.js";
+import { describeApp, nameOf } from "../apps.js";
 import type { CliContext } from "../context.js";
 import { UserError } from "../errors.js";
+import { resolveAppAndNode } from "../fleet.js";
 import { parseDuration } from "../human.js";
-import { loadApps } from "../load-apps.js";
 import { withBus } from "../server.js";
 import type { NatsTarget } from "../server.js";
 
@@ -53,13 +60,8 @@ export async function runLogs(ctx: CliContext, o: LogsOptions): Promise<void> {
   }
   const since = o.since === undefined ? undefined : parseSince(o.since, ctx.now());
   await withBus(o.server, async (bus) => {
-    const { apps } = await loadApps(bus);
-    const app = resolveApp(
-      apps.filter((a) => a.config !== undefined || a.status !== undefined),
-      o.app,
-    );
+    const { app, node } = await resolveAppAndNode(bus, o.app);
     const label = describeApp(app.uuid, nameOf(app));
-    const node = app.status?.node ?? app.config?.value.node ?? "local";
     const decoder = new TextDecoder("utf-8");
     const waitMs = Math.min(o.waitMs ?? FOLLOW_WAIT_MS, LOG_WAIT_MAX_MS);
     let cursor: LogCursor | undefined;
@@ -109,6 +111,8 @@ async function ask(
         { request: LogsRequestSchema, reply: LogsReplySchema },
         body,
         (body.waitMs ?? 0) + REPLY_GRACE_MS,
+        // Below our inbox and naming the node: from a hub, where the device may answer (docs/fleet.md).
+        { replyPrefix: nodeReplyPrefix(bus.inboxPrefix, node) },
       ),
       aborted,
     ]);
