@@ -169,11 +169,11 @@ describe("task health", () => {
   /** Runs the CLI to completion. */
   const cli = (args: string[]) => runNode(CLI, args, { env: { NATS_URL: nats.url } });
 
-  it("kill -9 of an anchor: BROKEN with exit status 137 and SIGKILL within a second", async () => {
+  it("kill -9 of an anchor: BROKEN with exit status 137 and SIGKILL", async () => {
     const uuid = newUuid();
     await configs.publish(uuid, app(uuid));
     const s = await running(uuid);
-    const killedAt = Date.now();
+    // How fast the exit is seen is the bench's `exit` scenario; here only what is recorded.
     process.kill(s.taskId, "SIGKILL");
     const after = await until(
       uuid,
@@ -181,9 +181,7 @@ describe("task health", () => {
       "exit never recorded",
       10_000,
     );
-    const latencyMs = Date.now() - killedAt;
     expect(after).toMatchObject({ state: "BROKEN", exitCode: 137, signal: "SIGKILL", oomKilled: false });
-    expect(latencyMs, `exit seen after ${latencyMs} ms`).toBeLessThan(1000);
     await waitFor(() => eventsOf(uuid).some((e) => e.type === "exited" && e.fields.exitCode === 137), {
       message: "no exited event",
     });
