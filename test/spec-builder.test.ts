@@ -191,9 +191,7 @@ beforeAll(async () => {
     env: { NATS_URL: natsUrl, EVE_RUN_DIR: dir, EVE_DATA_DIR: dir, LOG_LEVEL: "info" },
   });
   await Promise.all(
-    [0, 1, 2].map((i) =>
-      builders.waitForLine((l) => l.replica === i && l.json?.event === "running", 20_000),
-    ),
+    [0, 1, 2].map((i) => builders.waitForLine((l) => l.replica === i && l.json?.event === "running", 20_000)),
   );
   process.stderr.write(`[spec-builder.test] 3 replicas running in ${Date.now() - started} ms\n`);
 });
