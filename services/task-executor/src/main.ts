@@ -92,6 +92,11 @@ const envSchema = z.object({
     .default(DEFAULT_NETNS_PREFIX),
   /** How long the KVM probe guest may take to come up. */
   EVE_KVM_PROBE_TIMEOUT_MS: envPositiveInt().default(EXECUTOR_DEFAULTS.kvmProbeTimeoutMs),
+  /**
+   * How long a VM given KVM on the probe's word may take to show a sign of life on its serial
+   * console before it is restarted under TCG (0: no boot watchdog).
+   */
+  EVE_VM_BOOT_DEADLINE_MS: envInt({ min: 0 }).default(EXECUTOR_DEFAULTS.vmBootDeadlineMs),
 });
 
 await runWorker({
@@ -253,6 +258,7 @@ await runWorker({
       accel,
       networks,
       observer: metrics.executor,
+      vmBootDeadlineMs: config.EVE_VM_BOOT_DEADLINE_MS,
     });
     made.executor = ex;
     lifecycle.onShutdown("finish in-flight reconciles", () => ex.stop());
