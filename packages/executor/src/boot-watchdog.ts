@@ -20,7 +20,10 @@ import { open, stat } from "node:fs/promises";
 import type { RuntimeFacts } from "./runtime-task.js";
 
 /** Whether a task with these runtime facts is watched at boot (deadline 0: never). */
-export function watchesBoot(runtime: Pick<RuntimeFacts, "accel" | "watchBoot"> | undefined, deadlineMs: number): boolean {
+export function watchesBoot(
+  runtime: Pick<RuntimeFacts, "accel" | "watchBoot"> | undefined,
+  deadlineMs: number,
+): boolean {
   return deadlineMs > 0 && runtime?.accel === "kvm" && runtime.watchBoot === true;
 }
 

@@ -449,7 +449,10 @@ export class TaskExecutor {
     await distrust
       .call(this.#o.accel, reason)
       .catch((err: unknown) =>
-        this.#log.error({ uuid, err }, "cannot record the KVM verdict on disk; it holds until the executor restarts"),
+        this.#log.error(
+          { uuid, err },
+          "cannot record the KVM verdict on disk; it holds until the executor restarts",
+        ),
       );
     const message =
       `${reason}: restarting it under TCG; this node's KVM verdict is now "not usable" ` +
@@ -461,7 +464,10 @@ export class TaskExecutor {
       from: "kvm",
       to: "tcg",
     });
-    app.bootFallback = { pid, reason: `no sign of life under KVM within ${deadlineMs} ms, restarting under TCG` };
+    app.bootFallback = {
+      pid,
+      reason: `no sign of life under KVM within ${deadlineMs} ms, restarting under TCG`,
+    };
     this.#runner.kick(uuid);
   }
 
