@@ -97,6 +97,8 @@ const envSchema = z.object({
    * console before it is restarted under TCG (0: no boot watchdog).
    */
   EVE_VM_BOOT_DEADLINE_MS: envInt({ min: 0 }).default(EXECUTOR_DEFAULTS.vmBootDeadlineMs),
+  /** The KVM device whose presence lets a VM have KVM (default /dev/kvm). */
+  EVE_KVM_DEVICE: z.string().startsWith("/", { error: "must be an absolute path" }).optional(),
 });
 
 await runWorker({
@@ -225,6 +227,7 @@ await runWorker({
       logger,
       nodeAccel: config.EVE_ACCEL,
       probeTimeoutMs: config.EVE_KVM_PROBE_TIMEOUT_MS,
+      ...(config.EVE_KVM_DEVICE ? { kvmDevice: config.EVE_KVM_DEVICE } : {}),
     });
     const netns = config.EVE_NET_NS ?? null;
     if (netns !== null && !existsSync(join(NETNS_DIR, netns))) {
