@@ -441,13 +441,13 @@ export class TaskExecutor {
   async #bootFallback(app: AppState, pid: number, deadlineMs: number, reason: string): Promise<void> {
     const uuid = app.uuid;
     if (this.#closing || app.task?.pid !== pid) return;
-    const distrust = this.#o.accel?.distrust;
-    if (!distrust) {
+    const accel = this.#o.accel;
+    if (!accel?.distrust) {
       this.#log.warn({ uuid, anchorPid: pid }, `${reason}; this executor cannot change its KVM verdict`);
       return;
     }
-    await distrust
-      .call(this.#o.accel, reason)
+    await accel
+      .distrust(reason)
       .catch((err: unknown) =>
         this.#log.error(
           { uuid, err },

@@ -118,13 +118,14 @@ describe("reading a console log since a task's start", () => {
     await writeFile(silent, "old output\n");
     const dog = new BootWatchdog({ pollMs: 20 });
     const seen: string[] = [];
-    const done = (uuid: string, log: string, deadlineMs: number) =>
-      new Promise<void>(async (resolve) => {
+    const done = async (uuid: string, log: string, deadlineMs: number) => {
+      const mark = await markLog(log);
+      return new Promise<void>((resolve) => {
         dog.watch({
           uuid,
           pid: 1,
           logPath: log,
-          mark: await markLog(log),
+          mark,
           startedAtMs: Date.now(),
           deadlineMs,
           ownPrefixes: OWN,
@@ -139,6 +140,7 @@ describe("reading a console log since a task's start", () => {
           },
         });
       });
+    };
     const a = done("a", speaks, 5_000);
     const b = done("b", silent, 300);
     await appendFile(silent, "qemu-system-x86_64: warning: only qemu talks\n");
