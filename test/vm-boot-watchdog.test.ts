@@ -242,7 +242,7 @@ describe(`the boot watchdog (${REAL_KVM ? "real qemu under this node's KVM" : "n
   const until = (uuid: string, pred: (s: TaskStatus) => boolean, what: string, timeoutMs = 60_000) =>
     statusWaiter(statuses).until(uuid, pred, what, timeoutMs);
 
-  it("restarts a VM that shows no sign of life under KVM (auto) under TCG, and the node's verdict says so", async () => {
+  it("restarts a VM that shows no sign of life under KVM (auto) under TCG, and the node's verdict says so", async (ctx) => {
     // The tools seed, then the probe's false yes for it, written as the probe writes its verdict.
     const seed = await waitFor(
       () => {
@@ -297,10 +297,21 @@ describe(`the boot watchdog (${REAL_KVM ? "real qemu under this node's KVM" : "n
     }
 
     // The watchdog: no sign of life by the deadline, the event names the deadline and why.
-    const fallback = await waitFor(() => eventsOf(uuid).find((e) => e.type === "accel-fallback"), {
-      timeoutMs: DEADLINE_MS + 30_000,
-      message: `no accel-fallback event within ${DEADLINE_MS} ms and a margin`,
-    });
+    const fallbackOrUp = await waitFor(
+      async () =>
+        eventsOf(uuid).find((e) => e.type === "accel-fallback") ??
+        (REAL_KVM && (await readFile(first.logPath, "utf8").catch(() => "")).includes(guest.marker)
+          ? ("up" as const)
+          : undefined),
+      {
+        timeoutMs: DEADLINE_MS + 30_000,
+        message: `no accel-fallback event within ${DEADLINE_MS} ms and a margin`,
+      },
+    );
+    // A KVM that runs real guests leaves nothing to fall back from.
+    if (fallbackOrUp === "up")
+      return ctx.skip("KVM runs the guest on this machine: no hang to fall back from");
+    const fallback = fallbackOrUp;
     expect(fallback.message).toBe(
       `a VM under KVM (auto) showed no sign of life within ${DEADLINE_MS} ms: nothing from its guest on the ` +
         'serial console: restarting it under TCG; this node\'s KVM verdict is now "not usable" (every VM ' +
@@ -319,7 +330,9 @@ describe(`the boot watchdog (${REAL_KVM ? "real qemu under this node's KVM" : "n
       60_000,
     );
     const exited = eventsOf(uuid).find((e) => e.type === "exited" && e.fields.anchorPid === first.taskId);
-    expect(exited?.fields).toMatchObject({ requested: true, stoppedBy: "quit" });
+    // qemu with a hung vCPU under real KVM may not manage its quit: SIGKILL ends it then.
+    expect(exited?.fields).toMatchObject({ requested: true });
+    expect(REAL_KVM ? ["quit", "SIGKILL"] : ["quit"]).toContain(exited?.fields.stoppedBy);
     expect(second.restarts).toBe(0);
     expect(eventsOf(uuid).filter((e) => e.type === "restarting" || e.type === "not-restarting")).toEqual([]);
     const recreated = eventsOf(uuid).filter((e) => e.type === "created");
