@@ -32,6 +32,8 @@ export interface AppState {
   task: LiveTask | undefined;
   /** The last start of the app that failed (cleared by a start that succeeds). */
   startFailure: StartFailure | undefined;
+  /** The boot watchdog's finding for task `pid`: stop it, to start again under TCG (plan.ts). */
+  bootFallback: { readonly pid: number; readonly reason: string } | undefined;
   /** Reconciles that failed in a row, and the delay before the next try. */
   readonly retries: Backoff;
   /** The one wake-up of the app: a retry, a restart the policy scheduled, a start's back-off. */
@@ -46,6 +48,7 @@ export function newAppState(uuid: string, t: ExecutorTunables): AppState {
     stopTimeoutMs: t.stopTimeoutMs,
     task: undefined,
     startFailure: undefined,
+    bootFallback: undefined,
     retries: new Backoff(t.reconcileRetry),
     wake: undefined,
   };

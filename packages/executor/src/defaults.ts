@@ -24,6 +24,12 @@ export interface ExecutorTunables {
   readonly qmpConnectTimeoutMs: number;
   /** How long the KVM probe guest may take to print its marker (EVE_KVM_PROBE_TIMEOUT_MS). */
   readonly kvmProbeTimeoutMs: number;
+  /**
+   * How long a VM given KVM on the probe's word (`auto`) may take to show a sign of life on its
+   * serial console before it is restarted under TCG and the node's verdict becomes "KVM is not
+   * usable" (EVE_VM_BOOT_DEADLINE_MS; 0 = no boot watchdog). See boot-watchdog.ts.
+   */
+  readonly vmBootDeadlineMs: number;
   /** When Tasks.Wait ends without an exit (not a missing task), look again after this long. */
   readonly waitRetryMs: number;
   /** Re-running a reconcile that failed (containerd unreachable, a NATS write refused). */
@@ -45,6 +51,7 @@ export const EXECUTOR_DEFAULTS: ExecutorTunables = Object.freeze({
   vmQuitTimeoutMs: 5_000,
   qmpConnectTimeoutMs: 2_000,
   kvmProbeTimeoutMs: 10_000,
+  vmBootDeadlineMs: 60_000,
   waitRetryMs: 1_000,
   reconcileRetry: Object.freeze({ initialMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.1 }),
   startRetry: Object.freeze({ initialMs: 5_000, maxMs: 300_000, factor: 2, jitter: 0.1 }),

@@ -21,6 +21,8 @@ import type { AppState } from "./app-state.js";
 import { executorDefaults } from "./defaults.js";
 import type { ExecutorTunables } from "./defaults.js";
 import { NodeFactError } from "./errors.js";
+import { BootWatchdog, markLog, ownLinePrefixes, watchesBoot } from "./boot-watchdog.js";
+import type { LogMark } from "./boot-watchdog.js";
 import { binfmtEntries, taskDirs } from "./host-resources.js";
 import type { TaskHostResource } from "./host-resources.js";
 import { KeyedRunner, Semaphore } from "./keyed-runner.js";
@@ -38,7 +40,9 @@ import { executorError } from "./status.js";
 import { sweepStagedMounts } from "./staged-mounts.js";
 import { StatusWriter, TaskEvents } from "./status-writer.js";
 import type { TaskNetworks } from "./task-networks.js";
+import { nodeArch } from "./runtime-task.js";
 import type { AccelDecider } from "./runtime-task.js";
+import type { PreparedTask } from "./prepare-task.js";
 
 /** What the executor is built from; the tunables default to `EXECUTOR_DEFAULTS`. */
 export interface TaskExecutorOptions extends Partial<ExecutorTunables> {
@@ -92,6 +96,7 @@ export class TaskExecutor {
   readonly #events: TaskEvents;
   readonly #abort = new AbortController();
   readonly #observer: ExecutorObserver;
+  readonly #watchdog = new BootWatchdog();
   #sub: Subscription<typeof TaskConfigSchema> | undefined;
   #synchronized = false;
   #closing = false;
@@ -225,6 +230,7 @@ export class TaskExecutor {
   async stop(): Promise<void> {
     this.#closing = true;
     this.#abort.abort();
+    this.#watchdog.close();
     if (this.#relist) clearInterval(this.#relist);
     for (const a of this.#apps.values()) this.#clearWake(a);
     await this.#monitorEvents?.close();
@@ -396,6 +402,75 @@ export class TaskExecutor {
     app.wake = { atMs, timer };
   }
 
+  // ---- boot watchdog ----------------------------------------------------------------------
+
+  /** Watches the VM task just started for `app` (see boot-watchdog.ts). */
+  #watchBoot(app: AppState, p: PreparedTask, mark: LogMark): void {
+    const uuid = app.uuid;
+    const pid = app.task?.pid;
+    if (pid === undefined) return;
+    const deadlineMs = this.#t.vmBootDeadlineMs;
+    this.#watchdog.watch({
+      uuid,
+      pid,
+      logPath: p.logPath,
+      mark,
+      startedAtMs: Date.now(),
+      deadlineMs,
+      ownPrefixes: ownLinePrefixes(`qemu-system-${nodeArch()}`),
+      current: () => !this.#closing && app.task?.pid === pid,
+      onAlive: (line, afterMs) =>
+        this.#log.info(
+          { uuid, event: "boot-alive", anchorPid: pid, afterMs },
+          `the guest is alive under KVM after ${afterMs} ms: ${JSON.stringify(line.slice(0, 120))}`,
+        ),
+      onFallback: (reason) => {
+        this.#bootFallback(app, pid, deadlineMs, reason).catch((err: unknown) =>
+          this.#log.error({ uuid, err, anchorPid: pid }, "cannot fall back to TCG"),
+        );
+      },
+    });
+  }
+
+  /**
+   * The act of the boot watchdog's decision: the node's verdict becomes "KVM is not usable" (so
+   * the restart, and every later `auto` VM, gets TCG), the `accel-fallback` event says so, and
+   * the reconcile stops the task by the one stop (a requested stop: not the app's failure) and
+   * starts it again.
+   */
+  async #bootFallback(app: AppState, pid: number, deadlineMs: number, reason: string): Promise<void> {
+    const uuid = app.uuid;
+    if (this.#closing || app.task?.pid !== pid) return;
+    const accel = this.#o.accel;
+    if (!accel?.distrust) {
+      this.#log.warn({ uuid, anchorPid: pid }, `${reason}; this executor cannot change its KVM verdict`);
+      return;
+    }
+    await accel
+      .distrust(reason)
+      .catch((err: unknown) =>
+        this.#log.error(
+          { uuid, err },
+          "cannot record the KVM verdict on disk; it holds until the executor restarts",
+        ),
+      );
+    const message =
+      `${reason}: restarting it under TCG; this node's KVM verdict is now "not usable" ` +
+      "(every VM under auto gets TCG until the node reboots)";
+    this.#log.warn({ uuid, event: "accel-fallback", anchorPid: pid, deadlineMs }, message);
+    await this.#events.emit(uuid, "accel-fallback", message, {
+      anchorPid: pid,
+      deadlineMs,
+      from: "kvm",
+      to: "tcg",
+    });
+    app.bootFallback = {
+      pid,
+      reason: `no sign of life under KVM within ${deadlineMs} ms, restarting under TCG`,
+    };
+    this.#runner.kick(uuid);
+  }
+
   // ---- reconcile --------------------------------------------------------------------------
 
   async #reconcile(uuid: string): Promise<void> {
@@ -448,6 +523,7 @@ export class TaskExecutor {
         memory: this.#ledger.view(uuid),
         startFailure: app.startFailure,
         nodeStopping: this.#nodeStopping,
+        bootFallback: app.bootFallback,
         nowMs: Date.now(),
       });
       if (action.kind === "prepare" && d?.status === "READY") {
@@ -543,6 +619,7 @@ export class TaskExecutor {
       case "stop": {
         const report = await act.stop(app, action.pid, action.reason, action.cause, labels);
         if (action.cause === "node") this.#nodeStops.push(report);
+        if (action.cause === "boot-watchdog") app.bootFallback = undefined;
         return;
       }
       case "replace":
@@ -594,6 +671,9 @@ export class TaskExecutor {
       case "start": {
         const started = performance.now();
         let outcome: StartOutcome | undefined = "error";
+        // A VM given KVM on the probe's word is watched from here: its console log's output
+        // after this mark must show the guest alive by the deadline.
+        const mark = watchesBoot(p.runtime, this.#t.vmBootDeadlineMs) ? await markLog(p.logPath) : undefined;
         try {
           await act.start(app, d, p, action);
           const s = this.#status.get(app.uuid);
@@ -603,6 +683,7 @@ export class TaskExecutor {
           if (outcome) this.#observer.started?.((performance.now() - started) / 1000, outcome);
         }
         if (app.startFailure) this.#wakeAt(app, app.startFailure.retryAtMs);
+        if (mark && outcome === "ok") this.#watchBoot(app, p, mark);
         return;
       }
     }

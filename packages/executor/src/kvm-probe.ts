@@ -4,7 +4,9 @@
  * probe guest really runs under it: a one-sector guest that prints a marker on its serial port,
  * run once per node boot as a containerd task from the VM's own tools seed, with a deadline.
  * Nested KVM can open /dev/kvm, create a VM and then hang before the guest's first instruction,
- * so "/dev/kvm exists" proves nothing.
+ * so "/dev/kvm exists" proves nothing. Even a probe that came up can be a false yes for a real
+ * guest: a VM given KVM on the probe's word is watched at boot (boot-watchdog.ts), and when it
+ * shows no sign of life the executor {@link AccelChooser.distrust}s KVM for the rest of the boot.
  */
 import { randomBytes } from "node:crypto";
 import { readFile, mkdir, rm, writeFile, rename } from "node:fs/promises";
@@ -57,11 +59,34 @@ export interface AccelChooserOptions {
   kvmDevice?: string;
 }
 
-/** The cache of a probe's verdict: valid for one boot of the node and one tools seed. */
-interface CachedProbe extends KvmProbeResult {
+/**
+ * The cache of the node's verdict (`<dataDir>/kvm-probe.json`), valid for one boot of the node:
+ * a probe's for one tools seed; the boot watchdog's (`by: "boot-watchdog"`, always not usable)
+ * for every seed, since a KVM that hangs a real guest hangs it whichever qemu runs it.
+ */
+export interface CachedProbe extends KvmProbeResult {
   bootId: string;
   toolsRoot: string;
   probedAt: string;
+  /** Who gave the verdict; absent in a probe's (older files have none). */
+  by?: "probe" | "boot-watchdog";
+}
+
+/** The file of the node's KVM verdict under the executor's data dir. */
+export function kvmVerdictPath(dataDir: string): string {
+  return join(dataDir, "kvm-probe.json");
+}
+
+/** Whether `cached` is the verdict for this boot and tools seed. */
+export function verdictApplies(cached: CachedProbe, boot: string, toolsRoot: string): boolean {
+  return cached.bootId === boot && (cached.by === "boot-watchdog" || cached.toolsRoot === toolsRoot);
+}
+
+async function writeVerdict(dataDir: string, entry: CachedProbe): Promise<void> {
+  const file = kvmVerdictPath(dataDir);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(entry) + "\n");
+  await rename(tmp, file);
 }
 
 async function bootId(): Promise<string> {
@@ -104,16 +129,34 @@ export class AccelChooser implements AccelDecider {
     });
     const result = await this.#probing;
     return result.usable
-      ? { accel: "kvm", why: `auto: KVM (${result.reason})` }
+      ? { accel: "kvm", why: `auto: KVM (${result.reason})`, watchBoot: true }
       : { accel: "tcg", why: `auto: TCG, KVM is not usable here (${result.reason})` };
   }
 
+  /**
+   * The node's verdict becomes "KVM is not usable" (`reason`) for the rest of this boot, in
+   * memory and in `kvm-probe.json`: `auto` gets TCG from now on, also after an executor restart.
+   */
+  async distrust(reason: string): Promise<void> {
+    const result: KvmProbeResult = { usable: false, reason, elapsedMs: 0 };
+    this.#probing = Promise.resolve(result);
+    const entry: CachedProbe = {
+      ...result,
+      bootId: await bootId(),
+      toolsRoot: "",
+      probedAt: new Date().toISOString(),
+      by: "boot-watchdog",
+    };
+    await writeVerdict(this.#o.dataDir, entry);
+    this.#o.logger.warn({ event: "kvm-verdict", ...entry }, `KVM is not usable on this node: ${reason}`);
+  }
+
   async #probeOnce(tools: { toolsRoot: string; qemu: string }): Promise<KvmProbeResult> {
-    const cacheFile = join(this.#o.dataDir, "kvm-probe.json");
+    const cacheFile = kvmVerdictPath(this.#o.dataDir);
     const boot = await bootId();
     try {
       const cached = JSON.parse(await readFile(cacheFile, "utf8")) as CachedProbe;
-      if (cached.bootId === boot && cached.toolsRoot === tools.toolsRoot) {
+      if (verdictApplies(cached, boot, tools.toolsRoot)) {
         this.#o.logger.info(
           { event: "kvm-probe", cached: true, ...cached },
           `KVM probe (cached): ${cached.reason}`,
@@ -131,15 +174,13 @@ export class AccelChooser implements AccelDecider {
       timeoutMs: this.#o.probeTimeoutMs ?? EXECUTOR_DEFAULTS.kvmProbeTimeoutMs,
     });
     this.#o.logger.info({ event: "kvm-probe", ...result }, `KVM probe: ${result.reason}`);
-    const entry: CachedProbe = {
+    await writeVerdict(this.#o.dataDir, {
       ...result,
       bootId: boot,
       toolsRoot: tools.toolsRoot,
       probedAt: new Date().toISOString(),
-    };
-    const tmp = `${cacheFile}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(entry) + "\n");
-    await rename(tmp, cacheFile);
+      by: "probe",
+    });
     return result;
   }
 }

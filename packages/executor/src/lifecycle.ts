@@ -327,7 +327,8 @@ export class Lifecycle {
     const kind = resolveStopKind(labels?.stop, socket);
     const signal = labels?.stopSignal ?? "SIGTERM";
     const timeouts = {
-      stopTimeoutMs: app.stopTimeoutMs,
+      // A guest that never showed a sign of life cannot answer the power button: quit at once.
+      stopTimeoutMs: cause === "boot-watchdog" ? 0 : app.stopTimeoutMs,
       quitTimeoutMs: tunables.vmQuitTimeoutMs,
       killTimeoutMs: tunables.killTimeoutMs,
       qmpConnectTimeoutMs: tunables.qmpConnectTimeoutMs,

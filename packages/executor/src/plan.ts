@@ -71,11 +71,20 @@ export interface PlanInput {
   readonly startFailure: StartFailure | undefined;
   /** The node's tasks are being stopped (Ctrl-C of the launcher): stop, start nothing. */
   readonly nodeStopping: boolean;
+  /**
+   * The boot watchdog found no sign of life from task `pid`, a VM under KVM (`auto`): stop it
+   * (to be started again under TCG). See boot-watchdog.ts.
+   */
+  readonly bootFallback?: { readonly pid: number; readonly reason: string } | undefined;
   readonly nowMs: number;
 }
 
-/** Why a stop is made. */
-export type StopCause = "config" | "node";
+/**
+ * Why a stop is made: the config, the node stopping, or the boot watchdog (a VM under KVM with
+ * no sign of life, started again under TCG). Every stop is requested: none counts as the app's
+ * failure in the restart policy.
+ */
+export type StopCause = "config" | "node" | "boot-watchdog";
 
 /**
  * The next step for one app. The first five change what containerd has (the loop observes again
@@ -169,6 +178,9 @@ export function plan(input: PlanInput): Action {
   }
   if (d.status === "FAILED") return { kind: "fail", error: d.error, running };
   if (d.status === "PENDING") return { kind: "pending", waitingFor: d.waitingFor, running };
+  if (task && input.bootFallback?.pid === task.pid) {
+    return { kind: "stop", pid: task.pid, reason: input.bootFallback.reason, cause: "boot-watchdog" };
+  }
 
   if (!input.prepared) return { kind: "prepare" };
   if (!input.prepared.ok) {

@@ -28,6 +28,12 @@ export interface AccelChoice {
   accel: VmAccel;
   /** For events and logs, e.g. "auto: the KVM probe guest did not come up within 10000 ms". */
   why: string;
+  /**
+   * KVM chosen for `auto` on the probe's word alone: the boot watchdog checks that the guest
+   * shows a sign of life under it (see boot-watchdog.ts). Unset for `kvm` asked explicitly (by
+   * the app or EVE_ACCEL) and for TCG.
+   */
+  watchBoot?: true;
 }
 
 /** Decides `auto` (and checks `kvm`) on this node; see `AccelChooser`. */
@@ -37,6 +43,11 @@ export interface AccelDecider {
    * probe's qemu comes from) and whose qemu is `qemu` (a path inside it).
    */
   decide(requested: "auto" | "kvm" | "tcg", probe: { toolsRoot: string; qemu: string }): Promise<AccelChoice>;
+  /**
+   * KVM proved unusable after the probe said yes (a guest under it showed no sign of life): from
+   * now on, and for the rest of this node's boot, `auto` gets TCG. `reason` says why.
+   */
+  distrust?(reason: string): Promise<void>;
 }
 
 /** The host directory bound at {@link QMP_DIR_IN_TASK} in a QMP runtime's task: `<runDir>/vm/<uuid>`. */

@@ -341,6 +341,22 @@ const rows: [string, PlanInput, Partial<Action> & { kind: Action["kind"] }][] = 
     { kind: "stop", pid: 5, reason: "restart requested (restartCounter 1)" },
   ],
   [
+    "the boot watchdog found no sign of life in the task → stop it (a requested stop)",
+    input(d, {
+      observed: seen(containerOf(d), { pid: 5 }),
+      bootFallback: { pid: 5, reason: "no sign of life under KVM" },
+    }),
+    { kind: "stop", pid: 5, reason: "no sign of life under KVM", cause: "boot-watchdog" },
+  ],
+  [
+    "the boot watchdog's finding for an older task → adopt the one running",
+    input(d, {
+      observed: seen(containerOf(d), { pid: 6 }),
+      bootFallback: { pid: 5, reason: "no sign of life under KVM" },
+    }),
+    { kind: "adopt", pid: 6 },
+  ],
+  [
     "the config deleted with a task → stop it",
     input(undefined, { observed: seen(containerOf(d), { pid: 5 }) }),
     { kind: "stop", pid: 5, reason: "the config was deleted", cause: "config" },
@@ -674,6 +690,26 @@ describe("transitions, step by step", () => {
     const m = running();
     expect(run(m, renamed, { prepared: { ok: false, message: "bad path" } })).toEqual(["reject"]);
     expect(m.task?.pid).toBe(5);
+  });
+
+  it("the boot watchdog: stop, then start on the same container, its restarts not counted", () => {
+    const m = running();
+    m.container = { config: d, ended: "", restarts: { restartTimes: [NOW - 9], restartDue: "" } };
+    const fallback = { pid: 5, reason: "no sign of life under KVM" };
+    expect(run(m, d, { bootFallback: fallback })).toEqual(["stop", "start"]);
+    expect(m.task?.status).toBe("RUNNING");
+    // Nothing in the restart policy's memory says the app failed.
+    expect(m.container?.restarts.restartDue).toBe("");
+    expect(
+      planExit({
+        desired: d,
+        exit: { code: 0, signal: null },
+        requested: true,
+        labels: undefined,
+        exitedAtMs: NOW,
+        nowMs: NOW,
+      }),
+    ).toEqual({ state: "HALTED", restarts: undefined, decision: undefined });
   });
 
   it("the node stopping: stop, then hold; nothing restarts", () => {

@@ -19,6 +19,7 @@ export const TASK_EVENT_TYPES = [
   "killed",
   "deleted",
   "error",
+  "accel-fallback",
 ] as const;
 
 /** An event type. */

@@ -92,6 +92,13 @@ const envSchema = z.object({
     .default(DEFAULT_NETNS_PREFIX),
   /** How long the KVM probe guest may take to come up. */
   EVE_KVM_PROBE_TIMEOUT_MS: envPositiveInt().default(EXECUTOR_DEFAULTS.kvmProbeTimeoutMs),
+  /**
+   * How long a VM given KVM on the probe's word may take to show a sign of life on its serial
+   * console before it is restarted under TCG (0: no boot watchdog).
+   */
+  EVE_VM_BOOT_DEADLINE_MS: envInt({ min: 0 }).default(EXECUTOR_DEFAULTS.vmBootDeadlineMs),
+  /** The KVM device whose presence lets a VM have KVM (default /dev/kvm). */
+  EVE_KVM_DEVICE: z.string().startsWith("/", { error: "must be an absolute path" }).optional(),
 });
 
 await runWorker({
@@ -220,6 +227,7 @@ await runWorker({
       logger,
       nodeAccel: config.EVE_ACCEL,
       probeTimeoutMs: config.EVE_KVM_PROBE_TIMEOUT_MS,
+      ...(config.EVE_KVM_DEVICE ? { kvmDevice: config.EVE_KVM_DEVICE } : {}),
     });
     const netns = config.EVE_NET_NS ?? null;
     if (netns !== null && !existsSync(join(NETNS_DIR, netns))) {
@@ -253,6 +261,7 @@ await runWorker({
       accel,
       networks,
       observer: metrics.executor,
+      vmBootDeadlineMs: config.EVE_VM_BOOT_DEADLINE_MS,
     });
     made.executor = ex;
     lifecycle.onShutdown("finish in-flight reconciles", () => ex.stop());
