@@ -219,8 +219,12 @@ describe("SIGKILLing each worker in turn during a burst of apps", () => {
     /** A few random changes: new env (replace), restartCounter, activate false, delete. */
     const churn = async (): Promise<void> => {
       const ops: Promise<void>[] = [];
+      // One change per app at a time: two puts of one key in flight may land in either order,
+      // and then what the test wants would not be what the bucket has.
+      const picked = new Set<string>();
       for (let i = 0; i < 4; i++) {
-        const uuid = pick(live());
+        const uuid = pick(live().filter((u) => !picked.has(u)));
+        picked.add(uuid);
         const current = wanted.get(uuid)!;
         const r = rand();
         if (r < 0.4) {
