@@ -113,13 +113,9 @@ export async function density(env: BenchEnv, o: DensityOptions): Promise<Scenari
   log(`launcher PID ${launcher.pid}, output ${launcherLog}`);
   const uuids = Array.from({ length: o.tasks }, () => randomUUID());
   try {
-    // The workers are up and the tools image is built or found (its build is start-up work).
-    await untilLogLine(
-      launcherLog,
-      /hypervisor tools: (built|cached) image|VMs will not run/,
-      600_000,
-      launcher,
-    );
+    // The workers are up and the runtime images are built or found (start-up work): the
+    // launcher provides them in turn, `jvm` last.
+    await untilLogLine(launcherLog, /runtime jvm: ((built|cached) image|.*will not run)/, 600_000, launcher);
     let pids: Record<string, number> = {};
     for (let i = 0; i < 120 && Object.keys(pids).length < WORKERS.length; i++) {
       pids = await workerPids(launcher.pid);
