@@ -414,7 +414,6 @@ export class Lifecycle {
       .catch((err: unknown) =>
         this.#log.warn({ uuid, err }, "cannot record in the container's labels how the task ended"),
       );
-    const torn = this.#tearDown(uuid, "task-deleted");
     const emitted = (async () => {
       await this.#d.events.emit(uuid, "exited", `anchor PID ${pid} ended: ${how}`, {
         anchorPid: pid,
@@ -452,7 +451,8 @@ export class Lifecycle {
         ...(gaveUp && d ? { error: executorError(decision.message, d.configRevision) } : {}),
       });
     } finally {
-      await Promise.all([labelled, emitted, torn]);
+      // The task's host resources go after the status: nothing in it waits for them.
+      await Promise.all([labelled, emitted, this.#tearDown(uuid, "task-deleted")]);
     }
     return { code };
   }

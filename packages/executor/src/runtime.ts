@@ -148,16 +148,59 @@ async function unlessGone<T>(p: Promise<T>): Promise<T | undefined> {
   }
 }
 
-/** The {@link TaskRuntime} over a containerd client (its namespace is the runtime's). */
+/**
+ * The {@link TaskRuntime} over a containerd client (its namespace is the runtime's).
+ *
+ * Tasks.Delete in containerd returns only after the shim has shut down and containerd has run
+ * the shim binary's `delete` once more (its clean-up after any shim disconnect), which costs as
+ * much again as the delete itself. The task is gone before that: the shim has run `runc delete`,
+ * forgotten the task and sent `/tasks/delete`. So `deleteTask` resolves at that event once a
+ * Tasks.Get confirms there is no task (when the event stream runs, see `events`), and the rest
+ * of the call finishes behind it: any later call on the same id waits for it first, so a restart
+ * never meets the old bundle.
+ */
 export function containerdRuntime(client: ContainerdClient): TaskRuntime {
   const { containers, tasks, events } = client;
+  /** Deletes in flight: the whole Tasks.Delete call, by container id. */
+  const settling = new Map<string, Promise<unknown>>();
+  /** Deletes waiting for their `/tasks/delete` event, by container id. */
+  const deleted = new Map<string, (exit: RuntimeExit) => void>();
+  /** Runs `f` once the last delete of `id` has finished (its result does not matter here). */
+  const after = <T>(id: string, f: () => Promise<T>): Promise<T> => {
+    const busy = settling.get(id);
+    return busy ? busy.then(f, f) : f();
+  };
+  const confirmGone = async (id: string): Promise<boolean> =>
+    (await unlessGone(tasks.get(id)).catch(() => "unknown" as const)) === undefined;
+  const deleteTask = (id: string): Promise<RuntimeExit | undefined> => {
+    let onEvent: (exit: RuntimeExit) => void = () => undefined;
+    const seen = new Promise<RuntimeExit | undefined>((resolve) => {
+      onEvent = (exit) => void confirmGone(id).then((gone) => resolve(gone ? exit : whole));
+    });
+    const whole = after(id, () => {
+      deleted.set(id, onEvent);
+      return unlessGone(tasks.delete(id));
+    });
+    const tracked: Promise<void> = whole
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        if (settling.get(id) === tracked) settling.delete(id);
+      });
+    settling.set(id, tracked);
+    return Promise.race([whole, seen]).finally(() => {
+      if (deleted.get(id) === onEvent) deleted.delete(id);
+    });
+  };
   return {
     getContainer: (id) => unlessGone(containers.get(id)).then((c) => c && { id: c.id, labels: c.labels }),
     listContainers: () =>
       call(containers.list()).then((cs) =>
         cs.map((c) => ({ id: c.id, labels: c.labels, memoryLimitBytes: memoryLimitOf(c.spec) })),
       ),
-    createContainer: (c) => call(containers.create(c)).then(() => undefined),
+    createContainer: (c) => after(c.id, () => call(containers.create(c))).then(() => undefined),
     updateContainer: (id, u) =>
       call(
         containers.update(
@@ -167,25 +210,35 @@ export function containerdRuntime(client: ContainerdClient): TaskRuntime {
           },
         ),
       ).then(() => undefined),
-    deleteContainer: (id) => unlessGone(containers.delete(id)).then(() => undefined),
+    deleteContainer: (id) => after(id, () => unlessGone(containers.delete(id))).then(() => undefined),
     getTask: (id) =>
       unlessGone(tasks.get(id)).then((t) => t && { id: t.containerId, pid: t.pid, status: t.status }),
     listTasks: () =>
       call(tasks.list()).then((ts) => ts.map((t) => ({ id: t.containerId, pid: t.pid, status: t.status }))),
     createTask: (r) =>
-      call(tasks.create({ containerId: r.id, rootfs: r.rootfs, stdout: r.stdout, stderr: r.stderr })).then(
-        (t) => ({ pid: t.pid }),
-      ),
+      after(r.id, () =>
+        call(tasks.create({ containerId: r.id, rootfs: r.rootfs, stdout: r.stdout, stderr: r.stderr })),
+      ).then((t) => ({ pid: t.pid })),
     startTask: (id) => call(tasks.start(id)).then(() => undefined),
     waitTask: (id) => call(tasks.wait(id)),
     killTask: (id, signal, options) =>
       unlessGone(tasks.kill(id, signal, options).then(() => true)).then((sent) => sent === true),
-    deleteTask: (id) => unlessGone(tasks.delete(id)),
+    deleteTask,
     async *events(signal) {
-      const sub = events.subscribe({ filters: ['topic=="/tasks/exit"', 'topic=="/tasks/oom"'], signal });
+      const sub = events.subscribe({
+        filters: ['topic=="/tasks/exit"', 'topic=="/tasks/oom"', 'topic=="/tasks/delete"'],
+        signal,
+      });
       try {
         for await (const e of sub) {
-          if (e.topic === "/tasks/exit") {
+          if (e.topic === "/tasks/delete") {
+            // The runc shim leaves `id` empty in the init process's TaskDelete.
+            if (e.payload.id === "" || e.payload.id === e.payload.containerId)
+              deleted.get(e.payload.containerId)?.({
+                exitStatus: e.payload.exitStatus,
+                exitedAt: e.payload.exitedAt,
+              });
+          } else if (e.topic === "/tasks/exit") {
             // An exec'd process's exit names its own id; only the anchor's matters here.
             if (e.payload.id === e.payload.containerId) yield { topic: "exit", id: e.payload.containerId };
           } else if (e.topic === "/tasks/oom") {

@@ -140,6 +140,9 @@ export async function teardownTaskNetwork(
   netns: string,
   hostIfNames: readonly string[],
 ): Promise<void> {
+  // Most tasks have no network: seen from the file system, without starting `ip`.
+  if (!nsExists(netns) && hostNetns === null && !hostIfNames.some((n) => existsSync(`/sys/class/net/${n}`)))
+    return;
   const ok = await ipBatchForce(hostNetns, planTaskTeardown(netns, hostIfNames));
   if (!ok && nsExists(netns)) {
     throw new CommandError(`could not remove network namespace ${netns}`, {

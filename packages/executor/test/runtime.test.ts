@@ -1,0 +1,145 @@
+import { describe, expect, it } from "vitest";
+import { ContainerdError } from "@eve-tasks/containerd";
+import type { ContainerdClient, ContainerdEvent } from "@eve-tasks/containerd";
+import { containerdRuntime } from "@eve-tasks/executor";
+
+/** A promise with its resolvers, for calls the test answers when it chooses. */
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+const notFound = (id: string): ContainerdError =>
+  new ContainerdError("NOT_FOUND", "task not found", {
+    method: "Tasks.Get",
+    namespace: "t",
+    containerId: id,
+  });
+
+/**
+ * containerd as far as the runtime's delete path goes: Tasks.Delete answers when the test says
+ * so, Tasks.Get answers from `taskExists`, and the event stream yields what the test pushes.
+ */
+function scriptedClient() {
+  const deleteCall = deferred<{ exitStatus: number; exitedAt: Date | null }>();
+  const calls: string[] = [];
+  const state = { taskExists: true };
+  const queue: ContainerdEvent[] = [];
+  let wake: (() => void) | undefined;
+  const push = (e: ContainerdEvent): void => {
+    queue.push(e);
+    wake?.();
+  };
+  const client = {
+    containers: {},
+    tasks: {
+      delete: (id: string) => {
+        calls.push(`delete ${id}`);
+        return deleteCall.promise;
+      },
+      get: (id: string) => {
+        calls.push(`get ${id}`);
+        return state.taskExists
+          ? Promise.resolve({ containerId: id, pid: 42, status: "STOPPED" })
+          : Promise.reject(notFound(id));
+      },
+      create: (r: { containerId: string }) => {
+        calls.push(`create ${r.containerId}`);
+        return Promise.resolve({ pid: 43 });
+      },
+    },
+    events: {
+      subscribe: ({ signal }: { signal: AbortSignal }) => ({
+        async *[Symbol.asyncIterator]() {
+          while (!signal.aborted) {
+            const e = queue.shift();
+            if (e) yield e;
+            else await new Promise<void>((r) => (wake = r));
+          }
+        },
+      }),
+    },
+  };
+  return { client: client as unknown as ContainerdClient, deleteCall, calls, state, push };
+}
+
+const deleteEvent = (id: string, exitStatus: number): ContainerdEvent => ({
+  topic: "/tasks/delete",
+  namespace: "t",
+  timestamp: new Date(),
+  payload: { containerId: id, id: "", pid: 42, exitStatus, exitedAt: new Date(0) },
+});
+
+/** Drains the runtime's event stream in the background, as the executor does. */
+function follow(runtime: ReturnType<typeof containerdRuntime>): AbortController {
+  const abort = new AbortController();
+  void (async () => {
+    for await (const _ of runtime.events(abort.signal)) void _;
+  })();
+  return abort;
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe("containerdRuntime.deleteTask", () => {
+  it("resolves at containerd's /tasks/delete once Tasks.Get finds no task, before the call returns", async () => {
+    const s = scriptedClient();
+    const runtime = containerdRuntime(s.client);
+    const abort = follow(runtime);
+    let result: unknown;
+    void runtime.deleteTask("a").then((r) => (result = r));
+    await tick();
+    s.state.taskExists = false;
+    s.push(deleteEvent("a", 137));
+    for (let i = 0; i < 5 && result === undefined; i++) await tick();
+    expect(result).toEqual({ exitStatus: 137, exitedAt: new Date(0) });
+    expect(s.calls).toEqual(["delete a", "get a"]);
+
+    // A new task on the same id waits until the old delete has finished in containerd.
+    let created = false;
+    void runtime.createTask({ id: "a", rootfs: [], stdout: "", stderr: "" }).then(() => (created = true));
+    await tick();
+    expect(created).toBe(false);
+    s.deleteCall.resolve({ exitStatus: 137, exitedAt: new Date(0) });
+    for (let i = 0; i < 5 && !created; i++) await tick();
+    expect(created).toBe(true);
+    expect(s.calls.at(-1)).toBe("create a");
+    abort.abort();
+  });
+
+  it("waits for the call when Tasks.Get still finds the task after the event", async () => {
+    const s = scriptedClient();
+    const runtime = containerdRuntime(s.client);
+    const abort = follow(runtime);
+    let result: unknown;
+    void runtime.deleteTask("a").then((r) => (result = r));
+    await tick();
+    s.push(deleteEvent("a", 137));
+    for (let i = 0; i < 5; i++) await tick();
+    expect(s.calls).toEqual(["delete a", "get a"]);
+    expect(result).toBeUndefined();
+    s.deleteCall.resolve({ exitStatus: 1, exitedAt: null });
+    for (let i = 0; i < 5 && result === undefined; i++) await tick();
+    expect(result).toEqual({ exitStatus: 1, exitedAt: null });
+    abort.abort();
+  });
+
+  it("ignores another container's event", async () => {
+    const s = scriptedClient();
+    const runtime = containerdRuntime(s.client);
+    const abort = follow(runtime);
+    let result: unknown;
+    void runtime.deleteTask("a").then((r) => (result = r));
+    await tick();
+    s.state.taskExists = false;
+    s.push(deleteEvent("b", 0));
+    for (let i = 0; i < 5; i++) await tick();
+    expect(result).toBeUndefined();
+    expect(s.calls).toEqual(["delete a"]);
+    s.deleteCall.resolve({ exitStatus: 0, exitedAt: null });
+    for (let i = 0; i < 5 && result === undefined; i++) await tick();
+    expect(result).toEqual({ exitStatus: 0, exitedAt: null });
+    abort.abort();
+  });
+});
