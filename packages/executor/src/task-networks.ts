@@ -164,6 +164,13 @@ export class TaskNetworks implements TaskHostResource {
   #next: Promise<void> | undefined;
   #full = false;
   readonly #dirty = new Set<string>();
+  // Endpoint changes are numbered; an instance's rules hold every change up to its number in
+  // #instanceSeq. A task starts only once its instances hold its app's last change (#rulesFor).
+  #seq = 0;
+  /** The changes the pass running now covers (0 when none runs). */
+  #runningCovers = 0;
+  readonly #appSeq = new Map<string, number>();
+  readonly #instanceSeq = new Map<string, number>();
 
   constructor(options: TaskNetworksOptions) {
     this.#o = options;
@@ -282,7 +289,11 @@ export class TaskNetworks implements TaskHostResource {
         return { kind: "invalid", message: `interfaces: ${err.message}` };
       throw err;
     }
-    if (this.#remember(d, resolved) && this.#started) await this.#sync();
+    // The rules are applied while the task's netns is built; its start waits for both (setUp).
+    if (this.#remember(d, resolved) && this.#started)
+      this.#sync().catch((err: unknown) =>
+        this.#log.warn({ uuid, err }, "cannot apply the rules for the app's interfaces; its start waits"),
+      );
     return { kind: "ready", resolved };
   }
 
@@ -312,6 +323,7 @@ export class TaskNetworks implements TaskHostResource {
     const spec = networkSpecOf(d);
     this.#apps.set(d.uuid, { spec, resolved, key });
     if (before?.key === key) return false;
+    this.#appSeq.set(d.uuid, ++this.#seq);
     for (const e of [...resolved.endpoints, ...(before?.resolved.endpoints ?? [])])
       this.#dirty.add(e.instance);
     return true;
@@ -322,6 +334,7 @@ export class TaskNetworks implements TaskHostResource {
     const before = this.#apps.get(uuid);
     if (!before) return false;
     this.#apps.delete(uuid);
+    this.#appSeq.delete(uuid);
     for (const e of before.resolved.endpoints) this.#dirty.add(e.instance);
     return true;
   }
@@ -331,8 +344,33 @@ export class TaskNetworks implements TaskHostResource {
   async setUp(uuid: string, task: PreparedTask): Promise<void> {
     const resolved = task.network;
     if (!resolved) return;
-    const { timings } = await this.#o.net.setupTask(resolved, join(this.#o.filesDir, uuid));
+    const [{ timings }] = await Promise.all([
+      this.#o.net.setupTask(resolved, join(this.#o.filesDir, uuid)),
+      this.#rulesFor(uuid),
+    ]);
     this.#log.debug({ uuid, event: "netns-ready", ...timings }, "task network set up");
+  }
+
+  /**
+   * Resolves once the node's rules and leases hold app `uuid`'s endpoints as last resolved (its
+   * port filters, ACLs, port maps): a task never runs on a port without them.
+   *
+   * @throws Error when the pass that should have applied them failed.
+   */
+  async #rulesFor(uuid: string): Promise<void> {
+    const wanted = this.#appSeq.get(uuid) ?? 0;
+    const missing = (): string[] =>
+      [...new Set(this.#apps.get(uuid)?.resolved.endpoints.map((e) => e.instance) ?? [])].filter(
+        (n) => (this.#instanceSeq.get(n) ?? 0) < wanted,
+      );
+    if (missing().length === 0) return;
+    const pass = this.#runningCovers >= wanted ? this.#running : this.#sync();
+    await pass.catch(() => undefined);
+    const still = missing();
+    if (still.length > 0)
+      throw new Error(
+        `the rules for the app's interfaces are not applied on network instance ${still.join(", ")} (see its status)`,
+      );
   }
 
   async tearDown(uuid: string, scope: TearDownScope): Promise<void> {
@@ -423,15 +461,32 @@ export class TaskNetworks implements TaskHostResource {
   async #pass(): Promise<void> {
     const full = this.#full;
     const dirty = new Set(this.#dirty);
+    const covers = this.#seq;
+    this.#runningCovers = covers;
     this.#full = false;
     this.#dirty.clear();
+    try {
+      await this.#passOver(full, dirty, covers);
+    } catch (err) {
+      // What this pass should have applied stays to do: the next pass tries it again.
+      if (full) this.#full = true;
+      for (const n of dirty) this.#dirty.add(n);
+      throw err;
+    } finally {
+      this.#runningCovers = 0;
+    }
+  }
+
+  /** Applies the instances (`full`) or the rules of the `dirty` ones, as of change `covers`. */
+  async #passOver(full: boolean, dirty: ReadonlySet<string>, covers: number): Promise<void> {
     // An instance whose config is gone is deleted by a full pass, once its last app left.
-    if (full || [...dirty].some((n) => !this.#configs.has(n))) return this.#applyAll();
+    if (full || [...dirty].some((n) => !this.#configs.has(n))) return this.#applyAll(covers);
     for (const name of dirty) {
       const ni = this.#applied.get(name);
       if (!ni) continue;
       try {
         await this.#o.net.updateEndpoints(ni, this.#endpointsOn(name));
+        this.#instanceSeq.set(name, covers);
         await this.#publish(ni, null);
       } catch (err) {
         this.#log.error({ err, instance: name }, "cannot update the instance's rules and leases");
@@ -441,7 +496,7 @@ export class TaskNetworks implements TaskHostResource {
     }
   }
 
-  async #applyAll(): Promise<void> {
+  async #applyAll(covers: number): Promise<void> {
     // Instances applied keep their place: a new config overlapping them is the one refused.
     const configs = [...this.#configs.values()].sort(
       (a, b) =>
@@ -462,6 +517,7 @@ export class TaskNetworks implements TaskHostResource {
       }
       try {
         const bridge = await this.#o.net.applyInstance(ni, this.#endpointsOn(ni.name));
+        this.#instanceSeq.set(ni.name, covers);
         const changed = this.#applied.get(ni.name);
         this.#applied.set(ni.name, ni);
         await this.#publish(ni, null, bridge);
@@ -489,6 +545,7 @@ export class TaskNetworks implements TaskHostResource {
       }
       await this.#o.net.deleteInstance(name);
       this.#applied.delete(name);
+      this.#instanceSeq.delete(name);
       await this.#statuses.unpublish(networkInstanceStatusKey(this.#o.node, name));
     }
     // Statuses of instances that never applied and have no config any more.
