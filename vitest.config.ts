@@ -12,6 +12,11 @@ const E2E = [
   "services/*/test/**/*.e2e.test.ts",
   // Mixed files outside the CLI, kept whole: a real cgroup, a real KV, a real qemu.
   "packages/executor/test/staged-mounts.test.ts",
+  // Network namespaces, bridges, nft and dnsmasq: root.
+  "packages/network/test/dnsmasq.test.ts",
+  "packages/network/test/lifecycle.test.ts",
+  "packages/network/test/local-instance.test.ts",
+  "packages/network/test/switch-and-vm.test.ts",
   "packages/procfs/test/task-sampler.test.ts",
   "packages/qmp/test/client.test.ts",
   "packages/qmp/test/probe.test.ts",

@@ -88,21 +88,6 @@ export async function ipBatchForce(netns: string | null, lines: readonly string[
   }
 }
 
-/**
- * Runs `lines` as one `ip -n <netns> -batch -`: one exec fewer than through nsenter, but in a
- * private mount namespace, so the lines must not add or delete named netns.
- */
-export async function ipBatchIn(netns: string, lines: readonly string[]): Promise<void> {
-  if (lines.length === 0) return;
-  await runCommand(["ip", "-n", netns, "-batch", "-"], { input: `${lines.join("\n")}\n` });
-}
-
-/** Runs `lines` as one `tc -n <netns> -batch -`. */
-export async function tcBatch(netns: string, lines: readonly string[]): Promise<void> {
-  if (lines.length === 0) return;
-  await runCommand(["tc", "-n", netns, "-batch", "-"], { input: `${lines.join("\n")}\n` });
-}
-
 /** Runs `ip -json <args>` in `netns` and parses its output. */
 export async function ipJson<T>(netns: string | null, args: readonly string[]): Promise<T> {
   const { stdout } = await runCommand(inNetns(netns, ["ip", "-json", ...args]));

@@ -3,12 +3,14 @@
  * interface, its host end on the instance's bridge, its task end renamed to the interface's name
  * with the app's MAC, address, MTU and default route; for a VM, a tap per interface joined to the
  * veth by tc u32 + mirred both ways (the guest takes the MAC and gets the address by DHCP).
- * Planned as `ip -batch` / `tc -batch` lines (pure), applied in two commands (three for a VM):
- * the host's (which adds the netns, so it runs in the caller's mount namespace) and the task's.
+ * Planned as `ip -batch` / `tc -batch` lines (pure), applied by one `sh` that runs the host's
+ * batch (it adds the netns, so it runs in the caller's mount namespace), then the task's, then
+ * (for a VM) the tc one: a process started from the executor costs far more than one started from
+ * a small shell, so each setup starts one.
  */
 import { existsSync } from "node:fs";
 import { CommandError } from "./errors.js";
-import { ipBatch, ipBatchForce, ipBatchIn, tcBatch } from "./exec.js";
+import { inNetns, ipBatchForce, runCommand } from "./exec.js";
 
 /** One interface of a task, every name and address resolved. */
 export interface TaskInterfacePlan {
@@ -78,11 +80,8 @@ export function planTaskTeardown(netns: string, hostIfNames: readonly string[]):
   return [...hostIfNames.map((n) => `link del ${n}`), `netns del ${netns}`];
 }
 
-/** How long the parts of {@link setupTaskNetwork} took, in milliseconds. */
+/** How long {@link setupTaskNetwork} took, in milliseconds. */
 export interface TaskNetworkTimings {
-  hostMs: number;
-  taskMs: number;
-  tcMs: number;
   totalMs: number;
 }
 
@@ -91,11 +90,56 @@ function nsExists(netns: string): boolean {
 }
 
 /**
+ * The shell that applies a task's batches: the host's from stdin (through `host…` = `ip` or
+ * `nsenter … ip`), the task's and tc's from its arguments (data, never code); its exit status
+ * says which failed (1 host, 2 task, 3 tc).
+ */
+const SETUP_SCRIPT = [
+  'netns=$1 task=$2 tc=$3; shift 3; "$@" -batch - || exit 1',
+  'printf "%s" "$task" | ip -n "$netns" -batch - || exit 2',
+  '[ -z "$tc" ] || printf "%s" "$tc" | tc -n "$netns" -batch - || exit 3',
+].join("\n");
+
+/** Runs the three batches of `cmds` in one shell; rejects with a CommandError naming the failed one. */
+async function applyTaskBatches(
+  hostNetns: string | null,
+  netns: string,
+  cmds: TaskNetworkCommands,
+): Promise<void> {
+  const lines = (l: readonly string[]): string => (l.length === 0 ? "" : `${l.join("\n")}\n`);
+  try {
+    await runCommand(
+      [
+        "sh",
+        "-c",
+        SETUP_SCRIPT,
+        "sh",
+        netns,
+        lines(cmds.task),
+        lines(cmds.tc),
+        ...inNetns(hostNetns, ["ip"]),
+      ],
+      { input: lines(cmds.host) },
+    );
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    const code = err.context.exitCode;
+    const stage = code === 1 ? "host" : code === 2 ? "task" : code === 3 ? "tc" : "setup";
+    const stderr = typeof err.context.stderr === "string" ? err.context.stderr : "";
+    const detail = stderr.trim().split("\n").slice(-5).join("; ");
+    throw new CommandError(
+      `the ${stage} batch of netns ${netns} failed${detail ? `: ${detail}` : ` (${err.message})`}`,
+      { context: { ...err.context, stage, batches: cmds }, cause: err },
+    );
+  }
+}
+
+/**
  * Builds a task's network. A netns or veth left by an interrupted earlier attempt is removed and
  * the build retried once; a failed build removes what it made.
  *
  * @param hostNetns where the bridges live (EVE_NET_NS), or null for the current namespace.
- * @throws CommandError naming the failing command.
+ * @throws CommandError naming the failing batch and command.
  */
 export async function setupTaskNetwork(
   hostNetns: string | null,
@@ -105,28 +149,18 @@ export async function setupTaskNetwork(
   const hostIfs = plan.interfaces.map((i) => i.hostIfName);
   const t0 = performance.now();
   try {
-    await ipBatch(hostNetns, cmds.host);
+    await applyTaskBatches(hostNetns, plan.netns, cmds);
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
     await teardownTaskNetwork(hostNetns, plan.netns, hostIfs);
-    await ipBatch(hostNetns, cmds.host).catch(async (again: unknown) => {
+    // Only the host batch meets leftovers (a netns or veth of the same name): try once more.
+    if (err.context.stage !== "host") throw err;
+    await applyTaskBatches(hostNetns, plan.netns, cmds).catch(async (again: unknown) => {
       await teardownTaskNetwork(hostNetns, plan.netns, hostIfs);
       throw again;
     });
   }
-  const t1 = performance.now();
-  const t2 = await ipBatchIn(plan.netns, cmds.task)
-    .then(() => performance.now())
-    .then(async (t) => {
-      await tcBatch(plan.netns, cmds.tc);
-      return t;
-    })
-    .catch(async (err: unknown) => {
-      await teardownTaskNetwork(hostNetns, plan.netns, hostIfs);
-      throw err;
-    });
-  const t3 = performance.now();
-  return { hostMs: t1 - t0, taskMs: t2 - t1, tcMs: t3 - t2, totalMs: t3 - t0 };
+  return { totalMs: performance.now() - t0 };
 }
 
 /**

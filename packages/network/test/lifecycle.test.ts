@@ -114,6 +114,29 @@ describe("a task's network", () => {
   });
 });
 
+describe("a task's network that cannot be built", () => {
+  it("says which batch failed and why, and leaves nothing behind", async () => {
+    const { host, net, runDir, prefix } = await makeNode();
+    const ni = instance({ name: "bad", type: "local", subnet: "10.87.0.0/24", gateway: "10.87.0.1" });
+    const a = app(randomUUID(), "a", [{ name: "eth0", network: "bad" }]);
+    const r = await net.resolveApp(a, new Map([[ni.name, ni]]));
+    await net.applyInstance(ni, endpointsOf("bad", [r]));
+    // A default route through a gateway the interface cannot reach: the task's batch fails.
+    const unreachable = {
+      ...r,
+      plan: {
+        ...r.plan,
+        interfaces: r.plan.interfaces.map((i) => ({ ...i, gateway: "10.86.0.1", defaultRoute: true })),
+      },
+    };
+    await expect(net.setupTask(unreachable, join(runDir, "tasks", a.uuid))).rejects.toThrow(
+      new RegExp(`^the task batch of netns ${r.plan.netns} failed: .+`),
+    );
+    expect(await netnsWithPrefix(prefix)).toEqual([]);
+    expect(await linksIn(host)).toEqual(["eb-bad", "lo"]);
+  });
+});
+
 describe("many task netns", () => {
   it("are set up and torn down with no leak of netns, links or nft tables", async () => {
     const { host, net, runDir, prefix } = await makeNode();
