@@ -29,9 +29,10 @@ import { arm64Busybox } from "../harness/arm64-busybox.js";
 import { builtInRuntime } from "../harness/runtimes.js";
 import { TASK_MEMORY_MIB, log } from "./env.js";
 import type { BenchEnv } from "./env.js";
+import { medianRatio } from "./result.js";
 import type { ScenarioResult } from "./result.js";
 import { seenInFile, spawnToMarker } from "./marker.js";
-import { median, nowMs, percentile, r1, r3 } from "./stats.js";
+import { median, nowMs, r1 } from "./stats.js";
 
 const run = promisify(execFile);
 const MiB = 2 ** 20;
@@ -263,17 +264,10 @@ export async function jarFirstLine(
       );
       await env.assertWorkersAlive();
     }
-    const ratio = median(ours) / median(base);
     return {
       scenario: "jar",
       n: o.rounds,
-      medianMs: r1(median(ours)),
-      p95Ms: r1(percentile(ours, 95)),
-      baselineMedianMs: r1(median(base)),
-      baselineP95Ms: r1(percentile(base, 95)),
-      ratio: r3(ratio),
-      target: "<= 1.1",
-      met: ratio <= 1.1,
+      ...medianRatio(ours, base, 1.1),
       baseline: `java -jar of the same JAR with the jvm seed's JRE and the loader's options, spawned directly in a cgroup with the task's memory limit and CPU quota, to its first line on stdout`,
       publishToRunningMedianMs: r1(median(toRunning)),
       runningToFirstLineMedianMs: r1(median(runningToLine)),

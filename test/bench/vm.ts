@@ -15,9 +15,10 @@ import { VM_GUEST_CMDLINE, ensureVmGuest } from "../harness/vm-guest.js";
 import type { VmGuest } from "../harness/vm-guest.js";
 import { log } from "./env.js";
 import type { BenchEnv } from "./env.js";
+import { medianRatio } from "./result.js";
 import type { ScenarioResult } from "./result.js";
 import { seenInFile, spawnToMarker } from "./marker.js";
-import { median, nowMs, percentile, r1, r3 } from "./stats.js";
+import { nowMs, r1, r3 } from "./stats.js";
 
 const MiB = 2 ** 20;
 const CMDLINE = VM_GUEST_CMDLINE;
@@ -139,17 +140,10 @@ export async function vmBoot(
     log(`vm: round ${i + 1}/${o.rounds}: tasks ${r1(ours.at(-1)!)} ms, direct ${r1(base.at(-1)!)} ms`);
     await env.assertWorkersAlive();
   }
-  const ratio = median(ours) / median(base);
   return {
     scenario: "vm",
     n: o.rounds,
-    medianMs: r1(median(ours)),
-    p95Ms: r1(percentile(ours, 95)),
-    baselineMedianMs: r1(median(base)),
-    baselineP95Ms: r1(percentile(base, 95)),
-    ratio: r3(ratio),
-    target: "<= 1.1",
-    met: ratio <= 1.1,
+    ...medianRatio(ours, base, 1.1),
     baseline: `the same qemu command line (host qemu, TCG, ${o.memoryMiB} MiB) started directly, to the same marker on stdout`,
     guestMiB: o.memoryMiB,
   };
