@@ -66,7 +66,7 @@ describe("host paths are mounted as checked, read-only all the way down, out of 
     // The data dir on a mount with shared propagation, as / is under systemd.
     await tmpfs(join(dir, "data"), "size=64m,mode=0755");
     await execFileAsync("mount", ["--make-shared", join(dir, "data")]);
-    node = await startExecutorNode(dir, volumes);
+    node = await startExecutorNode(dir);
   }, 90_000);
 
   function app(uuid: string, over: Partial<AppInstanceConfigInput>): AppInstanceConfigInput {

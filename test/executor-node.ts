@@ -1,12 +1,11 @@
-// A node for the executor's trust-boundary tests: a private nats-server, the real task-executor
-// as its own process (with the env the test gives), the shared containerd, and TaskConfigs
+// A node for the executor's trust-boundary tests: startNode's private nats-server and containerd,
+// the real task-executor as its own process (with the env the test gives), and TaskConfigs
 // written straight into the spec-builder bucket, as anyone who can write that bucket could.
 // Legitimate TaskConfigs come from the real spec-builder's build function.
-import { join } from "node:path";
-import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
+import { Publication } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
-import { ContainerdClient } from "@eve-tasks/containerd";
-import { AppInstanceConfigSchema, CONTAINERD_NAMESPACE, specSha256, messageTable } from "@eve-tasks/schemas";
+import type { ContainerdClient } from "@eve-tasks/containerd";
+import { AppInstanceConfigSchema, specSha256, messageTable } from "@eve-tasks/schemas";
 import type {
   AppInstanceConfigInput,
   OciSpec,
@@ -15,15 +14,7 @@ import type {
   TaskStatusSchema,
 } from "@eve-tasks/schemas";
 import { buildTaskConfig } from "../services/spec-builder/src/build-task-config.js";
-import {
-  BUILT,
-  deferCleanup,
-  harnessEnv,
-  spawnReplicas,
-  statusWaiter,
-  waitFor,
-  withPrivateNats,
-} from "./harness/index.js";
+import { deferCleanup, startNode, waitFor } from "./harness/index.js";
 import type { Replicas, StatusWaiter } from "./harness/index.js";
 
 /** What {@link startExecutorNode} gives a test. */
@@ -59,50 +50,29 @@ export function withSpec(
 }
 
 /**
- * Starts a node whose data lives in `dir` (`dir/data`, `dir/run`) and whose volume root is
- * `volumes`. Everything is stopped, and every TaskConfig deleted (so the executor removes its
- * containers), when the test file finishes.
+ * Starts a node (test/harness/node.ts) whose directory is `dir` (`dir/data`, `dir/run`, volume
+ * root `dir/volumes`), running only the task-executor. Everything is stopped, and every
+ * TaskConfig deleted (so the executor removes its containers), when the test file finishes.
  */
 export async function startExecutorNode(
   dir: string,
-  volumes: string,
   extraEnv: Record<string, string> = {},
 ): Promise<ExecutorNode> {
-  const nats = await withPrivateNats();
-  const env = {
-    NATS_URL: nats.url,
-    CONTAINERD_ADDRESS: harnessEnv().containerdAddress,
-    EVE_DATA_DIR: join(dir, "data"),
-    EVE_RUN_DIR: join(dir, "run"),
-    EVE_VOLUME_ROOTS: volumes,
-    EVE_NODE_MEMORY_MIB: "2048",
-    LOG_LEVEL: "debug",
-    ...extraEnv,
-  };
-  const bus = await connectBus({ servers: nats.url, name: "executor-node-test" });
-  await ensureBuckets(bus);
-  const containerd = new ContainerdClient({
-    address: env.CONTAINERD_ADDRESS,
-    namespace: CONTAINERD_NAMESPACE,
+  const node = await startNode({
+    name: "executor-node",
+    dir,
+    workers: ["task-executor"],
+    env: () => ({ EVE_NODE_MEMORY_MIB: "2048", ...extraEnv }),
+    readyTimeoutMs: 60_000,
   });
+  const { bus, containerd, statuses, until } = node;
   const configs = new Publication(bus, messageTable("TaskConfig"));
-  const statuses = await subscribe(bus, {
-    ...messageTable("TaskStatus"),
-    onCreate: () => undefined,
-  });
-  const executor = spawnReplicas({
-    entry: BUILT.taskExecutor,
-    name: "task-executor",
-    env,
-    echo: process.env.EVE_TEST_ECHO === "1",
-  });
-  await executor.waitForLine((l) => l.json?.event === "resynced", 60_000);
-  const until = statusWaiter(statuses).until;
   const hasContainer = (uuid: string) =>
     containerd.containers.get(uuid).then(
       () => true,
       () => false,
     );
+  // Registered after the node: runs before it stops (last in, first out).
   deferCleanup(async () => {
     const all = await configs.getAll();
     for (const uuid of all.keys()) await configs.unpublish(uuid);
@@ -110,17 +80,13 @@ export async function startExecutorNode(
       timeoutMs: 60_000,
       message: "containers left after deleting every TaskConfig",
     });
-    await executor.stopAll();
-    await statuses.close();
-    await bus.close();
-    containerd.close();
   });
   return {
-    env,
-    dataDir: env.EVE_DATA_DIR,
+    env: node.env,
+    dataDir: node.dataDir,
     bus,
     containerd,
-    executor,
+    executor: node.workers["task-executor"]!,
     statuses,
     until,
     put: async (config) => void (await configs.publish(config.uuid, config)),

@@ -36,7 +36,7 @@ describe("the node policy, against TaskConfigs written by an attacker", () => {
     await mkdir(host, { recursive: true });
     await makeRootfs(rootfs);
     await mkdir(join(rootfs, "host"));
-    node = await startExecutorNode(dir, volumes, { EVE_ALLOW_HOST_ROOT: "false" });
+    node = await startExecutorNode(dir, { EVE_ALLOW_HOST_ROOT: "false" });
   }, 90_000);
 
   /** An app as a user would publish it: a busybox root, a data volume, a shell that waits. */

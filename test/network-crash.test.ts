@@ -45,7 +45,7 @@ describe("the executor killed mid network setup", () => {
     await writeFile(join(rootfs, "etc", "resolv.conf"), "");
     await writeFile(join(rootfs, "etc", "hosts"), "");
     await chmod(volumes, 0o700);
-    node = await startExecutorNode(dir, volumes, { EVE_NET_NS: host, EVE_NETNS_PREFIX: prefix });
+    node = await startExecutorNode(dir, { EVE_NET_NS: host, EVE_NETNS_PREFIX: prefix });
     const instances = new Publication(node.bus, {
       agent: "controller",
       type: "NetworkInstanceConfig",

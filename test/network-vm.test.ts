@@ -1,6 +1,6 @@
-// A VM on a `local` network instance, end to end: the real spec-builder, hypervisor-seed-fetcher
-// and task-executor as processes (the executor's bridges in a "host" netns this file creates,
-// EVE_NET_NS), the built-in `default` runtime (qemu, under TCG here), and a real guest: Debian's
+// A VM on a `local` network instance, end to end: a node (test/harness/node.ts) with the real
+// spec-builder, hypervisor-seed-fetcher and task-executor as processes (the executor's bridges in
+// a "host" netns this file creates, EVE_NET_NS), the built-in `default` runtime (qemu, under TCG here), and a real guest: Debian's
 // kernel with a busybox initramfs carrying virtio_net (test/harness/vm-net-guest.ts). The
 // executor gives the VM's task a tap joined to its veth and names it in EVE_TASK_NICS; the
 // runtime's loader makes a virtio NIC of it; the guest gets its address by DHCP from the
@@ -9,37 +9,23 @@ import { readFileSync } from "node:fs";
 import { chmod, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
+import { Publication, subscribe } from "@eve-tasks/bus";
 import type { Subscription } from "@eve-tasks/bus";
 import {
-  AppInstanceConfigSchema,
   HypervisorToolsConfigSchema,
   NetworkInstanceConfigSchema,
   NetworkInstanceStatusSchema,
-  TaskStatusSchema,
   networkInstanceStatusKey,
 } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput } from "@eve-tasks/schemas";
-import {
-  BUILT,
-  deferCleanup,
-  harnessEnv,
-  makeRootfs,
-  spawnReplicas,
-  statusWaiter,
-  tempDir,
-  uuidMaker,
-  waitFor,
-  withPrivateNats,
-} from "./harness/index.js";
-import type { StatusWaiter } from "./harness/index.js";
+import { deferCleanup, makeRootfs, startNode, uuidMaker, waitFor } from "./harness/index.js";
+import type { TestNode } from "./harness/index.js";
 import { RUNTIME_CACHE, defaultToolsImage } from "./harness/runtimes.js";
 import { VM_HTTP_MARKER, VM_NET_UP_MARKER, makeVmNetGuest } from "./harness/vm-net-guest.js";
 import { inNs, linksIn, makeNetns, netnsWithPrefix, tag } from "../packages/network/test/ns.js";
 
 const newUuid = uuidMaker("0e7e0000");
 const NODE = "local";
-const echo = process.env.EVE_TEST_ECHO === "1";
 
 describe("a VM on a local network instance", () => {
   let host: string;
@@ -47,87 +33,62 @@ describe("a VM on a local network instance", () => {
   let volumes: string;
   let rootfs: string;
   let guestCmdline: string;
-  let configs: Publication<typeof AppInstanceConfigSchema>;
+  let configs: TestNode["configs"];
   let instances: Publication<typeof NetworkInstanceConfigSchema>;
   let niStatuses: Subscription<typeof NetworkInstanceStatusSchema>;
-  let until: StatusWaiter["until"];
+  let until: TestNode["until"];
 
   beforeAll(async () => {
     const t = tag();
     host = await makeNetns(`nwv${t}-host`);
     prefix = `eve-nwv${t}-`;
-    const dir = await tempDir("netvm-");
-    // dnsmasq drops to nobody: the run dir's parents must be searchable.
-    await chmod(dir, 0o755);
-    await mkdir(join(dir, "run"), { mode: 0o755 });
-    volumes = join(dir, "volumes");
-    rootfs = join(volumes, "rootfs");
-    await makeRootfs(rootfs);
-    for (const applet of ["nc", "mv", "tail", "printf", "["])
-      await symlink("busybox", join(rootfs, "bin", applet)).catch(() => undefined);
-    await writeFile(join(rootfs, "etc", "resolv.conf"), "");
-    await writeFile(join(rootfs, "etc", "hosts"), "");
-    await mkdir(join(rootfs, "out"));
-    await mkdir(join(volumes, "out"), { recursive: true });
-    const [nats, tools, guest] = await Promise.all([
-      withPrivateNats(),
-      defaultToolsImage(),
-      makeVmNetGuest(join(volumes, "guest")),
-    ]);
-    guestCmdline = guest.cmdline;
-    await chmod(volumes, 0o700);
-
-    const env = {
-      NATS_URL: nats.url,
-      CONTAINERD_ADDRESS: harnessEnv().containerdAddress,
-      EVE_DATA_DIR: join(dir, "data"),
-      EVE_RUN_DIR: join(dir, "run"),
-      EVE_VOLUME_ROOTS: volumes,
-      EVE_OCI_LAYOUT_ROOTS: RUNTIME_CACHE,
-      EVE_NODE_MEMORY_MIB: "2048",
-      EVE_KVM_PROBE_TIMEOUT_MS: "4000",
-      EVE_NET_NS: host,
-      EVE_NETNS_PREFIX: prefix,
-      LOG_LEVEL: "debug",
-    };
-    const bus = await connectBus({ servers: nats.url, name: "network-vm-test" });
-    await ensureBuckets(bus);
-    const tools_ = new Publication(bus, {
-      agent: "controller",
-      type: "HypervisorToolsConfig",
-      schema: HypervisorToolsConfigSchema,
+    const tools = await defaultToolsImage();
+    const node = await startNode({
+      name: "netvm",
+      workers: ["spec-builder", "hypervisor-seed-fetcher", "task-executor"],
+      env: () => ({
+        EVE_OCI_LAYOUT_ROOTS: RUNTIME_CACHE,
+        EVE_NODE_MEMORY_MIB: "2048",
+        EVE_KVM_PROBE_TIMEOUT_MS: "4000",
+        EVE_NET_NS: host,
+        EVE_NETNS_PREFIX: prefix,
+      }),
+      readyTimeoutMs: 60_000,
+      prepare: async ({ dir, runDir, bus, ...dirs }) => {
+        // dnsmasq drops to nobody: the run dir's parents must be searchable.
+        await chmod(dir, 0o755);
+        await mkdir(runDir, { mode: 0o755 });
+        volumes = dirs.volumes;
+        rootfs = join(volumes, "rootfs");
+        await makeRootfs(rootfs);
+        for (const applet of ["nc", "mv", "tail", "printf", "["])
+          await symlink("busybox", join(rootfs, "bin", applet)).catch(() => undefined);
+        await writeFile(join(rootfs, "etc", "resolv.conf"), "");
+        await writeFile(join(rootfs, "etc", "hosts"), "");
+        await mkdir(join(rootfs, "out"));
+        await mkdir(join(volumes, "out"), { recursive: true });
+        guestCmdline = (await makeVmNetGuest(join(volumes, "guest"))).cmdline;
+        await chmod(volumes, 0o700);
+        await new Publication(bus, {
+          agent: "controller",
+          type: "HypervisorToolsConfig",
+          schema: HypervisorToolsConfigSchema,
+        }).publish("default", { schemaVersion: 1, image: tools.ref });
+      },
     });
-    await tools_.publish("default", { schemaVersion: 1, image: tools.ref });
-    const spawn = (entry: string, name: string) => spawnReplicas({ entry, count: 1, name, env, echo });
-    await Promise.all([
-      spawn(BUILT.specBuilder, "spec-builder").waitForLine((l) => l.json?.msg === "worker running", 30_000),
-      spawn(BUILT.seedFetcher, "seed-fetcher").waitForLine((l) => l.json?.event === "started", 30_000),
-      spawn(BUILT.taskExecutor, "task-executor").waitForLine((l) => l.json?.event === "resynced", 60_000),
-    ]);
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
-    instances = new Publication(bus, {
+    ({ configs, until } = node);
+    instances = new Publication(node.bus, {
       agent: "controller",
       type: "NetworkInstanceConfig",
       schema: NetworkInstanceConfigSchema,
     });
-    const statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
-      onCreate: () => undefined,
-    });
-    niStatuses = await subscribe(bus, {
+    niStatuses = await subscribe(node.bus, {
       agent: "task-executor",
       type: "NetworkInstanceStatus",
       schema: NetworkInstanceStatusSchema,
       onCreate: () => undefined,
     });
-    until = statusWaiter(statuses).until;
-    // Registered after the workers: runs before they stop (last in, first out).
+    // Registered after the node: runs before it stops (last in, first out).
     deferCleanup(async () => {
       for (const uuid of (await configs.getAll()).keys()) await configs.unpublish(uuid);
       await waitFor(async () => (await netnsWithPrefix(prefix)).length === 0, {
@@ -141,8 +102,6 @@ describe("a VM on a local network instance", () => {
       });
       expect(await linksIn(host)).toEqual(["lo"]);
       await niStatuses.close();
-      await statuses.close();
-      await bus.close();
     });
   }, 180_000);
 

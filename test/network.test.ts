@@ -71,7 +71,7 @@ describe("apps with network interfaces", () => {
     await writeFile(join(rootfs, "www", "index.html"), "marker-A");
     await mkdir(join(volumes, "out"), { recursive: true });
     await chmod(volumes, 0o700);
-    node = await startExecutorNode(dir, volumes, { EVE_NET_NS: host, EVE_NETNS_PREFIX: prefix });
+    node = await startExecutorNode(dir, { EVE_NET_NS: host, EVE_NETNS_PREFIX: prefix });
     instances = new Publication(node.bus, {
       agent: "controller",
       type: "NetworkInstanceConfig",

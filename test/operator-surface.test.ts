@@ -40,7 +40,7 @@ beforeAll(async () => {
   rootfs = join(volumes, "rootfs");
   await mkdir(volumes, { recursive: true });
   await makeRootfs(rootfs);
-  node = await startExecutorNode(dir, volumes, {
+  node = await startExecutorNode(dir, {
     EVE_LOG_MAX_BYTES: String(MAX_BYTES),
     EVE_LOG_FILES: String(FILES),
     EVE_METRICS_PORT: "0",

@@ -15,44 +15,20 @@ import { copyFile, link, mkdir, readFile, realpath, writeFile } from "node:fs/pr
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  Publication,
-  connectBus,
-  ensureBuckets,
-  ensureEventsStream,
-  followEvents,
-  subscribe,
-} from "@eve-tasks/bus";
-import type { Bus, EventFollower, Subscription } from "@eve-tasks/bus";
-import { ContainerdClient, specFromAny } from "@eve-tasks/containerd";
-import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
+import { Publication, subscribe } from "@eve-tasks/bus";
+import type { Subscription } from "@eve-tasks/bus";
+import { specFromAny } from "@eve-tasks/containerd";
 import type { CachedProbe } from "@eve-tasks/executor";
-import {
-  AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
-  HypervisorSeedSchema,
-  HypervisorToolsConfigSchema,
-  TaskStatusSchema,
-} from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, Seed, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
+import { HypervisorSeedSchema, HypervisorToolsConfigSchema } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, Seed, TaskStatus } from "@eve-tasks/schemas";
 import { RUNTIME_CACHE, defaultToolsImage } from "./harness/runtimes.js";
-import {
-  BUILT,
-  deferCleanup,
-  spawnReplicas,
-  statusWaiter,
-  tempDir,
-  uuidMaker,
-  waitFor,
-  withPrivateNats,
-} from "./harness/index.js";
-import type { PrivateNats, Replicas } from "./harness/index.js";
+import { startNode, uuidMaker, waitFor } from "./harness/index.js";
+import type { TestNode } from "./harness/index.js";
 import { OciLayout, tarOf } from "./harness/registry-images.js";
 import type { Descriptor } from "./harness/registry-images.js";
 import { ensureVmGuest } from "./harness/vm-guest.js";
 import type { VmGuest } from "./harness/vm-guest.js";
 
-const echo = process.env.EVE_TEST_ECHO === "1";
 const newUuid = uuidMaker("b007d0c5");
 const REAL_KVM = existsSync("/dev/kvm");
 const DEADLINE_MS = 15_000;
@@ -123,124 +99,63 @@ async function standInImage(defaultRef: string, dir: string): Promise<string> {
 }
 
 describe(`the boot watchdog (${REAL_KVM ? "real qemu under this node's KVM" : "no /dev/kvm here: a loader that freezes the guest stands in for KVM's hang"})`, () => {
-  let nats: PrivateNats;
-  let bus: Bus;
-  let containerd: ContainerdClient;
-  let configs: Publication<typeof AppInstanceConfigSchema>;
-  let statuses: Subscription<typeof TaskStatusSchema>;
+  let node: TestNode;
   let seeds: Subscription<typeof HypervisorSeedSchema>;
-  let follower: EventFollower;
   let guest: VmGuest;
-  let volumes: string;
-  let dataDir: string;
   const tools = REAL_KVM ? "default" : "kvm-stand-in";
-  const events: TaskEvent[] = [];
-  const workers: Replicas[] = [];
 
   beforeAll(async () => {
-    const dir = await tempDir("boot-watchdog-");
-    volumes = join(dir, "volumes");
-    dataDir = join(dir, "data");
-    const kvmDevice = join(dir, "kvm-stand-in");
-    const [natsServer, containerdServer, defaultImage, vmGuest] = await Promise.all([
-      withPrivateNats(),
-      startContainerd({ dir: join(dir, "ctrd") }),
-      defaultToolsImage(),
-      ensureVmGuest(),
-    ]);
-    nats = natsServer;
+    const [defaultImage, vmGuest] = await Promise.all([defaultToolsImage(), ensureVmGuest()]);
     guest = vmGuest;
-    deferCleanup(async () => {
-      await cleanupContainerd(containerdServer.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
-      await containerdServer.stop();
+    const kvmDevice = (dir: string) => join(dir, "kvm-stand-in");
+    node = await startNode({
+      name: "boot-watchdog",
+      workers: ["spec-builder", "hypervisor-seed-fetcher", "task-executor"],
+      env: ({ dir }) => ({
+        EVE_NODE: NODE,
+        EVE_OCI_LAYOUT_ROOTS: `${RUNTIME_CACHE}:${dir}`,
+        EVE_NODE_MEMORY_MIB: "4096",
+        EVE_VM_BOOT_DEADLINE_MS: String(DEADLINE_MS),
+        ...(REAL_KVM ? {} : { EVE_KVM_DEVICE: kvmDevice(dir) }),
+      }),
+      prepare: async ({ dir, volumes, bus }) => {
+        const toolsRef = REAL_KVM
+          ? defaultImage.ref
+          : await standInImage(defaultImage.ref, join(dir, "stand-in"));
+        if (!REAL_KVM) await writeFile(kvmDevice(dir), "");
+        await mkdir(join(volumes, "guest"), { recursive: true });
+        await copyFile(guest.kernelPath, join(volumes, "guest", "vmlinuz"));
+        await copyFile(guest.initrdPath, join(volumes, "guest", "initrd.img"));
+        seeds = await subscribe(bus, {
+          agent: "hypervisor-seed-fetcher",
+          type: "HypervisorSeed",
+          schema: HypervisorSeedSchema,
+          onCreate: () => undefined,
+        });
+        await new Publication(bus, {
+          agent: "controller",
+          type: "HypervisorToolsConfig",
+          schema: HypervisorToolsConfigSchema,
+        }).publish(tools, { schemaVersion: 1, image: toolsRef });
+      },
     });
-    const toolsRef = REAL_KVM
-      ? defaultImage.ref
-      : await standInImage(defaultImage.ref, join(dir, "stand-in"));
-    if (!REAL_KVM) await writeFile(kvmDevice, "");
-    await mkdir(join(volumes, "guest"), { recursive: true });
-    await copyFile(guest.kernelPath, join(volumes, "guest", "vmlinuz"));
-    await copyFile(guest.initrdPath, join(volumes, "guest", "initrd.img"));
-
-    bus = await connectBus({ servers: nats.url, name: "boot-watchdog-test" });
-    await ensureBuckets(bus);
-    await ensureEventsStream(bus);
-    seeds = await subscribe(bus, {
-      agent: "hypervisor-seed-fetcher",
-      type: "HypervisorSeed",
-      schema: HypervisorSeedSchema,
-      onCreate: () => undefined,
-    });
-    await new Publication(bus, {
-      agent: "controller",
-      type: "HypervisorToolsConfig",
-      schema: HypervisorToolsConfigSchema,
-    }).publish(tools, { schemaVersion: 1, image: toolsRef });
-
-    const env = {
-      NATS_URL: nats.url,
-      CONTAINERD_ADDRESS: containerdServer.address,
-      EVE_NODE: NODE,
-      EVE_DATA_DIR: dataDir,
-      EVE_RUN_DIR: join(dir, "run"),
-      EVE_VOLUME_ROOTS: volumes,
-      EVE_OCI_LAYOUT_ROOTS: `${RUNTIME_CACHE}:${dir}`,
-      EVE_NODE_MEMORY_MIB: "4096",
-      EVE_VM_BOOT_DEADLINE_MS: String(DEADLINE_MS),
-      ...(REAL_KVM ? {} : { EVE_KVM_DEVICE: kvmDevice }),
-      LOG_LEVEL: "debug",
-    };
-    const spawn = (entry: string, name: string) => {
-      const r = spawnReplicas({ entry, count: 1, name, env, echo });
-      workers.push(r);
-      return r;
-    };
-    await Promise.all([
-      spawn(BUILT.specBuilder, "spec-builder").waitForLine((l) => l.json?.msg === "worker running", 20_000),
-      spawn(BUILT.seedFetcher, "seed-fetcher").waitForLine((l) => l.json?.event === "started", 20_000),
-      spawn(BUILT.taskExecutor, "task-executor").waitForLine((l) => l.json?.event === "resynced", 30_000),
-    ]);
-    containerd = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
-    statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
-      onCreate: () => undefined,
-    });
-    follower = followEvents(bus, (e) => events.push(e));
   }, 150_000);
 
+  // A VM's stop may take longer than a hook's default: the node stops here, with time for it.
   afterAll(async () => {
-    const all = await configs?.getAll();
-    for (const uuid of all?.keys() ?? []) await configs.unpublish(uuid);
-    if (all?.size) {
-      await waitFor(async () => (await containerd.containers.list()).length === 0, {
-        timeoutMs: 60_000,
-        message: "containers left after deleting every config",
-      }).catch((err: unknown) => console.error((err as Error).message));
-    }
-    await follower?.close();
     await seeds?.close();
-    await statuses?.close();
-    await bus?.close();
-    containerd?.close();
-    for (const w of workers.reverse()) await w.stopAll();
+    await node?.stop();
   }, 90_000);
 
-  const eventsOf = (uuid: string) => events.filter((e) => e.uuid === uuid);
+  const eventsOf = (uuid: string) => node.eventsOf(uuid);
   /** The environment containerd's container for `uuid` gives its anchor (the loader). */
   const envOf = async (uuid: string) => {
-    const c = await containerd.containers.get(uuid);
+    const c = await node.containerd.containers.get(uuid);
     if (!c.spec) throw new Error(`container ${uuid} has no spec`);
     return (specFromAny(c.spec) as { process: { env?: string[] } }).process.env ?? [];
   };
   const until = (uuid: string, pred: (s: TaskStatus) => boolean, what: string, timeoutMs = 60_000) =>
-    statusWaiter(statuses).until(uuid, pred, what, timeoutMs);
+    node.until(uuid, pred, what, timeoutMs);
 
   it("restarts a VM that shows no sign of life under KVM (auto) under TCG, and the node's verdict says so", async (ctx) => {
     // The tools seed, then the probe's false yes for it, written as the probe writes its verdict.
@@ -251,7 +166,7 @@ describe(`the boot watchdog (${REAL_KVM ? "real qemu under this node's KVM" : "n
       },
       { timeoutMs: 120_000, message: `the seed of ${tools} never READY` },
     );
-    const verdictFile = join(dataDir, "kvm-probe.json");
+    const verdictFile = join(node.dataDir, "kvm-probe.json");
     const yes: CachedProbe = {
       usable: true,
       reason: "the probe guest came up under KVM in 4800 ms",
@@ -273,15 +188,15 @@ describe(`the boot watchdog (${REAL_KVM ? "real qemu under this node's KVM" : "n
       virtualization: "HVM",
       resources: { memoryMiB: 128, vcpus: 1 },
       vm: {
-        kernel: join(volumes, "guest", "vmlinuz"),
-        initrd: join(volumes, "guest", "initrd.img"),
+        kernel: join(node.volumes, "guest", "vmlinuz"),
+        initrd: join(node.volumes, "guest", "initrd.img"),
         cmdline: guest.cmdline,
         hypervisorTools: tools,
         accel: "auto",
       },
       stopTimeoutMs: 30_000,
     };
-    await configs.publish(uuid, app);
+    await node.configs.publish(uuid, app);
 
     // First run: KVM, on the verdict's word, given to the loader.
     const first = await until(uuid, (s) => s.state === "RUNNING", "never RUNNING", 90_000);

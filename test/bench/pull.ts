@@ -16,8 +16,9 @@ import { spawnLogged } from "@eve-tasks/embedded";
 import { DEFAULT_LAYER_CONCURRENCY, RegistryClient, SeedStore } from "@eve-tasks/registry";
 import { OciLayout } from "../harness/registry-images.js";
 import { log } from "./env.js";
+import { medianRatio } from "./result.js";
 import type { ScenarioResult } from "./result.js";
-import { median, nowMs, percentile, r1, r3 } from "./stats.js";
+import { median, nowMs, r1 } from "./stats.js";
 
 const run = promisify(execFile);
 
@@ -129,17 +130,10 @@ export async function pullBench(o: PullBenchOptions): Promise<ScenarioResult> {
       }
       log(`pull ${i + 1}/${o.rounds}: ours ${r1(ours.at(-1) ?? 0)} ms, skopeo ${r1(base.at(-1) ?? 0)} ms`);
     }
-    const ratio = median(ours) / median(base);
     return {
       scenario: "pull",
       n: o.rounds,
-      medianMs: r1(median(ours)),
-      p95Ms: r1(percentile(ours, 95)),
-      baselineMedianMs: r1(median(base)),
-      baselineP95Ms: r1(percentile(base, 95)),
-      ratio: r3(ratio),
-      target: "<= 1.0",
-      met: ratio <= 1.0,
+      ...medianRatio(ours, base, 1.0),
       baseline: `skopeo copy docker://${ref} oci:<dir> (same registry, same run, alternating)`,
       imageBytes: sizeBytes,
       layers: 4,

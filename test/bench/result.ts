@@ -1,3 +1,5 @@
+import { median, percentile, r1, r3 } from "./stats.js";
+
 /** One scenario's outcome: printed as one JSON line on stdout. */
 export interface ScenarioResult {
   scenario: string;
@@ -14,4 +16,28 @@ export interface ScenarioResult {
   /** What the baseline is. */
   baseline: string;
   [more: string]: unknown;
+}
+
+/**
+ * The fields of a result that compares the medians of `ours` and `base` (ms samples of the same
+ * run) against a target "ratio ≤ `maxRatio`".
+ */
+export function medianRatio(
+  ours: readonly number[],
+  base: readonly number[],
+  maxRatio: number,
+): Pick<
+  ScenarioResult,
+  "medianMs" | "p95Ms" | "baselineMedianMs" | "baselineP95Ms" | "ratio" | "target" | "met"
+> {
+  const ratio = median(ours) / median(base);
+  return {
+    medianMs: r1(median(ours)),
+    p95Ms: r1(percentile(ours, 95)),
+    baselineMedianMs: r1(median(base)),
+    baselineP95Ms: r1(percentile(base, 95)),
+    ratio: r3(ratio),
+    target: `<= ${maxRatio.toFixed(1)}`,
+    met: ratio <= maxRatio,
+  };
 }

@@ -10,7 +10,7 @@
 // "emulators": the memory an idle busybox shell costs as an arm64 task under the `emulators`
 // runtime's qemu-aarch64 (binfmt_misc) against the native x86_64 busybox as a plain task: RSS
 // of the task's processes and the task cgroup's usage, after the tasks have settled.
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { chmod, copyFile, mkdir, readFile, rmdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -29,8 +29,10 @@ import { arm64Busybox } from "../harness/arm64-busybox.js";
 import { builtInRuntime } from "../harness/runtimes.js";
 import { TASK_MEMORY_MIB, log } from "./env.js";
 import type { BenchEnv } from "./env.js";
+import { medianRatio } from "./result.js";
 import type { ScenarioResult } from "./result.js";
-import { median, nowMs, percentile, r1, r3 } from "./stats.js";
+import { seenInFile, spawnToMarker } from "./marker.js";
+import { median, nowMs, r1 } from "./stats.js";
 
 const run = promisify(execFile);
 const MiB = 2 ** 20;
@@ -77,18 +79,6 @@ async function readyRuntime(env: BenchEnv, name: BuiltInRuntime): Promise<Hyperv
     return seed;
   } finally {
     await seeds.close();
-  }
-}
-
-/** Polls `file` until a line of it holds `text`; resolves with the time it was seen. */
-async function seenInFile(file: string, text: string, timeoutMs: number): Promise<number> {
-  const deadline = nowMs() + timeoutMs;
-  for (;;) {
-    const body = await readFile(file, "utf8").catch(() => "");
-    if (body.includes(text)) return nowMs();
-    if (nowMs() > deadline)
-      throw new Error(`${text} not in ${file} within ${timeoutMs} ms: ${body.slice(-500)}`);
-    await sleep(5);
   }
 }
 
@@ -182,36 +172,13 @@ function jvmOptions(memoryMiB: number, vcpus: number): string[] {
  */
 async function directJava(java: string, args: readonly string[], cg: BaselineCgroup): Promise<number> {
   const script = `echo $$ > '${cg.memory}/cgroup.procs' && echo $$ > '${cg.cpu}/cgroup.procs' && exec "$@"`;
-  const t0 = nowMs();
-  const child = spawn("/bin/sh", ["-c", script, "sh", java, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  try {
-    return await new Promise<number>((ok, fail) => {
-      let out = "";
-      let err = "";
-      const timer = setTimeout(
-        () => fail(new Error(`direct java: no ${JAR_MARKER} in ${FIRST_LINE_TIMEOUT_MS} ms: ${out}${err}`)),
-        FIRST_LINE_TIMEOUT_MS,
-      );
-      child.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.includes(JAR_MARKER)) {
-          clearTimeout(timer);
-          ok(nowMs() - t0);
-        }
-      });
-      child.stderr.on("data", (d: Buffer) => void (err += d.toString()));
-      child.on("exit", (code) => {
-        clearTimeout(timer);
-        fail(new Error(`direct java exited ${code}: ${out.slice(-500)}${err.slice(-500)}`));
-      });
-    });
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
-      await exited;
-    }
-  }
+  return spawnToMarker({
+    what: "direct java",
+    command: "/bin/sh",
+    args: ["-c", script, "sh", java, ...args],
+    marker: JAR_MARKER,
+    timeoutMs: FIRST_LINE_TIMEOUT_MS,
+  });
 }
 
 /** Scenario "jar": JAR app published → first line in its log vs `java -jar` in the same limits. */
@@ -297,17 +264,10 @@ export async function jarFirstLine(
       );
       await env.assertWorkersAlive();
     }
-    const ratio = median(ours) / median(base);
     return {
       scenario: "jar",
       n: o.rounds,
-      medianMs: r1(median(ours)),
-      p95Ms: r1(percentile(ours, 95)),
-      baselineMedianMs: r1(median(base)),
-      baselineP95Ms: r1(percentile(base, 95)),
-      ratio: r3(ratio),
-      target: "<= 1.1",
-      met: ratio <= 1.1,
+      ...medianRatio(ours, base, 1.1),
       baseline: `java -jar of the same JAR with the jvm seed's JRE and the loader's options, spawned directly in a cgroup with the task's memory limit and CPU quota, to its first line on stdout`,
       publishToRunningMedianMs: r1(median(toRunning)),
       runningToFirstLineMedianMs: r1(median(runningToLine)),

@@ -3,8 +3,7 @@
 // and TCG) → the same marker on its stdout, alternating, in the same run. "tax": guests of 64,
 // 128 and 256 MiB run until booted; the proc-monitor's measured tax (the task cgroup's peak
 // memory above guest RAM) against EVE's estimate for the same guest.
-import { spawn } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -16,8 +15,10 @@ import { VM_GUEST_CMDLINE, ensureVmGuest } from "../harness/vm-guest.js";
 import type { VmGuest } from "../harness/vm-guest.js";
 import { log } from "./env.js";
 import type { BenchEnv } from "./env.js";
+import { medianRatio } from "./result.js";
 import type { ScenarioResult } from "./result.js";
-import { median, nowMs, percentile, r1, r3 } from "./stats.js";
+import { seenInFile, spawnToMarker } from "./marker.js";
+import { nowMs, r1, r3 } from "./stats.js";
 
 const MiB = 2 ** 20;
 const CMDLINE = VM_GUEST_CMDLINE;
@@ -65,18 +66,6 @@ function vmSetup(env: BenchEnv): Promise<VmSetup> {
   })());
 }
 
-/** Polls `file` until it holds `text`; resolves with the time it was seen. */
-async function seenInFile(file: string, text: string, timeoutMs: number): Promise<number> {
-  const deadline = nowMs() + timeoutMs;
-  for (;;) {
-    const body = await readFile(file, "utf8").catch(() => "");
-    if (body.includes(text)) return nowMs();
-    if (nowMs() > deadline)
-      throw new Error(`${text} not in ${file} within ${timeoutMs} ms: ${body.slice(-500)}`);
-    await sleep(10);
-  }
-}
-
 /** One VM app: publish → marker in its log; returns the ms, then deletes the app. */
 async function throughTasks(
   env: BenchEnv,
@@ -88,7 +77,7 @@ async function throughTasks(
   const logFile = taskLogPath(join(env.dir, "data"), uuid);
   const t0 = nowMs();
   await env.configs.publish(uuid, s.app(uuid, memoryMiB));
-  const t1 = await seenInFile(logFile, s.guest.marker, BOOT_TIMEOUT_MS);
+  const t1 = await seenInFile(logFile, s.guest.marker, BOOT_TIMEOUT_MS, 10);
   await onBooted?.(uuid);
   await env.configs.unpublish(uuid);
   await env.seen.when(uuid, "deleted", 60_000);
@@ -121,31 +110,15 @@ async function direct(s: VmSetup, memoryMiB: number): Promise<number> {
     "-append",
     CMDLINE,
   ];
-  const t0 = nowMs();
-  const child = spawn("/usr/bin/qemu-system-x86_64", [...args, "-accel", "tcg"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
   try {
-    return await new Promise<number>((ok, fail) => {
-      let out = "";
-      const timer = setTimeout(
-        () => fail(new Error(`direct qemu: no marker in ${BOOT_TIMEOUT_MS} ms: ${out.slice(-500)}`)),
-        BOOT_TIMEOUT_MS,
-      );
-      child.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.includes(s.guest.marker)) {
-          clearTimeout(timer);
-          ok(nowMs() - t0);
-        }
-      });
-      child.on("exit", (code) => fail(new Error(`direct qemu exited ${code}: ${out.slice(-500)}`)));
+    return await spawnToMarker({
+      what: "direct qemu",
+      command: "/usr/bin/qemu-system-x86_64",
+      args: [...args, "-accel", "tcg"],
+      marker: s.guest.marker,
+      timeoutMs: BOOT_TIMEOUT_MS,
     });
   } finally {
-    child.kill("SIGKILL");
-    await new Promise((r) =>
-      child.exitCode !== null || child.signalCode !== null ? r(null) : child.once("exit", r),
-    );
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -167,17 +140,10 @@ export async function vmBoot(
     log(`vm: round ${i + 1}/${o.rounds}: tasks ${r1(ours.at(-1)!)} ms, direct ${r1(base.at(-1)!)} ms`);
     await env.assertWorkersAlive();
   }
-  const ratio = median(ours) / median(base);
   return {
     scenario: "vm",
     n: o.rounds,
-    medianMs: r1(median(ours)),
-    p95Ms: r1(percentile(ours, 95)),
-    baselineMedianMs: r1(median(base)),
-    baselineP95Ms: r1(percentile(base, 95)),
-    ratio: r3(ratio),
-    target: "<= 1.1",
-    met: ratio <= 1.1,
+    ...medianRatio(ours, base, 1.1),
     baseline: `the same qemu command line (host qemu, TCG, ${o.memoryMiB} MiB) started directly, to the same marker on stdout`,
     guestMiB: o.memoryMiB,
   };

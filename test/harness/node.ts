@@ -46,6 +46,11 @@ const ALL_WORKERS: readonly WorkerName[] = [
 export interface StartNodeOptions {
   /** Prefix of the node's temp dir (which holds data/, run/, volumes/ and the stores). */
   name: string;
+  /**
+   * The node's directory, made by the caller (who removes it), for a test that fills it before
+   * the node starts; default a new temp dir named after `name`.
+   */
+  dir?: string;
   /** Which workers run as processes; default all four. */
   workers?: readonly WorkerName[];
   /** Environment of every worker, over the node's own (NATS_URL, CONTAINERD_ADDRESS, dirs). */
@@ -100,7 +105,7 @@ export interface TestNode extends NodeDirs {
 /** Starts a node (see the module's comment); the workers are up when it resolves. */
 export async function startNode(options: StartNodeOptions): Promise<TestNode> {
   const echo = process.env.EVE_TEST_ECHO === "1";
-  const dir = await tempDir(`${options.name}-`);
+  const dir = options.dir ?? (await tempDir(`${options.name}-`));
   const dirs: NodeDirs = {
     dir,
     dataDir: join(dir, "data"),

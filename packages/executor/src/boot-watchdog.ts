@@ -16,7 +16,8 @@
  * Decisions are pure ({@link guestSignOfLife}, {@link checkBoot}, {@link watchesBoot}); the
  * class only reads the log on a timer and reports.
  */
-import { open, stat } from "node:fs/promises";
+import type { LogCursor } from "@eve-tasks/schemas";
+import { readLogFrom } from "@eve-tasks/task-logs";
 import type { RuntimeFacts } from "./runtime-task.js";
 
 /** Whether a task with these runtime facts is watched at boot (deadline 0: never). */
@@ -82,58 +83,19 @@ export function checkBoot(input: BootCheckInput): BootCheck {
   };
 }
 
-/** Where a task's console log stood when its task was started. */
-export interface LogMark {
-  /** Inode of the log file then (0 when there was none). */
-  readonly ino: number;
-  /** Its size then. */
-  readonly size: number;
-}
-
-/** The log's position now: taken right before Tasks.Start, so only the new task's output follows. */
-export async function markLog(logPath: string): Promise<LogMark> {
-  const s = await stat(logPath).catch(() => undefined);
-  return { ino: s?.ino ?? 0, size: s?.size ?? 0 };
-}
-
 /** At most this much of the new output is read at one look: a sign of life is in its first lines. */
 const READ_BYTES = 64 * 1024;
-
-async function readFrom(path: string, ino: number | undefined, from: number): Promise<string | undefined> {
-  const f = await open(path, "r").catch(() => undefined);
-  if (!f) return undefined;
-  try {
-    const s = await f.stat();
-    if (ino !== undefined && s.ino !== ino) return undefined;
-    if (s.size <= from) return "";
-    const buf = Buffer.alloc(Math.min(READ_BYTES, s.size - from));
-    const { bytesRead } = await f.read(buf, 0, buf.length, from);
-    return buf.subarray(0, bytesRead).toString("utf8");
-  } finally {
-    await f.close();
-  }
-}
-
-/**
- * The output written to the log since `mark`: the rest of the file it was taken on (still the
- * log, or rotated to `<log>.1` meanwhile) followed by the newer file's start.
- */
-export async function outputSince(logPath: string, mark: LogMark): Promise<string> {
-  if (mark.ino === 0) return (await readFrom(logPath, undefined, 0)) ?? "";
-  const same = await readFrom(logPath, mark.ino, mark.size);
-  if (same !== undefined) return same;
-  // Rotated since the mark: the marked file is `<log>.1` now (or rotated away; then the new
-  // file alone says enough, since the rotation itself needed output).
-  const older = (await readFrom(`${logPath}.1`, mark.ino, mark.size)) ?? "";
-  return older + ((await readFrom(logPath, undefined, 0)) ?? "");
-}
 
 /** One VM to watch. */
 export interface BootWatch {
   readonly uuid: string;
   readonly pid: number;
   readonly logPath: string;
-  readonly mark: LogMark;
+  /**
+   * Where the log ended right before Tasks.Start (`logEndCursor` of @eve-tasks/task-logs), so
+   * only the new task's output is looked at; null: the log had no file then, all of it is new.
+   */
+  readonly mark: LogCursor | null;
   readonly startedAtMs: number;
   readonly deadlineMs: number;
   readonly ownPrefixes: readonly string[];
@@ -189,7 +151,9 @@ export class BootWatchdog {
       this.#timers.delete(w.uuid);
       return;
     }
-    const output = await outputSince(w.logPath, w.mark).catch(() => "");
+    const output = await readLogFrom(w.logPath, w.mark, READ_BYTES)
+      .then((span) => span.data.toString("utf8"))
+      .catch(() => "");
     if (this.#timers.get(w.uuid) !== timer) return;
     const now = Date.now();
     const check = checkBoot({

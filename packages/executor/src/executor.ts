@@ -14,15 +14,15 @@ import { Backoff } from "@eve-tasks/backoff";
 import { followEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus, EventFollower, Outbox, Subscription } from "@eve-tasks/bus";
 import { messageTable } from "@eve-tasks/schemas";
-import type { SignalReply, TaskConfig, TaskStatus, TaskConfigSchema } from "@eve-tasks/schemas";
+import type { LogCursor, SignalReply, TaskConfig, TaskStatus, TaskConfigSchema } from "@eve-tasks/schemas";
+import { logEndCursor } from "@eve-tasks/task-logs";
 import { MemoryLedger } from "./admission.js";
 import { newAppState } from "./app-state.js";
 import type { AppState } from "./app-state.js";
 import { executorDefaults } from "./defaults.js";
 import type { ExecutorTunables } from "./defaults.js";
 import { NodeFactError } from "./errors.js";
-import { BootWatchdog, markLog, ownLinePrefixes, watchesBoot } from "./boot-watchdog.js";
-import type { LogMark } from "./boot-watchdog.js";
+import { BootWatchdog, ownLinePrefixes, watchesBoot } from "./boot-watchdog.js";
 import { binfmtEntries, taskDirs } from "./host-resources.js";
 import type { TaskHostResource } from "./host-resources.js";
 import { KeyedRunner, Semaphore } from "./keyed-runner.js";
@@ -405,7 +405,7 @@ export class TaskExecutor {
   // ---- boot watchdog ----------------------------------------------------------------------
 
   /** Watches the VM task just started for `app` (see boot-watchdog.ts). */
-  #watchBoot(app: AppState, p: PreparedTask, mark: LogMark): void {
+  #watchBoot(app: AppState, p: PreparedTask, mark: LogCursor | null): void {
     const uuid = app.uuid;
     const pid = app.task?.pid;
     if (pid === undefined) return;
@@ -673,7 +673,9 @@ export class TaskExecutor {
         let outcome: StartOutcome | undefined = "error";
         // A VM given KVM on the probe's word is watched from here: its console log's output
         // after this mark must show the guest alive by the deadline.
-        const mark = watchesBoot(p.runtime, this.#t.vmBootDeadlineMs) ? await markLog(p.logPath) : undefined;
+        const mark = watchesBoot(p.runtime, this.#t.vmBootDeadlineMs)
+          ? await logEndCursor(p.logPath)
+          : undefined;
         try {
           await act.start(app, d, p, action);
           const s = this.#status.get(app.uuid);
@@ -683,7 +685,7 @@ export class TaskExecutor {
           if (outcome) this.#observer.started?.((performance.now() - started) / 1000, outcome);
         }
         if (app.startFailure) this.#wakeAt(app, app.startFailure.retryAtMs);
-        if (mark && outcome === "ok") this.#watchBoot(app, p, mark);
+        if (mark !== undefined && outcome === "ok") this.#watchBoot(app, p, mark);
         return;
       }
     }

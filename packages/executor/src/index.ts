@@ -58,16 +58,8 @@ export type { AdmissionRefusal, MemoryView } from "./admission.js";
 export { backoffFor, decideRestart, inWindow, recordRestart } from "./restart-policy.js";
 export type { ExitFacts, RestartDecision } from "./restart-policy.js";
 export { AccelChooser, PROBE_LABEL, kvmVerdictPath, probeKvm, verdictApplies } from "./kvm-probe.js";
-export {
-  BootWatchdog,
-  checkBoot,
-  guestSignOfLife,
-  markLog,
-  outputSince,
-  ownLinePrefixes,
-  watchesBoot,
-} from "./boot-watchdog.js";
-export type { BootCheck, BootCheckInput, BootWatch, LogMark } from "./boot-watchdog.js";
+export { BootWatchdog, checkBoot, guestSignOfLife, ownLinePrefixes, watchesBoot } from "./boot-watchdog.js";
+export type { BootCheck, BootCheckInput, BootWatch } from "./boot-watchdog.js";
 export { KVM_PROBE_MARKER, kvmProbeDisk, probeQemuArgs, qemuOptionValue } from "./kvm-probe-guest.js";
 export type { ProbeQemuOptions } from "./kvm-probe-guest.js";
 export type { AccelChooserOptions, CachedProbe, KvmProbeResult, ProbeKvmOptions } from "./kvm-probe.js";

@@ -13,8 +13,15 @@ export {
   sincePosition,
 } from "./plan.js";
 export type { LogFile, LogPosition, ReadPlan } from "./plan.js";
-export { TAIL_SCAN_MAX_BYTES, listLogFiles, readLogChunk, tailPosition } from "./reader.js";
-export type { LogChunk, ReadLogOptions } from "./reader.js";
+export {
+  TAIL_SCAN_MAX_BYTES,
+  logEndCursor,
+  listLogFiles,
+  readLogFrom,
+  readLogChunk,
+  tailPosition,
+} from "./reader.js";
+export type { LogChunk, LogSpan, ReadLogOptions } from "./reader.js";
 export { LogWatchers, TooManyFollowersError } from "./watch.js";
 export { TASK_LOGS_DEFAULTS, TaskLogsService } from "./serve.js";
 export type { TaskLogsObserver, TaskLogsServiceOptions } from "./serve.js";

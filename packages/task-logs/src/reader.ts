@@ -204,3 +204,48 @@ export async function readLogChunk(logPath: string, o: ReadLogOptions): Promise<
   }
   throw new Error(`the log ${logPath} kept rotating while being read (${ATTEMPTS} attempts)`);
 }
+
+/**
+ * Where the log at `logPath` ends now, as a cursor: a reader starting there sees only what is
+ * written after this call, across rotations. Null while the log has no file (or no directory):
+ * then everything written later is new, and {@link readLogFrom} with null reads it from the start.
+ */
+export async function logEndCursor(logPath: string): Promise<LogCursor | null> {
+  return (await readLogChunk(logPath, { tailLines: 0, maxBytes: 0 }))?.cursor ?? null;
+}
+
+/** What {@link readLogFrom} read. */
+export interface LogSpan {
+  /** The output from the cursor on, file after file (at most `maxBytes`). */
+  readonly data: Buffer;
+  /** Where the next read starts; null while the log has no file. */
+  readonly cursor: LogCursor | null;
+  /** Output between the cursor and `data` that was rotated away before it could be read, or null. */
+  readonly gap: string | null;
+}
+
+/**
+ * Reads the log at `logPath` from `cursor` (null: from its oldest file's start) until caught up
+ * or `maxBytes` were read, across as many files as that takes: one {@link readLogChunk} reads
+ * within one file. Empty when the log's directory does not exist.
+ */
+export async function readLogFrom(
+  logPath: string,
+  cursor: LogCursor | null,
+  maxBytes: number,
+): Promise<LogSpan> {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  let next = cursor;
+  let gap: string | null = null;
+  while (bytes < maxBytes) {
+    const chunk = await readLogChunk(logPath, { cursor: next ?? undefined, maxBytes: maxBytes - bytes });
+    if (chunk === undefined) break;
+    parts.push(chunk.data);
+    bytes += chunk.data.length;
+    gap ??= chunk.gap;
+    next = chunk.cursor;
+    if (!chunk.more) break;
+  }
+  return { data: Buffer.concat(parts), cursor: next, gap };
+}

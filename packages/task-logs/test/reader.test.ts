@@ -5,7 +5,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { LogCursor } from "@eve-tasks/schemas";
-import { readLogChunk } from "../src/index.js";
+import { logEndCursor, readLogChunk, readLogFrom } from "../src/index.js";
 import { RotatingLog } from "./rotating-log.js";
 
 let dir: string;
@@ -184,5 +184,61 @@ describe("readLogChunk", () => {
       ),
       { numRuns: 150 },
     );
+  });
+});
+
+describe("logEndCursor and readLogFrom: what was written since a moment", () => {
+  const since = async (path: string, mark: LogCursor | null, maxBytes = 1000) =>
+    (await readLogFrom(path, mark, maxBytes)).data.toString();
+
+  it("sees only what came after the mark, across rotations, in one read", async () => {
+    const log = new RotatingLog(dir, 3);
+    log.write("the previous run said this\n");
+    const mark = await logEndCursor(log.path);
+    expect(mark).not.toBeNull();
+    expect(await since(log.path, mark)).toBe("");
+    log.write("first\n");
+    expect(await since(log.path, mark)).toBe("first\n");
+    // The marked file is console.log.1, then console.log.2: its rest comes first, then the newer files.
+    log.rotate();
+    log.write("second\n");
+    log.rotate();
+    log.write("third");
+    expect(await readLogFrom(log.path, mark, 1000)).toMatchObject({ gap: null });
+    expect(await since(log.path, mark)).toBe("first\nsecond\nthird");
+    // At most maxBytes, whatever the number of files they span; the cursor continues there.
+    const part = await readLogFrom(log.path, mark, 9);
+    expect(part.data.toString()).toBe("first\nsec");
+    expect(await since(log.path, part.cursor)).toBe("ond\nthird");
+  });
+
+  it("a log with no file (or no directory) at the mark is all new", async () => {
+    expect(await logEndCursor(join(dir, "nope", "console.log"))).toBeNull();
+    expect(await readLogFrom(join(dir, "nope", "console.log"), null, 100)).toEqual({
+      data: Buffer.alloc(0),
+      cursor: null,
+      gap: null,
+    });
+    const log = new RotatingLog(join(dir, "later"), 2);
+    const mark = await logEndCursor(log.path);
+    expect(mark).toBeNull();
+    log.write("hello\n");
+    log.rotate();
+    log.write("world\n");
+    expect(await since(log.path, mark)).toBe("hello\nworld\n");
+  });
+
+  it("output rotated away after the mark is a gap, and what is still there follows", async () => {
+    const log = new RotatingLog(dir, 2);
+    log.write("old\n");
+    const mark = await logEndCursor(log.path);
+    log.write("lost\n");
+    log.rotate();
+    log.write("kept1\n");
+    log.rotate();
+    log.write("kept2\n");
+    const span = await readLogFrom(log.path, mark, 1000);
+    expect(span.gap).toMatch(/rotated past this reader/);
+    expect(span.data.toString()).toBe("kept1\nkept2\n");
   });
 });
