@@ -28,7 +28,7 @@ import type { ScenarioResult } from "./result.js";
 import type { TracedApp } from "./trace-report.js";
 
 const MiB = 2 ** 20;
-const TARGET = 1.15;
+const TARGET = 1.1;
 
 export interface PublishToRunningOptions {
   n: number;
