@@ -82,18 +82,30 @@ function follow(runtime: ReturnType<typeof containerdRuntime>): AbortController 
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/**
+ * A runtime over a scripted client, its event stream followed, and a deleteTask("a") in flight;
+ * `result()` is what it resolved to so far, `settle()` lets a few turns pass (until it resolved).
+ */
+async function deleting() {
+  const s = scriptedClient();
+  const runtime = containerdRuntime(s.client);
+  const abort = follow(runtime);
+  let result: unknown;
+  void runtime.deleteTask("a").then((r) => (result = r));
+  await tick();
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 5 && result === undefined; i++) await tick();
+  };
+  return { s, runtime, result: () => result, settle, done: () => abort.abort() };
+}
+
 describe("containerdRuntime.deleteTask", () => {
   it("resolves at containerd's /tasks/delete once Tasks.Get finds no task, before the call returns", async () => {
-    const s = scriptedClient();
-    const runtime = containerdRuntime(s.client);
-    const abort = follow(runtime);
-    let result: unknown;
-    void runtime.deleteTask("a").then((r) => (result = r));
-    await tick();
+    const { s, runtime, result, settle, done } = await deleting();
     s.state.taskExists = false;
     s.push(deleteEvent("a", 137));
-    for (let i = 0; i < 5 && result === undefined; i++) await tick();
-    expect(result).toEqual({ exitStatus: 137, exitedAt: new Date(0) });
+    await settle();
+    expect(result()).toEqual({ exitStatus: 137, exitedAt: new Date(0) });
     expect(s.calls).toEqual(["delete a", "get a"]);
 
     // A new task on the same id waits until the old delete has finished in containerd.
@@ -105,41 +117,31 @@ describe("containerdRuntime.deleteTask", () => {
     for (let i = 0; i < 5 && !created; i++) await tick();
     expect(created).toBe(true);
     expect(s.calls.at(-1)).toBe("create a");
-    abort.abort();
+    done();
   });
 
   it("waits for the call when Tasks.Get still finds the task after the event", async () => {
-    const s = scriptedClient();
-    const runtime = containerdRuntime(s.client);
-    const abort = follow(runtime);
-    let result: unknown;
-    void runtime.deleteTask("a").then((r) => (result = r));
-    await tick();
+    const { s, result, settle, done } = await deleting();
     s.push(deleteEvent("a", 137));
-    for (let i = 0; i < 5; i++) await tick();
+    await settle();
     expect(s.calls).toEqual(["delete a", "get a"]);
-    expect(result).toBeUndefined();
+    expect(result()).toBeUndefined();
     s.deleteCall.resolve({ exitStatus: 1, exitedAt: null });
-    for (let i = 0; i < 5 && result === undefined; i++) await tick();
-    expect(result).toEqual({ exitStatus: 1, exitedAt: null });
-    abort.abort();
+    await settle();
+    expect(result()).toEqual({ exitStatus: 1, exitedAt: null });
+    done();
   });
 
   it("ignores another container's event", async () => {
-    const s = scriptedClient();
-    const runtime = containerdRuntime(s.client);
-    const abort = follow(runtime);
-    let result: unknown;
-    void runtime.deleteTask("a").then((r) => (result = r));
-    await tick();
+    const { s, result, settle, done } = await deleting();
     s.state.taskExists = false;
     s.push(deleteEvent("b", 0));
-    for (let i = 0; i < 5; i++) await tick();
-    expect(result).toBeUndefined();
+    await settle();
+    expect(result()).toBeUndefined();
     expect(s.calls).toEqual(["delete a"]);
     s.deleteCall.resolve({ exitStatus: 0, exitedAt: null });
-    for (let i = 0; i < 5 && result === undefined; i++) await tick();
-    expect(result).toEqual({ exitStatus: 0, exitedAt: null });
-    abort.abort();
+    await settle();
+    expect(result()).toEqual({ exitStatus: 0, exitedAt: null });
+    done();
   });
 });
