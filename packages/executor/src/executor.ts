@@ -237,6 +237,9 @@ export class TaskExecutor {
     await this.#runtimeEvents;
     await this.#sub?.close();
     await this.#runner.stop();
+    // A task deletion reported early still finishes in containerd (the shim's shut-down): the
+    // connection must outlive it, or containerd cuts it short and the shim stays behind.
+    await this.#runtime.settled();
   }
 
   /**

@@ -78,5 +78,6 @@ export function timedRuntime(runtime: TaskRuntime, observe: (call: RuntimeCall) 
     ...(timed as unknown as TaskRuntime),
     waitTask: (id) => runtime.waitTask(id),
     events: (signal) => runtime.events(signal),
+    settled: () => runtime.settled(),
   };
 }

@@ -104,6 +104,12 @@ export interface TaskRuntime {
   deleteTask(id: string): Promise<RuntimeExit | undefined>;
   /** Exit and OOM notices until `signal` aborts; a broken stream rejects (resubscribe). */
   events(signal: AbortSignal): AsyncIterable<RuntimeEvent>;
+  /**
+   * Resolves once no call the runtime still carries out for an earlier one is in flight (a
+   * deleted task's shim clean-up): a caller about to close the connection awaits it, so no such
+   * call is cut short.
+   */
+  settled(): Promise<void>;
 }
 
 /** The memory limit in a stored container spec, in bytes (0 when it has none). */
@@ -224,6 +230,9 @@ export function containerdRuntime(client: ContainerdClient): TaskRuntime {
     killTask: (id, signal, options) =>
       unlessGone(tasks.kill(id, signal, options).then(() => true)).then((sent) => sent === true),
     deleteTask,
+    settled: async () => {
+      while (settling.size > 0) await Promise.all(settling.values());
+    },
     async *events(signal) {
       const sub = events.subscribe({
         filters: ['topic=="/tasks/exit"', 'topic=="/tasks/oom"', 'topic=="/tasks/delete"'],

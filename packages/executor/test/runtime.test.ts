@@ -107,15 +107,20 @@ describe("containerdRuntime.deleteTask", () => {
     await settle();
     expect(result()).toEqual({ exitStatus: 137, exitedAt: new Date(0) });
     expect(s.calls).toEqual(["delete a", "get a"]);
+    // Until containerd has finished the call, the runtime is not settled (the executor's stop waits).
+    let settled = false;
+    void runtime.settled().then(() => (settled = true));
 
     // A new task on the same id waits until the old delete has finished in containerd.
     let created = false;
     void runtime.createTask({ id: "a", rootfs: [], stdout: "", stderr: "" }).then(() => (created = true));
     await tick();
     expect(created).toBe(false);
+    expect(settled).toBe(false);
     s.deleteCall.resolve({ exitStatus: 137, exitedAt: new Date(0) });
     for (let i = 0; i < 5 && !created; i++) await tick();
     expect(created).toBe(true);
+    expect(settled).toBe(true);
     expect(s.calls.at(-1)).toBe("create a");
     done();
   });
