@@ -363,7 +363,11 @@ export class TaskNetworks implements TaskHostResource {
       [...new Set(this.#apps.get(uuid)?.resolved.endpoints.map((e) => e.instance) ?? [])].filter(
         (n) => (this.#instanceSeq.get(n) ?? 0) < wanted,
       );
-    if (missing().length === 0) return;
+    const owed = missing();
+    if (owed.length === 0) return;
+    // Owed by a pass that failed, or by one that left the instance as it was (its new config
+    // refused): this pass tries their rules again.
+    if (this.#runningCovers < wanted) for (const n of owed) this.#dirty.add(n);
     const pass = this.#runningCovers >= wanted ? this.#running : this.#sync();
     await pass.catch(() => undefined);
     const still = missing();

@@ -90,9 +90,9 @@ function nsExists(netns: string): boolean {
 }
 
 /**
- * The shell that applies a task's batches: the host's from stdin (through `host…` = `ip` or
- * `nsenter … ip`), the task's and tc's from its arguments (data, never code); its exit status
- * says which failed (1 host, 2 task, 3 tc).
+ * The shell that applies a task's batches: the host's from stdin, run by its trailing arguments
+ * (`ip`, or `nsenter --net=… -- ip` for EVE_NET_NS); the task's and tc's from its first
+ * arguments (data, never code). Its exit status says which failed: 1 host, 2 task, 3 tc.
  */
 const SETUP_SCRIPT = [
   'netns=$1 task=$2 tc=$3; shift 3; "$@" -batch - || exit 1',
