@@ -250,7 +250,14 @@ describe(`the boot watchdog (${REAL_KVM ? "real qemu under this node's KVM" : "n
     expect(REAL_KVM ? ["quit", "SIGKILL"] : ["quit"]).toContain(exited?.fields.stoppedBy);
     expect(second.restarts).toBe(0);
     expect(eventsOf(uuid).filter((e) => e.type === "restarting" || e.type === "not-restarting")).toEqual([]);
-    const recreated = eventsOf(uuid).filter((e) => e.type === "created");
+    // Events travel apart from the status (through the outbox): the new task's may come after it.
+    const recreated = await waitFor(
+      () => {
+        const created = eventsOf(uuid).filter((e) => e.type === "created");
+        return created.length >= 2 ? created : undefined;
+      },
+      { timeoutMs: 10_000, message: "no created event for the new task" },
+    );
     expect(recreated).toHaveLength(2);
     expect(recreated[1]?.fields.accel).toBe("tcg");
     expect(recreated[1]?.message).toContain(
