@@ -341,7 +341,14 @@ describe("runtime images", () => {
     };
     await configs.publish(uuid, app);
     const s = await until(uuid, (x) => x.state === "RUNNING", "never RUNNING");
-    const exe = readlinkSync(`/proc/${s.taskId}/exe`);
+    // runc's start returns once its init is released; the execve (through binfmt) follows.
+    const exe = await waitFor(
+      () => {
+        const e = readlinkSync(`/proc/${s.taskId}/exe`);
+        return /\/usr\/bin\/qemu-aarch64-static$/.test(e) ? e : undefined;
+      },
+      { timeoutMs: 10_000, message: "the anchor never became the emulator" },
+    );
     expect(exe).toMatch(/\/usr\/bin\/qemu-aarch64-static$/);
     const entry = readFileSync(join(BINFMT_DIR, binfmtEntry("aarch64", exe).name), "utf8");
     expect(entry).toMatch(/^flags: PF$/m);

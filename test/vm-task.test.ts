@@ -216,8 +216,16 @@ describe("VM tasks", () => {
     ]);
     const s = await until(uuid, (x) => x.state === "RUNNING", "never RUNNING", 90_000);
 
-    // The anchor is qemu, from the tools seed, and containerd says the same PID.
-    expect(readlinkSync(`/proc/${s.taskId}/exe`)).toMatch(/\/qemu-system-x86_64$/);
+    // The anchor is qemu, from the tools seed, and containerd says the same PID. RUNNING is seen
+    // when the loader starts; its exec of qemu follows a moment later, same PID.
+    const exe = await waitFor(
+      () => {
+        const e = readlinkSync(`/proc/${s.taskId}/exe`);
+        return /\/qemu-system-x86_64$/.test(e) ? e : undefined;
+      },
+      { timeoutMs: 10_000, message: "the loader never exec'd qemu" },
+    );
+    expect(exe).toMatch(/\/qemu-system-x86_64$/);
     expect((await containerd.tasks.get(uuid)).pid).toBe(s.taskId);
 
     const taxMiB = estimateAnchorTaxMiB({ memoryMiB: 128, vcpus: 1 });
