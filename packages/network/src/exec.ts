@@ -3,66 +3,40 @@
  * under /run/netns entered with nsenter (which, unlike `ip -n`, keeps the caller's mount
  * namespace, so `ip netns add` inside a batch is visible to everyone).
  */
-import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { CommandServer } from "./command-server.js";
+import type { CommandResult, RunOptions } from "./command-server.js";
 import { CommandError } from "./errors.js";
 import { NETNS_DIR } from "./names.js";
 
-/** Output of a command that exited 0. */
-export interface CommandResult {
-  stdout: string;
-  stderr: string;
-}
+export type { CommandResult, RunOptions } from "./command-server.js";
 
-/** Options of {@link runCommand}. */
-export interface RunOptions {
-  /** Written to the command's stdin (then closed). */
-  input?: string;
-  /** Kill the command after this long; default 30 s. */
-  timeoutMs?: number;
-}
+/** The process's command shell: started at the first command, ended by {@link closeCommands}. */
+const commands = new CommandServer();
 
-const DEFAULT_TIMEOUT_MS = 30_000;
-
-/** Runs `argv` (no shell) and resolves with its output; rejects with {@link CommandError} unless it exits 0. */
+/**
+ * Runs `argv` (no shell interprets it) through this process's command shell and resolves with
+ * its output.
+ *
+ * @throws CommandError unless it exits 0.
+ */
 export function runCommand(argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
-  const [command, ...args] = argv;
-  if (command === undefined) return Promise.reject(new CommandError("empty command"));
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-      killSignal: "SIGKILL",
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout?.on("data", (b: Buffer) => out.push(b));
-    child.stderr?.on("data", (b: Buffer) => err.push(b));
-    child.on("error", (e) =>
-      reject(
-        new CommandError(`${command} could not be started: ${e.message}`, { context: { argv }, cause: e }),
-      ),
-    );
-    child.on("close", (code, signal) => {
-      const stdout = Buffer.concat(out).toString("utf8");
-      const stderr = Buffer.concat(err).toString("utf8");
-      if (code === 0) {
-        resolve({ stdout, stderr });
-        return;
-      }
-      const how = signal !== null ? `was killed by ${signal}` : `exited ${code}`;
-      const detail = stderr.trim().split("\n").slice(-5).join("; ");
-      reject(
-        new CommandError(`${argv.join(" ")} ${how}${detail ? `: ${detail}` : ""}`, {
-          context: { argv, exitCode: code, signal, stderr, input: options.input },
-        }),
-      );
-    });
-    if (options.input !== undefined && child.stdin) {
-      child.stdin.on("error", () => undefined); // an early exit is reported by "close"
-      child.stdin.end(options.input);
-    }
-  });
+  return commands.run(argv, options);
+}
+
+/**
+ * Runs sh script `script` with arguments `args` (as `sh -c script sh ...args`) in a fork of this
+ * process's command shell: no program is started for the script itself.
+ *
+ * @throws CommandError unless it exits 0.
+ */
+export function runScript(script: string, args: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
+  return commands.runScript(script, args, options);
+}
+
+/** Ends this process's command shell once its commands are done (a worker's shutdown). */
+export function closeCommands(): Promise<void> {
+  return commands.close();
 }
 
 /** `argv` run inside named netns `netns` (via nsenter), or as it is when `netns` is null. */

@@ -7,6 +7,7 @@
 export * from "./errors.js";
 export * from "./names.js";
 export * from "./exec.js";
+export { CommandServer, DEFAULT_COMMAND_TIMEOUT_MS, shellQuote } from "./command-server.js";
 export * from "./files.js";
 export * from "./ipam.js";
 export * from "./ipam-store.js";

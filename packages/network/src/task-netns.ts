@@ -10,7 +10,7 @@
  */
 import { existsSync } from "node:fs";
 import { CommandError } from "./errors.js";
-import { inNetns, ipBatchForce, runCommand } from "./exec.js";
+import { inNetns, ipBatchForce, runScript } from "./exec.js";
 
 /** One interface of a task, every name and address resolved. */
 export interface TaskInterfacePlan {
@@ -90,7 +90,8 @@ function nsExists(netns: string): boolean {
 }
 
 /**
- * The shell that applies a task's batches: the host's from stdin, run by its trailing arguments
+ * The script that applies a task's batches, run in a fork of the command shell (no `sh` is
+ * started for it): the host's batch from stdin, run by its trailing arguments
  * (`ip`, or `nsenter --net=… -- ip` for EVE_NET_NS); the task's and tc's from its first
  * arguments (data, never code). Its exit status says which failed: 1 host, 2 task, 3 tc.
  */
@@ -108,19 +109,9 @@ async function applyTaskBatches(
 ): Promise<void> {
   const lines = (l: readonly string[]): string => (l.length === 0 ? "" : `${l.join("\n")}\n`);
   try {
-    await runCommand(
-      [
-        "sh",
-        "-c",
-        SETUP_SCRIPT,
-        "sh",
-        netns,
-        lines(cmds.task),
-        lines(cmds.tc),
-        ...inNetns(hostNetns, ["ip"]),
-      ],
-      { input: lines(cmds.host) },
-    );
+    await runScript(SETUP_SCRIPT, [netns, lines(cmds.task), lines(cmds.tc), ...inNetns(hostNetns, ["ip"])], {
+      input: lines(cmds.host),
+    });
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
     const code = err.context.exitCode;

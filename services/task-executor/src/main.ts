@@ -26,7 +26,7 @@ import {
   loadNodeFacts,
   timedRuntime,
 } from "@eve-tasks/executor";
-import { DEFAULT_NETNS_PREFIX, NETNS_DIR, NodeNetwork } from "@eve-tasks/network";
+import { DEFAULT_NETNS_PREFIX, NETNS_DIR, NodeNetwork, closeCommands } from "@eve-tasks/network";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout, readProcStatSync } from "@eve-tasks/procfs";
 import {
   CONFIG_ERROR_EXIT_CODE,
@@ -250,6 +250,8 @@ await runWorker({
       netnsPrefix: config.EVE_NETNS_PREFIX,
       logger,
     });
+    // Shutdown steps run last-registered first: the shell ends after the last network command.
+    lifecycle.onShutdown("end the network command shell", () => closeCommands());
     lifecycle.onShutdown("stop the network instances' dnsmasq", () => networks.close());
     const ex = new TaskExecutor({
       bus,
