@@ -15,6 +15,7 @@ const E2E = [
   // Network namespaces, bridges, nft and dnsmasq: root.
   "packages/network/test/dnsmasq.test.ts",
   "packages/network/test/lifecycle.test.ts",
+  "packages/network/test/netns-helper.test.ts",
   "packages/network/test/local-instance.test.ts",
   "packages/network/test/switch-and-vm.test.ts",
   "packages/procfs/test/task-sampler.test.ts",

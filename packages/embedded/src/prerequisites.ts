@@ -7,8 +7,9 @@ import { findExecutable, pathWithSbin } from "./executables.js";
 /**
  * The commands the embedded services need; `ip`, `tc`, `nft` and `dnsmasq` build the task
  * executor's network instances and task interfaces (`@eve-tasks/network`); gcc builds the task
- * logger (the task-executor's `native/eve-task-logger.c`) the first time an executor starts on
- * the node.
+ * logger (the task-executor's `native/eve-task-logger.c`) and the netns helper (the network
+ * package's `native/eve-netns.c`, which needs libmnl's header, listed by its absolute path) the
+ * first time an executor starts on the node.
  */
 export const DEFAULT_PREREQUISITE_COMMANDS: readonly string[] = [
   "nats-server",
@@ -21,6 +22,7 @@ export const DEFAULT_PREREQUISITE_COMMANDS: readonly string[] = [
   "nft",
   "dnsmasq",
   "gcc",
+  "/usr/include/libmnl/libmnl.h",
 ];
 
 /** The Debian 12 packages providing {@link DEFAULT_PREREQUISITE_COMMANDS} (libc6-dev: gcc's headers). */
@@ -33,6 +35,7 @@ export const DEBIAN_PACKAGES: readonly string[] = [
   "dnsmasq-base",
   "gcc",
   "libc6-dev",
+  "libmnl-dev",
 ];
 
 /** Which cgroup hierarchy the host has mounted. */
@@ -92,14 +95,21 @@ export interface EnsurePrerequisitesOptions {
   detectCgroups?: () => CgroupInfo;
 }
 
-/** Looks every command up (PATH, then /usr/sbin and the other sbin directories) and says what is missing. */
+/**
+ * Looks every command up (PATH, then /usr/sbin and the other sbin directories; an absolute path
+ * is a file that must exist) and says what is missing.
+ */
 export function checkPrerequisites(
   commands: readonly string[] = DEFAULT_PREREQUISITE_COMMANDS,
 ): PrerequisiteCheck {
   const found: Record<string, string> = {};
   const missing: string[] = [];
   for (const command of commands) {
-    const path = findExecutable(command);
+    const path = command.startsWith("/")
+      ? existsSync(command)
+        ? command
+        : undefined
+      : findExecutable(command);
     if (path === undefined) missing.push(command);
     else found[command] = path;
   }
@@ -184,7 +194,7 @@ export async function ensurePrerequisites(
   const missingText = first.missing.join(", ");
   if (!host.isDebian || host.aptGet === undefined) {
     throw new PrerequisiteError(
-      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr), runc, iproute2 (ip, tc), nftables, dnsmasq and gcc (with the C library's headers) with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
+      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr), runc, iproute2 (ip, tc), nftables, dnsmasq, gcc (with the C library's headers) and libmnl's headers with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
       { context: { missing: first.missing, host } },
     );
   }

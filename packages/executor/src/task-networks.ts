@@ -197,7 +197,6 @@ export class TaskNetworks implements TaskHostResource {
     /** Apps whose task runs (their netns stays). */
     live: ReadonlySet<string>;
   }): Promise<void> {
-    this.#kick = o.kick;
     this.#sub = await subscribe(this.#o.bus, {
       agent: "controller",
       type: "NetworkInstanceConfig",
@@ -247,6 +246,9 @@ export class TaskNetworks implements TaskHostResource {
       // Tasks without interfaces do not need it: they run; the next start sweeps again.
       this.#log.error({ err, event: "network-sweep-failed" }, "cannot sweep the node's network objects");
     }
+    // Only now may an instance becoming usable start an app: a start before the sweep would
+    // build a netns the sweep then removes (the executor reconciles every app after this).
+    this.#kick = o.kick;
   }
 
   /** Stops following configs and the instances' dnsmasq (bridges, rules and netns stay). */

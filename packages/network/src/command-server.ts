@@ -46,12 +46,12 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
  * of a timeout's SIGKILL), reports it, waits for it, and reports its status.
  */
 const SERVER_SCRIPT = [
-  'd=$1',
-  'while IFS= read -r id; do',
+  "d=$1",
+  "while IFS= read -r id; do",
   '  case $id in *[!0-9]*|"") continue;; esac',
   '  { . "$d/$id.cmd" & c=$!; echo "$id pid $c"; wait "$c"; echo "$id rc $?"; } &',
-  'done',
-  'wait',
+  "done",
+  "wait",
   'exec rm -rf -- "$d"',
 ].join("\n");
 
@@ -157,7 +157,9 @@ class Session {
     this.jobs.clear();
     for (const job of jobs) {
       clearTimeout(job.timer);
-      job.reject(new CommandError(`${job.argv.join(" ")}: ${message}`, { context: { argv: job.argv }, cause }));
+      job.reject(
+        new CommandError(`${job.argv.join(" ")}: ${message}`, { context: { argv: job.argv }, cause }),
+      );
     }
     // The shell removes its directory when it ends normally; not when it was killed.
     void rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
@@ -245,7 +247,16 @@ export class CommandServer {
     const timeoutMs = options.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     const done = new Promise<CommandResult>((resolve, reject) => {
       const timer = setTimeout(() => s.timeOut(id), timeoutMs);
-      const job: Job = { argv, input: options.input, resolve, reject, timer, timeoutMs, pid: undefined, timedOut: false };
+      const job: Job = {
+        argv,
+        input: options.input,
+        resolve,
+        reject,
+        timer,
+        timeoutMs,
+        pid: undefined,
+        timedOut: false,
+      };
       s.jobs.set(id, job);
     });
     s.refWhileBusy();

@@ -30,7 +30,11 @@ export function runCommand(argv: readonly string[], options: RunOptions = {}): P
  *
  * @throws CommandError unless it exits 0.
  */
-export function runScript(script: string, args: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
+export function runScript(
+  script: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<CommandResult> {
   return commands.runScript(script, args, options);
 }
 

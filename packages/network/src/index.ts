@@ -8,6 +8,7 @@ export * from "./errors.js";
 export * from "./names.js";
 export * from "./exec.js";
 export { CommandServer, DEFAULT_COMMAND_TIMEOUT_MS, shellQuote } from "./command-server.js";
+export { NETNS_HELPER_LIBS, NETNS_HELPER_SOURCE, NetnsHelper } from "./netns-helper.js";
 export * from "./files.js";
 export * from "./ipam.js";
 export * from "./ipam-store.js";

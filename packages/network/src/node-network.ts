@@ -24,6 +24,7 @@ import { applySweep, observeSweep, planSweep } from "./sweep.js";
 import type { TaskFilePaths } from "./task-files.js";
 import { writeTaskFiles } from "./task-files.js";
 import type { TaskNetworkTimings } from "./task-netns.js";
+import { NetnsHelper } from "./netns-helper.js";
 import { setupTaskNetwork, teardownTaskNetwork } from "./task-netns.js";
 import type { AppNetworkSpec } from "./validate.js";
 
@@ -43,6 +44,11 @@ export interface NodeNetworkOptions {
   readonly runDir: string;
   /** Prefix of task netns names; default `eve-` (contract). Tests use their own. */
   readonly netnsPrefix?: string;
+  /**
+   * The built netns helper (`native/eve-netns.c`, see {@link NetnsHelper}); without it, task
+   * networks are built with `ip` and `tc` batches.
+   */
+  readonly netnsHelper?: string;
   readonly logger?: Logger;
 }
 
@@ -52,10 +58,12 @@ export class NodeNetwork {
   readonly #dnsmasq = new Map<string, DnsmasqSupervisor>();
   /** The IPAM, persisted under `<dataDir>/ipam/`. */
   readonly ipam: IpamStore;
+  readonly #helper: NetnsHelper | undefined;
 
   constructor(options: NodeNetworkOptions) {
     this.#o = options;
     this.ipam = new IpamStore(join(options.dataDir, "ipam"));
+    this.#helper = options.netnsHelper !== undefined ? new NetnsHelper(options.netnsHelper) : undefined;
   }
 
   get #prefix(): string {
@@ -214,7 +222,7 @@ export class NodeNetwork {
     filesDir: string,
   ): Promise<{ files: TaskFilePaths; timings: TaskNetworkTimings }> {
     const files = await writeTaskFiles(filesDir, resolved.files);
-    const timings = await setupTaskNetwork(this.#o.hostNetns, resolved.plan);
+    const timings = await setupTaskNetwork(this.#o.hostNetns, resolved.plan, this.#helper);
     this.#o.logger?.debug({ uuid: resolved.plan.uuid, ...timings }, "task network set up");
     return { files, timings };
   }
@@ -225,7 +233,7 @@ export class NodeNetwork {
    */
   async teardownTask(uuid: string, hostIfNames?: readonly string[]): Promise<void> {
     const names = hostIfNames ?? Array.from({ length: MAX_APP_INTERFACES }, (_, i) => hostIfName(uuid, i));
-    await teardownTaskNetwork(this.#o.hostNetns, netnsName(uuid, this.#prefix), names);
+    await teardownTaskNetwork(this.#o.hostNetns, netnsName(uuid, this.#prefix), names, this.#helper);
   }
 
   /** Frees app `uuid`'s addresses (the app was deleted). */
@@ -258,9 +266,10 @@ export class NodeNetwork {
     return { ...plan, ipam };
   }
 
-  /** Stops every dnsmasq this object started (bridges, rules and netns stay). */
+  /** Stops every dnsmasq this object started and the netns helper (bridges, rules and netns stay). */
   async close(): Promise<void> {
     for (const name of [...this.#dnsmasq.keys()]) await this.#stopDnsmasq(name);
+    await this.#helper?.close();
   }
 }
 

@@ -3,14 +3,16 @@
  * interface, its host end on the instance's bridge, its task end renamed to the interface's name
  * with the app's MAC, address, MTU and default route; for a VM, a tap per interface joined to the
  * veth by tc u32 + mirred both ways (the guest takes the MAC and gets the address by DHCP).
- * Planned as `ip -batch` / `tc -batch` lines (pure), applied by one `sh` that runs the host's
- * batch (it adds the netns, so it runs in the caller's mount namespace), then the task's, then
- * (for a VM) the tc one: a process started from the executor costs far more than one started from
- * a small shell, so each setup starts one.
+ *
+ * Built and removed by the netns helper ({@link NetnsHelper}: netlink, no process started) when
+ * the caller has one and the task has no taps; otherwise planned as `ip -batch` / `tc -batch`
+ * lines (pure) and applied by one script that runs the host's batch (it adds the netns, so it
+ * runs in the caller's mount namespace), then the task's, then (for a VM) the tc one.
  */
 import { existsSync } from "node:fs";
 import { CommandError } from "./errors.js";
 import { inNetns, ipBatchForce, runScript } from "./exec.js";
+import { NetnsHelper } from "./netns-helper.js";
 
 /** One interface of a task, every name and address resolved. */
 export interface TaskInterfacePlan {
@@ -101,7 +103,7 @@ const SETUP_SCRIPT = [
   '[ -z "$tc" ] || printf "%s" "$tc" | tc -n "$netns" -batch - || exit 3',
 ].join("\n");
 
-/** Runs the three batches of `cmds` in one shell; rejects with a CommandError naming the failed one. */
+/** Runs the three batches of `cmds` in one script; rejects with a CommandError naming the failed one. */
 async function applyTaskBatches(
   hostNetns: string | null,
   netns: string,
@@ -116,12 +118,38 @@ async function applyTaskBatches(
     if (!(err instanceof CommandError)) throw err;
     const code = err.context.exitCode;
     const stage = code === 1 ? "host" : code === 2 ? "task" : code === 3 ? "tc" : "setup";
-    const stderr = typeof err.context.stderr === "string" ? err.context.stderr : "";
-    const detail = stderr.trim().split("\n").slice(-5).join("; ");
-    throw new CommandError(
-      `the ${stage} batch of netns ${netns} failed${detail ? `: ${detail}` : ` (${err.message})`}`,
-      { context: { ...err.context, stage, batches: cmds }, cause: err },
-    );
+    throw setupFailed(netns, stage, err, { batches: cmds });
+  }
+}
+
+/**
+ * The error of a failed setup, naming its side: `host` (the netns, veths and bridge ports),
+ * `task` (inside the netns), `tc` (a VM's taps), or `setup`/`args`/`helper` (neither ran).
+ */
+function setupFailed(netns: string, stage: string, err: CommandError, extra: object): CommandError {
+  const stderr = typeof err.context.stderr === "string" ? err.context.stderr : "";
+  const detail = stderr.trim().split("\n").slice(-5).join("; ");
+  return new CommandError(
+    `the ${stage} side of netns ${netns} failed${detail ? `: ${detail}` : ` (${err.message})`}`,
+    {
+      context: { ...err.context, stage, ...extra },
+      cause: err,
+    },
+  );
+}
+
+/** Builds `plan` with the netns helper; rejects with a CommandError naming the failed side. */
+async function applyWithHelper(
+  helper: NetnsHelper,
+  hostNetns: string | null,
+  plan: TaskNetworkPlan,
+): Promise<void> {
+  try {
+    await helper.setup(hostNetns, plan);
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    const stage = typeof err.context.stage === "string" ? err.context.stage : "helper";
+    throw setupFailed(plan.netns, stage, err, {});
   }
 }
 
@@ -130,24 +158,31 @@ async function applyTaskBatches(
  * the build retried once; a failed build removes what it made.
  *
  * @param hostNetns where the bridges live (EVE_NET_NS), or null for the current namespace.
- * @throws CommandError naming the failing batch and command.
+ * @throws CommandError naming the failing side and command.
  */
 export async function setupTaskNetwork(
   hostNetns: string | null,
   plan: TaskNetworkPlan,
+  helper?: NetnsHelper,
 ): Promise<TaskNetworkTimings> {
-  const cmds = planTaskNetwork(plan);
   const hostIfs = plan.interfaces.map((i) => i.hostIfName);
+  let apply: () => Promise<void>;
+  if (helper !== undefined && NetnsHelper.handles(plan))
+    apply = () => applyWithHelper(helper, hostNetns, plan);
+  else {
+    const cmds = planTaskNetwork(plan);
+    apply = () => applyTaskBatches(hostNetns, plan.netns, cmds);
+  }
   const t0 = performance.now();
   try {
-    await applyTaskBatches(hostNetns, plan.netns, cmds);
+    await apply();
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
-    await teardownTaskNetwork(hostNetns, plan.netns, hostIfs);
-    // Only the host batch meets leftovers (a netns or veth of the same name): try once more.
+    await teardownTaskNetwork(hostNetns, plan.netns, hostIfs, helper);
+    // Only the host side meets leftovers (a netns or veth of the same name): try once more.
     if (err.context.stage !== "host") throw err;
-    await applyTaskBatches(hostNetns, plan.netns, cmds).catch(async (again: unknown) => {
-      await teardownTaskNetwork(hostNetns, plan.netns, hostIfs);
+    await apply().catch(async (again: unknown) => {
+      await teardownTaskNetwork(hostNetns, plan.netns, hostIfs, helper);
       throw again;
     });
   }
@@ -164,11 +199,21 @@ export async function teardownTaskNetwork(
   hostNetns: string | null,
   netns: string,
   hostIfNames: readonly string[],
+  helper?: NetnsHelper,
 ): Promise<void> {
   // Most tasks have no network: seen from the file system, without starting `ip`.
   if (!nsExists(netns) && hostNetns === null && !hostIfNames.some((n) => existsSync(`/sys/class/net/${n}`)))
     return;
-  const ok = await ipBatchForce(hostNetns, planTaskTeardown(netns, hostIfNames));
+  const ok =
+    helper !== undefined
+      ? await helper.teardown(hostNetns, netns, hostIfNames).then(
+          () => true,
+          (err: unknown) => {
+            if (err instanceof CommandError) return false;
+            throw err;
+          },
+        )
+      : await ipBatchForce(hostNetns, planTaskTeardown(netns, hostIfNames));
   if (!ok && nsExists(netns)) {
     throw new CommandError(`could not remove network namespace ${netns}`, {
       context: { netns, hostIfNames },

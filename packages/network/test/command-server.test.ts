@@ -35,11 +35,15 @@ describe("CommandServer", () => {
 
   it("runs a script with its arguments and stdin in a fork of the shell, as sh -c would", async () => {
     const s = server();
-    const script = 'first=$1; shift; read -r line; printf "%s|%s|%s|%s" "$first" "$#" "$*" "$line"; [ "$first" = ok ] || exit 4';
+    const script =
+      'first=$1; shift; read -r line; printf "%s|%s|%s|%s" "$first" "$#" "$*" "$line"; [ "$first" = ok ] || exit 4';
     const { stdout } = await s.runScript(script, ["ok", "it's", "a b"], { input: "in put\n" });
     expect(stdout).toBe("ok|2|it's a b|in put");
     const err = await s.runScript(script, ["no"], { input: "x\n" }).catch((e: unknown) => e);
-    expect((err as CommandError).context).toMatchObject({ exitCode: 4, argv: ["sh", "-c", script, "sh", "no"] });
+    expect((err as CommandError).context).toMatchObject({
+      exitCode: 4,
+      argv: ["sh", "-c", script, "sh", "no"],
+    });
   });
 
   it("reports an exit status, a signal and a missing program as CommandErrors with context", async () => {
@@ -47,14 +51,21 @@ describe("CommandServer", () => {
     const failed = await s.run(["sh", "-c", "echo why >&2; exit 3"], { input: "x" }).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(CommandError);
     expect((failed as CommandError).message).toMatch(/exited 3: why$/);
-    expect((failed as CommandError).context).toMatchObject({ exitCode: 3, signal: null, stderr: "why\n", input: "x" });
+    expect((failed as CommandError).context).toMatchObject({
+      exitCode: 3,
+      signal: null,
+      stderr: "why\n",
+      input: "x",
+    });
 
     const killed = await s.run(["sh", "-c", "kill -TERM $$"]).catch((e: unknown) => e);
     expect((killed as CommandError).message).toMatch(/was killed by SIGTERM/);
     expect((killed as CommandError).context).toMatchObject({ exitCode: null, signal: "SIGTERM" });
 
     const missing = await s.run(["/nonexistent/eve-no-such-tool", "a"]).catch((e: unknown) => e);
-    expect((missing as CommandError).message).toMatch(/^\/nonexistent\/eve-no-such-tool could not be started/);
+    expect((missing as CommandError).message).toMatch(
+      /^\/nonexistent\/eve-no-such-tool could not be started/,
+    );
   });
 
   it("runs commands at the same time, each answered with its own output", async () => {
@@ -106,7 +117,9 @@ describe("CommandServer", () => {
       'const { stdout } = await s.run(["echo", "done"]);',
       "process.stdout.write(stdout);",
     ].join("\n");
-    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { timeout: 10_000 });
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
+      timeout: 10_000,
+    });
     expect(stdout).toBe("done\n");
     // The shell saw its stdin close when the process exited, and removed its directory.
     const deadline = Date.now() + 5_000;

@@ -8,14 +8,24 @@ import type { AppNetworkSpec, InstanceEndpoint, ResolvedAppNetwork } from "../sr
 import { NodeNetwork } from "../src/index.js";
 import { inNs, makeNetns, netnsWithPrefix, searchableTempDir, startIn, tag } from "./ns.js";
 
-/** A fresh node: its host netns (as EVE_NET_NS) and a NodeNetwork there with its own dirs and netns prefix. */
-export async function makeNode() {
+/**
+ * A fresh node: its host netns (as EVE_NET_NS) and a NodeNetwork there with its own dirs and netns
+ * prefix; `netnsHelper` is the built helper to give it (see `netnsHelperBinary`), else task
+ * networks are built with ip batches.
+ */
+export async function makeNode(o: { netnsHelper?: string | undefined } = {}) {
   const t = tag();
   const host = await makeNetns(`nwt${t}-host`);
   const prefix = `eve-nwt${t}-`;
   const dataDir = await tempDir("nwd-");
   const runDir = await searchableTempDir("nwr-");
-  const net = new NodeNetwork({ hostNetns: host, dataDir, runDir, netnsPrefix: prefix });
+  const net = new NodeNetwork({
+    hostNetns: host,
+    dataDir,
+    runDir,
+    netnsPrefix: prefix,
+    ...(o.netnsHelper !== undefined ? { netnsHelper: o.netnsHelper } : {}),
+  });
   deferCleanup(async () => {
     await net.close();
     // Whatever a failed test left, by the names it generated.

@@ -4,8 +4,9 @@ import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { deferCleanup, tempDir } from "../../../test/harness/index.js";
-import { inNetns, runCommand } from "../src/index.js";
+import { NETNS_HELPER_LIBS, NETNS_HELPER_SOURCE, inNetns, runCommand } from "../src/index.js";
 
 /** A short random tag, so every name a test makes is its own. */
 export function tag(): string {
@@ -67,6 +68,32 @@ export function startIn(ns: string, argv: readonly string[]): ChildProcess {
     }
   });
   return child;
+}
+
+let helper: Promise<string> | undefined;
+
+/**
+ * The netns helper, built with gcc (as the executor does) once per test file into a directory
+ * removed when the file finishes. Call it from beforeAll.
+ */
+export function netnsHelperBinary(): Promise<string> {
+  helper ??= (async () => {
+    const dir = await tempDir("nsh-");
+    const bin = join(dir, "eve-netns");
+    await runCommand([
+      "gcc",
+      "-O2",
+      "-std=c11",
+      "-Wall",
+      "-Wextra",
+      "-o",
+      bin,
+      NETNS_HELPER_SOURCE,
+      ...NETNS_HELPER_LIBS,
+    ]);
+    return bin;
+  })();
+  return helper;
 }
 
 /** A temp dir dnsmasq (user nobody) can enter, for the run dir. */

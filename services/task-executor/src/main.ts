@@ -23,6 +23,7 @@ import {
   TaskExecutor,
   TaskNetworks,
   containerdRuntime,
+  ensureNetnsHelper,
   loadNodeFacts,
   timedRuntime,
 } from "@eve-tasks/executor";
@@ -235,11 +236,20 @@ await runWorker({
         `EVE_NET_NS names ${join(NETNS_DIR, netns)}, which does not exist: create it (ip netns add ${netns}) or unset EVE_NET_NS`,
       );
     }
+    // Task networks are built over netlink by the helper; without it (no libmnl-dev), by ip.
+    const netnsHelper = await ensureNetnsHelper(config.EVE_DATA_DIR).catch((err: unknown) => {
+      logger.warn(
+        { err, event: "netns-helper-unavailable" },
+        "task networks are built with ip and tc instead",
+      );
+      return undefined;
+    });
     const net = new NodeNetwork({
       hostNetns: netns,
       dataDir: join(config.EVE_DATA_DIR, "network"),
       runDir: join(config.EVE_RUN_DIR, "network"),
       netnsPrefix: config.EVE_NETNS_PREFIX,
+      ...(netnsHelper !== undefined ? { netnsHelper } : {}),
       logger,
     });
     const networks = new TaskNetworks({
