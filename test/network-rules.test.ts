@@ -1,5 +1,5 @@
 // A task's port never runs without its rules: the executor's networks apply an app's rules while
-// its netns is built, and the start (setUp) waits for both. Here the real NodeNetwork works in a
+// its netns is built and containerd creates the task, and Tasks.Start waits for them (beforeStart). Here the real NodeNetwork works in a
 // "host" netns of this file's own; one rules update is made to fail, as nft failing would.
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
@@ -89,7 +89,8 @@ describe("the rules of a task's interfaces", () => {
     const ruleset = async (): Promise<string> => inNs(host, ["nft", "list", "ruleset"]);
     const portFilter = `iifname "${port}" ether saddr != ${mac} drop`;
 
-    await expect(networks.setUp(uuid, task)).rejects.toThrow(
+    await networks.setUp(uuid, task);
+    await expect(networks.beforeStart(uuid)).rejects.toThrow(
       `the rules for the app's interfaces are not applied on network instance ${name}`,
     );
     expect(net.failUpdates).toBe(0);
@@ -99,6 +100,7 @@ describe("the rules of a task's interfaces", () => {
     // The start is tried again: the app is unchanged, its rules are still owed and now applied.
     expect((await networks.resolve(d)).kind).toBe("ready");
     await networks.setUp(uuid, task);
+    await networks.beforeStart(uuid);
     expect(await ruleset()).toContain(portFilter);
     expect(await inNs(host, ["ip", "link", "show", port])).toContain(`master `);
 

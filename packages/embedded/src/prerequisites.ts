@@ -8,7 +8,8 @@ import { findExecutable, pathWithSbin } from "./executables.js";
  * The commands the embedded services need; `ip`, `tc`, `nft` and `dnsmasq` build the task
  * executor's network instances and task interfaces (`@eve-tasks/network`); gcc builds the task
  * logger (the task-executor's `native/eve-task-logger.c`) and the netns helper (the network
- * package's `native/eve-netns.c`, which needs libmnl's header, listed by its absolute path) the
+ * package's `native/eve-netns.c`, which needs libmnl's and libnftables' headers, listed by their
+ * absolute paths) the
  * first time an executor starts on the node.
  */
 export const DEFAULT_PREREQUISITE_COMMANDS: readonly string[] = [
@@ -23,6 +24,7 @@ export const DEFAULT_PREREQUISITE_COMMANDS: readonly string[] = [
   "dnsmasq",
   "gcc",
   "/usr/include/libmnl/libmnl.h",
+  "/usr/include/nftables/libnftables.h",
 ];
 
 /** The Debian 12 packages providing {@link DEFAULT_PREREQUISITE_COMMANDS} (libc6-dev: gcc's headers). */
@@ -36,6 +38,7 @@ export const DEBIAN_PACKAGES: readonly string[] = [
   "gcc",
   "libc6-dev",
   "libmnl-dev",
+  "libnftables-dev",
 ];
 
 /** Which cgroup hierarchy the host has mounted. */
@@ -194,7 +197,7 @@ export async function ensurePrerequisites(
   const missingText = first.missing.join(", ");
   if (!host.isDebian || host.aptGet === undefined) {
     throw new PrerequisiteError(
-      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr), runc, iproute2 (ip, tc), nftables, dnsmasq, gcc (with the C library's headers) and libmnl's headers with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
+      `missing: ${missingText}. Install nats-server (2.9 or newer), containerd (1.6 or newer, with containerd-shim-runc-v2 and ctr), runc, iproute2 (ip, tc), nftables, dnsmasq, gcc (with the C library's headers) and the headers of libmnl and libnftables with your package manager. Debian 12 is the tested platform; there: ${installLine}`,
       { context: { missing: first.missing, host } },
     );
   }

@@ -1,21 +1,24 @@
 /**
  * Things on the host that a task needs while it exists, outside containerd: its directories today,
  * its network namespace and links next. Each is a {@link TaskHostResource}; the executor calls
- * every one at the same four points of a task's life, so a new kind of resource plugs in without
+ * every one at the same points of a task's life, so a new kind of resource plugs in without
  * touching the lifecycle:
  *
  * 1. `setUp` before Tasks.Create (alongside Containers.Create): make what the prepared task names
  *    (the spec already refers to it: `prepareTask` decided the names and paths). A failure fails
  *    the start, which is rolled back: `tearDown("task-deleted")` follows.
- * 2. `started` once Tasks.Start has returned: drop what earlier tasks of the app left and the new
+ * 2. `beforeStart` (optional) between Tasks.Create and Tasks.Start: wait for what must hold before
+ *    the task's own process runs but that Tasks.Create does not need (a network's filters), so it
+ *    overlaps Tasks.Create. A failure fails the start: the created task is discarded unstarted.
+ * 3. `started` once Tasks.Start has returned: drop what earlier tasks of the app left and the new
  *    one no longer needs.
- * 3. `tearDown` after Tasks.Delete (`task-deleted`: the task is gone, the container stays) and when
+ * 4. `tearDown` after Tasks.Delete (`task-deleted`: the task is gone, the container stays) and when
  *    the app is removed (`app-removed`: the config and the container are gone).
- * 4. `owners` at start-up: every app the resource holds something for. An app nobody wants (no
+ * 5. `owners` at start-up: every app the resource holds something for. An app nobody wants (no
  *    config, no container) gets the same removal as a deleted app: `tearDown("app-removed")`.
  *
- * Every method is idempotent and takes absent things as done. Errors of `setUp` fail the start;
- * errors of the others are logged and do not stop a stop or a removal.
+ * Every method is idempotent and takes absent things as done. Errors of `setUp` and `beforeStart`
+ * fail the start; errors of the others are logged and do not stop a stop or a removal.
  */
 import { readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -32,6 +35,7 @@ export interface TaskHostResource {
   /** For logs: `task-dirs`, `netns`, … */
   readonly name: string;
   setUp(uuid: string, task: PreparedTask): Promise<void>;
+  beforeStart?(uuid: string, task: PreparedTask): Promise<void>;
   started?(uuid: string, task: PreparedTask): Promise<void>;
   tearDown(uuid: string, scope: TearDownScope): Promise<void>;
   owners(): Promise<Iterable<string>>;

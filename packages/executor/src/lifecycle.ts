@@ -155,6 +155,7 @@ export class Lifecycle {
             },
           )
         ).pid;
+        await Promise.all(resources.map((r) => r.beforeStart?.(uuid, p)));
         // Tasks.Start goes out first; Tasks.Wait right behind it still sees any exit, since
         // containerd keeps a task's exit status until Tasks.Delete, which only this executor does.
         const starting = runtime.startTask(uuid);

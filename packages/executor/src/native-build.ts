@@ -71,12 +71,12 @@ export async function ensureNativeBinary(dataDir: string, helper: NativeHelper):
   return path;
 }
 
-/** Builds the netns helper (`@eve-tasks/network`'s `native/eve-netns.c`, with libmnl). */
+/** Builds the netns helper (`@eve-tasks/network`'s `native/eve-netns.c`, with libmnl and libnftables). */
 export function ensureNetnsHelper(dataDir: string): Promise<string> {
   return ensureNativeBinary(dataDir, {
     name: "eve-netns",
     source: NETNS_HELPER_SOURCE,
     libs: NETNS_HELPER_LIBS,
-    devPackages: ["libmnl-dev"],
+    devPackages: ["libmnl-dev", "libnftables-dev"],
   });
 }

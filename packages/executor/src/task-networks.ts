@@ -158,6 +158,8 @@ export class TaskNetworks implements TaskHostResource {
   readonly #interested = new Set<string>();
   #sub: Subscription<typeof LooseInstanceSchema> | undefined;
   #kick: (uuid: string) => void = () => undefined;
+  /** Rule passes a task's start waits for before Tasks.Start (see setUp and beforeStart). */
+  readonly #rulesPending = new Map<string, Promise<void>>();
   #started = false;
   // One pass over the instances at a time; callers share the next one (see #sync).
   #running: Promise<void> = Promise.resolve();
@@ -291,7 +293,8 @@ export class TaskNetworks implements TaskHostResource {
         return { kind: "invalid", message: `interfaces: ${err.message}` };
       throw err;
     }
-    // The rules are applied while the task's netns is built; its start waits for both (setUp).
+    // The rules are applied while the task's netns is built and containerd creates the task;
+    // Tasks.Start waits for them (beforeStart).
     if (this.#remember(d, resolved) && this.#started)
       this.#sync().catch((err: unknown) =>
         this.#log.warn({ uuid, err }, "cannot apply the rules for the app's interfaces; its start waits"),
@@ -343,14 +346,30 @@ export class TaskNetworks implements TaskHostResource {
 
   // ---- the host resource --------------------------------------------------------------------
 
+  /**
+   * Builds the task's netns (Tasks.Create needs it) and asks for its rules, which
+   * {@link beforeStart} waits for: they are applied while containerd creates the task.
+   */
   async setUp(uuid: string, task: PreparedTask): Promise<void> {
     const resolved = task.network;
     if (!resolved) return;
-    const [{ timings }] = await Promise.all([
-      this.#o.net.setupTask(resolved, join(this.#o.filesDir, uuid)),
-      this.#rulesFor(uuid),
-    ]);
-    this.#log.debug({ uuid, event: "netns-ready", ...timings }, "task network set up");
+    const rules = this.#rulesFor(uuid);
+    rules.catch(() => undefined); // awaited by beforeStart; a failed setup drops it
+    this.#rulesPending.set(uuid, rules);
+    try {
+      const { timings } = await this.#o.net.setupTask(resolved, join(this.#o.filesDir, uuid));
+      this.#log.debug({ uuid, event: "netns-ready", ...timings }, "task network set up");
+    } catch (err) {
+      this.#rulesPending.delete(uuid);
+      throw err;
+    }
+  }
+
+  /** Resolves once the rules for the task's interfaces hold: no task runs on a port without them. */
+  async beforeStart(uuid: string): Promise<void> {
+    const rules = this.#rulesPending.get(uuid);
+    this.#rulesPending.delete(uuid);
+    await rules;
   }
 
   /**
@@ -380,6 +399,7 @@ export class TaskNetworks implements TaskHostResource {
   }
 
   async tearDown(uuid: string, scope: TearDownScope): Promise<void> {
+    this.#rulesPending.delete(uuid);
     const known = this.#apps.get(uuid);
     await this.#o.net.teardownTask(
       uuid,

@@ -8,6 +8,7 @@
  *
  *   <id> setup <netns> <hostns|-> <n> [<hostIf> <ifName> <mac> <mtu> <bridge> <ip> <prefix> <gw|->]×n
  *   <id> teardown <netns> <hostns|-> <n> [<hostIf>]×n
+ *   <id> nft <hostns|-> <bytes>      followed by exactly <bytes> of an nft script
  *   → <id> ok
  *   → <id> err <stage> <message>        stage: args | host (netns, veths, bridge ports) | task
  *
@@ -17,8 +18,11 @@
  * idempotent: what is already gone is not an error). Every name is checked against the kernel's
  * limits and a conservative character set before any system call.
  *
+ * `nft` applies a ruleset script in <hostns> as `nft -f` does (one transaction), with libnftables.
+ *
  * Written by hand because no Debian package offers netlink and setns to a long-lived caller (the
- * iproute2 tools start a process per namespace); libmnl builds and parses the messages.
+ * iproute2 and nftables tools start a process per namespace and per change); libmnl builds and
+ * parses the messages, libnftables applies rulesets.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,6 +30,7 @@
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
 #include <net/if.h> /* before the kernel's headers, which would redefine IFF_* */
+#include <nftables/libnftables.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
@@ -371,6 +376,67 @@ static int teardown(const char *netns, const char *hostns, int n, char **host_if
   return rc;
 }
 
+#define MAX_NFT_BYTES (16u << 20)
+
+/* Applies nft script `script` in netns `hostns` (one transaction). */
+static int nft_apply(const char *hostns, const char *script) {
+  int rc = -1, host_fd = open_host_ns(hostns);
+  if (host_fd < 0) return -1;
+  if (enter(host_fd) < 0) {
+    close(host_fd);
+    return fail("host", "cannot enter host netns %s: %s", hostns, strerror(errno));
+  }
+  /* The context's netlink socket belongs to the netns it is made in. */
+  struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  if (ctx == NULL) {
+    fail("host", "cannot make an nftables context");
+  } else {
+    nft_ctx_buffer_output(ctx);
+    nft_ctx_buffer_error(ctx);
+    if (nft_run_cmd_from_buffer(ctx, script) != 0) {
+      const char *e = nft_ctx_get_error_buffer(ctx);
+      fail("host", "nft: %s", e != NULL && *e ? e : "the ruleset was refused");
+    } else {
+      rc = 0;
+    }
+    nft_ctx_free(ctx);
+  }
+  if (enter(self_ns) < 0) {
+    fprintf(stderr, "eve-netns: cannot return to its own netns: %s\n", strerror(errno));
+    exit(3);
+  }
+  close(host_fd);
+  return rc;
+}
+
+/* Reads the <bytes> of an nft request from stdin and applies them; answers on stdout. */
+static void handle_nft(int argc, char **argv) {
+  const char *id = argv[0];
+  unsigned n = 0;
+  int rc = -1;
+  err_stage = "args";
+  if (argc != 4 || !parse_uint(argv[3], 1, MAX_NFT_BYTES, &n)) {
+    /* Without a valid length the stream cannot be followed any more. */
+    printf("%s err args expected: <id> nft <hostns|-> <bytes>\n", id);
+    fflush(stdout);
+    exit(2);
+  }
+  char *script = malloc((size_t)n + 1);
+  if (script == NULL || fread(script, 1, n, stdin) != n) {
+    printf("%s err args the script ended early\n", id);
+    fflush(stdout);
+    exit(2);
+  }
+  script[n] = '\0';
+  if (strcmp(argv[2], "-") != 0 && !valid_name(argv[2], 200)) fail("args", "invalid netns name");
+  else if (strlen(script) != n) fail("args", "the script holds a NUL byte");
+  else rc = nft_apply(argv[2], script);
+  free(script);
+  if (rc == 0) printf("%s ok\n", id);
+  else printf("%s err %s %s\n", id, err_stage, errbuf);
+  fflush(stdout);
+}
+
 /* Parses and runs one request line (tokens in argv); answers on stdout. */
 static void handle(int argc, char **argv) {
   const char *id = argc > 0 ? argv[0] : "0";
@@ -438,7 +504,8 @@ int main(void) {
     for (char *tok = strtok(line, " \t\r\n"); tok != NULL && argc <= MAX_ARGS; tok = strtok(NULL, " \t\r\n"))
       argv[argc++] = tok;
     if (argc == 0) continue;
-    handle(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "nft") == 0) handle_nft(argc, argv);
+    else handle(argc, argv);
   }
   free(line);
   return 0;

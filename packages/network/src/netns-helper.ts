@@ -1,6 +1,7 @@
 /**
  * The task netns helper (`native/eve-netns.c`): builds and removes a container task's netns over
- * netlink from one long-lived process, so a task's network starts no process at all. Requests
+ * netlink, and applies the instances' nft rulesets with libnftables, from one long-lived process,
+ * so a task's network starts no process at all. Requests
  * are lines on its stdin, answers lines on its stdout, in order (see the C file's header).
  *
  * Two helpers run: one builds, one tears down. Removing a veth waits for the kernel's RCU grace
@@ -14,10 +15,10 @@ import { fileURLToPath } from "node:url";
 import { CommandError } from "./errors.js";
 import type { TaskNetworkPlan } from "./task-netns.js";
 
-/** The helper's C source, shipped with the package (built with `-lmnl`: libmnl). */
+/** The helper's C source, shipped with the package. */
 export const NETNS_HELPER_SOURCE = fileURLToPath(new URL("../native/eve-netns.c", import.meta.url));
-/** The libraries the helper links with. */
-export const NETNS_HELPER_LIBS: readonly string[] = ["-lmnl"];
+/** The libraries the helper links with: libmnl (netlink), libnftables (rulesets). */
+export const NETNS_HELPER_LIBS: readonly string[] = ["-lmnl", "-lnftables"];
 
 interface Pending {
   readonly request: string;
@@ -46,7 +47,8 @@ class HelperProcess {
     return this.#child?.pid;
   }
 
-  request(words: readonly string[]): Promise<void> {
+  /** Sends one request (its words, then `payload`'s length and bytes when given). */
+  request(words: readonly string[], payload?: string): Promise<void> {
     // One request is one line of words: a word that could split or end it is refused here.
     const bad = words.find((w) => !/^[^\s]+$/.test(w));
     if (bad !== undefined)
@@ -58,10 +60,11 @@ class HelperProcess {
     const child = this.#child ?? this.#start();
     const id = this.#next++;
     const request = words.join(" ");
+    const body = payload === undefined ? "" : ` ${Buffer.byteLength(payload)}\n${payload}`;
     return new Promise<void>((resolve, reject) => {
       this.#pending.set(id, { request, resolve, reject });
       socket(child.stdout).ref();
-      child.stdin.write(`${id} ${request}\n`);
+      child.stdin.write(payload === undefined ? `${id} ${request}\n` : `${id} ${request}${body}`);
     });
   }
 
@@ -176,6 +179,16 @@ export class NetnsHelper {
       String(hostIfNames.length),
       ...hostIfNames,
     ]);
+  }
+
+  /**
+   * Applies nft script `script` in `hostNetns` (null: the helper's own) as one transaction, as
+   * `nft -f` does.
+   *
+   * @throws CommandError with nft's error (context.stage host) when the ruleset is refused.
+   */
+  nft(hostNetns: string | null, script: string): Promise<void> {
+    return this.#build.request(["nft", hostNetns ?? "-"], script);
   }
 
   /** The PIDs of the processes that run (for diagnostics and tests). */

@@ -66,6 +66,13 @@ export class NodeNetwork {
     this.#helper = options.netnsHelper !== undefined ? new NetnsHelper(options.netnsHelper) : undefined;
   }
 
+  /** Applies an nft script where the bridges live: by the helper when there is one, else `nft -f`. */
+  #nft(script: string): Promise<void> {
+    return this.#helper !== undefined
+      ? this.#helper.nft(this.#o.hostNetns, script)
+      : nftApply(this.#o.hostNetns, script);
+  }
+
   get #prefix(): string {
     return this.#o.netnsPrefix ?? DEFAULT_NETNS_PREFIX;
   }
@@ -147,8 +154,7 @@ export class NodeNetwork {
 
   /** Replaces the instance's nft tables with rules for `endpoints` (one transaction). */
   async applyRules(ni: NetworkInstanceConfig, endpoints: readonly InstanceEndpoint[]): Promise<void> {
-    await nftApply(
-      this.#o.hostNetns,
+    await this.#nft(
       renderInstanceRules({
         name: ni.name,
         type: ni.type,
@@ -174,7 +180,7 @@ export class NodeNetwork {
   /** Removes instance `name`: its dnsmasq, rules, bridge (releasing the uplink) and files. */
   async deleteInstance(name: string): Promise<void> {
     await this.#stopDnsmasq(name);
-    await nftApply(this.#o.hostNetns, renderDeleteRules(name));
+    await this.#nft(renderDeleteRules(name));
     await deleteBridge(this.#o.hostNetns, bridgeName(name));
     await rm(join(this.#o.dataDir, "dnsmasq", name), RM_TREE);
     await rm(join(this.#o.runDir, "dnsmasq", name), RM_TREE);

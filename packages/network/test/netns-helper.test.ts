@@ -210,6 +210,27 @@ describe("the netns helper", () => {
     expect(existsSync(`/run/netns/${injected.netns}`)).toBe(false);
   });
 
+  it("applies an nft ruleset in the host netns as one transaction, and refuses a bad one whole", async () => {
+    const { host, helper, t } = await hostWithBridge();
+    const table = `eve_nht${t}`;
+    const good = `table inet ${table}\ndelete table inet ${table}\ntable inet ${table} {\n  chain c {\n    type filter hook input priority 0; policy accept;\n    tcp dport 80 drop\n  }\n}\n`;
+    deferCleanup(() =>
+      runCommand(["ip", "netns", "exec", host, "nft", "delete", "table", "inet", table]).catch(
+        () => undefined,
+      ),
+    );
+    await helper.nft(host, good);
+    const list = async () =>
+      (await runCommand(["ip", "netns", "exec", host, "nft", "list", "table", "inet", table])).stdout;
+    expect(await list()).toMatch(/tcp dport 80 drop/);
+    // A script whose second part is wrong changes nothing: the table keeps its rule.
+    const bad = `delete table inet ${table}\ntable inet ${table} {\n  chain c {\n    tcp dport 81 dropp\n  }\n}\n`;
+    await expect(helper.nft(host, bad)).rejects.toThrow(/^nft: Error: syntax error/);
+    expect(await list()).toMatch(/tcp dport 80 drop/);
+    // Requests after a payload are read as requests again.
+    await helper.nft(host, good);
+  });
+
   it("fails nothing when it is killed between requests: the next request starts a new one", async () => {
     const { host, helper, t } = await hostWithBridge();
     const a = plan(`nht${t}-a`, `nh${t}a`, "10.77.0.7", "02:00:00:00:77:07");

@@ -236,7 +236,8 @@ await runWorker({
         `EVE_NET_NS names ${join(NETNS_DIR, netns)}, which does not exist: create it (ip netns add ${netns}) or unset EVE_NET_NS`,
       );
     }
-    // Task networks are built over netlink by the helper; without it (no libmnl-dev), by ip.
+    // Task networks and rules are applied by the helper; without it (no libmnl-dev or
+    // libnftables-dev to build it), by ip, tc and nft.
     const netnsHelper = await ensureNetnsHelper(config.EVE_DATA_DIR).catch((err: unknown) => {
       logger.warn(
         { err, event: "netns-helper-unavailable" },
