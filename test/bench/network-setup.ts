@@ -3,7 +3,8 @@
 // process that does nothing, and `ip netns add` + one veth by hand. Everything lives in
 // namespaces this script creates and removes. Needs root.
 //
-// Run: node --import tsx test/bench/network-setup.ts   Knobs: BENCH_NET_N=50 (tasks per round).
+// Run: node --import tsx test/bench/network-setup.ts   Knobs: BENCH_NET_N=50 (tasks per round),
+// BENCH_NET_HELPER=1 (built by the netns helper, as the executor does, instead of ip batches).
 // The executor's default path (bridges in its own netns, no nsenter on the host side) is measured
 // in a throw-away netns: BENCH_NET_HOST=current unshare --net -- node --import tsx test/bench/network-setup.ts
 // One JSON line on stdout; a readable summary on stderr.
@@ -14,7 +15,7 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AppInterfacesSchema, NetworkInstanceConfigSchema } from "@eve-tasks/schemas";
-import { NodeNetwork } from "@eve-tasks/network";
+import { NETNS_HELPER_LIBS, NETNS_HELPER_SOURCE, NodeNetwork } from "@eve-tasks/network";
 import { median, percentile } from "./stats.js";
 
 const n = Number(process.env.BENCH_NET_N ?? "50");
@@ -41,11 +42,28 @@ const dir = await mkdtemp(join(tmpdir(), "eve-nwb-"));
 await chmod(dir, 0o755);
 if (!current) sh(["ip", "netns", "add", host]);
 const hostArgs = current ? [] : ["-n", host];
+// BENCH_NET_HELPER=1: built by the netns helper (as the executor does), else by ip batches.
+let netnsHelper: string | undefined;
+if (process.env.BENCH_NET_HELPER === "1") {
+  netnsHelper = join(dir, "eve-netns");
+  sh([
+    "gcc",
+    "-O2",
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-o",
+    netnsHelper,
+    NETNS_HELPER_SOURCE,
+    ...NETNS_HELPER_LIBS,
+  ]);
+}
 const net = new NodeNetwork({
   hostNetns: current ? null : host,
   dataDir: join(dir, "data"),
   runDir: join(dir, "run"),
   netnsPrefix: prefix,
+  ...(netnsHelper !== undefined ? { netnsHelper } : {}),
 });
 try {
   const ni = NetworkInstanceConfigSchema.parse({

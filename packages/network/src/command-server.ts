@@ -278,6 +278,8 @@ export class CommandServer {
     this.#live = undefined;
     if (s === undefined || s.exited) return;
     const closed = new Promise<void>((r) => s.child.once("close", () => r()));
+    // Waiting for it (its output's end, then its exit) keeps this process alive.
+    s.child.ref();
     socket(s.child.stdout).ref();
     s.child.stdin.end();
     await closed;

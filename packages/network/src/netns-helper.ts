@@ -72,6 +72,9 @@ class HelperProcess {
     const child = this.#child;
     if (child === undefined) return;
     const closed = new Promise<void>((r) => child.once("close", () => r()));
+    // Waiting for it (its output's end, then its exit) keeps this process alive.
+    child.ref();
+    socket(child.stdout).ref();
     child.stdin.end();
     await closed;
   }

@@ -116,11 +116,14 @@ describe("CommandServer", () => {
       "const s = new CommandServer();",
       'const { stdout } = await s.run(["echo", "done"]);',
       "process.stdout.write(stdout);",
+      // Waiting for the shell to end keeps the process alive until it has.
+      "await s.close();",
+      'process.stdout.write("closed\\n");',
     ].join("\n");
     const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
       timeout: 10_000,
     });
-    expect(stdout).toBe("done\n");
+    expect(stdout).toBe("done\nclosed\n");
     // The shell saw its stdin close when the process exited, and removed its directory.
     const deadline = Date.now() + 5_000;
     while (shellDirs().some((d) => !before.has(d)) && Date.now() < deadline)

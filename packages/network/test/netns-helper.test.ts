@@ -231,6 +231,21 @@ describe("the netns helper", () => {
     await helper.nft(host, good);
   });
 
+  it("keeps its owner alive while it closes, and not while it idles", async () => {
+    const script = [
+      `import { NetnsHelper } from ${JSON.stringify(new URL("../dist/netns-helper.js", import.meta.url).pathname)};`,
+      `const h = new NetnsHelper(${JSON.stringify(binary)});`,
+      `await h.teardown(null, "nht-absent-${tag()}", []);`,
+      'process.stdout.write("idle\\n");',
+      "await h.close();",
+      'process.stdout.write("closed\\n");',
+    ].join("\n");
+    const { stdout } = await runCommand([process.execPath, "--input-type=module", "-e", script], {
+      timeoutMs: 10_000,
+    });
+    expect(stdout).toBe("idle\nclosed\n");
+  });
+
   it("fails nothing when it is killed between requests: the next request starts a new one", async () => {
     const { host, helper, t } = await hostWithBridge();
     const a = plan(`nht${t}-a`, `nh${t}a`, "10.77.0.7", "02:00:00:00:77:07");
