@@ -155,7 +155,8 @@ export class Lifecycle {
             },
           )
         ).pid;
-        await Promise.all(resources.map((r) => r.beforeStart?.(uuid, p)));
+        // What must hold before the task's own process runs (a network's filters).
+        await Promise.all(resources.map((r) => r.beforeStart?.(uuid, p) ?? Promise.resolve()));
         // Tasks.Start goes out first; Tasks.Wait right behind it still sees any exit, since
         // containerd keeps a task's exit status until Tasks.Delete, which only this executor does.
         const starting = runtime.startTask(uuid);
