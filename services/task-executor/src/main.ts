@@ -108,6 +108,9 @@ await runWorker({
   // A stop in progress (SIGTERM, stopTimeoutMs, SIGKILL) finishes before the worker exits.
   graceMs: 30_000,
   async main({ config, logger, lifecycle, bus, metrics: registry, service }) {
+    // Built (once per data dir) while the node's facts are loaded, which build the task logger.
+    const netnsHelperBuild = ensureNetnsHelper(config.EVE_DATA_DIR);
+    netnsHelperBuild.catch(() => undefined); // awaited below
     const facts = await loadNodeFacts({
       node: config.EVE_NODE,
       dataDir: config.EVE_DATA_DIR,
@@ -238,7 +241,7 @@ await runWorker({
     }
     // Task networks and rules are applied by the helper; without it (no libmnl-dev or
     // libnftables-dev to build it), by ip, tc and nft.
-    const netnsHelper = await ensureNetnsHelper(config.EVE_DATA_DIR).catch((err: unknown) => {
+    const netnsHelper = await netnsHelperBuild.catch((err: unknown) => {
       logger.warn(
         { err, event: "netns-helper-unavailable" },
         "task networks are built with ip and tc instead",
