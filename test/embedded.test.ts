@@ -365,9 +365,11 @@ describe("prerequisites", () => {
     expect(all).toMatchObject({ ok: true, missing: [] });
     expect(all.found["nats-server"]).toMatch(/nats-server$/);
     expect(all.found.runc).toMatch(/runc$/);
-    const some = checkPrerequisites(["sh", "no-such-command-xyz"]);
+    // The helpers' headers, listed by path, are there too.
+    expect(all.found["/usr/include/libmnl/libmnl.h"]).toBe("/usr/include/libmnl/libmnl.h");
+    const some = checkPrerequisites(["sh", "no-such-command-xyz", "/usr/include/eve-no-such-header.h"]);
     expect(some.ok).toBe(false);
-    expect(some.missing).toEqual(["no-such-command-xyz"]);
+    expect(some.missing).toEqual(["no-such-command-xyz", "/usr/include/eve-no-such-header.h"]);
   });
 
   it("detects cgroup v1, v2, hybrid and none", () => {
@@ -424,11 +426,11 @@ describe("prerequisites", () => {
     }).catch((e: unknown) => e);
     expect(calls.map((c) => c.line)).toEqual([
       "/usr/bin/apt-get update",
-      "/usr/bin/apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev",
+      "/usr/bin/apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev libmnl-dev libnftables-dev",
     ]);
     expect(calls[1]?.env).toEqual({ DEBIAN_FRONTEND: "noninteractive" });
     expect(logged.join("\n")).toMatch(
-      /apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev/,
+      /apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev libmnl-dev libnftables-dev/,
     );
     expect(err).toBeInstanceOf(PrerequisiteError);
     expect((err as Error).message).toMatch(/still missing .*no-such-command-xyz/);
@@ -445,7 +447,7 @@ describe("prerequisites", () => {
     expect((err as PrerequisiteError).name).toBe("PrerequisiteError");
     expect((err as Error).message).toMatch(/Run as root/);
     expect((err as Error).message).toMatch(
-      /apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev/,
+      /apt-get install -y nats-server containerd runc iproute2 nftables dnsmasq-base gcc libc6-dev libmnl-dev libnftables-dev/,
     );
   });
 
