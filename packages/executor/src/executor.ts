@@ -37,6 +37,7 @@ import { prepareTask } from "./prepare-task.js";
 import { RuntimeError, isRuntimeError } from "./runtime.js";
 import type { TaskRuntime } from "./runtime.js";
 import { executorError } from "./status.js";
+import { relistKicks } from "./relist.js";
 import { sweepStagedMounts } from "./staged-mounts.js";
 import { StatusWriter, TaskEvents } from "./status-writer.js";
 import type { TaskNetworks } from "./task-networks.js";
@@ -220,10 +221,34 @@ export class TaskExecutor {
     for (const uuid of [...this.#apps.keys()]) this.#runner.kick(uuid);
     await this.#runner.idle();
     if (this.#t.relistIntervalMs > 0) {
-      this.#relist = setInterval(() => {
-        for (const uuid of this.#apps.keys()) this.#runner.kick(uuid);
-      }, this.#t.relistIntervalMs);
+      this.#relist = setInterval(() => void this.#relistOnce(), this.#t.relistIntervalMs);
     }
+  }
+
+  /**
+   * The safety net under the exit notices: one listing of containerd's containers and tasks,
+   * and a reconcile of every app that is not running steadily as wanted (see relist.ts).
+   */
+  async #relistOnce(): Promise<void> {
+    let kicks: string[];
+    try {
+      const [containers, tasks] = await Promise.all([
+        this.#runtime.listContainers(),
+        this.#runtime.listTasks(),
+      ]);
+      kicks = relistKicks({
+        apps: this.#apps.values(),
+        status: (uuid) => this.#status.get(uuid),
+        containers,
+        tasks,
+        nodeStopping: this.#nodeStopping,
+      });
+    } catch {
+      // containerd unreachable: each app's reconcile says so (UNKNOWN) and retries.
+      kicks = [...this.#apps.keys()];
+    }
+    if (this.#closing) return;
+    for (const uuid of kicks) this.#runner.kick(uuid);
   }
 
   /** Stops reconciling; tasks keep running (containerd's shims own them). */

@@ -111,6 +111,8 @@ export type { StagedMount, StagingOptions } from "./staged-mounts.js";
 export { TASKS_DIR_MODE, TASK_DIR_MODE, ensureTasksDir, makeTaskDirs, removeTaskDir } from "./task-dirs.js";
 export { TASK_LOGGER_SOURCE, ensureTaskLogger, taskLogFiles, taskLogUri } from "./task-log.js";
 export { ensureNativeBinary, ensureNetnsHelper } from "./native-build.js";
+export { relistKicks } from "./relist.js";
+export type { RelistInput } from "./relist.js";
 export type { NativeHelper } from "./native-build.js";
 export type { TaskLogSettings } from "./task-log.js";
 export { TaskNetworks, taskNetworkSpec } from "./task-networks.js";
