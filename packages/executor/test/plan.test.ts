@@ -21,8 +21,7 @@ import type {
   PreparedTask,
   RestartLabels,
 } from "@eve-tasks/executor";
-import { RestartPolicySchema, specSha256 } from "@eve-tasks/schemas";
-import type { OciSpec, ReadyTaskConfig, TaskConfig, TaskStatus } from "@eve-tasks/schemas";
+import type { ReadyTaskConfig, RestartPolicyInput, TaskConfig } from "@eve-tasks/schemas";
 import { MiB, NOW, UUID, ready, spec, status } from "./fixtures.js";
 
 const failedConfig: TaskConfig = {

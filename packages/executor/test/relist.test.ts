@@ -26,7 +26,7 @@ function steadyWorld(): {
     startFailure: undefined,
     bootFallback: undefined,
     wake: undefined,
-  } as App;
+  };
   return {
     app,
     container: { id: UUID, labels: labelsFor(d), memoryLimitBytes: 64 * MiB },
