@@ -7,47 +7,29 @@
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { copyFile, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  Publication,
-  connectBus,
-  ensureBuckets,
-  ensureEventsStream,
-  followEvents,
-  subscribe,
-} from "@eve-tasks/bus";
-import type { Bus, EventFollower, Subscription } from "@eve-tasks/bus";
-import { ContainerdClient, specFromAny } from "@eve-tasks/containerd";
-import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Publication, subscribe } from "@eve-tasks/bus";
+import type { Bus, Subscription } from "@eve-tasks/bus";
+import { specFromAny } from "@eve-tasks/containerd";
+import type { ContainerdClient } from "@eve-tasks/containerd";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
-import {
-  AppInstanceConfigSchema,
-  CONTAINERD_NAMESPACE,
-  HypervisorToolsConfigSchema,
-  TaskMetricsSchema,
-  TaskStatusSchema,
-  cgroupsPathFor,
-  estimateAnchorTaxMiB,
-} from "@eve-tasks/schemas";
-import type { AppInstanceConfigInput, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
+import { cgroupsPathFor, estimateAnchorTaxMiB, messageTable } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskEvent, TaskStatus, TaskMetricsSchema } from "@eve-tasks/schemas";
 import { RUNTIME_CACHE, defaultToolsImage } from "./harness/runtimes.js";
 import {
   BUILT,
   deferCleanup,
   runNode,
-  spawnReplicas,
+  startNode,
   statusWaiter,
-  tempDir,
   uuidMaker,
   waitFor,
-  withPrivateNats,
 } from "./harness/index.js";
-import type { PrivateNats, Replicas } from "./harness/index.js";
+import type { PrivateNats, TestNode } from "./harness/index.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 import { ensureVmGuest } from "./harness/vm-guest.js";
 import type { VmGuest } from "./harness/vm-guest.js";
 
-const echo = process.env.EVE_TEST_ECHO === "1";
 const MiB = 2 ** 20;
 const newUuid = uuidMaker("0b0e7a5c");
 
@@ -55,118 +37,48 @@ describe("VM tasks", () => {
   let nats: PrivateNats;
   let bus: Bus;
   let containerd: ContainerdClient;
-  let configs: Publication<typeof AppInstanceConfigSchema>;
-  let statuses: Subscription<typeof TaskStatusSchema>;
+  let configs: TestNode["configs"];
+  let statuses: TestNode["statuses"];
   let metrics: Subscription<typeof TaskMetricsSchema>;
-  let follower: EventFollower;
   let guest: VmGuest;
   let volumes: string;
-  const events: TaskEvent[] = [];
-  const workers: Replicas[] = [];
+  let events: readonly TaskEvent[] = [];
 
   beforeAll(async () => {
-    const dir = await tempDir("vm-");
-    volumes = join(dir, "volumes");
-    const [natsServer, containerdServer, tools, vmGuest, noQemu] = await Promise.all([
-      withPrivateNats(),
-      startContainerd({ dir: join(dir, "ctrd") }),
-      defaultToolsImage(),
-      ensureVmGuest(),
-      // A "tools image" with a busybox and no qemu in it.
-      (async () => {
-        const layout = new OciLayout(join(dir, "no-qemu"));
+    const [tools, vmGuest] = await Promise.all([defaultToolsImage(), ensureVmGuest()]);
+    guest = vmGuest;
+    const node = await startNode({
+      name: "vm",
+      env: (dirs) => ({
+        // The tools layouts: the shared cache and this test's own (oci: refs must be under these).
+        EVE_OCI_LAYOUT_ROOTS: `${RUNTIME_CACHE}:${dirs.dir}`,
+        EVE_NODE_MEMORY_MIB: "4096",
+        // Nested KVM here opens /dev/kvm and then hangs: the probe must give up and choose TCG.
+        EVE_KVM_PROBE_TIMEOUT_MS: "4000",
+        EVE_METRICS_INTERVAL_MS: "500",
+      }),
+      readyTimeoutMs: 60_000,
+      prepare: async (n) => {
+        // The guest's files under the node's volume roots (copies: a symlink out of them is refused).
+        await mkdir(join(n.volumes, "guest"), { recursive: true });
+        await copyFile(guest.kernelPath, join(n.volumes, "guest", "vmlinuz"));
+        await copyFile(guest.initrdPath, join(n.volumes, "guest", "initrd.img"));
+        // A "tools image" with a busybox and no qemu in it.
+        const layout = new OciLayout(join(n.dir, "no-qemu"));
         await layout.tag(
           await layout.image({ layers: [{ entries: await busyboxEntries() }], config: {} }),
           "tools",
         );
-        return `oci:${layout.dir}:tools`;
-      })(),
-    ]);
-    nats = natsServer;
-    guest = vmGuest;
-    deferCleanup(async () => {
-      await cleanupContainerd(containerdServer.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
-      await containerdServer.stop();
+        const toolsConfigs = new Publication(n.bus, messageTable("HypervisorToolsConfig"));
+        await toolsConfigs.publish("default", { schemaVersion: 1, image: tools.ref });
+        await toolsConfigs.publish("noqemu", { schemaVersion: 1, image: `oci:${layout.dir}:tools` });
+      },
     });
-    // The guest's files under the node's volume roots (copies: a symlink out of them is refused).
-    await mkdir(join(volumes, "guest"), { recursive: true });
-    await copyFile(guest.kernelPath, join(volumes, "guest", "vmlinuz"));
-    await copyFile(guest.initrdPath, join(volumes, "guest", "initrd.img"));
-
-    bus = await connectBus({ servers: nats.url, name: "vm-task-test" });
-    await ensureBuckets(bus);
-    await ensureEventsStream(bus);
-    const toolsConfigs = new Publication(bus, {
-      agent: "controller",
-      type: "HypervisorToolsConfig",
-      schema: HypervisorToolsConfigSchema,
-    });
-    await toolsConfigs.publish("default", { schemaVersion: 1, image: tools.ref });
-    await toolsConfigs.publish("noqemu", { schemaVersion: 1, image: noQemu });
-
-    const env = {
-      NATS_URL: nats.url,
-      CONTAINERD_ADDRESS: containerdServer.address,
-      EVE_DATA_DIR: join(dir, "data"),
-      EVE_RUN_DIR: join(dir, "run"),
-      EVE_VOLUME_ROOTS: volumes,
-      // The tools layouts: the shared cache and this test's own (oci: refs must be under these).
-      EVE_OCI_LAYOUT_ROOTS: `${RUNTIME_CACHE}:${dir}`,
-      EVE_NODE_MEMORY_MIB: "4096",
-      // Nested KVM here opens /dev/kvm and then hangs: the probe must give up and choose TCG.
-      EVE_KVM_PROBE_TIMEOUT_MS: "4000",
-      EVE_METRICS_INTERVAL_MS: "500",
-      LOG_LEVEL: "debug",
-    };
-    const spawn = (entry: string, name: string) => {
-      const r = spawnReplicas({ entry, count: 1, name, env, echo });
-      workers.push(r);
-      return r;
-    };
-    const started = [
-      spawn(BUILT.specBuilder, "spec-builder").waitForLine((l) => l.json?.msg === "worker running", 20_000),
-      spawn(BUILT.seedFetcher, "seed-fetcher").waitForLine((l) => l.json?.event === "started", 20_000),
-      spawn(BUILT.taskExecutor, "task-executor").waitForLine((l) => l.json?.event === "resynced", 30_000),
-      spawn(BUILT.procMonitor, "proc-monitor").waitForLine((l) => l.json?.msg === "worker running", 20_000),
-    ];
-    await Promise.all(started);
-    containerd = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, {
-      agent: "controller",
-      type: "AppInstanceConfig",
-      schema: AppInstanceConfigSchema,
-    });
-    statuses = await subscribe(bus, {
-      agent: "task-executor",
-      type: "TaskStatus",
-      schema: TaskStatusSchema,
-      onCreate: () => undefined,
-    });
-    metrics = await subscribe(bus, {
-      agent: "proc-monitor",
-      type: "TaskMetrics",
-      schema: TaskMetricsSchema,
-      onCreate: () => undefined,
-    });
-    follower = followEvents(bus, (e) => events.push(e));
+    ({ nats, bus, containerd, configs, statuses, volumes, events } = node);
+    metrics = await subscribe(bus, { ...messageTable("TaskMetrics"), onCreate: () => undefined });
+    // Registered after the node: closed before it stops.
+    deferCleanup(() => metrics.close());
   }, 150_000);
-
-  afterAll(async () => {
-    const all = await configs?.getAll();
-    for (const uuid of all?.keys() ?? []) await configs.unpublish(uuid);
-    if (all?.size) {
-      await waitFor(async () => (await containerd.containers.list()).length === 0, {
-        timeoutMs: 60_000,
-        message: "containers left after deleting every config",
-      }).catch((err: unknown) => console.error((err as Error).message));
-    }
-    await follower?.close();
-    await metrics?.close();
-    await statuses?.close();
-    await bus?.close();
-    containerd?.close();
-    for (const w of workers.reverse()) await w.stopAll();
-  }, 90_000);
 
   function vmApp(
     uuid: string,

@@ -179,6 +179,9 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
   for (const name of wanted) {
     workers[name] = spawnReplicas({ entry: ENTRIES[name], count: 1, name, env, echo });
   }
+  // Again after the workers, whose own clean-up stops them: cleanups run last in, first out, and
+  // the configs must go (and the executor remove their tasks) while the workers still run.
+  deferCleanup(stop);
   // Every worker logs `event: "running"` once its main has started (the executor's after its
   // first reconcile of every app).
   await Promise.all(
