@@ -17,44 +17,20 @@ import { readFileSync, readlinkSync } from "node:fs";
 import { chmod, copyFile, mkdir, readFile, readdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  Publication,
-  connectBus,
-  ensureBuckets,
-  ensureEventsStream,
-  followEvents,
-  subscribe,
-} from "@eve-tasks/bus";
-import type { Bus, EventFollower, Subscription } from "@eve-tasks/bus";
-import { ContainerdClient } from "@eve-tasks/containerd";
-import { cleanupContainerd, startContainerd } from "@eve-tasks/embedded";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Publication, subscribe } from "@eve-tasks/bus";
+import type { Bus } from "@eve-tasks/bus";
+import type { ContainerdClient } from "@eve-tasks/containerd";
 import { BINFMT_DIR, BINFMT_PREFIX, binfmtEntry, removeBinfmt } from "@eve-tasks/executor";
-import { CONTAINERD_NAMESPACE, HypervisorSeedSchema, messageTable } from "@eve-tasks/schemas";
-import type {
-  AppInstanceConfigInput,
-  TaskEvent,
-  TaskStatus,
-  AppInstanceConfigSchema,
-  TaskStatusSchema,
-} from "@eve-tasks/schemas";
+import { HypervisorSeedSchema, messageTable } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput, TaskEvent, TaskStatus } from "@eve-tasks/schemas";
 import { arm64Busybox } from "./harness/arm64-busybox.js";
-import {
-  BUILT,
-  deferCleanup,
-  spawnReplicas,
-  statusWaiter,
-  tempDir,
-  uuidMaker,
-  waitFor,
-  withPrivateNats,
-} from "./harness/index.js";
-import type { PrivateNats, Replicas } from "./harness/index.js";
+import { deferCleanup, startNode, statusWaiter, tempDir, uuidMaker, waitFor } from "./harness/index.js";
+import type { TestNode } from "./harness/index.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 import { RUNTIME_CACHE, builtInRuntime } from "./harness/runtimes.js";
 
 const run = promisify(execFile);
-const echo = process.env.EVE_TEST_ECHO === "1";
 const newUuid = uuidMaker("0b0e7a11");
 
 /** A one-class JAR: prints its max heap, then hogs memory when asked ("hog"), else waits. */
@@ -82,23 +58,28 @@ while :; do sleep 1; done
 `;
 
 describe("runtime images", () => {
-  let nats: PrivateNats;
   let bus: Bus;
   let containerd: ContainerdClient;
-  let configs: Publication<typeof AppInstanceConfigSchema>;
-  let statuses: Subscription<typeof TaskStatusSchema>;
-  let follower: EventFollower;
+  let configs: TestNode["configs"];
+  let statuses: TestNode["statuses"];
   let volumes: string;
-  const events: TaskEvent[] = [];
-  const workers: Replicas[] = [];
-  let dataDir: string;
+  let events: readonly TaskEvent[] = [];
 
   beforeAll(async () => {
     const dir = await tempDir("runtimes-");
+    const dataDir = join(dir, "data");
     volumes = join(dir, "volumes");
-    dataDir = join(dir, "data");
     await mkdir(volumes, { recursive: true });
     const layouts = join(dir, "layouts");
+    // The binfmt_misc entries the executor registered for this test (those of its data dir's
+    // seeds), removed once the node has stopped: registered before it, so it runs after.
+    deferCleanup(async () => {
+      for (const name of await readdir(BINFMT_DIR).catch(() => [] as string[])) {
+        if (!name.startsWith(BINFMT_PREFIX)) continue;
+        const entry = await readFile(join(BINFMT_DIR, name), "utf8").catch(() => "");
+        if (entry.includes(`\ninterpreter ${dataDir}/`)) await removeBinfmt(name);
+      }
+    });
 
     // A runtime image: busybox, a loader and the given labels.
     const image = async (
@@ -128,9 +109,7 @@ describe("runtime images", () => {
       return `oci:${layout.dir}:1`;
     };
     const runtimeLabel = { "org.lfedge.eve-tasks.runtime": "1" };
-    const [natsServer, containerdServer, jvm, emulators, own, quitter, tunner, plain] = await Promise.all([
-      withPrivateNats(),
-      startContainerd({ dir: join(dir, "ctrd") }),
+    const [jvm, emulators, own, quitter, tunner, plain] = await Promise.all([
       builtInRuntime("jvm"),
       builtInRuntime("emulators"),
       image("own", { ...runtimeLabel, "org.lfedge.eve-tasks.stop": "signal" }, OWN_LOADER, "SIGUSR1"),
@@ -138,11 +117,6 @@ describe("runtime images", () => {
       image("tunner", { ...runtimeLabel, "org.lfedge.eve-tasks.devices": '["tun"]' }, OWN_LOADER),
       image("plain", {}, OWN_LOADER),
     ]);
-    nats = natsServer;
-    deferCleanup(async () => {
-      await cleanupContainerd(containerdServer.address, [CONTAINERD_NAMESPACE]).catch(() => undefined);
-      await containerdServer.stop();
-    });
 
     // The JARs, built here with Debian's JDK.
     const src = join(dir, "java");
@@ -165,51 +139,32 @@ describe("runtime images", () => {
       await symlink("busybox", join(armRoot, "bin", applet));
     }
 
-    bus = await connectBus({ servers: nats.url, name: "runtimes-test" });
-    await ensureBuckets(bus);
-    await ensureEventsStream(bus);
-    const tools = new Publication(bus, messageTable("HypervisorToolsConfig"));
-    for (const [name, ref] of Object.entries({
-      jvm: jvm.ref,
-      emulators: emulators.ref,
-      own,
-      quitter,
-      tunner,
-      plain,
-    })) {
-      await tools.publish(name, { schemaVersion: 1, image: ref });
-    }
-
-    const env = {
-      NATS_URL: nats.url,
-      CONTAINERD_ADDRESS: containerdServer.address,
-      EVE_DATA_DIR: dataDir,
-      EVE_RUN_DIR: join(dir, "run"),
-      EVE_VOLUME_ROOTS: volumes,
-      EVE_OCI_LAYOUT_ROOTS: `${RUNTIME_CACHE}:${layouts}`,
-      EVE_NODE_MEMORY_MIB: "4096",
-      // This node gives tasks /dev/kvm but not /dev/net/tun.
-      EVE_ALLOW_DEVICES: "kvm",
-      LOG_LEVEL: "debug",
-    };
-    const spawn = (entry: string, name: string) => {
-      const r = spawnReplicas({ entry, count: 1, name, env, echo });
-      workers.push(r);
-      return r;
-    };
-    const executor = spawn(BUILT.taskExecutor, "task-executor");
-    await Promise.all([
-      spawn(BUILT.specBuilder, "spec-builder").waitForLine((l) => l.json?.msg === "worker running", 60_000),
-      spawn(BUILT.seedFetcher, "seed-fetcher").waitForLine((l) => l.json?.event === "started", 60_000),
-      executor.waitForLine((l) => l.json?.event === "resynced", 60_000),
-    ]);
-    containerd = new ContainerdClient({ address: containerdServer.address, namespace: CONTAINERD_NAMESPACE });
-    configs = new Publication(bus, messageTable("AppInstanceConfig"));
-    statuses = await subscribe(bus, {
-      ...messageTable("TaskStatus"),
-      onCreate: () => undefined,
+    const node = await startNode({
+      name: "runtimes",
+      dir,
+      workers: ["spec-builder", "hypervisor-seed-fetcher", "task-executor"],
+      env: () => ({
+        EVE_OCI_LAYOUT_ROOTS: `${RUNTIME_CACHE}:${layouts}`,
+        EVE_NODE_MEMORY_MIB: "4096",
+        // This node gives tasks /dev/kvm but not /dev/net/tun.
+        EVE_ALLOW_DEVICES: "kvm",
+      }),
+      readyTimeoutMs: 60_000,
+      prepare: async (n) => {
+        const tools = new Publication(n.bus, messageTable("HypervisorToolsConfig"));
+        for (const [name, ref] of Object.entries({
+          jvm: jvm.ref,
+          emulators: emulators.ref,
+          own,
+          quitter,
+          tunner,
+          plain,
+        })) {
+          await tools.publish(name, { schemaVersion: 1, image: ref });
+        }
+      },
     });
-    follower = followEvents(bus, (e) => events.push(e));
+    ({ bus, containerd, configs, statuses, events } = node);
     // The emulators seed first: an app naming its arch is built with the seed the node has.
     const seeds = await subscribe(bus, {
       agent: "hypervisor-seed-fetcher",
@@ -223,28 +178,6 @@ describe("runtime images", () => {
     });
     await seeds.close();
   }, 300_000);
-
-  afterAll(async () => {
-    const all = await configs?.getAll();
-    for (const uuid of all?.keys() ?? []) await configs.unpublish(uuid);
-    if (all?.size) {
-      await waitFor(async () => (await containerd.containers.list()).length === 0, {
-        timeoutMs: 60_000,
-        message: "containers left after deleting every config",
-      }).catch((err: unknown) => console.error((err as Error).message));
-    }
-    await follower?.close();
-    await statuses?.close();
-    await bus?.close();
-    containerd?.close();
-    for (const w of workers.reverse()) await w.stopAll();
-    // The binfmt_misc entries the executor registered for this test: those of its data dir's seeds.
-    for (const name of await readdir(BINFMT_DIR).catch(() => [] as string[])) {
-      if (!name.startsWith(BINFMT_PREFIX)) continue;
-      const entry = await readFile(join(BINFMT_DIR, name), "utf8").catch(() => "");
-      if (entry.includes(`\ninterpreter ${dataDir}/`)) await removeBinfmt(name);
-    }
-  }, 120_000);
 
   const until = (uuid: string, pred: (s: TaskStatus) => boolean, what: string, timeoutMs = 120_000) =>
     statusWaiter(statuses).until(uuid, pred, what, timeoutMs);
