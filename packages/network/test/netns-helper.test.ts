@@ -160,6 +160,8 @@ describe("the netns helper", () => {
   it("names the side that failed, and the caller's retry and teardown leave nothing", async () => {
     const { host, helper, t } = await hostWithBridge();
     const p = plan(`nht${t}-bad`, `nh${t}bad`, "10.77.0.4", "02:00:00:00:77:04");
+    // Before anything is made: a failing assertion below still leaves nothing.
+    deferCleanup(() => teardownTaskNetwork(host, p.netns, [`nh${t}bad`], helper));
     const noBridge = { ...p, interfaces: p.interfaces.map((i) => ({ ...i, bridge: "br9" })) };
     await expect(setupTaskNetwork(host, noBridge, helper)).rejects.toThrow(
       `the host side of netns ${p.netns} failed: bridge br9: No such device`,
@@ -176,7 +178,6 @@ describe("the netns helper", () => {
 
     // A netns and veth left by an interrupted setup: rebuilt over them.
     await runCommand(["ip", "netns", "add", p.netns]);
-    deferCleanup(() => teardownTaskNetwork(host, p.netns, [`nh${t}bad`], helper));
     await setupTaskNetwork(host, p, helper);
     expect(existsSync(`/run/netns/${p.netns}`)).toBe(true);
   });
@@ -191,6 +192,7 @@ describe("the netns helper", () => {
 
     // A newline would make a second request: refused before it is written.
     const injected = plan(`nht${t}-inj`, `nh${t}inj`, "10.77.0.6", "02:00:00:00:77:06");
+    deferCleanup(() => teardownTaskNetwork(host, injected.netns, [`nh${t}inj`], helper));
     const twoLines = {
       ...injected,
       interfaces: injected.interfaces.map((i) => ({ ...i, name: "eth0\n9 teardown x - 0" })),
