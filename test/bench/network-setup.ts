@@ -15,7 +15,8 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AppInterfacesSchema, NetworkInstanceConfigSchema } from "@eve-tasks/schemas";
-import { NETNS_HELPER_LIBS, NETNS_HELPER_SOURCE, NodeNetwork } from "@eve-tasks/network";
+import { ensureNetnsHelper } from "@eve-tasks/executor";
+import { NodeNetwork } from "@eve-tasks/network";
 import { median, percentile } from "./stats.js";
 
 const n = Number(process.env.BENCH_NET_N ?? "50");
@@ -43,21 +44,7 @@ await chmod(dir, 0o755);
 if (!current) sh(["ip", "netns", "add", host]);
 const hostArgs = current ? [] : ["-n", host];
 // BENCH_NET_HELPER=1: built by the netns helper (as the executor does), else by ip batches.
-let netnsHelper: string | undefined;
-if (process.env.BENCH_NET_HELPER === "1") {
-  netnsHelper = join(dir, "eve-netns");
-  sh([
-    "gcc",
-    "-O2",
-    "-std=c11",
-    "-Wall",
-    "-Wextra",
-    "-o",
-    netnsHelper,
-    NETNS_HELPER_SOURCE,
-    ...NETNS_HELPER_LIBS,
-  ]);
-}
+const netnsHelper = process.env.BENCH_NET_HELPER === "1" ? await ensureNetnsHelper(dir) : undefined;
 const net = new NodeNetwork({
   hostNetns: current ? null : host,
   dataDir: join(dir, "data"),

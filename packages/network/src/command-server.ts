@@ -77,7 +77,7 @@ type Shell = ChildProcessByStdio<Writable, Readable, Readable>;
 const KILL_GRACE_MS = 2_000;
 
 /** A child's stdio stream as the socket it is (pipes can be ref'd and unref'd). */
-const socket = (stream: Readable | Writable): Socket => stream as unknown as Socket;
+export const socket = (stream: Readable | Writable): Socket => stream as unknown as Socket;
 
 const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name]));
 

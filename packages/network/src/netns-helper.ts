@@ -9,9 +9,9 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcessByStdio } from "node:child_process";
-import type { Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { socket } from "./command-server.js";
 import { CommandError } from "./errors.js";
 import type { TaskNetworkPlan } from "./task-netns.js";
 
@@ -27,7 +27,6 @@ interface Pending {
 }
 
 type Child = ChildProcessByStdio<Writable, Readable, Readable>;
-const socket = (s: Readable | Writable): Socket => s as unknown as Socket;
 
 /** One helper process, started at its first request and again after it ends. */
 class HelperProcess {

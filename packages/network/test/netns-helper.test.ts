@@ -12,7 +12,7 @@ import {
   teardownTaskNetwork,
 } from "../src/index.js";
 import { deferCleanup } from "../../../test/harness/index.js";
-import { makeNetns, netnsHelperBinary, tag } from "./ns.js";
+import { inNs, makeNetns, netnsHelperBinary, tag } from "./ns.js";
 
 let binary: string;
 beforeAll(async () => {
@@ -122,32 +122,8 @@ describe("the netns helper", () => {
     ]);
     expect(eth0?.address).toBe("02:00:00:00:77:03");
     expect(eth0?.addr_info.map((a) => a.local)).toContain("10.77.0.3");
-    await runCommand([
-      "ip",
-      "netns",
-      "exec",
-      byHelper.netns,
-      "busybox",
-      "ping",
-      "-c",
-      "1",
-      "-W",
-      "2",
-      "10.77.0.1",
-    ]);
-    await runCommand([
-      "ip",
-      "netns",
-      "exec",
-      byHelper.netns,
-      "busybox",
-      "ping",
-      "-c",
-      "1",
-      "-W",
-      "2",
-      "10.77.0.2",
-    ]);
+    for (const ip of ["10.77.0.1", "10.77.0.2"])
+      await inNs(byHelper.netns, ["busybox", "ping", "-c", "1", "-W", "2", ip]);
 
     // Torn down, twice: nothing left, no error.
     await teardownTaskNetwork(host, byHelper.netns, [`nh${t}hl`], helper);
