@@ -327,7 +327,7 @@ describe("SIGKILLing each worker in turn during a burst of apps", () => {
 
     // One shim per live app and none for any other.
     const shims = await shimsOf(ctrd.address);
-    expect([...shims.keys()].sort()).toEqual([...liveSet].sort());
+    expect([...shims.keys()].sort(), `shims (FAULT_SEED=${SEED})`).toEqual([...liveSet].sort());
     expect([...shims.values()].filter((pids) => pids.length !== 1)).toEqual([]);
 
     // Processes: each live app's cgroup holds its anchor (the status's taskId) and the

@@ -196,6 +196,7 @@ export class TaskExecutor {
       this.#runtime.listContainers(),
       this.#runtime.listTasks(),
     ]);
+    await this.#endLeakedShims();
     for (const c of containers) this.#app(c.id);
     // Memory that existing tasks hold counts before any new task is admitted.
     const live = new Set(tasks.filter((t) => t.status !== "STOPPED").map((t) => t.id));
@@ -222,6 +223,23 @@ export class TaskExecutor {
     await this.#runner.idle();
     if (this.#t.relistIntervalMs > 0) {
       this.#relist = setInterval(() => void this.#relistOnce(), this.#t.relistIntervalMs);
+    }
+  }
+
+  /**
+   * Before any task is created: ends the shims an earlier executor's Tasks.Create left without a
+   * task when it died mid-start (leaked-shims.ts). A failure is logged; nothing depends on it.
+   */
+  async #endLeakedShims(): Promise<void> {
+    try {
+      for (const shim of await this.#runtime.endLeakedShims()) {
+        this.#log.warn(
+          { uuid: shim.id, event: "leaked-shim-ended", pid: shim.pid, signal: shim.signal },
+          "ended a containerd shim left without a task (its Tasks.Create was cut short)",
+        );
+      }
+    } catch (err) {
+      this.#log.warn({ event: "leaked-shims-unchecked", err }, "could not look for leaked containerd shims");
     }
   }
 

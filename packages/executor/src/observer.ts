@@ -79,5 +79,6 @@ export function timedRuntime(runtime: TaskRuntime, observe: (call: RuntimeCall) 
     waitTask: (id) => runtime.waitTask(id),
     events: (signal) => runtime.events(signal),
     settled: () => runtime.settled(),
+    endLeakedShims: () => runtime.endLeakedShims(),
   };
 }

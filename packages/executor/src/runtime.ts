@@ -6,12 +6,15 @@
  */
 import {
   ContainerdError,
+  hasCode,
   isAlreadyExists,
   isNotFound,
   isUnavailable,
   specFromAny,
 } from "@eve-tasks/containerd";
 import type { ContainerdClient, Mount } from "@eve-tasks/containerd";
+import { endShim, findShimDaemons } from "./leaked-shims.js";
+import type { EndedShim } from "./leaked-shims.js";
 
 /** What a {@link RuntimeError} means for the caller. */
 export type RuntimeErrorKind =
@@ -110,6 +113,11 @@ export interface TaskRuntime {
    * call is cut short.
    */
   settled(): Promise<void>;
+  /**
+   * Ends the runtime's helper processes that serve no task: shims a client's Tasks.Create left
+   * behind when it went away mid-start (see leaked-shims.ts). Only while nothing creates tasks.
+   */
+  endLeakedShims(): Promise<EndedShim[]>;
 }
 
 /** The memory limit in a stored container spec, in bytes (0 when it has none). */
@@ -171,6 +179,22 @@ export function containerdRuntime(client: ContainerdClient): TaskRuntime {
   const settling = new Map<string, Promise<unknown>>();
   /** Deletes waiting for their `/tasks/delete` event, by container id. */
   const deleted = new Map<string, (exit: RuntimeExit) => void>();
+  /** Ids whose Tasks.Create this client gave up on mid-call: it may have left a shim behind. */
+  const cutShort = new Set<string>();
+  /** Ends the shims of this socket and namespace (of `id` only, if given) that hold no task. */
+  const endLeaked = async (id?: string): Promise<EndedShim[]> => {
+    // A shim's `-address` is containerd's socket path, as the client was given it.
+    const address = client.target.replace(/^unix:(\/\/)?/, "");
+    const shims = findShimDaemons(address, client.namespace).filter((s) => id === undefined || s.id === id);
+    const ended = await Promise.all(
+      shims.map(async (shim) => {
+        // A shim whose task containerd knows is in use; only one without a task is leaked.
+        if (settling.has(shim.id) || (await unlessGone(tasks.get(shim.id))) !== undefined) return undefined;
+        return endShim(shim);
+      }),
+    );
+    return ended.filter((e) => e !== undefined);
+  };
   /** Runs `f` once the last delete of `id` has finished (its result does not matter here). */
   const after = <T>(id: string, f: () => Promise<T>): Promise<T> => {
     const busy = settling.get(id);
@@ -216,7 +240,12 @@ export function containerdRuntime(client: ContainerdClient): TaskRuntime {
           },
         ),
       ).then(() => undefined),
-    deleteContainer: (id) => after(id, () => unlessGone(containers.delete(id))).then(() => undefined),
+    deleteContainer: async (id) => {
+      await after(id, () => unlessGone(containers.delete(id)));
+      // Without its container the id gets no task from this client: a shim its cut-short
+      // create left would stay for good.
+      if (cutShort.delete(id)) await endLeaked(id).catch(() => undefined);
+    },
     getTask: (id) =>
       unlessGone(tasks.get(id)).then((t) => t && { id: t.containerId, pid: t.pid, status: t.status }),
     listTasks: () =>
@@ -224,7 +253,14 @@ export function containerdRuntime(client: ContainerdClient): TaskRuntime {
     createTask: (r) =>
       after(r.id, () =>
         call(tasks.create({ containerId: r.id, rootfs: r.rootfs, stdout: r.stdout, stderr: r.stderr })),
-      ).then((t) => ({ pid: t.pid })),
+      ).then(
+        (t) => ({ pid: t.pid }),
+        (err: unknown) => {
+          const cause = err instanceof RuntimeError ? err.cause : err;
+          if (hasCode(cause, "DEADLINE_EXCEEDED") || hasCode(cause, "CANCELLED")) cutShort.add(r.id);
+          throw err;
+        },
+      ),
     startTask: (id) => call(tasks.start(id)).then(() => undefined),
     waitTask: (id) => call(tasks.wait(id)),
     killTask: (id, signal, options) =>
@@ -233,6 +269,7 @@ export function containerdRuntime(client: ContainerdClient): TaskRuntime {
     settled: async () => {
       while (settling.size > 0) await Promise.all(settling.values());
     },
+    endLeakedShims: () => endLeaked(),
     async *events(signal) {
       const sub = events.subscribe({
         filters: ['topic=="/tasks/exit"', 'topic=="/tasks/oom"', 'topic=="/tasks/delete"'],

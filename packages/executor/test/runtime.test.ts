@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ContainerdError } from "@eve-tasks/containerd";
 import type { ContainerdClient, ContainerdEvent } from "@eve-tasks/containerd";
 import { containerdRuntime } from "@eve-tasks/executor";
+import { fakeShim } from "./fake-shim.js";
 
 /** A promise with its resolvers, for calls the test answers when it chooses. */
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
@@ -148,5 +149,47 @@ describe("containerdRuntime.deleteTask", () => {
     await settle();
     expect(result()).toEqual({ exitStatus: 0, exitedAt: null });
     done();
+  });
+});
+
+describe("containerdRuntime: a Tasks.Create it gave up on", () => {
+  it("ends the shim that create may have left once the container is deleted, and no other", async () => {
+    const address = "/run/fake-containerd-for-a-test.sock";
+    const deadline = (id: string) =>
+      new ContainerdError("DEADLINE_EXCEEDED", "deadline exceeded", {
+        method: "Tasks.Create",
+        namespace: "t",
+        containerId: id,
+      });
+    const client = {
+      target: `unix:${address}`,
+      namespace: "t",
+      containers: { delete: () => Promise.resolve() },
+      tasks: {
+        create: (r: { containerId: string }) => Promise.reject(deadline(r.containerId)),
+        get: (id: string) => Promise.reject(notFound(id)),
+      },
+    } as unknown as ContainerdClient;
+    const runtime = containerdRuntime(client);
+    const cut = fakeShim({ id: "cut", namespace: "t", address });
+    const other = fakeShim({ id: "other", namespace: "t", address });
+    try {
+      await Promise.all([cut.ready(), other.ready()]);
+      // A container deleted without a cut-short create: nothing is looked for.
+      await runtime.deleteContainer("other");
+      await expect(runtime.createTask({ id: "cut", rootfs: [], stdout: "", stderr: "" })).rejects.toThrow(
+        /deadline/,
+      );
+      await runtime.deleteContainer("cut");
+      const late = new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error("the cut-short create's shim still runs")), 5_000).unref(),
+      );
+      await Promise.race([cut.exited, late]);
+      expect(other.child.exitCode).toBeNull();
+      expect(other.child.signalCode).toBeNull();
+    } finally {
+      cut.kill();
+      other.kill();
+    }
   });
 });
