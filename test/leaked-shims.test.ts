@@ -112,7 +112,7 @@ describe("a containerd shim left without a task", () => {
 
     const ended = executor.lines
       .filter((l) => l.pid === restarted.pid && l.json?.event === "leaked-shim-ended")
-      .map((l) => ({ uuid: l.json?.uuid, pid: l.json?.pid, signal: l.json?.signal }));
+      .map((l) => ({ uuid: l.json?.uuid, pid: l.json?.shimPid, signal: l.json?.signal }));
     // The serving one ends on SIGTERM (SIGKILL only if the machine is too slow for the grace).
     const byUuid = new Map(ended.map((e) => [e.uuid, e]));
     expect(ended).toHaveLength(2);

@@ -234,7 +234,7 @@ export class TaskExecutor {
     try {
       for (const shim of await this.#runtime.endLeakedShims()) {
         this.#log.warn(
-          { uuid: shim.id, event: "leaked-shim-ended", pid: shim.pid, signal: shim.signal },
+          { uuid: shim.id, event: "leaked-shim-ended", shimPid: shim.pid, signal: shim.signal },
           "ended a containerd shim left without a task (its Tasks.Create was cut short)",
         );
       }

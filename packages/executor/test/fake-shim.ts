@@ -44,7 +44,8 @@ export function fakeShim(o: {
   address: string;
   ignoreTerm?: boolean;
 }): FakeShim {
-  const script = `${o.ignoreTerm ? "trap '' TERM; " : ""}while :; do sleep 0.05; done`;
+  // It ends by itself once the test process is gone, even if the test never got to kill it.
+  const script = `${o.ignoreTerm ? "trap '' TERM; " : ""}while kill -0 $PPID 2>/dev/null; do sleep 0.05; done`;
   // Its short name (comm) comes from the file it runs: "containerd-shim", as a real one's.
   const dir = mkdtempSync(join(tmpdir(), "fake-shim-"));
   const program = join(dir, "containerd-shim-runc-v2");
