@@ -3,6 +3,11 @@
  * instances (KV watches), the recent task events (the TASK_EVENTS stream), and who answers
  * `$SRV.INFO`; keeps the rows current and hands out the rows that changed, at most every
  * {@link FLUSH_INTERVAL_MS}.
+ *
+ * TaskMetrics change for every task every interval, so they are followed only while someone
+ * looks (a browser's stream, a `/state.json` read) and {@link METRICS_LINGER_MS} after: a node
+ * with hundreds of tasks and no browser open does not decode them all the time. Rows are not
+ * built while no stream listens either; the changes wait in the dirty sets.
  */
 import { readEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
@@ -44,6 +49,8 @@ export const SERVICE_POLL_INTERVAL_MS = 5_000;
 export const RECENT_EVENTS = 1_000;
 /** Events of an app the page knows nothing else of are dropped after this long. */
 export const ORPHAN_EVENTS_MS = 60_000;
+/** TaskMetrics are followed this long after the last browser left or the last snapshot read. */
+export const METRICS_LINGER_MS = 60_000;
 
 /** What the collector reads and from where. */
 export interface CollectorOptions {
@@ -60,6 +67,8 @@ export interface CollectorOptions {
   readonly pollServices?: () => Promise<ServicePoll>;
   readonly servicePollIntervalMs?: number;
   readonly flushIntervalMs?: number;
+  /** Default {@link METRICS_LINGER_MS}. */
+  readonly metricsLingerMs?: number;
 }
 
 type Sent = { [K in SectionName]: Map<string, string> };
@@ -95,6 +104,9 @@ export class StatusCollector {
   };
   readonly #listeners = new Set<(patches: Patch[]) => void>();
   #timers: NodeJS.Timeout[] = [];
+  /** The TaskMetrics watch while someone looks (see the module's comment). */
+  #metricsWatch: Promise<Followed> | undefined;
+  #metricsLinger: NodeJS.Timeout | undefined;
   #eventsDone: Promise<void> = Promise.resolve();
   #polling: Promise<void> = Promise.resolve();
 
@@ -116,26 +128,8 @@ export class StatusCollector {
 
   async #start(): Promise<void> {
     const { bus } = this.#o;
-    const app = (uuid: string): void => {
-      this.#dirtyApps.add(uuid);
-      this.#dirty.add("apps");
-    };
-    const table = <S extends z.ZodType>(
-      agent: string,
-      type: string,
-      schema: S,
-      set: (key: string, value: z.infer<S>) => void,
-      remove: (key: string) => void,
-    ): Promise<Followed> =>
-      subscribe(bus, {
-        agent,
-        type,
-        schema,
-        onCreate: (k, v) => set(k, v),
-        onModify: (k, v) => set(k, v),
-        onDelete: (k) => remove(k),
-        onInvalid: (i) => this.#o.logger.debug({ type, key: i.key, reason: i.reason }, i.message),
-      });
+    const app = (uuid: string): void => this.#appChanged(uuid);
+    const table = this.#table.bind(this);
     const subs = await Promise.all([
       table(
         "controller",
@@ -150,13 +144,6 @@ export class StatusCollector {
         TaskStatusSchema,
         (k, v: TaskStatus) => void (this.#statuses.set(k, v), app(k)),
         (k) => void (this.#statuses.delete(k), app(k)),
-      ),
-      table(
-        "proc-monitor",
-        "TaskMetrics",
-        TaskMetricsSchema,
-        (k, v: TaskMetrics) => void (this.#metrics.set(k, v), app(k)),
-        (k) => void (this.#metrics.delete(k), app(k)),
       ),
       ...(["HypervisorSeed", "ImageSeed"] as const).map((type) =>
         table(
@@ -201,6 +188,65 @@ export class StatusCollector {
       }
     })().catch(() => undefined);
     for (const t of this.#timers) t.unref();
+  }
+
+  #appChanged(uuid: string): void {
+    this.#dirtyApps.add(uuid);
+    this.#dirty.add("apps");
+  }
+
+  #table<S extends z.ZodType>(
+    agent: string,
+    type: string,
+    schema: S,
+    set: (key: string, value: z.infer<S>) => void,
+    remove: (key: string) => void,
+  ): Promise<Followed> {
+    return subscribe(this.#o.bus, {
+      agent,
+      type,
+      schema,
+      onCreate: (k, v) => set(k, v),
+      onModify: (k, v) => set(k, v),
+      onDelete: (k) => remove(k),
+      onInvalid: (i) => this.#o.logger.debug({ type, key: i.key, reason: i.reason }, i.message),
+    });
+  }
+
+  /**
+   * Makes the rows complete: follows TaskMetrics (if not yet) and resolves once their current
+   * values are in. Call before {@link snapshot} when someone is about to look. They are followed
+   * until {@link METRICS_LINGER_MS} after the last look, or as long as a stream listens.
+   */
+  async warm(): Promise<void> {
+    this.#lingerMetrics();
+    this.#metricsWatch ??= this.#table(
+      "proc-monitor",
+      "TaskMetrics",
+      TaskMetricsSchema,
+      (k, v: TaskMetrics) => void (this.#metrics.set(k, v), this.#appChanged(k)),
+      (k) => void (this.#metrics.delete(k), this.#appChanged(k)),
+    ).catch((err: unknown) => {
+      this.#metricsWatch = undefined;
+      throw err;
+    });
+    const watch = await this.#metricsWatch;
+    await watch.synchronized;
+  }
+
+  /** (Re)arms the end of the TaskMetrics watch; it ends only with no stream listening. */
+  #lingerMetrics(): void {
+    if (this.#metricsLinger) clearTimeout(this.#metricsLinger);
+    this.#metricsLinger = setTimeout(() => {
+      this.#metricsLinger = undefined;
+      if (this.#listeners.size > 0) return;
+      const watch = this.#metricsWatch;
+      this.#metricsWatch = undefined;
+      void watch?.then((w) => w.close()).catch(() => undefined);
+      for (const uuid of this.#metrics.keys()) this.#appChanged(uuid);
+      this.#metrics.clear();
+    }, this.#o.metricsLingerMs ?? METRICS_LINGER_MS);
+    this.#metricsLinger.unref();
   }
 
   async #followEvents(): Promise<void> {
@@ -297,6 +343,8 @@ export class StatusCollector {
       if (!this.#configs.has(uuid) && !this.#statuses.has(uuid) && now - e.at > ORPHAN_EVENTS_MS)
         this.#events.delete(uuid);
     }
+    // Nobody to send rows to: the changes stay marked until someone listens.
+    if (this.#listeners.size === 0) return;
     for (const section of SECTION_NAMES) {
       if (!this.#dirty.has(section)) continue;
       this.#dirty.delete(section);
@@ -332,7 +380,12 @@ export class StatusCollector {
   /** Calls `listener` with the rows that changed after each flush; returns the unsubscribe. */
   onPatches(listener: (patches: Patch[]) => void): () => void {
     this.#listeners.add(listener);
-    return () => void this.#listeners.delete(listener);
+    void this.warm().catch((err: unknown) =>
+      this.#o.logger.warn({ err }, "status page: cannot follow TaskMetrics"),
+    );
+    return () => {
+      if (this.#listeners.delete(listener) && this.#listeners.size === 0) this.#lingerMetrics();
+    };
   }
 
   /** Stops following (the bus stays open: it is the caller's). */
@@ -340,8 +393,14 @@ export class StatusCollector {
     this.#abort.abort();
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
+    if (this.#metricsLinger) clearTimeout(this.#metricsLinger);
     this.#listeners.clear();
-    await Promise.all(this.#subs.map((s) => s.close()));
+    const metrics = this.#metricsWatch;
+    this.#metricsWatch = undefined;
+    await Promise.all([
+      ...this.#subs.map((s) => s.close()),
+      metrics?.then((w) => w.close()).catch(() => undefined),
+    ]);
     await this.#eventsDone.catch(() => undefined);
     await this.#polling.catch(() => undefined);
   }

@@ -18,6 +18,8 @@ import { renderPage } from "./page.js";
 export interface RowSource {
   snapshot(): Snapshot;
   onPatches(listener: (patches: Patch[]) => void): () => void;
+  /** Resolves once what the snapshot follows only on demand is current (see StatusCollector.warm). */
+  warm?(): Promise<void>;
 }
 
 /** Options of {@link listenStatusPage}. */
@@ -110,16 +112,34 @@ export async function listenStatusPage(o: StatusPageServerOptions): Promise<Stat
       res.write(text);
     };
     write(`retry: 2000\n\n`);
-    write(sseMessage("snapshot", o.source.snapshot()));
-    const off = o.source.onPatches((patches) => write(sseMessage("patch", patches)));
-    const keepAlive = setInterval(() => write(`: keep-alive\n\n`), o.keepAliveMs ?? 15_000);
+    let closed = false;
+    let off = (): void => undefined;
+    let keepAlive: NodeJS.Timeout | undefined;
     const done = (): void => {
+      closed = true;
       clearInterval(keepAlive);
       off();
       streams.delete(res);
     };
     req.on("close", done);
     res.on("close", done);
+    // The snapshot once the rows are complete; then every patch.
+    const begin = (): void => {
+      if (closed) return;
+      write(sseMessage("snapshot", o.source.snapshot()));
+      off = o.source.onPatches((patches) => write(sseMessage("patch", patches)));
+      keepAlive = setInterval(() => write(`: keep-alive\n\n`), o.keepAliveMs ?? 15_000);
+    };
+    warmed().then(begin, () => undefined);
+  };
+
+  /** The source made current (a failure is logged: the rows are shown as they are). */
+  const warmed = async (): Promise<void> => {
+    try {
+      await o.source.warm?.();
+    } catch (err) {
+      o.logger.warn({ err }, "status page: some rows may be incomplete");
+    }
   };
 
   const server = createServer((req, res) => {
@@ -143,11 +163,13 @@ export async function listenStatusPage(o: StatusPageServerOptions): Promise<Stat
         openStream(req, res);
         return;
       case "/state.json":
-        send(
-          res,
-          200,
-          "application/json; charset=utf-8",
-          `${JSON.stringify(o.source.snapshot(), null, 1)}\n`,
+        void warmed().then(() =>
+          send(
+            res,
+            200,
+            "application/json; charset=utf-8",
+            `${JSON.stringify(o.source.snapshot(), null, 1)}\n`,
+          ),
         );
         return;
       case "/favicon.ico":

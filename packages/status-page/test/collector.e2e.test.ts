@@ -72,6 +72,7 @@ describe("the status page's collector", () => {
     closers.push(() => c.close());
     const patches: Patch[] = [];
     c.onPatches((p) => patches.push(...p));
+    await c.warm();
 
     // The tables' current state is there at once; events arrive from the stream.
     let snap = c.snapshot();
@@ -107,6 +108,56 @@ describe("the status page's collector", () => {
     await (await bus.bucket("task-executor")).delete(`TaskStatus.${uuid}`);
     await until("the app's removal", () => patches.find((p) => p.key === uuid && p.row === null));
     expect(c.snapshot().apps[uuid]).toBeUndefined();
+  });
+
+  it("follows TaskMetrics only while someone looks, and a while after", async () => {
+    const uuid = randomUUID();
+    const node = `sp-${randomBytes(3).toString("hex")}`;
+    const MIB = 1048576;
+    await put("controller", `AppInstanceConfig.${uuid}`, config({ uuid }));
+    await put("task-executor", `TaskStatus.${uuid}`, status({ uuid, node }));
+    await put("proc-monitor", `TaskMetrics.${uuid}`, metrics({ uuid, memoryUsageBytes: 5 * MIB }));
+    const c = await StatusCollector.open({
+      bus,
+      logger,
+      node,
+      natsUrl: "nats://x",
+      natsUser: null,
+      pollServices: () => pollServices(bus.nc, 300),
+      flushIntervalMs: 50,
+      metricsLingerMs: 300,
+    });
+    closers.push(() => c.close());
+    const used = () => c.snapshot().apps[uuid]?.memoryUsedBytes;
+
+    // Nobody has looked: the row is there, without the metrics.
+    expect(c.snapshot().apps[uuid]).toMatchObject({ state: "RUNNING", memoryUsedBytes: null });
+    // A look (a /state.json read) brings the current ones, and new ones follow while it lingers.
+    await c.warm();
+    expect(used()).toBe(5 * MIB);
+    await put("proc-monitor", `TaskMetrics.${uuid}`, metrics({ uuid, memoryUsageBytes: 6 * MIB }));
+    await until("the new metrics", () => (used() === 6 * MIB ? true : undefined));
+
+    // A browser's stream keeps them followed past the linger, and gets their changes as patches.
+    const patches: Patch[] = [];
+    const off = c.onPatches((p) => patches.push(...p));
+    await new Promise((r) => setTimeout(r, 500));
+    await put("proc-monitor", `TaskMetrics.${uuid}`, metrics({ uuid, memoryUsageBytes: 7 * MIB }));
+    await until("a patch with the new metrics", () =>
+      patches.find(
+        (p) =>
+          p.key === uuid && p.row !== null && "memoryUsedBytes" in p.row && p.row.memoryUsedBytes === 7 * MIB,
+      ),
+    );
+
+    // The browser gone and the linger over: no longer followed, and the rows say so.
+    off();
+    await until("the metrics dropped", () => (used() === null ? true : undefined), 5_000);
+    await put("proc-monitor", `TaskMetrics.${uuid}`, metrics({ uuid, memoryUsageBytes: 8 * MIB }));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(used()).toBeNull();
+    await c.warm();
+    expect(used()).toBe(8 * MIB);
   });
 
   it("lists the instances answering $SRV.INFO with their metrics links, and says so when none answers", async () => {
