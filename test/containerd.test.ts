@@ -358,6 +358,13 @@ describe("@eve-tasks/containerd against containerd", () => {
     ]);
     expect(byLabel.map((c) => c.id)).toEqual([id]);
     expect((await client.containers.list()).map((c) => c.id)).toContain(id);
+    // The labels-only listing: the same containers, their ids and labels, nothing else.
+    const all = await client.containers.list();
+    const labelsOnly = await client.containers.listLabels();
+    expect(labelsOnly).toEqual(all.map((c) => ({ id: c.id, labels: c.labels })));
+    expect(
+      await client.containers.listLabels([`labels."org.lfedge.eve-tasks.uuid"==${JSON.stringify(id)}`]),
+    ).toEqual([{ id, labels }]);
     expect((await client.namespaces.list()).map((n) => n.name)).toContain(NAMESPACE);
 
     const updated = await client.containers.update(

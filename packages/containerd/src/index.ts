@@ -6,7 +6,7 @@
 export { ContainerdClient } from "./client.js";
 export type { ContainerdClientOptions } from "./client.js";
 export { ContainersClient } from "./containers.js";
-export type { UpdateContainerOptions } from "./containers.js";
+export type { ContainerLabels, UpdateContainerOptions } from "./containers.js";
 export { TasksClient } from "./tasks.js";
 export type { KillOptions, ListTasksOptions } from "./tasks.js";
 export { EventsClient, EventSubscription } from "./events.js";

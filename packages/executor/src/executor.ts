@@ -251,7 +251,7 @@ export class TaskExecutor {
     let kicks: string[];
     try {
       const [containers, tasks] = await Promise.all([
-        this.#runtime.listContainers(),
+        this.#runtime.listContainerLabels(),
         this.#runtime.listTasks(),
       ]);
       kicks = relistKicks({

@@ -42,6 +42,7 @@ export interface RuntimeCall {
 const TIMED: readonly (keyof TaskRuntime)[] = [
   "getContainer",
   "listContainers",
+  "listContainerLabels",
   "createContainer",
   "updateContainer",
   "deleteContainer",

@@ -8,7 +8,7 @@
 import type { TaskStatus } from "@eve-tasks/schemas";
 import type { AppState } from "./app-state.js";
 import { readLabels } from "./labels.js";
-import type { ListedContainer, RuntimeTask } from "./runtime.js";
+import type { RuntimeContainer, RuntimeTask } from "./runtime.js";
 
 /** What the relist compares for one app. */
 export interface RelistInput {
@@ -17,7 +17,7 @@ export interface RelistInput {
   >;
   /** The executor's own last status of an app. */
   readonly status: (uuid: string) => TaskStatus | undefined;
-  readonly containers: readonly ListedContainer[];
+  readonly containers: readonly RuntimeContainer[];
   readonly tasks: readonly RuntimeTask[];
   /** The node is stopping its tasks: every app is reconciled. */
   readonly nodeStopping: boolean;
@@ -46,7 +46,7 @@ export function relistKicks(input: RelistInput): string[] {
 function steady(
   app: Pick<AppState, "desired" | "task" | "startFailure" | "bootFallback" | "wake">,
   status: TaskStatus | undefined,
-  container: ListedContainer | undefined,
+  container: RuntimeContainer | undefined,
   task: RuntimeTask | undefined,
 ): boolean {
   const d = app.desired;

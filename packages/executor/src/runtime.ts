@@ -90,6 +90,8 @@ export interface CreateTaskRequest {
 export interface TaskRuntime {
   getContainer(id: string): Promise<RuntimeContainer | undefined>;
   listContainers(): Promise<ListedContainer[]>;
+  /** Every container's id and labels only (cheaper than {@link listContainers}: no spec is read). */
+  listContainerLabels(): Promise<RuntimeContainer[]>;
   createContainer(c: { id: string; labels: Record<string, string>; spec: object }): Promise<void>;
   /** Sets the given label keys (others stay) and, when given, replaces the spec. */
   updateContainer(id: string, update: { labels: Record<string, string>; spec?: object }): Promise<void>;
@@ -230,6 +232,7 @@ export function containerdRuntime(client: ContainerdClient): TaskRuntime {
       call(containers.list()).then((cs) =>
         cs.map((c) => ({ id: c.id, labels: c.labels, memoryLimitBytes: memoryLimitOf(c.spec) })),
       ),
+    listContainerLabels: () => call(containers.listLabels()),
     createContainer: (c) => after(c.id, () => call(containers.create(c))).then(() => undefined),
     updateContainer: (id, u) =>
       call(

@@ -219,6 +219,7 @@ export class StatusCollector {
    * until {@link METRICS_LINGER_MS} after the last look, or as long as a stream listens.
    */
   async warm(): Promise<void> {
+    if (this.#abort.signal.aborted) return;
     this.#lingerMetrics();
     this.#metricsWatch ??= this.#table(
       "proc-monitor",
