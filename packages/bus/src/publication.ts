@@ -9,15 +9,7 @@ import { backoffDelayMs } from "@eve-tasks/backoff";
 import { CAS_BACKOFF, MAX_CAS_ATTEMPTS } from "./backoff.js";
 import type { Bus } from "./connection.js";
 import { PublishError } from "./errors.js";
-import {
-  RESTARTED_MARKER,
-  assertTypeName,
-  assertUserKey,
-  kvKey,
-  streamOf,
-  subjectOf,
-  userKeyOf,
-} from "./keys.js";
+import { RESTARTED_MARKER, assertTypeName, assertUserKey, kvKey, streamOf, subjectOf } from "./keys.js";
 import {
   CONFIG_REVISION_HEADER,
   KV_OPERATION_HEADER,
@@ -26,7 +18,7 @@ import {
   planPut,
 } from "./ordering.js";
 import type { StoredRecord } from "./ordering.js";
-import { listKvKeys } from "./table-keys.js";
+import { subscribe } from "./subscription.js";
 import { isWrongLastSequence, updateKey } from "./update.js";
 import type { Current, UpdateResult } from "./update.js";
 
@@ -244,19 +236,25 @@ export class Publication<S extends z.ZodType> {
     return d.ok ? d.value : undefined;
   }
 
-  /** Every current valid value of the table, by key. */
+  /**
+   * Every current valid value of the table, by key (invalid ones are left out). Read as one
+   * watch of the table's current state, not a request per key: a table of hundreds of apps is
+   * one stream of records.
+   */
   async getAll(): Promise<Map<string, z.infer<S>>> {
-    const out = new Map<string, z.infer<S>>();
-    const keys = (await listKvKeys(this.#bus, this.agent, `${this.type}.>`)) ?? [];
-    const kv = await this.#kv();
-    const entries = await Promise.all(keys.map(async (k) => [k, await kv.get(k)] as const));
-    for (const [k, e] of entries) {
-      const key = userKeyOf(this.type, k);
-      if (key === undefined || key.startsWith("_") || !e || e.operation !== "PUT") continue;
-      const d = decodeValue(this.schema, e.value);
-      if (d.ok) out.set(key, d.value);
+    const sub = await subscribe(this.#bus, {
+      agent: this.agent,
+      type: this.type,
+      schema: this.schema,
+      onCreate: () => undefined,
+      onInvalid: () => undefined,
+    });
+    try {
+      await sub.synchronized;
+      return new Map([...sub.getAll()].map(([key, known]) => [key, known.value]));
+    } finally {
+      await sub.close();
     }
-    return out;
   }
 
   /**

@@ -59,6 +59,10 @@ export class Subscription<S extends z.ZodType> {
   readonly #bus: Bus;
   readonly #table = new Map<string, Known<z.infer<S>>>();
   #iterator: QueuedIterator<KvWatchEntry> | undefined;
+  #filter = "";
+  /** Callers of caughtUp() waiting for a later revision. */
+  #waiters: (() => void)[] = [];
+  #closed = false;
   #synchronized = false;
   #resolveSync!: () => void;
   /** Resolves once the current state has been delivered (also for an empty table). */
@@ -95,6 +99,7 @@ export class Subscription<S extends z.ZodType> {
     const kv = await this.#bus.bucket(this.#opts.agent);
     const prefix = this.#opts.keyPrefix ? `${this.#opts.type}.${this.#opts.keyPrefix}` : this.#opts.type;
     const filter = `${prefix}.>`;
+    this.#filter = filter;
     // Not ignoreDeletes: with it, a snapshot ending in a delete never yields the delta-0 entry.
     this.#iterator = await kv.watch({ key: filter });
     const seen = new Set<string>();
@@ -111,6 +116,22 @@ export class Subscription<S extends z.ZodType> {
       if (this.#delivered >= this.#syncRevision) await this.#markSynchronized(seen);
     });
     return this;
+  }
+
+  /**
+   * Resolves once every record of the table stored before the call has been handled: for a
+   * reader that must not act on a view older than the moment it asks (one request to the
+   * server, then the watch's own pace).
+   */
+  async caughtUp(): Promise<void> {
+    await this.synchronized;
+    const last = (await lastKvRevision(this.#bus, this.#opts.agent, this.#filter)) ?? 0;
+    while (this.#delivered < last) {
+      if (this.#closed) throw new Error(`the ${this.#opts.type} subscription is closed`);
+      await new Promise<void>((r) => this.#waiters.push(r));
+    }
+    // The handlers of what was delivered have run.
+    await this.#chain;
   }
 
   /** The revision whose delivery completes the snapshot (known once the watch is open). */
@@ -145,6 +166,7 @@ export class Subscription<S extends z.ZodType> {
   async #process(e: KvWatchEntry, seen: Set<string>): Promise<void> {
     const o = this.#opts;
     this.#delivered = Math.max(this.#delivered, e.revision);
+    if (this.#waiters.length > 0) for (const wake of this.#waiters.splice(0)) wake();
     const labels = { bucket: o.agent, type: o.type };
     if (e.delta !== undefined) this.#bus.metrics.watchPending.set(labels, e.delta);
     // The initial state is old by nature: only changes after it say how far behind the watch is.
@@ -223,6 +245,8 @@ export class Subscription<S extends z.ZodType> {
 
   /** Stops the watch; handlers already running finish. */
   async close(): Promise<void> {
+    this.#closed = true;
+    for (const wake of this.#waiters.splice(0)) wake();
     this.#iterator?.stop();
     await this.done.catch(() => undefined);
     await this.#chain;

@@ -12,7 +12,7 @@
  * after changes, and every minute) unpublishes seeds no config references any more and removes
  * their files once no task's overlay mount uses them either (SeedStore.gc).
  */
-import { Publication, shareWork } from "@eve-tasks/bus";
+import { Publication, shareWork, subscribe } from "@eve-tasks/bus";
 import type { Bus, SourceState, WorkContext, WorkQueue } from "@eve-tasks/bus";
 import { errorText, hostArch, isRetryable } from "@eve-tasks/registry";
 import type { PullProgress, SeedRecord, SeedStore } from "@eve-tasks/registry";
@@ -146,8 +146,12 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
     schema: SeedSchema,
   });
   const imgSeeds = new Publication(bus, { agent: SEED_FETCHER_AGENT, type: "ImageSeed", schema: SeedSchema });
-  const tools = new Publication(bus, TOOLS_TABLE);
-  const apps = new Publication(bus, APPS_TABLE);
+  // What the garbage collector keeps: the configs, followed (each decoded once, when it changes)
+  // rather than read whole at every run.
+  const [tools, apps] = await Promise.all([
+    subscribe(bus, { ...TOOLS_TABLE, onCreate: () => undefined, onInvalid: () => undefined }),
+    subscribe(bus, { ...APPS_TABLE, onCreate: () => undefined, onInvalid: () => undefined }),
+  ]);
   const metrics = seedFetcherMetrics(options.metrics);
 
   /**
@@ -249,10 +253,11 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
   let gcRunning: Promise<void> | undefined;
   let stopped = false;
   const collectGarbage = async (): Promise<void> => {
-    const [toolConfigs, appConfigs] = await Promise.all([tools.getAll(), apps.getAll()]);
-    const wantedHv = new Set([...toolConfigs.keys()].map((name) => hypervisorSeedKey(node, name)));
+    // As of now: a config stored before this run is in the views (the seed it made is wanted).
+    await Promise.all([tools.caughtUp(), apps.caughtUp()]);
+    const wantedHv = new Set([...tools.getAll().keys()].map((name) => hypervisorSeedKey(node, name)));
     const wantedImg = new Set<string>();
-    for (const app of appConfigs.values()) {
+    for (const { value: app } of apps.getAll().values()) {
       const ref = imageRefOf(app, node);
       if (ref !== undefined) for (const k of imageSeedKeys(node, ref, app.arch, hostArch())) wantedImg.add(k);
     }
@@ -359,6 +364,7 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
       clearTimeout(gcTimer);
       await Promise.all([toolsQueue.stop(), imagesQueue.stop()]);
       await gcRunning;
+      await Promise.all([tools.close(), apps.close()]);
     },
   };
 }
