@@ -26,13 +26,13 @@ async function leakShim(
   id: string,
   bundle: string,
   logRead: "until-open" | "never",
-): Promise<ShimDaemon> {
+): Promise<ShimDaemon & { socket: string }> {
   await mkdir(bundle, { recursive: true });
   await writeFile(join(bundle, "config.json"), "{}");
   const log = join(bundle, "log");
   execFileSync("mkfifo", [log]);
   const reader = logRead === "never" ? undefined : openSync(log, constants.O_RDWR | constants.O_NONBLOCK);
-  let shim: ShimDaemon | undefined;
+  let shim: (ShimDaemon & { socket: string }) | undefined;
   try {
     const socket = execFileSync(
       "containerd-shim-runc-v2",
@@ -49,12 +49,13 @@ async function leakShim(
       ],
       { cwd: bundle, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" },
     ).trim();
-    shim = findShimDaemons(address, CONTAINERD_NAMESPACE).find((s) => s.id === id);
-    if (!shim) throw new Error(`no shim daemon for ${id} after its start (socket ${socket})`);
-    const daemon = shim;
+    const found = findShimDaemons(address, CONTAINERD_NAMESPACE).find((s) => s.id === id);
+    if (!found) throw new Error(`no shim daemon for ${id} after its start (socket ${socket})`);
+    const path = socket.replace(/^unix:\/\//, "");
+    const daemon = { ...found, socket: path };
+    shim = daemon;
     deferCleanup(async () => {
       await endShim(daemon);
-      const path = socket.replace(/^unix:\/\//, "");
       if (path.startsWith("/") && existsSync(path)) await rm(path, { force: true });
     });
     if (reader !== undefined) {
@@ -123,6 +124,9 @@ describe("a containerd shim left without a task", () => {
       timeoutMs: 5_000,
       message: "a leaked shim still running",
     });
+    // Their sockets in containerd's socket dir went with them, the SIGKILLed one's too.
+    expect(blocked.socket).toMatch(/^\//);
+    for (const s of [serving, blocked]) expect(existsSync(s.socket), s.socket).toBe(false);
     // The running app: the same shim, the same task, never restarted.
     expect(shims().filter((s) => s.id === running)).toEqual([neighbour]);
     const task = await node.containerd.tasks.get(running);

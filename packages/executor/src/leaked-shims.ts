@@ -9,7 +9,7 @@
  * forever. The executor ends such shims when it starts, before it creates anything (see
  * `TaskRuntime.endLeakedShims`).
  */
-import { readFileSync, readdirSync } from "node:fs";
+import { lstatSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 
 /** A shim daemon: its PID and what it serves (the namespace, task id and containerd socket). */
 export interface ShimDaemon {
@@ -105,6 +105,38 @@ function stillThere(shim: ShimDaemon, procRoot: string): boolean {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * The paths of the unix sockets process `pid` listens on: its descriptors' socket inodes, named
+ * in `/proc/net/unix` (columns: Num RefCount Protocol Flags Type St Inode Path).
+ */
+export function listeningSocketPaths(pid: number, procRoot = "/proc"): string[] {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`${procRoot}/${pid}/fd`)) {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`${procRoot}/${pid}/fd/${fd}`, { encoding: "utf8" }));
+      if (m?.[1]) inodes.add(m[1]);
+    }
+  } catch {
+    return [];
+  }
+  if (inodes.size === 0) return [];
+  const paths: string[] = [];
+  let table: string;
+  try {
+    table = readFileSync(`${procRoot}/net/unix`, "utf8");
+  } catch {
+    return [];
+  }
+  for (const line of table.split("\n").slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    // Flags 00010000: accepting connections (listening); a path, not an abstract name.
+    const [, , , flags, , , inode, path] = cols;
+    if (flags === "00010000" && inode !== undefined && inodes.has(inode) && path?.startsWith("/"))
+      paths.push(path);
+  }
+  return paths;
+}
+
+/**
  * Ends one shim daemon: SIGTERM, then SIGKILL after `graceMs`. A leaked runc shim that got as
  * far as serving exits at once on SIGTERM (and removes its socket); one still opening its log
  * FIFO, whose reader containerd closed, never does (it catches SIGTERM before it blocks), so
@@ -117,6 +149,18 @@ export async function endShim(
 ): Promise<EndedShim | undefined> {
   const procRoot = options.procRoot ?? "/proc";
   const graceMs = options.graceMs ?? 1_000;
+  // A shim removes its socket when it exits on SIGTERM, but only with its bundle dir (gone in a
+  // leak) or not at all on SIGKILL: the file would stay in containerd's socket dir.
+  const sockets = stillThere(shim, procRoot) ? listeningSocketPaths(shim.pid, procRoot) : [];
+  const removeSockets = (): void => {
+    for (const path of sockets) {
+      try {
+        if (lstatSync(path).isSocket()) rmSync(path);
+      } catch {
+        // Gone already (the shim removed it).
+      }
+    }
+  };
   const send = (signal: NodeJS.Signals): boolean => {
     if (!stillThere(shim, procRoot)) return false;
     try {
@@ -129,8 +173,13 @@ export async function endShim(
   if (!send("SIGTERM")) return undefined;
   for (const deadline = Date.now() + graceMs; Date.now() < deadline;) {
     await sleep(20);
-    if (!stillThere(shim, procRoot)) return { pid: shim.pid, id: shim.id, signal: "SIGTERM" };
+    if (!stillThere(shim, procRoot)) {
+      removeSockets();
+      return { pid: shim.pid, id: shim.id, signal: "SIGTERM" };
+    }
   }
   send("SIGKILL");
+  for (let i = 0; i < 50 && stillThere(shim, procRoot); i++) await sleep(20);
+  removeSockets();
   return { pid: shim.pid, id: shim.id, signal: "SIGKILL" };
 }
