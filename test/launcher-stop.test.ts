@@ -17,6 +17,7 @@ import { messageTable } from "@eve-tasks/schemas";
 import type { AppInstanceConfigInput, TaskEvent, TaskStatus, TaskStatusSchema } from "@eve-tasks/schemas";
 import { buildToolsImage, defaultToolsImageDir } from "@eve-tasks/tools-image";
 import { BUILT, makeRootfs, statusWaiter, uuidMaker, waitFor } from "./harness/index.js";
+import { endLeftoverTasks } from "./harness/leftover-tasks.js";
 import { ensureVmGuest } from "./harness/vm-guest.js";
 import type { VmGuest } from "./harness/vm-guest.js";
 
@@ -133,6 +134,8 @@ afterAll(async () => {
   for (const [pid, ticks] of owned) {
     if (isSameProcessAlive({ pid, startTicks: ticks })) process.kill(pid, "SIGKILL");
   }
+  // A test that failed before its Ctrl-C leaves tasks running under their shims.
+  if (tmp) await endLeftoverTasks(path.join(tmp, "run", "containerd.sock"));
   if (tmp) await removeTreeSafely(tmp);
 }, 60_000);
 

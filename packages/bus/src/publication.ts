@@ -9,7 +9,15 @@ import { backoffDelayMs } from "@eve-tasks/backoff";
 import { CAS_BACKOFF, MAX_CAS_ATTEMPTS } from "./backoff.js";
 import type { Bus } from "./connection.js";
 import { PublishError } from "./errors.js";
-import { RESTARTED_MARKER, assertTypeName, assertUserKey, kvKey, streamOf, subjectOf } from "./keys.js";
+import {
+  RESTARTED_MARKER,
+  assertTypeName,
+  assertUserKey,
+  kvKey,
+  streamOf,
+  subjectOf,
+  userKeyOf,
+} from "./keys.js";
 import {
   CONFIG_REVISION_HEADER,
   KV_OPERATION_HEADER,
@@ -18,7 +26,7 @@ import {
   planPut,
 } from "./ordering.js";
 import type { StoredRecord } from "./ordering.js";
-import { subscribe } from "./subscription.js";
+import { listKvKeys } from "./table-keys.js";
 import { isWrongLastSequence, updateKey } from "./update.js";
 import type { Current, UpdateResult } from "./update.js";
 
@@ -237,24 +245,23 @@ export class Publication<S extends z.ZodType> {
   }
 
   /**
-   * Every current valid value of the table, by key (invalid ones are left out). Read as one
-   * watch of the table's current state, not a request per key: a table of hundreds of apps is
-   * one stream of records.
+   * Every current valid value of the table, by key (invalid ones are left out): the keys, then a
+   * direct get of each. Not a watch: a reader may be allowed direct gets of a bucket but not to
+   * create consumers on it (the spec-builder on the controller's), and a mirrored bucket is read
+   * the same way. A caller that reads a big table often follows it with `subscribe` instead.
    */
   async getAll(): Promise<Map<string, z.infer<S>>> {
-    const sub = await subscribe(this.#bus, {
-      agent: this.agent,
-      type: this.type,
-      schema: this.schema,
-      onCreate: () => undefined,
-      onInvalid: () => undefined,
-    });
-    try {
-      await sub.synchronized;
-      return new Map([...sub.getAll()].map(([key, known]) => [key, known.value]));
-    } finally {
-      await sub.close();
+    const out = new Map<string, z.infer<S>>();
+    const keys = (await listKvKeys(this.#bus, this.agent, `${this.type}.>`)) ?? [];
+    const kv = await this.#kv();
+    const entries = await Promise.all(keys.map(async (k) => [k, await kv.get(k)] as const));
+    for (const [k, e] of entries) {
+      const key = userKeyOf(this.type, k);
+      if (key === undefined || key.startsWith("_") || !e || e.operation !== "PUT") continue;
+      const d = decodeValue(this.schema, e.value);
+      if (d.ok) out.set(key, d.value);
     }
+    return out;
   }
 
   /**

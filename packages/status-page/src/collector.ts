@@ -243,9 +243,13 @@ export class StatusCollector {
       if (this.#listeners.size > 0) return;
       const watch = this.#metricsWatch;
       this.#metricsWatch = undefined;
-      void watch?.then((w) => w.close()).catch(() => undefined);
-      for (const uuid of this.#metrics.keys()) this.#appChanged(uuid);
-      this.#metrics.clear();
+      void (async () => {
+        // Cleared once the watch has stopped, so no late delivery refills it.
+        await watch?.then((w) => w.close()).catch(() => undefined);
+        if (this.#metricsWatch !== undefined) return; // someone looks again: the new watch refills it
+        for (const uuid of this.#metrics.keys()) this.#appChanged(uuid);
+        this.#metrics.clear();
+      })();
     }, this.#o.metricsLingerMs ?? METRICS_LINGER_MS);
     this.#metricsLinger.unref();
   }
