@@ -296,7 +296,7 @@ describe("SIGKILLing each worker in turn during a burst of apps", () => {
     await waitFor(() => notYet() === undefined, { timeoutMs: 120_000, intervalMs: 250 })
       .finally(() => clearInterval(sampler))
       .catch(async () => {
-        throw new Error(`never converged: ${notYet()}\n${await logTails()}`);
+        throw new Error(`never converged (FAULT_SEED=${SEED}): ${notYet()}\n${await logTails()}`);
       });
     const convergedMs = Date.now() - started;
 

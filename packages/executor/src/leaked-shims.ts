@@ -137,11 +137,11 @@ export function listeningSocketPaths(pid: number, procRoot = "/proc"): string[] 
 }
 
 /**
- * Ends one shim daemon: SIGTERM, then SIGKILL after `graceMs`. A leaked runc shim that got as
- * far as serving exits at once on SIGTERM (and removes its socket); one still opening its log
- * FIFO, whose reader containerd closed, never does (it catches SIGTERM before it blocks), so
- * SIGKILL follows. Without a task, neither holds anything else. Resolves how it ended, or
- * undefined when it was already gone.
+ * Ends one shim daemon: SIGTERM, then SIGKILL after `graceMs`, then removes the socket it
+ * listened on if it is still there. A leaked runc shim that got as far as serving exits at once
+ * on SIGTERM; one still opening its log FIFO, whose reader containerd closed, never does (it
+ * catches SIGTERM before it blocks), so SIGKILL follows. Without a task, neither holds anything
+ * else. Resolves how it ended, or undefined when it was already gone.
  */
 export async function endShim(
   shim: ShimDaemon,

@@ -212,7 +212,9 @@ export function plan(input: PlanInput): Action {
     if (task) return { kind: "stop", pid: task.pid, reason: "activate is false", cause: "config" };
     if (!container || !labels)
       return { kind: "install", create: true, relabel: undefined, state: "INSTALLED" };
-    const state: LabelState = { ended: labels.ended, restarts: NO_RESTARTS };
+    // Deactivated, a task that ended counts as stopped on request, however it ended (by itself,
+    // or by a stop whose record a killed executor never wrote): activating it again runs it.
+    const state: LabelState = { ended: labels.ended === "" ? "" : "stopped", restarts: NO_RESTARTS };
     const kept = input.status?.state;
     return {
       kind: "install",

@@ -201,9 +201,14 @@ const rows: [string, PlanInput, Partial<Action> & { kind: Action["kind"] }][] = 
     { kind: "install", create: false, relabel: { ended: "stopped", restarts: NO_RESTARTS }, state: "HALTED" },
   ],
   [
-    "activate false after BROKEN → BROKEN stays",
+    "activate false after BROKEN → BROKEN stays; the labels say stopped (a deactivation is a stop on request)",
     input(inactive, { status: status("BROKEN"), observed: seen(containerOf(inactive, "exited")) }),
-    { kind: "install", state: "BROKEN" },
+    { kind: "install", state: "BROKEN", relabel: { ended: "stopped", restarts: NO_RESTARTS } },
+  ],
+  [
+    "activate false after an exit 0 by itself → HALTED stays; the labels say stopped",
+    input(inactive, { status: status("HALTED"), observed: seen(containerOf(inactive, "exited")) }),
+    { kind: "install", state: "HALTED", relabel: { ended: "stopped", restarts: NO_RESTARTS } },
   ],
   // BOOTING → RUNNING
   [
@@ -561,6 +566,7 @@ function run(m: Model, wanted: TaskConfig | undefined, over: Partial<PlanInput> 
       case "install":
         if (a.create && wanted?.status === "READY")
           m.container = { config: wanted, ended: "", restarts: NO_RESTARTS };
+        if (a.relabel && m.container) m.container = { ...m.container, ...a.relabel };
         return kinds;
       case "remove":
         m.container = undefined;
@@ -585,6 +591,14 @@ describe("transitions, step by step", () => {
     expect(run(m, d)).toEqual(["adopt"]);
     // activate is not part of the spec: the container stays.
     expect(run(m, inactive)).toEqual(["stop", "install"]);
+    expect(run(m, inactive)).toEqual(["install"]);
+    expect(run(m, d)).toEqual(["start"]);
+  });
+
+  it("an exit by itself, then activate false, then true: the task runs again", () => {
+    // Also what a stop looks like when the executor was killed before it recorded the stop.
+    const m: Model = { container: { config: d, ended: "exited", restarts: NO_RESTARTS }, task: undefined };
+    expect(run(m, d)[0]).toBe("awaitRestart");
     expect(run(m, inactive)).toEqual(["install"]);
     expect(run(m, d)).toEqual(["start"]);
   });
