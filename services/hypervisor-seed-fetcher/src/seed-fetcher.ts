@@ -40,6 +40,8 @@ import type { SeedKind } from "./metrics.js";
 export const SEED_FETCHER_AGENT = "hypervisor-seed-fetcher";
 
 const TOOLS_TABLE = messageTable("HypervisorToolsConfig");
+/** How long a garbage collection waits for its views of the configs to be current. */
+const VIEWS_CATCH_UP_MS = 30_000;
 const APPS_TABLE = messageTable("AppInstanceConfig");
 
 /** Delays before each retry of a pull that may heal (registry down, 5xx). */
@@ -254,7 +256,21 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
   let stopped = false;
   const collectGarbage = async (): Promise<void> => {
     // As of now: a config stored before this run is in the views (the seed it made is wanted).
-    await Promise.all([tools.caughtUp(), apps.caughtUp()]);
+    // Bounded: a view that stopped following fails this run, and the next one tries again.
+    let late: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        Promise.all([tools.caughtUp(), apps.caughtUp()]),
+        new Promise<never>((_, reject) => {
+          late = setTimeout(
+            () => reject(new Error(`the config views did not catch up within ${VIEWS_CATCH_UP_MS} ms`)),
+            VIEWS_CATCH_UP_MS,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(late);
+    }
     const wantedHv = new Set([...tools.getAll().keys()].map((name) => hypervisorSeedKey(node, name)));
     const wantedImg = new Set<string>();
     for (const { value: app } of apps.getAll().values()) {
@@ -363,8 +379,9 @@ export async function startSeedFetcher(options: SeedFetcherOptions): Promise<See
       stopped = true;
       clearTimeout(gcTimer);
       await Promise.all([toolsQueue.stop(), imagesQueue.stop()]);
-      await gcRunning;
+      // Closed first: a run waiting for the views gives up at once.
       await Promise.all([tools.close(), apps.close()]);
+      await gcRunning;
     },
   };
 }
