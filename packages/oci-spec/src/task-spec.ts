@@ -1,5 +1,5 @@
 /** The check that a built spec holds what every task needs, before it travels in a TaskConfig. */
-import { OciSpecSchema, parseOptions } from "@eve-tasks/schemas";
+import { OciSpecSchema, safeParseWorded } from "@eve-tasks/schemas";
 import type { OciSpec } from "@eve-tasks/schemas";
 import type { RuntimeSpec } from "./types.js";
 
@@ -25,7 +25,7 @@ export class IncompleteSpecError extends Error {
  *   `withMemoryLimitBytes` or `withCpus` option was applied.
  */
 export function toTaskSpec(spec: RuntimeSpec): OciSpec {
-  const result = OciSpecSchema.safeParse(spec, parseOptions);
+  const result = safeParseWorded(OciSpecSchema, spec);
   if (!result.success) {
     const details = result.error.issues
       .map((issue) => `${issue.path.length > 0 ? issue.path.join(".") : "(spec)"}: ${issue.message}`)

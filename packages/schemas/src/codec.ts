@@ -1,6 +1,6 @@
 /** Encoding and decoding of bus values: size rule, JSON, schema; one place for every worker. */
 import { z } from "zod";
-import { parseOptions } from "./error-messages.js";
+import { safeParseWorded } from "./error-messages.js";
 import { SchemaValidationError, ValueTooLargeError, type ValueContext } from "./errors.js";
 import { findJsonSyntaxProblem } from "./json-syntax.js";
 import { messageTypeNameOf } from "./message-types.js";
@@ -90,7 +90,7 @@ export function decodeValue<S extends z.ZodType>(schema: S, bytes: Uint8Array): 
       message: boundedMessage(`malformed JSON: ${describeJsonError(error, text)}`),
     };
   }
-  const result = schema.safeParse(json, parseOptions);
+  const result = safeParseWorded(schema, json);
   if (!result.success) {
     return {
       ok: false,
@@ -140,7 +140,7 @@ export function encodeValueText<S extends z.ZodType>(
   context: ValueContext = {},
 ): EncodedValue {
   const named: ValueContext = { type: context.type ?? messageTypeNameOf(schema), key: context.key };
-  const result = schema.safeParse(value, parseOptions);
+  const result = safeParseWorded(schema, value);
   if (!result.success) throw new SchemaValidationError(result.error, named);
   const text = JSON.stringify(result.data);
   const bytes = encoder.encode(text);

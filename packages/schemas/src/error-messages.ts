@@ -17,3 +17,17 @@ export function expected(text?: string): (issue: { readonly input?: unknown }) =
 export const parseOptions: z.core.ParseContext<z.core.$ZodIssue> = {
   error: (issue) => (issue.code === "invalid_type" && issue.input === undefined ? "is required" : undefined),
 };
+
+/**
+ * `schema.safeParse(value)` whose failures are worded with {@link parseOptions}. It parses
+ * without them first: any parse context of the caller's takes zod off its compiled fast path for
+ * objects (a TaskMetrics took 18 µs instead of 2), and the wording only matters for a value that
+ * fails, which is then parsed once more with them.
+ */
+export function safeParseWorded<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+): z.ZodSafeParseResult<z.output<S>> {
+  const fast = schema.safeParse(value);
+  return fast.success ? fast : schema.safeParse(value, parseOptions);
+}
