@@ -79,8 +79,13 @@ export const SERVICE_STOP_GRACE_MS = 10_000;
  * stops run at once.
  */
 export const TASK_STOP_TIMEOUT_MS = 60_000;
-/** How often the status is refreshed. */
+/** How often the status is redrawn on a terminal. */
 export const STATUS_INTERVAL_MS = 1_000;
+/**
+ * How often the heartbeats are read when no terminal shows them: often enough to say a stale one
+ * (STALE_HEARTBEAT_MS) within a few seconds, seldom enough not to wake the launcher every second.
+ */
+export const HEARTBEAT_CHECK_INTERVAL_MS = 5_000;
 
 /** Options of {@link runLauncher}. */
 export interface LauncherOptions {
@@ -520,6 +525,11 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     };
     const heartbeatOf = (s: WorkerSnapshot): HeartbeatReading | undefined =>
       s.pid === null ? undefined : heartbeats.find((h) => h.pid === s.pid);
+    // Its age now, not when the file was last read.
+    const heartbeatAgeMs = (s: WorkerSnapshot): number | undefined => {
+      const hb = heartbeatOf(s);
+      return hb === undefined ? undefined : Math.max(0, Date.now() - Date.parse(hb.at));
+    };
     const plan = planWorkerProcesses(discovery.workers, args.replicas);
     if (plan.unknown.length > 0) {
       throw new LauncherError(
@@ -544,7 +554,7 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
             if (view.live) {
               if (event !== undefined) view.note(event);
             } else {
-              const line = formatWorkerLine(s, heartbeatOf(s)?.ageMs, Date.now());
+              const line = formatWorkerLine(s, heartbeatAgeMs(s), Date.now());
               view.note(event === undefined ? line : `${line}  (${event})`);
             }
           },
@@ -600,7 +610,7 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
       localWorkers: () =>
         localWorkersOf(
           supervisors.map((w) => w.snapshot()),
-          (w) => heartbeatOf(w)?.ageMs,
+          heartbeatAgeMs,
         ),
     });
     if ("page" in ui) {
@@ -636,7 +646,8 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     });
     lifecycle.onShutdown("stop following apps", () => apps.close());
 
-    // Status: redrawn every second on a TTY; otherwise a line when a heartbeat goes stale or comes back.
+    // Status: redrawn every second on a TTY; otherwise a line when a heartbeat goes stale or comes
+    // back, looked at every few seconds.
     const stale = new Map<string, boolean>();
     const natsLine = nats
       ? `nats-server   pid ${nats.pid}  ${nats.url}`
@@ -672,7 +683,10 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
         }
       }
     };
-    const ticker = setInterval(() => void refresh(), STATUS_INTERVAL_MS);
+    const ticker = setInterval(
+      () => void refresh(),
+      view.live ? STATUS_INTERVAL_MS : HEARTBEAT_CHECK_INTERVAL_MS,
+    );
     lifecycle.signal.addEventListener("abort", () => clearInterval(ticker));
     await refresh();
   } catch (err) {

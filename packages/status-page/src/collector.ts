@@ -6,8 +6,10 @@
  *
  * TaskMetrics change for every task every interval, so they are followed only while someone
  * looks (a browser's stream, a `/state.json` read) and {@link METRICS_LINGER_MS} after: a node
- * with hundreds of tasks and no browser open does not decode them all the time. Rows are not
- * built while no stream listens either; the changes wait in the dirty sets.
+ * with hundreds of tasks and no browser open does not decode them all the time. The periodic work
+ * (flushing rows, asking `$SRV.INFO`, looking at the launcher's workers) runs in the same window
+ * only, so an unwatched page wakes neither the launcher nor, with its `$SRV.INFO` requests, the
+ * workers. Rows are not built while no stream listens; the changes wait in the dirty sets.
  */
 import { readEvents, subscribe } from "@eve-tasks/bus";
 import type { Bus } from "@eve-tasks/bus";
@@ -49,7 +51,7 @@ export const SERVICE_POLL_INTERVAL_MS = 5_000;
 export const RECENT_EVENTS = 1_000;
 /** Events of an app the page knows nothing else of are dropped after this long. */
 export const ORPHAN_EVENTS_MS = 60_000;
-/** TaskMetrics are followed this long after the last browser left or the last snapshot read. */
+/** TaskMetrics and the periodic work go on this long after the last browser left or the last look. */
 export const METRICS_LINGER_MS = 60_000;
 
 /** What the collector reads and from where. */
@@ -109,6 +111,8 @@ export class StatusCollector {
   #metricsLinger: NodeJS.Timeout | undefined;
   #eventsDone: Promise<void> = Promise.resolve();
   #polling: Promise<void> = Promise.resolve();
+  #polledAtMs = 0;
+  #sweptAtMs = Date.now();
 
   private constructor(o: CollectorOptions) {
     this.#o = o;
@@ -168,16 +172,6 @@ export class StatusCollector {
     this.#eventsDone = this.#followEvents();
     this.#dirty.add("meta");
     this.#dirty.add("workers");
-    this.#polling = this.#poll();
-    const flushMs = this.#o.flushIntervalMs ?? FLUSH_INTERVAL_MS;
-    this.#timers.push(setInterval(() => this.#flush(), flushMs));
-    this.#timers.push(
-      setInterval(() => {
-        this.#polling = this.#polling.then(() => this.#poll());
-      }, this.#o.servicePollIntervalMs ?? SERVICE_POLL_INTERVAL_MS),
-    );
-    // The launcher's view of its workers changes without telling: look every second.
-    this.#timers.push(setInterval(() => this.#dirty.add("workers"), 1_000));
     const status = bus.nc.status();
     void (async () => {
       for await (const s of status) {
@@ -187,7 +181,34 @@ export class StatusCollector {
         }
       }
     })().catch(() => undefined);
-    for (const t of this.#timers) t.unref();
+  }
+
+  /**
+   * Starts the periodic work if it is not running; resolves once the workers table is current
+   * (at once, unless its last `$SRV.INFO` answers are older than two poll intervals).
+   */
+  #wake(): Promise<void> {
+    const pollMs = this.#o.servicePollIntervalMs ?? SERVICE_POLL_INTERVAL_MS;
+    if (this.#timers.length === 0) {
+      this.#timers.push(setInterval(() => this.#flush(), this.#o.flushIntervalMs ?? FLUSH_INTERVAL_MS));
+      this.#timers.push(setInterval(() => this.#pollNext(), pollMs));
+      // The launcher's view of its workers changes without telling: look every second.
+      this.#timers.push(setInterval(() => this.#dirty.add("workers"), 1_000));
+      for (const t of this.#timers) t.unref();
+      this.#dirty.add("workers");
+      if (Date.now() - this.#polledAtMs > pollMs) this.#pollNext();
+    }
+    return Date.now() - this.#polledAtMs > 2 * pollMs ? this.#polling : Promise.resolve();
+  }
+
+  #pollNext(): void {
+    this.#polling = this.#polling.then(() => this.#poll());
+  }
+
+  /** Stops the periodic work (nobody looks). */
+  #sleep(): void {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
   }
 
   #appChanged(uuid: string): void {
@@ -214,13 +235,16 @@ export class StatusCollector {
   }
 
   /**
-   * Makes the rows complete: follows TaskMetrics (if not yet) and resolves once their current
-   * values are in. Call before {@link snapshot} when someone is about to look. They are followed
-   * until {@link METRICS_LINGER_MS} after the last look, or as long as a stream listens.
+   * Makes the rows complete: follows TaskMetrics (if not yet) and starts the periodic work, and
+   * resolves once the metrics' current values are in (and, after a long idle, fresh `$SRV.INFO`
+   * answers: up to the poll's window). Call before {@link snapshot} when someone is about to
+   * look. Both go on until {@link METRICS_LINGER_MS} after the last look, or as long as a stream
+   * listens.
    */
   async warm(): Promise<void> {
     if (this.#abort.signal.aborted) return;
-    this.#lingerMetrics();
+    this.#linger();
+    const polled = this.#wake();
     this.#metricsWatch ??= this.#table(
       "proc-monitor",
       "TaskMetrics",
@@ -232,15 +256,19 @@ export class StatusCollector {
       throw err;
     });
     const watch = await this.#metricsWatch;
-    await watch.synchronized;
+    await Promise.all([watch.synchronized, polled]);
   }
 
-  /** (Re)arms the end of the TaskMetrics watch; it ends only with no stream listening. */
-  #lingerMetrics(): void {
+  /**
+   * (Re)arms the end of the TaskMetrics watch and of the periodic work; they end only with no
+   * stream listening.
+   */
+  #linger(): void {
     if (this.#metricsLinger) clearTimeout(this.#metricsLinger);
     this.#metricsLinger = setTimeout(() => {
       this.#metricsLinger = undefined;
       if (this.#listeners.size > 0) return;
+      this.#sleep();
       const watch = this.#metricsWatch;
       this.#metricsWatch = undefined;
       void (async () => {
@@ -267,6 +295,7 @@ export class StatusCollector {
           this.#events.set(event.uuid, { lines: withEvent(known?.lines ?? [], event), at: Date.now() });
           this.#dirtyApps.add(event.uuid);
           this.#dirty.add("apps");
+          this.#sweepOrphanEvents();
         }
         return;
       } catch (err) {
@@ -281,7 +310,8 @@ export class StatusCollector {
     if (this.#abort.signal.aborted) return;
     const poll = this.#o.pollServices ?? (() => pollServices(this.#o.bus.nc));
     this.#services = await poll();
-    this.#servicesPolledAt = new Date().toISOString();
+    this.#polledAtMs = Date.now();
+    this.#servicesPolledAt = new Date(this.#polledAtMs).toISOString();
     this.#dirty.add("workers");
     this.#dirty.add("meta");
   }
@@ -339,15 +369,25 @@ export class StatusCollector {
     );
   }
 
-  /** The changed rows since the last flush, to every listener. */
-  #flush(): void {
-    const patches: Patch[] = [];
+  /**
+   * Drops the events of apps that have had neither config nor status for
+   * {@link ORPHAN_EVENTS_MS} (deleted, or from before this page), at most once a second: called
+   * as events arrive and at each flush, so it needs no timer of its own.
+   */
+  #sweepOrphanEvents(): void {
     const now = Date.now();
-    // Events of apps that have neither config nor status (deleted, or from before this page).
+    if (now - this.#sweptAtMs < 1_000) return;
+    this.#sweptAtMs = now;
     for (const [uuid, e] of this.#events) {
       if (!this.#configs.has(uuid) && !this.#statuses.has(uuid) && now - e.at > ORPHAN_EVENTS_MS)
         this.#events.delete(uuid);
     }
+  }
+
+  /** The changed rows since the last flush, to every listener. */
+  #flush(): void {
+    const patches: Patch[] = [];
+    this.#sweepOrphanEvents();
     // Nobody to send rows to: the changes stay marked until someone listens.
     if (this.#listeners.size === 0) return;
     for (const section of SECTION_NAMES) {
@@ -389,7 +429,7 @@ export class StatusCollector {
       this.#o.logger.warn({ err }, "status page: cannot follow TaskMetrics"),
     );
     return () => {
-      if (this.#listeners.delete(listener) && this.#listeners.size === 0) this.#lingerMetrics();
+      if (this.#listeners.delete(listener) && this.#listeners.size === 0) this.#linger();
     };
   }
 

@@ -46,6 +46,24 @@ const put = async (agent: string, key: string, value: unknown): Promise<void> =>
   await (await bus.bucket(agent)).put(key, JSON.stringify(value));
 };
 
+/** A collector with this file's defaults (`extra` overrides them), closed after the file. */
+const openCollector = async (
+  extra: Partial<Parameters<typeof StatusCollector.open>[0]> = {},
+): Promise<StatusCollector> => {
+  const c = await StatusCollector.open({
+    bus,
+    logger,
+    node: "local",
+    natsUrl: "nats://x",
+    natsUser: null,
+    pollServices: () => pollServices(bus.nc, 300),
+    flushIntervalMs: 50,
+    ...extra,
+  });
+  closers.push(() => c.close());
+  return c;
+};
+
 describe("the status page's collector", () => {
   it("turns configs, statuses, metrics, events, seeds and network instances into rows, and changes into patches", async () => {
     const uuid = randomUUID();
@@ -60,16 +78,7 @@ describe("the status page's collector", () => {
       JSON.stringify(event("created", new Date().toISOString(), "made", uuid)),
     );
 
-    const c = await StatusCollector.open({
-      bus,
-      logger,
-      node,
-      natsUrl: "nats://x",
-      natsUser: null,
-      pollServices: () => pollServices(bus.nc, 300),
-      flushIntervalMs: 50,
-    });
-    closers.push(() => c.close());
+    const c = await openCollector({ node });
     const patches: Patch[] = [];
     c.onPatches((p) => patches.push(...p));
     await c.warm();
@@ -117,17 +126,7 @@ describe("the status page's collector", () => {
     await put("controller", `AppInstanceConfig.${uuid}`, config({ uuid }));
     await put("task-executor", `TaskStatus.${uuid}`, status({ uuid, node }));
     await put("proc-monitor", `TaskMetrics.${uuid}`, metrics({ uuid, memoryUsageBytes: 5 * MIB }));
-    const c = await StatusCollector.open({
-      bus,
-      logger,
-      node,
-      natsUrl: "nats://x",
-      natsUser: null,
-      pollServices: () => pollServices(bus.nc, 300),
-      flushIntervalMs: 50,
-      metricsLingerMs: 300,
-    });
-    closers.push(() => c.close());
+    const c = await openCollector({ node, metricsLingerMs: 300 });
     const used = () => c.snapshot().apps[uuid]?.memoryUsedBytes;
 
     // Nobody has looked: the row is there, without the metrics.
@@ -163,13 +162,11 @@ describe("the status page's collector", () => {
   it("lists the instances answering $SRV.INFO with their metrics links, and says so when none answers", async () => {
     const worker = `testworker-${randomBytes(3).toString("hex")}`;
     const svcm = new Svcm(nc);
-    const c = await StatusCollector.open({
-      bus,
-      logger,
-      node: "local",
-      natsUrl: "nats://x",
-      natsUser: null,
+    let polls = 0;
+    const c = await openCollector({
+      metricsLingerMs: 1_000,
       pollServices: async () => {
+        polls++;
         const r = await pollServices(bus.nc, 300);
         // Other tests' services on the shared server are not this test's business.
         return r.ok
@@ -177,11 +174,18 @@ describe("the status page's collector", () => {
           : r;
       },
       servicePollIntervalMs: 200,
-      flushIntervalMs: 50,
     });
-    closers.push(() => c.close());
     const row = () => c.snapshot().workers[worker];
     expect(row()).toBeUndefined();
+    // Nobody looks: $SRV.INFO is not asked (a node's workers are not woken for a closed page).
+    await new Promise((r) => setTimeout(r, 600));
+    expect(polls).toBe(0);
+    // A look asks at once, and waits for the answers; then every poll interval while a stream
+    // listens (and a linger after).
+    await c.warm();
+    expect(polls).toBe(1);
+    expect(c.snapshot().meta.meta?.servicesPolledAt).not.toBeNull();
+    const off = c.onPatches(() => undefined);
 
     const services = await Promise.all(
       ["http://127.0.0.1:9464/metrics", "javascript:alert(1)"].map((metricsUrl) =>
@@ -201,6 +205,13 @@ describe("the status page's collector", () => {
 
     await Promise.all(services.map((s) => s.stop()));
     await until("the worker gone from the table", () => (row() === undefined ? true : undefined));
+
+    // The stream gone and the linger over: the polls stop.
+    off();
+    await new Promise((r) => setTimeout(r, 1_500));
+    const after = polls;
+    await new Promise((r) => setTimeout(r, 600));
+    expect(polls).toBe(after);
   });
 
   it("degrades to 'no service info' when nothing answers $SRV.INFO", async () => {
@@ -208,16 +219,10 @@ describe("the status page's collector", () => {
       p.ok ? p.instances.filter((i) => i.name === "eve-tasks-nobody") : [],
     );
     expect(r).toEqual([]);
-    const c = await StatusCollector.open({
-      bus,
-      logger,
-      node: "local",
-      natsUrl: "nats://x",
-      natsUser: null,
+    const c = await openCollector({
       pollServices: () => Promise.resolve({ ok: false, reason: "no service answers $SRV.INFO" }),
-      flushIntervalMs: 50,
     });
-    closers.push(() => c.close());
+    await c.warm();
     await until("the poll", () => (c.snapshot().meta.meta?.servicesPolledAt ? true : undefined));
     expect(c.snapshot().meta.meta?.serviceNote).toBe("no service answers $SRV.INFO");
     expect(c.snapshot().workers["spec-builder"]).toMatchObject({ replicas: null, health: "unknown" });
