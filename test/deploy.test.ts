@@ -42,7 +42,7 @@ import {
   renderContainerdConfig,
   renderNatsPermissions,
 } from "@eve-tasks/embedded";
-import { workerNodeOptions } from "@eve-tasks/launcher";
+import { MALLOC_TUNABLES, workerNodeOptions } from "@eve-tasks/launcher";
 import {
   SPEC_BUILDER_DURABLE,
   agents,
@@ -1229,6 +1229,11 @@ describe("deploy/systemd", () => {
         `/usr/bin/node ${options}/opt/eve-tasks/services/${w}/dist/main.js`,
       );
       expect(existsSync(join(REPO, "services", w, "src", "main.ts"))).toBe(true);
+    }
+    // Every Node unit (replicas too) runs with the launcher's malloc setting.
+    for (const [name, u] of units) {
+      if (!one(u, "Service", "ExecStart")?.startsWith("/usr/bin/node ")) continue;
+      expect(values(u, "Service", "Environment"), name).toContain(`GLIBC_TUNABLES=${MALLOC_TUNABLES}`);
     }
     const nats = units.get("eve-tasks-nats.service")!;
     expect(one(nats, "Service", "ExecStart")).toBe("/usr/sbin/nats-server -c ${EVE_NATS_CONFIG}");

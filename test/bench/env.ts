@@ -9,6 +9,7 @@ import { pathToFileURL } from "node:url";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient, isNotFound } from "@eve-tasks/containerd";
+import { withMallocTunables } from "@eve-tasks/launcher";
 import {
   cleanupContainerd,
   readLogTail,
@@ -324,6 +325,8 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
       ),
     );
     Object.assign(childEnv, {
+      // As `npm start`, the launcher and the systemd units run their Node processes.
+      GLIBC_TUNABLES: withMallocTunables(process.env.GLIBC_TUNABLES),
       NATS_URL: nats.url,
       CONTAINERD_ADDRESS: containerd.address,
       EVE_DATA_DIR: dataDir,

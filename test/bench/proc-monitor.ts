@@ -57,6 +57,7 @@ export async function procMonitorLoad(env: BenchEnv, o: ProcMonitorBenchOptions)
     logFile: join(env.dir, "logs", "proc-monitor.log"),
     env: {
       PATH: process.env.PATH,
+      GLIBC_TUNABLES: env.childEnv.GLIBC_TUNABLES,
       NATS_URL: env.nats.url,
       EVE_DATA_DIR: join(env.dir, "data"),
       EVE_RUN_DIR: join(env.dir, "run"),

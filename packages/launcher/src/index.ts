@@ -14,7 +14,14 @@ export {
   backoffDelayMs,
   nextFailureCount,
 } from "./backoff.js";
-export { KNOWN_WORKERS, WORKER_NODE_OPTIONS, discoverWorkers, workerNodeOptions } from "./workers.js";
+export {
+  KNOWN_WORKERS,
+  MALLOC_TUNABLES,
+  WORKER_NODE_OPTIONS,
+  discoverWorkers,
+  withMallocTunables,
+  workerNodeOptions,
+} from "./workers.js";
 export type { Discovery, WorkerEntry } from "./workers.js";
 export { readStateFile, stateFilePath } from "./state-file.js";
 export type { LauncherPhase, LauncherStateRecord, ServiceRecord, WorkerRecord } from "./state-file.js";

@@ -65,7 +65,7 @@ import { STALE_HEARTBEAT_MS, formatHeartbeat, formatWorkerLine, workerHeader } f
 import { takeOver } from "./take-over.js";
 import { WorkerSupervisor } from "./worker-supervisor.js";
 import type { WorkerSnapshot } from "./worker-supervisor.js";
-import { discoverWorkers, planWorkerProcesses } from "./workers.js";
+import { discoverWorkers, planWorkerProcesses, withMallocTunables } from "./workers.js";
 import { readFile } from "node:fs/promises";
 
 /** The port a private nats-server gets when it is free. */
@@ -514,6 +514,7 @@ export async function runLauncher(opts: LauncherOptions): Promise<void> {
     const discovery = await discoverWorkers(args.servicesDir);
     const workerEnv: NodeJS.ProcessEnv = {
       ...opts.env,
+      GLIBC_TUNABLES: withMallocTunables(opts.env.GLIBC_TUNABLES),
       NATS_URL: natsUrl,
       CONTAINERD_ADDRESS: containerdAddress,
       EVE_DATA_DIR: dataDir,

@@ -20,6 +20,23 @@ export const WORKER_NODE_OPTIONS: Readonly<Record<string, readonly string[]>> = 
   "proc-monitor": ["--max-semi-space-size=2"],
 };
 
+/**
+ * The glibc malloc setting every Node process of the node runs with (GLIBC_TUNABLES): `npm start`
+ * gives it to the launcher, the launcher to its workers, deploy/systemd's units to theirs. glibc
+ * raises its mmap threshold each time a large block is freed (up to 32 MiB); larger buffers then
+ * come from the heap, and stay there once freed. A launcher that had built the runtime images kept
+ * ~60 MB it no longer used, an executor that had started 500 tasks ~50 MB. A fixed threshold
+ * (glibc's initial 128 KiB) hands such buffers back to the kernel when they are freed.
+ */
+export const MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=131072";
+
+/** GLIBC_TUNABLES with {@link MALLOC_TUNABLES} added, unless `current` sets the threshold itself. */
+export function withMallocTunables(current: string | undefined): string {
+  if (current === undefined || current === "") return MALLOC_TUNABLES;
+  if (/(^|:)glibc\.malloc\.mmap_threshold=/.test(current)) return current;
+  return `${current}:${MALLOC_TUNABLES}`;
+}
+
 /** The node options worker `name` runs with. */
 export function workerNodeOptions(name: string): readonly string[] {
   return WORKER_NODE_OPTIONS[name] ?? [];

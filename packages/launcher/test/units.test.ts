@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -6,7 +6,7 @@ import { backoffDelayMs, nextFailureCount } from "../src/backoff.js";
 import { UsageError, parseLauncherArgs } from "../src/args.js";
 import { ConsoleView } from "../src/console-view.js";
 import { formatDuration, formatWorkerLine } from "../src/status-format.js";
-import { discoverWorkers } from "../src/workers.js";
+import { MALLOC_TUNABLES, discoverWorkers, withMallocTunables } from "../src/workers.js";
 import { readStartTicks } from "../src/proc.js";
 import type { WorkerSnapshot } from "../src/worker-supervisor.js";
 
@@ -126,5 +126,26 @@ describe("readStartTicks", () => {
   it("reads field 22 of /proc/<pid>/stat", () => {
     expect(readStartTicks(process.pid)).toBeGreaterThan(0);
     expect(readStartTicks(2 ** 30)).toBeUndefined();
+  });
+});
+
+describe("the malloc setting of the node's Node processes", () => {
+  it("is added to GLIBC_TUNABLES unless they set the mmap threshold themselves", () => {
+    expect(withMallocTunables(undefined)).toBe(MALLOC_TUNABLES);
+    expect(withMallocTunables("")).toBe(MALLOC_TUNABLES);
+    expect(withMallocTunables("glibc.malloc.arena_max=2")).toBe(
+      `glibc.malloc.arena_max=2:${MALLOC_TUNABLES}`,
+    );
+    expect(withMallocTunables("glibc.malloc.mmap_threshold=65536")).toBe("glibc.malloc.mmap_threshold=65536");
+    expect(withMallocTunables("glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1")).toBe(
+      "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1",
+    );
+  });
+
+  it("is the one `npm start` gives the launcher when the caller sets none", async () => {
+    const pkg = JSON.parse(
+      await readFile(path.join(import.meta.dirname, "../../../package.json"), "utf8"),
+    ) as { scripts: Record<string, string> };
+    expect(pkg.scripts.start).toContain(`GLIBC_TUNABLES=\${GLIBC_TUNABLES:-${MALLOC_TUNABLES}} node `);
   });
 });
