@@ -1,8 +1,8 @@
 // What a failed test can leave when its containerd is gone before its tasks: shims still
 // running their tasks. Ends them by PID, found by the exact containerd socket they serve.
-import { readFile, readdir, rmdir } from "node:fs/promises";
+import { lstat, readFile, readdir, rm, rmdir } from "node:fs/promises";
 import { join } from "node:path";
-import { findShimDaemons } from "@eve-tasks/executor";
+import { findShimDaemons, listeningSocketPaths } from "@eve-tasks/executor";
 import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
 
 const CGROUP_ROOT = "/sys/fs/cgroup";
@@ -30,16 +30,21 @@ const kill = (pid: number): void => {
 /**
  * Ends every shim of containerd socket `address` in the executor's namespace and what it runs:
  * its children first (a task's anchor, pid 1 of its PID namespace, takes the rest of the task
- * with it; the task logger), then the shim; then the tasks' empty cgroups. Returns the task ids.
+ * with it; the task logger), then the shim; then the sockets the shims listened on (a killed shim
+ * cannot remove its own) and the tasks' empty cgroups. Returns the task ids.
  */
 export async function endLeftoverTasks(address: string): Promise<string[]> {
   const shims = findShimDaemons(address, CONTAINERD_NAMESPACE);
+  const sockets = shims.flatMap((shim) => listeningSocketPaths(shim.pid));
   for (const shim of shims) {
     for (const child of await childrenOf(shim.pid)) kill(child);
     kill(shim.pid);
   }
   if (shims.length === 0) return [];
   await new Promise((r) => setTimeout(r, 500));
+  for (const path of sockets) {
+    if ((await lstat(path).catch(() => undefined))?.isSocket()) await rm(path);
+  }
   const hierarchies = await readdir(CGROUP_ROOT).catch(() => [] as string[]);
   for (const shim of shims) {
     for (const h of ["", ...hierarchies]) {
