@@ -174,7 +174,13 @@ export async function density(env: BenchEnv, o: DensityOptions): Promise<Scenari
     const share = Object.fromEntries(
       Object.keys(all).map((k) => [
         k,
-        { cpuPercentOfCore: r3(perS(k) / 10), rssMB: r1(Math.max(...rssBy[k]!) / MB) },
+        {
+          cpuPercentOfCore: r3(perS(k) / 10),
+          rssMB: r1(Math.max(...rssBy[k]!) / MB),
+          // Each slice's RSS: a worker still handing back what it grew while the tasks started
+          // shows as a falling series.
+          rssMBSlices: rssBy[k]!.map((b) => r1(b / MB)),
+        },
       ]),
     );
     const result: ScenarioResult = {
