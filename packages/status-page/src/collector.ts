@@ -201,8 +201,11 @@ export class StatusCollector {
     return Date.now() - this.#polledAtMs > 2 * pollMs ? this.#polling : Promise.resolve();
   }
 
+  /** Queues a poll after the one in flight; a failed poll is logged and the next one still runs. */
   #pollNext(): void {
-    this.#polling = this.#polling.then(() => this.#poll());
+    this.#polling = this.#polling
+      .then(() => this.#poll())
+      .catch((err: unknown) => this.#o.logger.warn({ err }, "status page: asking $SRV.INFO failed"));
   }
 
   /** Stops the periodic work (nobody looks). */

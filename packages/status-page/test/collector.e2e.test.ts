@@ -214,6 +214,26 @@ describe("the status page's collector", () => {
     expect(polls).toBe(after);
   });
 
+  it("asks $SRV.INFO again after a poll that failed", async () => {
+    let calls = 0;
+    const c = await openCollector({
+      servicePollIntervalMs: 100,
+      pollServices: () => {
+        calls++;
+        return calls === 1
+          ? Promise.reject(new Error("connection closed"))
+          : Promise.resolve({ ok: false, reason: "no service answers $SRV.INFO" });
+      },
+    });
+    await c.warm();
+    const off = c.onPatches(() => undefined);
+    await until("a poll after the failed one", () =>
+      c.snapshot().meta.meta?.servicesPolledAt ? true : undefined,
+    );
+    expect(calls).toBeGreaterThanOrEqual(2);
+    off();
+  });
+
   it("degrades to 'no service info' when nothing answers $SRV.INFO", async () => {
     const r = await pollServices(nc, 200).then((p) =>
       p.ok ? p.instances.filter((i) => i.name === "eve-tasks-nobody") : [],
