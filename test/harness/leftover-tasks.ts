@@ -43,7 +43,7 @@ export async function endLeftoverTasks(address: string): Promise<string[]> {
   if (shims.length === 0) return [];
   await new Promise((r) => setTimeout(r, 500));
   for (const path of sockets) {
-    if ((await lstat(path).catch(() => undefined))?.isSocket()) await rm(path);
+    if ((await lstat(path).catch(() => undefined))?.isSocket()) await rm(path, { force: true });
   }
   const hierarchies = await readdir(CGROUP_ROOT).catch(() => [] as string[]);
   for (const shim of shims) {

@@ -25,7 +25,7 @@ export const WORKER_NODE_OPTIONS: Readonly<Record<string, readonly string[]>> = 
  * gives it to the launcher, the launcher to its workers, deploy/systemd's units to theirs. glibc
  * raises its mmap threshold each time a large block is freed (up to 32 MiB); larger buffers then
  * come from the heap, and stay there once freed. A launcher that had built the runtime images kept
- * ~60 MB it no longer used, an executor that had started 500 tasks ~50 MB. A fixed threshold
+ * ~60 MB it no longer used, an executor that had started 500 tasks tens of MB. A fixed threshold
  * (glibc's initial 128 KiB) hands such buffers back to the kernel when they are freed.
  */
 export const MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=131072";
