@@ -91,8 +91,9 @@ describe("the live status page", () => {
     await page.goto(launcher!.statusPageUrl!);
     await page.locator("#conn[data-conn=live]").waitFor({ timeout: 10_000 });
     await page.evaluate(() => ((globalThis as unknown as { __sameDocument: boolean }).__sameDocument = true));
-    // Read as the read-only NATS user, and the launcher's workers are listed with their PIDs.
-    expect(await page.locator("#where").textContent()).toContain("as viewer");
+    // Read as the read-only NATS user (the header comes with the snapshot, which follows the
+    // stream's opening), and the launcher's workers are listed with their PIDs.
+    await page.locator("#where").filter({ hasText: "as viewer" }).waitFor({ timeout: 10_000 });
     for (const w of ["spec-builder", "task-executor", "proc-monitor", "hypervisor-seed-fetcher"]) {
       const pid = launcher!.state.workers[w]?.pid;
       await page

@@ -54,6 +54,16 @@ export const ORPHAN_EVENTS_MS = 60_000;
 /** TaskMetrics and the periodic work go on this long after the last browser left or the last look. */
 export const METRICS_LINGER_MS = 60_000;
 
+/** Options of {@link StatusCollector.warm}. */
+export interface WarmOptions {
+  /**
+   * Also wait for fresh `$SRV.INFO` answers when the last ones are older than two poll intervals
+   * (up to the poll's window): for a one-off read such as `/state.json`. A browser's stream does
+   * not wait; the answers follow as a patch.
+   */
+  readonly freshServices?: boolean;
+}
+
 /** What the collector reads and from where. */
 export interface CollectorOptions {
   readonly bus: Bus;
@@ -185,7 +195,8 @@ export class StatusCollector {
 
   /**
    * Starts the periodic work if it is not running; resolves once the workers table is current
-   * (at once, unless its last `$SRV.INFO` answers are older than two poll intervals).
+   * (at once, unless its last `$SRV.INFO` answers are older than two poll intervals). Never
+   * rejects.
    */
   #wake(): Promise<void> {
     const pollMs = this.#o.servicePollIntervalMs ?? SERVICE_POLL_INTERVAL_MS;
@@ -239,12 +250,11 @@ export class StatusCollector {
 
   /**
    * Makes the rows complete: follows TaskMetrics (if not yet) and starts the periodic work, and
-   * resolves once the metrics' current values are in (and, after a long idle, fresh `$SRV.INFO`
-   * answers: up to the poll's window). Call before {@link snapshot} when someone is about to
-   * look. Both go on until {@link METRICS_LINGER_MS} after the last look, or as long as a stream
-   * listens.
+   * resolves once the metrics' current values are in (and fresh `$SRV.INFO` answers, with
+   * `freshServices`). Call before {@link snapshot} when someone is about to look. Both go on
+   * until {@link METRICS_LINGER_MS} after the last look, or as long as a stream listens.
    */
-  async warm(): Promise<void> {
+  async warm(options: WarmOptions = {}): Promise<void> {
     if (this.#abort.signal.aborted) return;
     this.#linger();
     const polled = this.#wake();
@@ -259,7 +269,7 @@ export class StatusCollector {
       throw err;
     });
     const watch = await this.#metricsWatch;
-    await Promise.all([watch.synchronized, polled]);
+    await Promise.all([watch.synchronized, options.freshServices === true ? polled : undefined]);
   }
 
   /**

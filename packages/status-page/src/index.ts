@@ -11,7 +11,7 @@ import { listenStatusPage } from "./server.js";
 
 export * from "./model.js";
 export { StatusCollector, FLUSH_INTERVAL_MS, RECENT_EVENTS, SERVICE_POLL_INTERVAL_MS } from "./collector.js";
-export type { CollectorOptions } from "./collector.js";
+export type { CollectorOptions, WarmOptions } from "./collector.js";
 export { pollServices, SERVICE_POLL_WINDOW_MS } from "./services.js";
 export type { ServicePoll } from "./services.js";
 export { hostAllowed, listenStatusPage, sseMessage } from "./server.js";

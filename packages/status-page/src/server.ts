@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Patch, Snapshot } from "./model.js";
+import type { WarmOptions } from "./collector.js";
 import { renderPage } from "./page.js";
 
 /** Where the rows come from. */
@@ -19,7 +20,7 @@ export interface RowSource {
   snapshot(): Snapshot;
   onPatches(listener: (patches: Patch[]) => void): () => void;
   /** Resolves once what the snapshot follows only on demand is current (see StatusCollector.warm). */
-  warm?(): Promise<void>;
+  warm?(options?: WarmOptions): Promise<void>;
 }
 
 /** Options of {@link listenStatusPage}. */
@@ -134,9 +135,9 @@ export async function listenStatusPage(o: StatusPageServerOptions): Promise<Stat
   };
 
   /** The source made current (a failure is logged: the rows are shown as they are). */
-  const warmed = async (): Promise<void> => {
+  const warmed = async (options?: WarmOptions): Promise<void> => {
     try {
-      await o.source.warm?.();
+      await o.source.warm?.(options);
     } catch (err) {
       o.logger.warn({ err }, "status page: some rows may be incomplete");
     }
@@ -163,7 +164,8 @@ export async function listenStatusPage(o: StatusPageServerOptions): Promise<Stat
         openStream(req, res);
         return;
       case "/state.json":
-        void warmed().then(() =>
+        // A one-off read: with the workers' answers of now, not of before a long quiet.
+        void warmed({ freshServices: true }).then(() =>
           send(
             res,
             200,

@@ -180,9 +180,9 @@ describe("the status page's collector", () => {
     // Nobody looks: $SRV.INFO is not asked (a node's workers are not woken for a closed page).
     await new Promise((r) => setTimeout(r, 600));
     expect(polls).toBe(0);
-    // A look asks at once, and waits for the answers; then every poll interval while a stream
-    // listens (and a linger after).
-    await c.warm();
+    // A look asks at once (a one-off read also waits for the answers); then every poll interval
+    // while a stream listens (and a linger after).
+    await c.warm({ freshServices: true });
     expect(polls).toBe(1);
     expect(c.snapshot().meta.meta?.servicesPolledAt).not.toBeNull();
     const off = c.onPatches(() => undefined);
@@ -225,7 +225,7 @@ describe("the status page's collector", () => {
           : Promise.resolve({ ok: false, reason: "no service answers $SRV.INFO" });
       },
     });
-    await c.warm();
+    await c.warm({ freshServices: true });
     const off = c.onPatches(() => undefined);
     await until("a poll after the failed one", () =>
       c.snapshot().meta.meta?.servicesPolledAt ? true : undefined,

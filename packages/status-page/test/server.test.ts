@@ -5,15 +5,23 @@ import type { IncomingMessage } from "node:http";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { listenStatusPage, sseMessage } from "../src/index.js";
-import type { Patch, RowSource, Snapshot, StatusPageServer } from "../src/index.js";
+import type { Patch, RowSource, Snapshot, StatusPageServer, WarmOptions } from "../src/index.js";
 
 const EMPTY: Snapshot = { meta: {}, apps: {}, workers: {}, seeds: {}, networks: {} };
 
 /** A row source whose patches the test sends. */
-function source(snapshot: Snapshot = EMPTY): RowSource & { emit(p: Patch[]): void; listeners: number } {
+function source(
+  snapshot: Snapshot = EMPTY,
+): RowSource & { emit(p: Patch[]): void; listeners: number; warms: (WarmOptions | undefined)[] } {
   const listeners = new Set<(p: Patch[]) => void>();
+  const warms: (WarmOptions | undefined)[] = [];
   return {
     snapshot: () => snapshot,
+    warm: (options) => {
+      warms.push(options);
+      return Promise.resolve();
+    },
+    warms,
     onPatches(l) {
       listeners.add(l);
       return () => void listeners.delete(l);
@@ -133,6 +141,8 @@ describe("the status page's server", () => {
     await until(() => src.listeners === 0);
     const state = await get(server.port, "/state.json");
     expect(JSON.parse(state.body)).toEqual(snap);
+    // The stream's snapshot does not wait for fresh $SRV.INFO answers; a one-off read does.
+    expect(src.warms).toEqual([undefined, { freshServices: true }]);
   });
 
   it("refuses more streams than it allows, and ends open streams on close", async () => {
