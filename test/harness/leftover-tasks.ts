@@ -1,8 +1,8 @@
 // What a failed test can leave when its containerd is gone before its tasks: shims still
 // running their tasks. Ends them by PID, found by the exact containerd socket they serve.
-import { lstat, readFile, readdir, rm, rmdir } from "node:fs/promises";
+import { readFile, readdir, rmdir } from "node:fs/promises";
 import { join } from "node:path";
-import { findShimDaemons, listeningSocketPaths } from "@eve-tasks/executor";
+import { findShimDaemons, listeningSocketPaths, removeSocketFiles } from "@eve-tasks/executor";
 import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
 
 const CGROUP_ROOT = "/sys/fs/cgroup";
@@ -42,9 +42,7 @@ export async function endLeftoverTasks(address: string): Promise<string[]> {
   }
   if (shims.length === 0) return [];
   await new Promise((r) => setTimeout(r, 500));
-  for (const path of sockets) {
-    if ((await lstat(path).catch(() => undefined))?.isSocket()) await rm(path, { force: true });
-  }
+  removeSocketFiles(sockets);
   const hierarchies = await readdir(CGROUP_ROOT).catch(() => [] as string[]);
   for (const shim of shims) {
     for (const h of ["", ...hierarchies]) {

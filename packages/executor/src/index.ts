@@ -29,7 +29,13 @@ export type {
   TaskExit,
 } from "./plan.js";
 export type { StopReport } from "./lifecycle.js";
-export { endShim, findShimDaemons, listeningSocketPaths, shimDaemonOf } from "./leaked-shims.js";
+export {
+  endShim,
+  findShimDaemons,
+  listeningSocketPaths,
+  removeSocketFiles,
+  shimDaemonOf,
+} from "./leaked-shims.js";
 export type { EndedShim, ShimDaemon } from "./leaked-shims.js";
 export { timedRuntime } from "./observer.js";
 export type { ExecutorObserver, ReconcileOutcome, RuntimeCall, StartOutcome } from "./observer.js";

@@ -137,6 +137,20 @@ export function listeningSocketPaths(pid: number, procRoot = "/proc"): string[] 
 }
 
 /**
+ * Removes each path that is still a socket (one a killed shim listened on; a shim that exited by
+ * itself may have removed its own already).
+ */
+export function removeSocketFiles(paths: readonly string[]): void {
+  for (const path of paths) {
+    try {
+      if (lstatSync(path).isSocket()) rmSync(path);
+    } catch {
+      // Gone already.
+    }
+  }
+}
+
+/**
  * Ends one shim daemon: SIGTERM, then SIGKILL after `graceMs`, then removes the socket it
  * listened on if it is still there. A leaked runc shim that got as far as serving exits at once
  * on SIGTERM; one still opening its log FIFO, whose reader containerd closed, never does (it
@@ -152,15 +166,7 @@ export async function endShim(
   // A shim removes its socket when it exits on SIGTERM, but only with its bundle dir (gone in a
   // leak) or not at all on SIGKILL: the file would stay in containerd's socket dir.
   const sockets = stillThere(shim, procRoot) ? listeningSocketPaths(shim.pid, procRoot) : [];
-  const removeSockets = (): void => {
-    for (const path of sockets) {
-      try {
-        if (lstatSync(path).isSocket()) rmSync(path);
-      } catch {
-        // Gone already (the shim removed it).
-      }
-    }
-  };
+  const removeSockets = (): void => removeSocketFiles(sockets);
   const send = (signal: NodeJS.Signals): boolean => {
     if (!stillThere(shim, procRoot)) return false;
     try {
