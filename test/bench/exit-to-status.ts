@@ -23,6 +23,33 @@ export interface ExitToStatusOptions {
 }
 
 export async function exitToStatus(env: BenchEnv, o: ExitToStatusOptions): Promise<ScenarioResult> {
+  // containerd's own notices, as any client of its socket gets them (both namespaces): when the
+  // exit and the deletion of each task became visible, to split our time between containerd
+  // (the exit's notice, the shim's delete) and the executor and NATS around them.
+  const seenAt = new Map<string, number>();
+  const watching = new AbortController();
+  const watch = (async () => {
+    const sub = env.baseline.events.subscribe({
+      filters: ['topic=="/tasks/exit"', 'topic=="/tasks/delete"'],
+      allNamespaces: true,
+      signal: watching.signal,
+    });
+    for await (const e of sub) {
+      const at = nowMs();
+      if (e.topic === "/tasks/exit" || e.topic === "/tasks/delete")
+        seenAt.set(`${e.topic} ${e.payload.containerId}`, at);
+    }
+  })().catch((err: unknown) => log(`(exit) containerd event watch ended: ${String(err)}`));
+  const since = (t0: number, topic: string, id: string): number => {
+    const at = seenAt.get(`${topic} ${id}`);
+    seenAt.delete(`${topic} ${id}`);
+    return at === undefined ? Number.NaN : at - t0;
+  };
+  /** Ours, per kill: the exit's notice, its task's deletion, the status, each from the kill. */
+  const oursSplit = { exitEvent: [] as number[], deleteEvent: [] as number[] };
+  /** Baseline, per kill: Tasks.Delete called → its `/tasks/delete` event. */
+  const baseDeleteEventMs: number[] = [];
+
   const ours = async (): Promise<number> => {
     const uuid = randomUUID();
     await env.configs.publish(uuid, env.app(uuid));
@@ -34,6 +61,8 @@ export async function exitToStatus(env: BenchEnv, o: ExitToStatusOptions): Promi
     process.kill(pid, "SIGKILL");
     // A task that was not stopped on request and exited non-zero is BROKEN.
     const t1 = await env.seen.when(uuid, "exit", 30_000);
+    oursSplit.exitEvent.push(since(t0, "/tasks/exit", uuid));
+    oursSplit.deleteEvent.push(since(t0, "/tasks/delete", uuid));
     const s = env.seen.status(uuid, "exit")!;
     if (s.signal !== "SIGKILL" || s.lastTaskId !== pid) {
       throw new Error(`${uuid}: unexpected exit status ${JSON.stringify(s)}`);
@@ -74,9 +103,11 @@ export async function exitToStatus(env: BenchEnv, o: ExitToStatusOptions): Promi
     const waitError = await exited;
     const t1 = nowMs();
     if (waitError) throw waitError;
+    seenAt.delete(`/tasks/exit ${id}`);
     const d0 = nowMs();
     await c.tasks.delete(id);
     deleteMs.push(nowMs() - d0);
+    baseDeleteEventMs.push(since(d0, "/tasks/delete", id));
     await c.containers.delete(id);
     return t1 - t0;
   };
@@ -85,23 +116,44 @@ export async function exitToStatus(env: BenchEnv, o: ExitToStatusOptions): Promi
   const deleteMs: number[] = [];
 
   log(`(exit) kill → status: ${o.warmup} warm-up + ${o.n} kills of each, alternating`);
-  for (let i = 0; i < o.warmup; i++) {
-    await ours();
-    await baseline();
-  }
   const oursMs: number[] = [];
   const baseMs: number[] = [];
-  for (let i = 0; i < o.n; i++) {
-    await env.assertWorkersAlive();
-    if (i % 2 === 0) {
-      oursMs.push(await ours());
-      baseMs.push(await baseline());
-    } else {
-      baseMs.push(await baseline());
-      oursMs.push(await ours());
+  try {
+    for (let i = 0; i < o.warmup; i++) {
+      await ours();
+      await baseline();
     }
+    for (const xs of [oursSplit.exitEvent, oursSplit.deleteEvent, baseDeleteEventMs, deleteMs]) xs.length = 0;
+    for (let i = 0; i < o.n; i++) {
+      await env.assertWorkersAlive();
+      if (i % 2 === 0) {
+        oursMs.push(await ours());
+        baseMs.push(await baseline());
+      } else {
+        baseMs.push(await baseline());
+        oursMs.push(await ours());
+      }
+    }
+  } finally {
+    watching.abort();
+    await watch;
   }
   const med = median(oursMs);
+  const known = (xs: number[]) => xs.filter((x) => !Number.isNaN(x));
+  const exitEventMs = median(known(oursSplit.exitEvent));
+  const deleteEventMs = median(known(oursSplit.deleteEvent));
+  const breakdownMedianMs = {
+    // kill → containerd's /tasks/exit (what the executor reacts to)
+    exitEvent: r1(exitEventMs),
+    // → /tasks/delete: the executor's Tasks.Delete and the shim's `runc delete`
+    exitToDeleteEvent: r1(deleteEventMs - exitEventMs),
+    // → the status seen: the executor's Tasks.Get, the status's KV put, NATS delivery
+    deleteEventToStatus: r1(med - deleteEventMs),
+    // the same shim work for the bare task: Tasks.Delete called → its /tasks/delete
+    baselineTasksDeleteToEvent: r1(median(known(baseDeleteEventMs))),
+    // kills whose delete event the bench had seen by the time it saw the status
+    deleteEventsSeen: known(oursSplit.deleteEvent).length,
+  };
   const baseMed = median(baseMs);
   const deleteMedianMs = r1(median(deleteMs));
   const result: ScenarioResult = {
@@ -117,9 +169,10 @@ export async function exitToStatus(env: BenchEnv, o: ExitToStatusOptions): Promi
     baseline: "containerd Tasks.Wait returning for a bare task killed the same way",
     maxMs: r1(Math.max(...oursMs)),
     baselineTasksDeleteMedianMs: deleteMedianMs,
+    breakdownMedianMs,
   };
   log(
-    `(exit) ours median ${result.medianMs} ms p95 ${result.p95Ms} ms; Tasks.Wait median ${result.baselineMedianMs} ms; a bare Tasks.Delete after it ${deleteMedianMs} ms`,
+    `(exit) ours median ${result.medianMs} ms p95 ${result.p95Ms} ms; Tasks.Wait median ${result.baselineMedianMs} ms; a bare Tasks.Delete after it ${deleteMedianMs} ms; split ${JSON.stringify(breakdownMedianMs)}`,
   );
   return result;
 }
