@@ -1,7 +1,8 @@
 // The test harness itself: shared services from globalSetup, per-test nats-servers that can be
 // stopped and restarted, worker replicas as separate processes, waitFor, tempDir, test rootfs.
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { access, readFile, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
@@ -10,6 +11,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { WaitTimeoutError, isProcessAlive } from "@eve-tasks/embedded";
 import { harnessEnv, makeRootfs, spawnReplicas, tempDir, waitFor, withPrivateNats } from "./harness/index.js";
+import { removeStaleShimSockets, shimSocketFiles } from "./harness/shim-sockets.js";
 
 const execFileAsync = promisify(execFile);
 const echoWorker = fileURLToPath(new URL("./harness/fixtures/echo-worker.ts", import.meta.url));
@@ -143,5 +145,40 @@ describe("harness", () => {
     const { stdout } = await execFileAsync("chroot", [rootfs.path, "/bin/sh", "-c", "echo ok; /bin/sleep 0"]);
     expect(stdout.trim()).toBe("ok");
     expect(await readFile(join(rootfs.path, "bin", "sh"))).toBeInstanceOf(Buffer);
+  });
+
+  it("removes the shim sockets a killed process left, and no socket anyone listens on", async () => {
+    mkdirSync("/run/containerd/s", { recursive: true });
+    const before = shimSocketFiles();
+    // Two processes listening where shims do; one is then killed, as a test might kill a shim.
+    const listen = (path: string) => {
+      const child = spawn(
+        process.execPath,
+        ["-e", `require("node:net").createServer().listen(${JSON.stringify(path)}, () => console.log("up"))`],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      );
+      const up = new Promise((r) => child.stdout.once("data", r));
+      return { child, up };
+    };
+    const deadPath = `/run/containerd/s/eve-tasks-test-${randomUUID()}`;
+    const livePath = `/run/containerd/s/eve-tasks-test-${randomUUID()}`;
+    const dead = listen(deadPath);
+    const live = listen(livePath);
+    try {
+      await Promise.all([dead.up, live.up]);
+      const killed = new Promise((r) => dead.child.once("exit", r));
+      dead.child.kill("SIGKILL");
+      await killed;
+      expect(existsSync(deadPath), "a killed listener cannot remove its socket").toBe(true);
+
+      expect(removeStaleShimSockets(before)).toEqual([deadPath]);
+      expect(existsSync(deadPath)).toBe(false);
+      expect(existsSync(livePath)).toBe(true);
+    } finally {
+      dead.child.kill("SIGKILL");
+      live.child.kill("SIGKILL");
+      rmSync(deadPath, { force: true });
+      rmSync(livePath, { force: true });
+    }
   });
 });

@@ -13,7 +13,7 @@ import { mkdtemp, readdir, rmdir, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { join } from "node:path";
 import { findExecutable, isProcessAlive, removeTreeSafely } from "@eve-tasks/embedded";
-import { processesNaming } from "./launcher.js";
+import { killProcessesNaming } from "./launcher.js";
 import { waitFor } from "./wait.js";
 
 /** An engine to use, and how to let go of it. */
@@ -98,13 +98,7 @@ export async function ensureDocker(): Promise<DockerEngine> {
     ]);
     if (!done && isProcessAlive(pid)) process.kill(pid, "SIGKILL");
     // Its containerd and shims name its directory.
-    for (const line of await processesNaming(dir)) {
-      try {
-        process.kill(Number(line.split(":")[0]), "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    await killProcessesNaming(dir);
     if (process.env.DOCKER_HOST === `unix://${socket}`) delete process.env.DOCKER_HOST;
     // The cgroups its containers lived under (empty once they are gone).
     for (const hierarchy of await readdir("/sys/fs/cgroup").catch(() => [])) {

@@ -7,6 +7,7 @@ import type { TestProject } from "vitest/node";
 import { cleanupContainerd, removeTreeSafely, startContainerd, startNatsServer } from "@eve-tasks/embedded";
 import type { RunningContainerd, RunningNatsServer } from "@eve-tasks/embedded";
 import { RUNTIME_CACHE, buildAllRuntimes } from "./runtimes.js";
+import { removeStaleShimSockets, shimSocketFiles } from "./shim-sockets.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -29,10 +30,12 @@ function log(line: string): void {
 /**
  * Starts the shared services and provides `natsUrl`, `containerdAddress` and `harnessDir`.
  * Returns the teardown: removes every containerd task and container (so no shim outlives the
- * run), stops containerd and nats-server by their PIDs, removes the temp dir.
+ * run), stops containerd and nats-server by their PIDs, removes the sockets killed shims left
+ * (see shim-sockets.ts), removes the temp dir.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const started = Date.now();
+  const shimSocketsBefore = shimSocketFiles();
   // The built-in runtime images, once per run (cached per package version across runs), before
   // any test: many test files use them, and launchers started by tests link them from here.
   await buildAllRuntimes(log);
@@ -82,6 +85,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
         errors.push(err);
       }
     }
+    const stale = removeStaleShimSockets(shimSocketsBefore);
+    if (stale.length > 0)
+      log(`removed ${stale.length} shim socket(s) no process listened on: ${stale.join(", ")}`);
     if (keep || errors.length > 0) log(`kept ${dir}`);
     else await removeTreeSafely(dir);
     log(`services stopped in ${Date.now() - stopping} ms`);

@@ -9,7 +9,8 @@ import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { mkdtemp, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { natsPasswordFile, natsCredentialsDir, removeTreeSafely } from "@eve-tasks/embedded";
+import { isProcessAlive, natsPasswordFile, natsCredentialsDir, removeTreeSafely } from "@eve-tasks/embedded";
+import { listeningSocketPaths, removeSocketFiles } from "@eve-tasks/executor";
 import { isSameProcessAlive, readStateFile, stateFilePath } from "@eve-tasks/launcher";
 import type { LauncherStateRecord } from "@eve-tasks/launcher";
 import { REPO_ROOT } from "./e2e.js";
@@ -41,6 +42,28 @@ export async function processesNaming(path: string): Promise<string[]> {
     if (cmdline.includes(path)) found.push(`${pid}: ${cmdline.replaceAll("\0", " ")}`);
   }
   return found;
+}
+
+/**
+ * SIGKILLs every process whose command line names `path` (a test's containerd and its shims),
+ * then removes the sockets those shims listened on: a killed shim cannot remove its own.
+ */
+export async function killProcessesNaming(path: string): Promise<void> {
+  const pids = (await processesNaming(path)).map((line) => Number(line.split(":")[0]));
+  const sockets = pids.flatMap((pid) => listeningSocketPaths(pid));
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  if (pids.length === 0) return;
+  await waitFor(() => pids.every((pid) => !isProcessAlive(pid)), {
+    timeoutMs: 5_000,
+    message: "killed processes",
+  }).catch(() => undefined);
+  removeSocketFiles(sockets);
 }
 
 /** Starts the launcher with `env` added (EVE_UI_PORT=0 unless given) and waits until its workers run. */
@@ -121,13 +144,7 @@ export async function startTestLauncher(
       for (const [p, startTicks] of owned)
         if (isSameProcessAlive({ pid: p, startTicks })) process.kill(p, "SIGKILL");
       // Shims of its containerd (they name its socket) outlive a containerd that was killed.
-      for (const line of await processesNaming(dir)) {
-        try {
-          process.kill(Number(line.split(":")[0]), "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
+      await killProcessesNaming(dir);
       await removeTreeSafely(dir);
       return exit === "timeout" ? { code: null, signal: "SIGKILL" as const } : exit;
     })();
