@@ -346,22 +346,22 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     const traces: TraceRecord[] = [];
     const traceFile = (name: string): string => join(logsDir, `${name}.trace.jsonl`);
     const hooks = pathToFileURL(join(import.meta.dirname, "trace-hooks.ts")).href;
+    // BENCH_CPU_PROF: every worker this bench starts (also one started again, or an extra
+    // replica) writes a CPU profile there when it exits.
+    const profileArgs = process.env.BENCH_CPU_PROF
+      ? [
+          "--cpu-prof",
+          `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`,
+          ...(process.env.BENCH_CPU_PROF_INTERVAL_US
+            ? [`--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL_US}`]
+            : []),
+        ]
+      : [];
     const entries = { ...WORKER_ENTRIES, ...(options.vm ? VM_WORKER_ENTRIES : {}) };
     for (const [name, entry] of Object.entries(entries)) {
       const proc = await spawnLogged({
         command: process.execPath,
-        args: [
-          ...(process.env.BENCH_CPU_PROF
-            ? [
-                "--cpu-prof",
-                `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`,
-                ...(process.env.BENCH_CPU_PROF_INTERVAL_US
-                  ? [`--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL_US}`]
-                  : []),
-              ]
-            : []),
-          ...(options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry]),
-        ],
+        args: [...profileArgs, ...(options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry])],
         logFile: join(logsDir, `${name}.log`),
         env: options.trace ? { ...childEnv, BENCH_TRACE_FILE: traceFile(name) } : childEnv,
         cwd: REPO,
@@ -477,7 +477,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     const workerArgs = (name: string): string[] => {
       const entry = (entries as Record<string, string>)[name];
       if (entry === undefined) throw new Error(`no worker ${name}`);
-      return [entry];
+      return [...profileArgs, entry];
     };
     const stopWorker = async (name: string): Promise<void> => {
       const w = workers.find((x) => x.name === name);
