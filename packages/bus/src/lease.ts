@@ -10,6 +10,7 @@
  * once it has not been renewed for its TTL.
  */
 import { z } from "zod";
+import type { KvEntry } from "@nats-io/kv";
 import type { Bus } from "./connection.js";
 import { BusError } from "./errors.js";
 import { assertTypeName, assertUserKey, kvKey } from "./keys.js";
@@ -68,6 +69,41 @@ export function decideLease(
   };
 }
 
+/** Whether `value` was written by `me` (the same process of the same host and boot). */
+function isMine(value: LeaseValue, me: LeaseClaimant): boolean {
+  return (
+    value.pid === me.pid &&
+    value.startTicks === me.startTicks &&
+    value.host === me.host &&
+    value.bootId === me.bootId
+  );
+}
+
+/** What a renewal that failed means, once the lease key has been read again. */
+export type RenewalCheck =
+  | { kind: "ours"; revision: number; why: string }
+  | { kind: "lost"; why: string }
+  | { kind: "unknown"; why: string };
+
+/**
+ * Decides what a failed renewal means from the key read right after it: `read` is undefined when
+ * NATS could not be asked, null when the key has no value (never written, deleted or purged).
+ * A renewal can fail and still have been stored (its acknowledgement lost or late, or a slower
+ * renewal of ours landing first): when the stored lease is still this process's, it is held, at
+ * the stored revision.
+ */
+export function checkRenewal(
+  read: { value: LeaseValue | "unreadable"; revision: number } | null | undefined,
+  me: LeaseClaimant,
+): RenewalCheck {
+  if (read === undefined) return { kind: "unknown", why: "NATS did not answer" };
+  if (read === null) return { kind: "lost", why: "the lease was removed" };
+  if (read.value === "unreadable") return { kind: "lost", why: "the lease key holds no readable lease" };
+  if (isMine(read.value, me))
+    return { kind: "ours", revision: read.revision, why: "the stored lease is ours" };
+  return { kind: "lost", why: `it is held by pid ${read.value.pid} on host ${read.value.host} now` };
+}
+
 /** Another holder has the lease. */
 export class LeaseHeldError extends BusError {
   override name = "LeaseHeldError";
@@ -96,14 +132,16 @@ export interface LeaseOptions {
   readonly isAlive: (pid: number, startTicks: number | null) => boolean;
   /** Default 15 s; renewed every third of it. */
   readonly ttlMs?: number;
-  /** Called once when a renewal finds someone else holding it (we must stop). */
+  /** Called once when a renewal finds someone else holding it, or no lease (we must stop). */
   readonly onLost: (why: string) => void;
 }
 
 /**
  * Takes the lease or throws {@link LeaseHeldError} saying who holds it. While held, renews it
- * every `ttlMs / 3`; a renewal that cannot reach NATS is retried at the next tick (the lease is
- * not given up for an outage), one that finds another holder calls `onLost`.
+ * every `ttlMs / 3`, one renewal at a time. A renewal that fails is judged by reading the key
+ * again ({@link checkRenewal}): NATS unreachable, retried at the next tick (the lease is not
+ * given up for an outage); the stored lease still this process's (a renewal stored but not
+ * acknowledged in time), held on; another holder or no lease, `onLost`.
  */
 export async function acquireLease(bus: Bus, o: LeaseOptions): Promise<Lease> {
   assertTypeName(o.type);
@@ -119,22 +157,24 @@ export async function acquireLease(bus: Bus, o: LeaseOptions): Promise<Lease> {
     renewedAt: new Date().toISOString(),
     ttlMs,
   });
+  /** The lease a stored entry holds (undefined: none, the key deleted or purged). */
+  const leaseOf = (e: KvEntry | null): LeaseValue | "unreadable" | undefined => {
+    if (e === null || e.operation !== "PUT") return undefined;
+    const parsed = LeaseValueSchema.safeParse(
+      (() => {
+        try {
+          return e.json();
+        } catch {
+          return null;
+        }
+      })(),
+    );
+    return parsed.success ? parsed.data : "unreadable";
+  };
   let taken: number | undefined;
   for (let attempt = 0; taken === undefined; attempt++) {
     const e = await kv.get(full);
-    let existing: LeaseValue | "unreadable" | undefined;
-    if (e !== null && e.operation === "PUT") {
-      const parsed = LeaseValueSchema.safeParse(
-        (() => {
-          try {
-            return e.json();
-          } catch {
-            return null;
-          }
-        })(),
-      );
-      existing = parsed.success ? parsed.data : "unreadable";
-    }
+    const existing = leaseOf(e);
     const ageMs = e === null ? 0 : Math.max(0, Date.now() - e.created.getTime());
     const d = decideLease(existing, ageMs, o.claimant, o.isAlive);
     if (!d.take) throw new LeaseHeldError(full, d.why);
@@ -150,25 +190,41 @@ export async function acquireLease(bus: Bus, o: LeaseOptions): Promise<Lease> {
   let revision: number = taken;
   let stopped = false;
   let lost = false;
+  /** A renewal in flight: the next tick waits for it rather than race it with the same revision. */
+  let renewing = false;
+  const renew = async (): Promise<void> => {
+    try {
+      revision = await kv.update(full, JSON.stringify(value(now)), revision);
+      return;
+    } catch (err) {
+      if (stopped || lost) return;
+      const e = await kv.get(full).catch(() => undefined);
+      const existing = e === undefined ? undefined : leaseOf(e);
+      const check = checkRenewal(
+        e === undefined
+          ? undefined
+          : existing === undefined || e === null
+            ? null
+            : { value: existing, revision: e.revision },
+        o.claimant,
+      );
+      if (check.kind === "ours") {
+        revision = check.revision;
+      } else if (check.kind === "unknown") {
+        bus.logger.warn({ err, key: full }, "cannot renew the lease (NATS unreachable?); will retry");
+      } else if (!stopped && !lost) {
+        lost = true;
+        o.onLost(`lease ${full} was lost while this process held it: ${check.why}`);
+      }
+    }
+  };
   const timer = setInterval(
     () => {
-      if (stopped || lost) return;
-      kv.update(full, JSON.stringify(value(now)), revision)
-        .then((r) => {
-          revision = r;
-        })
-        .catch(async (err: unknown) => {
-          if (stopped || lost) return;
-          const e = await kv.get(full).catch(() => undefined);
-          if (e === undefined) {
-            bus.logger.warn({ err, key: full }, "cannot renew the lease (NATS unreachable?); will retry");
-            return;
-          }
-          if (e === null || e.revision !== revision) {
-            lost = true;
-            o.onLost(`lease ${full} was taken by someone else (or removed) while this process held it`);
-          }
-        });
+      if (stopped || lost || renewing) return;
+      renewing = true;
+      void renew().finally(() => {
+        renewing = false;
+      });
     },
     Math.max(100, Math.floor(ttlMs / 3)),
   );

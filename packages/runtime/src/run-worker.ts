@@ -18,7 +18,7 @@ import type { MetricsServer, Registry } from "./metrics.js";
 import { startWorkerService } from "./service.js";
 import type { Service } from "./service.js";
 import { installShutdown } from "./shutdown.js";
-import type { Lifecycle } from "./shutdown.js";
+import type { ProcessLifecycle } from "./shutdown.js";
 
 /** Exit code of a worker whose configuration is invalid (the launcher does not expect it to heal by itself). */
 export const CONFIG_ERROR_EXIT_CODE = 2;
@@ -32,8 +32,12 @@ export interface WorkerContext<C> {
   readonly config: Readonly<C>;
   /** The worker's root logger (`worker`, `node`, `pid` on every line). */
   readonly logger: Logger;
-  /** Register cleanup steps here; `lifecycle.signal` aborts when the stop begins. */
-  readonly lifecycle: Lifecycle;
+  /**
+   * Register cleanup steps here; `lifecycle.signal` aborts when the stop begins. A worker that
+   * must stop by itself calls `lifecycle.exitAfterShutdown(reason, code)`: the process then exits
+   * (a `shutdown` alone would leave it running with its work stopped).
+   */
+  readonly lifecycle: ProcessLifecycle;
   /** The liveness file, or undefined when the run dir is not writable (logged). */
   readonly heartbeat: HeartbeatHandle | undefined;
   /** The connection to NATS (drained at the stop, after main's own steps). */

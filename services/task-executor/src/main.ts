@@ -177,9 +177,12 @@ await runWorker({
           const now = startTicks(pid);
           return now !== null && (ticks === null || now === ticks);
         },
+        // Another executor may drive this node's containerd now: stop, and exit non-zero so that
+        // the launcher (or systemd) starts this one again; started again, it takes the lease if
+        // nobody holds it, and refuses to start while another executor does.
         onLost: (why) => {
           logger.error({ event: "lease-lost", why }, `${why}: stopping`);
-          void lifecycle.shutdown("lease lost");
+          void lifecycle.exitAfterShutdown("lease lost", 1);
         },
       });
     } catch (err) {
