@@ -215,9 +215,23 @@ export async function density(env: BenchEnv, o: DensityOptions): Promise<Scenari
   } finally {
     const t = nowMs();
     await mapLimit(uuids, 50, (u) => env.configs.unpublish(u));
-    await Promise.all(uuids.map((u) => env.seen.when(u, "deleted", 600_000).catch(() => undefined)));
+    // Not a failure of the row (already measured), but said: what is left the safety net removes.
+    const left = (
+      await Promise.all(
+        uuids.map((u) =>
+          env.seen.when(u, "deleted", 600_000).then(
+            () => [],
+            () => [u],
+          ),
+        ),
+      )
+    ).flat();
+    if (left.length > 0)
+      log(`(density) ${left.length} app(s) not removed by the executor: ${left.join(", ")}`);
     for (const u of uuids) env.seen.forget(u);
-    log(`(density) removed ${o.tasks} apps in ${((nowMs() - t) / 1000).toFixed(1)} s (not timed)`);
+    log(
+      `(density) removed ${o.tasks - left.length} of ${o.tasks} apps in ${((nowMs() - t) / 1000).toFixed(1)} s (not timed)`,
+    );
     await launcher.stop({ signal: "SIGINT", graceMs: 120_000 });
     await env.startWorker("spec-builder");
     await env.startWorker("task-executor");
