@@ -190,29 +190,33 @@ export async function acquireLease(bus: Bus, o: LeaseOptions): Promise<Lease> {
   let revision: number = taken;
   let stopped = false;
   let lost = false;
-  /** A renewal in flight: the next tick waits for it rather than race it with the same revision. */
-  let renewing = false;
+  /**
+   * The renewal in flight: the next tick skips rather than race it with the same revision, and
+   * release waits for it, so that its delete names the last revision.
+   */
+  let renewing: Promise<void> | undefined;
+  /** The lease stored now: undefined when NATS did not answer, null when there is none. */
+  const readStored = async (): Promise<
+    { value: LeaseValue | "unreadable"; revision: number } | null | undefined
+  > => {
+    const e = await kv.get(full).catch(() => undefined);
+    if (e === undefined) return undefined;
+    const stored = leaseOf(e);
+    return e === null || stored === undefined ? null : { value: stored, revision: e.revision };
+  };
   const renew = async (): Promise<void> => {
     try {
       revision = await kv.update(full, JSON.stringify(value(now)), revision);
-      return;
     } catch (err) {
-      if (stopped || lost) return;
-      const e = await kv.get(full).catch(() => undefined);
-      const existing = e === undefined ? undefined : leaseOf(e);
-      const check = checkRenewal(
-        e === undefined
-          ? undefined
-          : existing === undefined || e === null
-            ? null
-            : { value: existing, revision: e.revision },
-        o.claimant,
-      );
+      if (lost) return;
+      const check = checkRenewal(await readStored(), o.claimant);
       if (check.kind === "ours") {
         revision = check.revision;
+      } else if (stopped) {
+        return;
       } else if (check.kind === "unknown") {
         bus.logger.warn({ err, key: full }, "cannot renew the lease (NATS unreachable?); will retry");
-      } else if (!stopped && !lost) {
+      } else {
         lost = true;
         o.onLost(`lease ${full} was lost while this process held it: ${check.why}`);
       }
@@ -221,9 +225,8 @@ export async function acquireLease(bus: Bus, o: LeaseOptions): Promise<Lease> {
   const timer = setInterval(
     () => {
       if (stopped || lost || renewing) return;
-      renewing = true;
-      void renew().finally(() => {
-        renewing = false;
+      renewing = renew().finally(() => {
+        renewing = undefined;
       });
     },
     Math.max(100, Math.floor(ttlMs / 3)),
@@ -233,6 +236,7 @@ export async function acquireLease(bus: Bus, o: LeaseOptions): Promise<Lease> {
     async release() {
       stopped = true;
       clearInterval(timer);
+      await renewing;
       if (lost) return;
       await kv.delete(full, { previousSeq: revision }).catch(() => undefined);
     },

@@ -42,7 +42,7 @@ const leaseValue = (over: Partial<LeaseValue> = {}): string =>
   JSON.stringify({ schemaVersion: 1, ...me, acquiredAt: "", renewedAt: "", ttlMs: TTL_MS, ...over });
 
 describe("a held lease", () => {
-  it("is kept when a renewal of its own was stored behind its back (ack lost), and renewals go on", async () => {
+  it("is kept when a renewal of its own was stored behind its back (ack lost); renewals go on; release removes it", async () => {
     const kv = await bus.bucket(AGENT);
     const { full, lease, lost } = await take();
     try {
@@ -53,6 +53,10 @@ describe("a held lease", () => {
       const now = await kv.get(full);
       expect(now!.revision, "renewed after the write it did not see").toBeGreaterThan(injected);
       expect(now!.json<LeaseValue>().pid).toBe(me.pid);
+      // Released, the key holds no lease (the delete names the last revision).
+      await lease.release();
+      const released = await kv.get(full);
+      expect(released === null || released.operation !== "PUT").toBe(true);
     } finally {
       await lease.release();
     }
