@@ -216,16 +216,7 @@ export async function density(env: BenchEnv, o: DensityOptions): Promise<Scenari
     const t = nowMs();
     await mapLimit(uuids, 50, (u) => env.configs.unpublish(u));
     // Not a failure of the row (already measured), but said: what is left the safety net removes.
-    const left = (
-      await Promise.all(
-        uuids.map((u) =>
-          env.seen.when(u, "deleted", 600_000).then(
-            () => [],
-            () => [u],
-          ),
-        ),
-      )
-    ).flat();
+    const left = await env.seen.notDeleted(uuids, 600_000);
     if (left.length > 0)
       log(`(density) ${left.length} app(s) not removed by the executor: ${left.join(", ")}`);
     for (const u of uuids) env.seen.forget(u);

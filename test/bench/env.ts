@@ -136,6 +136,22 @@ export class Seen {
     });
   }
 
+  /**
+   * Waits until every key's status is deleted, up to `timeoutMs` each; resolves with the keys
+   * whose status was still there (a teardown says them rather than fail the row it measured).
+   */
+  async notDeleted(keys: readonly string[], timeoutMs: number): Promise<string[]> {
+    const left = await Promise.all(
+      keys.map((k) =>
+        this.when(k, "deleted", timeoutMs).then(
+          () => [],
+          () => [k],
+        ),
+      ),
+    );
+    return left.flat();
+  }
+
   forget(key: string): void {
     this.#times.delete(key);
     this.#statuses.delete(key);

@@ -148,16 +148,7 @@ export async function procMonitorLoad(env: BenchEnv, o: ProcMonitorBenchOptions)
     await metrics.close();
     await Promise.all(uuids.map((u) => env.configs.unpublish(u)));
     // Not a failure of the row (already measured), but said: what is left the safety net removes.
-    const left = (
-      await Promise.all(
-        uuids.map((u) =>
-          env.seen.when(u, "deleted", 120_000).then(
-            () => [],
-            () => [u],
-          ),
-        ),
-      )
-    ).flat();
+    const left = await env.seen.notDeleted(uuids, 120_000);
     if (left.length > 0)
       log(`(proc-monitor) ${left.length} app(s) not removed by the executor: ${left.join(", ")}`);
     await monitor.stop({ graceMs: 10_000 });
