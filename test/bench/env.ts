@@ -9,7 +9,7 @@ import { pathToFileURL } from "node:url";
 import { Publication, connectBus, ensureBuckets, subscribe } from "@eve-tasks/bus";
 import type { Bus, Subscription } from "@eve-tasks/bus";
 import { ContainerdClient, isNotFound } from "@eve-tasks/containerd";
-import { withMallocTunables } from "@eve-tasks/launcher";
+import { withMallocTunables, workerNodeOptions } from "@eve-tasks/launcher";
 import {
   cleanupContainerd,
   readLogTail,
@@ -374,10 +374,15 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
         ]
       : [];
     const entries = { ...WORKER_ENTRIES, ...(options.vm ? VM_WORKER_ENTRIES : {}) };
+    // Each worker with the node options the launcher gives it, so the rows measure what runs.
     for (const [name, entry] of Object.entries(entries)) {
       const proc = await spawnLogged({
         command: process.execPath,
-        args: [...profileArgs, ...(options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry])],
+        args: [
+          ...workerNodeOptions(name),
+          ...profileArgs,
+          ...(options.trace ? ["--import", "tsx", "--import", hooks, entry] : [entry]),
+        ],
         logFile: join(logsDir, `${name}.log`),
         env: options.trace ? { ...childEnv, BENCH_TRACE_FILE: traceFile(name) } : childEnv,
         cwd: REPO,
@@ -493,7 +498,7 @@ export async function startBenchEnv(options: BenchEnvOptions): Promise<BenchEnv>
     const workerArgs = (name: string): string[] => {
       const entry = (entries as Record<string, string>)[name];
       if (entry === undefined) throw new Error(`no worker ${name}`);
-      return [...profileArgs, entry];
+      return [...workerNodeOptions(name), ...profileArgs, entry];
     };
     const stopWorker = async (name: string): Promise<void> => {
       const w = workers.find((x) => x.name === name);
