@@ -60,6 +60,17 @@ async function rss(pid: number): Promise<number> {
   return (await readProcStatus(pid))?.vmRssBytes ?? NaN;
 }
 
+/**
+ * Proportional set size: resident memory with each page shared by n processes counted 1/n. The
+ * five Node processes map the same node binary, which RSS counts in each of them; the sum of PSS
+ * is what they take from the machine together.
+ */
+async function pss(pid: number): Promise<number> {
+  const text = await readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
+  const kb = /^Pss:\s+(\d+) kB$/m.exec(text)?.[1];
+  return kb === undefined ? NaN : Number(kb) * 1024;
+}
+
 /** PIDs of the shims of the containerd at `address`. */
 async function shimPids(address: string): Promise<number[]> {
   const out: number[] = [];
@@ -150,19 +161,26 @@ export async function density(env: BenchEnv, o: DensityOptions): Promise<Scenari
     let prev = start;
     const slices: number[] = [];
     const rssTotals: number[] = [];
+    const pssTotals: number[] = [];
     const rssBy: Record<string, number[]> = Object.fromEntries(Object.keys(all).map((k) => [k, []]));
+    const pssBy: Record<string, number[]> = Object.fromEntries(Object.keys(all).map((k) => [k, []]));
     while (prev.t - start.t < o.measureMs) {
       await sleep(o.sliceMs);
       const cur = await snap();
       const used = Object.keys(all).reduce((sum, k) => sum + (cur.ms[k]! - prev.ms[k]!), 0);
       slices.push((used / (cur.t - prev.t)) * 1000);
       let total = 0;
+      let totalPss = 0;
       for (const [name, pid] of Object.entries(all)) {
         const b = await rss(pid);
         rssBy[name]!.push(b);
         total += b;
+        const p = await pss(pid);
+        pssBy[name]!.push(p);
+        totalPss += p;
       }
       rssTotals.push(total);
+      pssTotals.push(totalPss);
       prev = cur;
     }
     const wallS = (prev.t - start.t) / 1000;
@@ -180,6 +198,7 @@ export async function density(env: BenchEnv, o: DensityOptions): Promise<Scenari
           // Each slice's RSS: a worker still handing back what it grew while the tasks started
           // shows as a falling series.
           rssMBSlices: rssBy[k]!.map((b) => r1(b / MB)),
+          pssMB: r1(Math.max(...pssBy[k]!) / MB),
         },
       ]),
     );
@@ -200,6 +219,8 @@ export async function density(env: BenchEnv, o: DensityOptions): Promise<Scenari
       cpuMsPerSecondSlices: slices.map(r1),
       rssMB: r1(maxRss / MB),
       rssRatio: r3(rssRatio),
+      // For scale, not the target: the same processes with their shared pages counted once.
+      pssMB: r1(Math.max(...pssTotals) / MB),
       perProcess: share,
       forScaleCpuPercentOfCore: {
         ...Object.fromEntries(Object.keys(others).map((k) => [k, r3(perS(k) / 10)])),
@@ -208,7 +229,7 @@ export async function density(env: BenchEnv, o: DensityOptions): Promise<Scenari
       load1: [loadAtStart, load1()],
     };
     log(
-      `(density) launcher + workers: ${result.cpuPercentOfCore as number} % of a core, ${result.rssMB as number} MB; ` +
+      `(density) launcher + workers: ${result.cpuPercentOfCore as number} % of a core, ${result.rssMB as number} MB RSS (PSS ${result.pssMB as number} MB); ` +
         JSON.stringify(share),
     );
     return result;
