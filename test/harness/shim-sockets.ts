@@ -3,9 +3,9 @@
 // test run notes which sockets it found there at its start and, at its end, removes the ones that
 // appeared since and that no process listens on, saying so (a test then killed a shim without
 // removing its socket).
-import { lstatSync, readFileSync, readdirSync } from "node:fs";
+import { lstatSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { removeSocketFiles } from "@eve-tasks/executor";
+import { removeSocketFiles, unixSockets } from "@eve-tasks/executor";
 
 const SHIM_SOCKET_DIR = "/run/containerd/s";
 
@@ -29,22 +29,12 @@ export function shimSocketFiles(): Set<string> {
   return out;
 }
 
-/** Paths of the unix sockets some process has bound (`/proc/net/unix`, last column). */
-function boundSocketPaths(): Set<string> {
-  const out = new Set<string>();
-  for (const line of readFileSync("/proc/net/unix", "utf8").split("\n").slice(1)) {
-    const path = line.trim().split(/\s+/)[7];
-    if (path?.startsWith("/")) out.add(path);
-  }
-  return out;
-}
-
 /**
  * Removes the shim sockets that were not there in `before` and that no process has bound any
  * more; returns them.
  */
 export function removeStaleShimSockets(before: ReadonlySet<string>): string[] {
-  const bound = boundSocketPaths();
+  const bound = new Set(unixSockets().flatMap((s) => (s.path === undefined ? [] : [s.path])));
   const stale = [...shimSocketFiles()].filter((p) => !before.has(p) && !bound.has(p));
   removeSocketFiles(stale);
   return stale;

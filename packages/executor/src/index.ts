@@ -35,8 +35,9 @@ export {
   listeningSocketPaths,
   removeSocketFiles,
   shimDaemonOf,
+  unixSockets,
 } from "./leaked-shims.js";
-export type { EndedShim, ShimDaemon } from "./leaked-shims.js";
+export type { EndedShim, ShimDaemon, UnixSocketRow } from "./leaked-shims.js";
 export { timedRuntime } from "./observer.js";
 export type { ExecutorObserver, ReconcileOutcome, RuntimeCall, StartOutcome } from "./observer.js";
 export { binfmtEntries, taskDirs } from "./host-resources.js";

@@ -104,10 +104,33 @@ function stillThere(shim: ShimDaemon, procRoot: string): boolean {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * The paths of the unix sockets process `pid` listens on: its descriptors' socket inodes, named
- * in `/proc/net/unix` (columns: Num RefCount Protocol Flags Type St Inode Path).
- */
+/** One row of `/proc/net/unix` (columns: Num RefCount Protocol Flags Type St Inode Path). */
+export interface UnixSocketRow {
+  /** `00010000`: accepting connections (listening). */
+  readonly flags: string;
+  readonly inode: string;
+  /** The bound path; undefined for an unbound or abstract socket. */
+  readonly path: string | undefined;
+}
+
+/** The unix sockets of the system (`<procRoot>/net/unix`), or [] when it cannot be read. */
+export function unixSockets(procRoot = "/proc"): UnixSocketRow[] {
+  let table: string;
+  try {
+    table = readFileSync(`${procRoot}/net/unix`, "utf8");
+  } catch {
+    return [];
+  }
+  const rows: UnixSocketRow[] = [];
+  for (const line of table.split("\n").slice(1)) {
+    const [, , , flags, , , inode, path] = line.trim().split(/\s+/);
+    if (flags === undefined || inode === undefined) continue;
+    rows.push({ flags, inode, path: path?.startsWith("/") ? path : undefined });
+  }
+  return rows;
+}
+
+/** The paths of the unix sockets process `pid` listens on: its descriptors' socket inodes. */
 export function listeningSocketPaths(pid: number, procRoot = "/proc"): string[] {
   const inodes = new Set<string>();
   try {
@@ -119,21 +142,9 @@ export function listeningSocketPaths(pid: number, procRoot = "/proc"): string[] 
     return [];
   }
   if (inodes.size === 0) return [];
-  const paths: string[] = [];
-  let table: string;
-  try {
-    table = readFileSync(`${procRoot}/net/unix`, "utf8");
-  } catch {
-    return [];
-  }
-  for (const line of table.split("\n").slice(1)) {
-    const cols = line.trim().split(/\s+/);
-    // Flags 00010000: accepting connections (listening); a path, not an abstract name.
-    const [, , , flags, , , inode, path] = cols;
-    if (flags === "00010000" && inode !== undefined && inodes.has(inode) && path?.startsWith("/"))
-      paths.push(path);
-  }
-  return paths;
+  return unixSockets(procRoot)
+    .filter((s) => s.flags === "00010000" && inodes.has(s.inode) && s.path !== undefined)
+    .map((s) => s.path!);
 }
 
 /**
