@@ -1,6 +1,7 @@
 // Every link in README.md and docs/*.md leads to a file of this repository: a relative path that
 // exists, never a path that climbs out of the repository, never a URL to somewhere else (the
-// docs are the contract, so they must not depend on pages that can change or vanish).
+// docs are the contract, so they must not depend on pages that can change or vanish). And the
+// README stays a map: its Folders table names every package, and it links every page of docs/.
 import { existsSync, readFileSync, readdirSync, realpathSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -94,5 +95,38 @@ describe("links in the README and docs/", () => {
       .filter((p) => p.problem !== null)
       .map(({ l, problem }) => `${file}:${l.line}: ${l.target} ${problem}`);
     expect(problems).toEqual([]);
+  });
+});
+
+/** The folders named in the first column of README.md's "Folders" table. */
+function foldersInReadme(readme: string): string[] {
+  const section = readme.split(/^## Folders$/m)[1]?.split(/^## /m)[0] ?? "";
+  return [...section.matchAll(/^\|\s*`([^`]+)`\s*\|/gm)].map((m) => m[1]!.replace(/\/$/, ""));
+}
+
+describe("the README as a map of the repository", () => {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+
+  it("reads the folder column of the Folders table", () => {
+    const text =
+      "## Folders\n\n| folder | job |\n| --- | --- |\n| `packages/a` | x |\n| `deploy/` | y |\n\n## Next\n| `not/this` | z |\n";
+    expect(foldersInReadme(text)).toEqual(["packages/a", "deploy"]);
+  });
+
+  it("names every package in its Folders table", () => {
+    const named = new Set(foldersInReadme(readme));
+    const missing = readdirSync(join(ROOT, "packages"), { withFileTypes: true })
+      .filter((d) => d.isDirectory() && existsSync(join(ROOT, "packages", d.name, "package.json")))
+      .map((d) => `packages/${d.name}`)
+      .filter((p) => !named.has(p));
+    expect(missing).toEqual([]);
+    expect(named.has("services/*")).toBe(true);
+  });
+
+  it("links every page of docs/", () => {
+    const missing = documents()
+      .filter((f) => f.startsWith("docs/"))
+      .filter((f) => !markdownLinks(readme).some((l) => l.target.split("#")[0] === f));
+    expect(missing).toEqual([]);
   });
 });
