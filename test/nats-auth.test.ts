@@ -68,6 +68,7 @@ import {
 } from "./harness/index.js";
 import type { NodeRun, Replicas } from "./harness/index.js";
 import { sampleValue, scrape } from "./harness/prometheus.js";
+import { RUNTIME_CACHE } from "./harness/runtimes.js";
 import { skopeoCopy, startRegistry } from "./harness/registry.js";
 import { OciLayout, busyboxEntries } from "./harness/registry-images.js";
 
@@ -589,4 +590,46 @@ describe("the CLI and npm start's credentials", () => {
       /^eve-tasks: cannot read the NATS credentials `npm start` made \(.*viewer\.password: permission denied\): they are root's, mode 0600, and this is uid 65534\. Run eve-tasks as root, or connect as a NATS user of your own: NATS_USER with NATS_PASSWORD_FILE\n$/,
     );
   }, 30_000);
+});
+
+describe("eve-tasks-tools-image register on a server with users", () => {
+  /** The tool from the repository, given the server and only the credentials in `env`. */
+  const toolsImage = (env: Record<string, string>): Promise<NodeRun> =>
+    runNode(
+      join(REPO_ROOT, "packages/tools-image/dist/main.js"),
+      ["register", "--out", RUNTIME_CACHE, "emulators"],
+      {
+        env: {
+          NATS_URL: server.url,
+          EVE_DATA_DIR: dataDir,
+          NATS_USER: "",
+          NATS_PASSWORD_FILE: "",
+          NATS_PASSWORD: "",
+          ...env,
+        },
+      },
+    );
+
+  it("connects as NATS_USER with its password file; without one it is refused, and a viewer cannot write", async () => {
+    const tools = new Publication(buses.get("admin")!, messageTable("HypervisorToolsConfig"));
+    const anon = await toolsImage({});
+    expect(anon.code).toBe(1);
+    expect(anon.stderr).toMatch(/Authorization Violation/);
+    expect(await tools.get("emulators")).toBeUndefined();
+
+    const viewer = await toolsImage({ NATS_USER: "viewer", NATS_PASSWORD_FILE: auth.passwordFile("viewer") });
+    expect(viewer.code).toBe(1);
+    expect(await tools.get("emulators")).toBeUndefined();
+
+    const noPassword = await toolsImage({ NATS_USER: "admin" });
+    expect(noPassword.code).toBe(2);
+    expect(noPassword.stderr).toMatch(/NATS_PASSWORD_FILE/);
+
+    const admin = await toolsImage({ NATS_USER: "admin", NATS_PASSWORD_FILE: auth.passwordFile("admin") });
+    expect(admin.stderr + admin.stdout).toMatch(
+      /HypervisorToolsConfig\.emulators: registered the built-in image oci:/,
+    );
+    expect(admin.code).toBe(0);
+    expect((await tools.get("emulators"))?.image).toMatch(/^oci:/);
+  }, 120_000);
 });

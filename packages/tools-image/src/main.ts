@@ -5,7 +5,7 @@
  */
 import path from "node:path";
 import { connectBus, ensureBucket } from "@eve-tasks/bus";
-import { ConfigError, baseWorkerEnvSchema, loadConfig } from "@eve-tasks/runtime";
+import { ConfigError, baseWorkerEnvSchema, loadConfig, natsConnection } from "@eve-tasks/runtime";
 import { ToolsImageError } from "./errors.js";
 import { buildRuntimeImage, defaultRuntimeImageDir } from "./layout.js";
 import type { BuildProgress, RuntimeImage } from "./layout.js";
@@ -26,7 +26,9 @@ register  builds them, then puts each at $KV.controller.HypervisorToolsConfig.<n
 --out <dir>  where the layouts go (default <EVE_DATA_DIR>/tools-images)
 --force      rebuild even when an intact layout is there
 
-Environment: EVE_DATA_DIR (default ./.data), NATS_URL (default nats://127.0.0.1:4222).
+Environment: EVE_DATA_DIR (default ./.data), NATS_URL (default nats://127.0.0.1:4222); for a
+server that asks for credentials, NATS_USER (one that may write the controller bucket: admin or
+controller) with NATS_PASSWORD_FILE or NATS_PASSWORD.
 `;
 
 class UsageError extends Error {}
@@ -95,7 +97,17 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
-  const config = loadConfig(baseWorkerEnvSchema.pick({ EVE_DATA_DIR: true, NATS_URL: true }));
+  const config = loadConfig(
+    baseWorkerEnvSchema.pick({
+      EVE_DATA_DIR: true,
+      NATS_URL: true,
+      NATS_USER: true,
+      NATS_PASSWORD: true,
+      NATS_PASSWORD_FILE: true,
+    }),
+  );
+  // Checked before the build, which can take a while: a missing password is a usage error.
+  const nats = natsConnection(config);
   const images: RuntimeImage[] = [];
   for (const name of args.runtimes) {
     const outDir =
@@ -113,7 +125,7 @@ async function main(argv: readonly string[]): Promise<number> {
     for (const image of images) process.stdout.write(`${image.name} ${image.ref}\n`);
     return 0;
   }
-  const bus = await connectBus({ servers: config.NATS_URL, name: "eve-tasks-tools-image" });
+  const bus = await connectBus({ ...nats, name: "eve-tasks-tools-image" });
   try {
     await ensureBucket(bus, "controller");
     for (const image of images) {
