@@ -610,7 +610,7 @@ describe("eve-tasks-tools-image register on a server with users", () => {
       },
     );
 
-  it("connects as NATS_USER with its password file; without one it is refused, and a viewer cannot write", async () => {
+  it("connects as NATS_USER (controller) with its password file; without one it is refused, and a viewer cannot write", async () => {
     const tools = new Publication(buses.get("admin")!, messageTable("HypervisorToolsConfig"));
     const anon = await toolsImage({});
     expect(anon.code).toBe(1);
@@ -625,11 +625,14 @@ describe("eve-tasks-tools-image register on a server with users", () => {
     expect(noPassword.code).toBe(2);
     expect(noPassword.stderr).toMatch(/NATS_PASSWORD_FILE/);
 
-    const admin = await toolsImage({ NATS_USER: "admin", NATS_PASSWORD_FILE: auth.passwordFile("admin") });
-    expect(admin.stderr + admin.stdout).toMatch(
+    const controller = await toolsImage({
+      NATS_USER: "controller",
+      NATS_PASSWORD_FILE: auth.passwordFile("controller"),
+    });
+    expect(controller.stderr + controller.stdout).toMatch(
       /HypervisorToolsConfig\.emulators: registered the built-in image oci:/,
     );
-    expect(admin.code).toBe(0);
+    expect(controller.code).toBe(0);
     expect((await tools.get("emulators"))?.image).toMatch(/^oci:/);
   }, 120_000);
 });
