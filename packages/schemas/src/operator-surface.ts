@@ -111,7 +111,7 @@ export const LogsRequestSchema = z
 export type LogsRequest = z.infer<typeof LogsRequestSchema>;
 
 /** The part of a log a reader did not get because the files holding it were rotated away. */
-export const LogGapSchema = z.strictObject({
+export const LogGapSchema = z.object({
   /** For a human: what was lost and why. */
   message: z.string().min(1),
 });
@@ -122,8 +122,9 @@ export const LogGapSchema = z.strictObject({
  * there already (ask again at once), false when the reader has caught up. `gap` is set when
  * output between the request's cursor and this data was rotated away before it was read.
  * `error` is set (and nothing else is meaningful) for an unknown app or a bad request.
+ * Written by the executor, so read leniently: an older reader accepts a newer executor's reply.
  */
-export const LogsReplySchema = z.strictObject({
+export const LogsReplySchema = z.object({
   uuid: z.string(),
   dataBase64: z.base64({ error: expected("must be base64") }),
   cursor: LogCursorSchema.nullable(),

@@ -28,13 +28,16 @@ export const StopStepSchema = z.union(
 
 const ContainerIdSchema = z.string({ error: expected("must be a string") }).min(1);
 
-/** What the stop did: each task stopped, and each that is still there. */
-export const StopTasksReplySchema = z.strictObject({
+/**
+ * What the stop did: each task stopped, and each that is still there. Written by the executor,
+ * so read leniently: an older reader accepts a newer executor's reply.
+ */
+export const StopTasksReplySchema = z.object({
   accepted: z.boolean({ error: expected("accepted must be true or false") }),
   /** Why the request was refused; null when accepted. */
   error: z.string().min(1).nullable(),
   stopped: z.array(
-    z.strictObject({
+    z.object({
       /** The container ID: an app's uuid (or whatever else ran in the namespace). */
       uuid: ContainerIdSchema,
       taskId: NonNegativeIntSchema,
@@ -44,7 +47,7 @@ export const StopTasksReplySchema = z.strictObject({
     }),
   ),
   failed: z.array(
-    z.strictObject({ uuid: ContainerIdSchema, taskId: NonNegativeIntSchema, error: z.string() }),
+    z.object({ uuid: ContainerIdSchema, taskId: NonNegativeIntSchema, error: z.string() }),
   ),
 });
 

@@ -2,6 +2,10 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
   HypervisorToolsConfigSchema,
+  LogsReplySchema,
+  LogsRequestSchema,
+  StopTasksReplySchema,
+  StopTasksRequestSchema,
   SeedSchema,
   SignalReplySchema,
   SignalRequestSchema,
@@ -229,5 +233,40 @@ describe("HypervisorToolsConfig, TaskEvent, SignalRequest, SignalReply", () => {
     expect(errorOf(SignalReplySchema, { accepted: false, error: null })).toContain(
       "a refused request says why",
     );
+  });
+});
+
+describe("replies are read leniently, requests strictly", () => {
+  it("an older reader accepts a newer executor's logs and stop replies, dropping what it does not know", () => {
+    const logs = {
+      uuid: UUID,
+      dataBase64: "aGk=",
+      cursor: null,
+      more: false,
+      gap: { message: "rotated away", lostBytes: 10 },
+      error: null,
+      addedLater: 1,
+    };
+    const { addedLater: _dropped, ...known } = logs;
+    expect(LogsReplySchema.parse(logs)).toEqual({ ...known, gap: { message: "rotated away" } });
+    const stop = {
+      accepted: true,
+      error: null,
+      stopped: [{ uuid: UUID, taskId: 42, stoppedBy: null, exitCode: 0, tookMs: 3 }],
+      failed: [{ uuid: UUID, taskId: 43, error: "x", since: TIME }],
+      node: "local",
+    };
+    const parsed = StopTasksReplySchema.parse(stop);
+    expect(parsed).toEqual({
+      accepted: true,
+      error: null,
+      stopped: [{ uuid: UUID, taskId: 42, stoppedBy: null, exitCode: 0 }],
+      failed: [{ uuid: UUID, taskId: 43, error: "x" }],
+    });
+  });
+
+  it("a user's request with an unknown field is refused, naming it", () => {
+    expect(errorOf(StopTasksRequestSchema, { schemaVersion: 1, typo: 1 })).toContain("typo");
+    expect(errorOf(LogsRequestSchema, { uuid: UUID, tailLine: 5 })).toContain("tailLine");
   });
 });
