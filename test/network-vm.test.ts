@@ -145,13 +145,13 @@ describe("a VM on a local network instance", () => {
 
     // The loader made a virtio NIC of the tap EVE_TASK_NICS named, with the interface's MAC.
     const args = readFileSync(`/proc/${s.taskId}/cmdline`, "utf8").split("\0");
-    expect(args).toContain("tap,id=net0,ifname=evtap0,script=no,downscript=no,vhost=off");
+    expect(args).toContain("tap,id=net0,ifname=tap0,script=no,downscript=no,vhost=off");
     expect(args).toContain(`virtio-net-pci,netdev=net0,mac=${nic.mac}`);
     const environ = readFileSync(`/proc/${s.taskId}/environ`, "utf8").split("\0");
-    expect(environ).toContain(`EVE_TASK_NICS=evtap0=${nic.mac}`);
+    expect(environ).toContain(`EVE_TASK_NICS=tap0=${nic.mac}`);
     // The netns has the tap and the veth, the veth without an address (the guest has it).
     const netns = `${prefix}${vm}`;
-    expect(await linksIn(netns)).toEqual(["eth0", "evtap0", "lo"]);
+    expect(await linksIn(netns)).toEqual(["eth0", "lo", "tap0"]);
     expect(await inNs(netns, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
 
     // The guest's console says the address DHCP gave it: the one the IPAM chose.

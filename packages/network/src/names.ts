@@ -18,8 +18,13 @@ export const BRIDGE_PREFIX = "eb-";
 export const HASHED_BRIDGE_PREFIX = "ebh";
 /** Prefix of the host-side end of an app's veth: `ev<10 hex of the uuid's hash>-<index>`. */
 export const HOST_VETH_PREFIX = "ev";
-/** Prefix of a VM interface's tap inside the task's netns: `evtap<index>`. */
-export const TAP_PREFIX = "evtap";
+/**
+ * Prefix of a VM interface's tap inside the task's netns: `tap<index>`, the names the runtime
+ * contract's `EVE_TASK_NICS` (`tap0=<mac>,…`) shows a loader.
+ */
+export const TAP_PREFIX = "tap";
+/** Matches every name {@link tapName} can return. */
+export const TAP_NAME_PATTERN = /^tap\d+$/;
 
 const READABLE_BRIDGE_MAX = 15 - BRIDGE_PREFIX.length;
 
@@ -59,7 +64,7 @@ export function hostIfName(uuid: string, index: number): string {
   return `${HOST_VETH_PREFIX}${sha256Hex(uuid).slice(0, 10)}-${index}`;
 }
 
-/** The tap of VM interface `index`, inside the task's netns: `evtap<index>`. */
+/** The tap of VM interface `index`, inside the task's netns: `tap<index>`. */
 export function tapName(index: number): string {
   return `${TAP_PREFIX}${index}`;
 }

@@ -5,7 +5,7 @@
 import type { AppInterface, NetworkInstanceConfig } from "@eve-tasks/schemas";
 import { MAX_IFNAME_LENGTH, cidrsOverlap, parseCidr } from "@eve-tasks/schemas";
 import { addressProblem } from "./ipam.js";
-import { BRIDGE_NAME_PATTERN, HOST_VETH_PATTERN, TAP_PREFIX, bridgeName, hostIfName } from "./names.js";
+import { BRIDGE_NAME_PATTERN, HOST_VETH_PATTERN, TAP_NAME_PATTERN, bridgeName, hostIfName } from "./names.js";
 
 /** One problem with a config: the field (a path such as `interfaces[0].ip`) and what is wrong. */
 export interface NetworkIssue {
@@ -141,8 +141,8 @@ export function validateAppInterfaces(
     if (seen.has(itf.name))
       issues.push({ field: `${at}.name`, message: `interface name ${itf.name} is used twice` });
     seen.add(itf.name);
-    if (app.virtualization === "HVM" && itf.name.startsWith(TAP_PREFIX)) {
-      issues.push({ field: `${at}.name`, message: `names starting with ${TAP_PREFIX} are the VM's taps` });
+    if (app.virtualization === "HVM" && TAP_NAME_PATTERN.test(itf.name)) {
+      issues.push({ field: `${at}.name`, message: `names tap<n> are the VM's taps` });
     }
     const owner = hostNames.get(hostIfName(app.uuid, i));
     if (owner !== undefined) {

@@ -192,7 +192,7 @@ describe("validation", () => {
           ip: "10.88.0.1",
           portMaps: [{ protocol: "tcp", hostPort: 8080, port: 8080 }],
         },
-        { name: "evtap1", network: "sw", portMaps: [{ protocol: "udp", hostPort: 8080, port: 53 }] },
+        { name: "tap1", network: "sw", portMaps: [{ protocol: "udp", hostPort: 8080, port: 53 }] },
         { name: "eth2", network: "later" },
       ],
       "HVM",
@@ -201,7 +201,7 @@ describe("validation", () => {
     expect(fields(r.issues)).toEqual([
       "interfaces[0].ip: 10.88.0.1 is the gateway of 10.88.0.0/24",
       `interfaces[0].portMaps[0].hostPort: host port tcp 8080 is taken by app ${U2}`,
-      "interfaces[1].name: names starting with evtap are the VM's taps",
+      "interfaces[1].name: names tap<n> are the VM's taps",
       "interfaces[1].portMaps: port maps need a local network instance; sw is a switch (its apps are on the uplink's L2)",
     ]);
     expect(r.missingNetworks).toEqual(["later"]);
@@ -364,7 +364,7 @@ describe("planning", () => {
       new Map([["apps", apps]]),
       ["10.88.0.2"],
     );
-    expect(vm.plan.interfaces[0]?.tap).toBe("evtap0");
+    expect(vm.plan.interfaces[0]?.tap).toBe("tap0");
     expect(vm.files.names).toEqual([U1]);
   });
 
@@ -393,23 +393,23 @@ describe("planning", () => {
       "route add default via 10.88.0.1 dev eth0",
     ]);
     expect(c.tc).toEqual([]);
-    const v = planTaskNetwork({ uuid: U1, netns: "n", interfaces: [{ ...base, tap: "evtap0" }] });
+    const v = planTaskNetwork({ uuid: U1, netns: "n", interfaces: [{ ...base, tap: "tap0" }] });
     expect(v.task).toEqual([
       "link set lo up",
       "link set eth0 up",
-      "tuntap add dev evtap0 mode tap",
-      "link set evtap0 mtu 1400 up",
+      "tuntap add dev tap0 mode tap",
+      "link set tap0 mtu 1400 up",
     ]);
     expect(v.tc).toEqual([
       "qdisc add dev eth0 ingress",
-      "filter add dev eth0 parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev evtap0",
-      "qdisc add dev evtap0 ingress",
-      "filter add dev evtap0 parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev eth0",
+      "filter add dev eth0 parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev tap0",
+      "qdisc add dev tap0 ingress",
+      "filter add dev tap0 parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev eth0",
     ]);
     expect(planTaskTeardown("n", ["ev0123456789-0"])).toEqual(["link del ev0123456789-0", "netns del n"]);
-    expect(qemuNetArgs(0, "evtap0", "02:00:00:00:00:01", false)).toEqual([
+    expect(qemuNetArgs(0, "tap0", "02:00:00:00:00:01", false)).toEqual([
       "-netdev",
-      "tap,id=net0,ifname=evtap0,script=no,downscript=no,vhost=off",
+      "tap,id=net0,ifname=tap0,script=no,downscript=no,vhost=off",
       "-device",
       "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01",
     ]);

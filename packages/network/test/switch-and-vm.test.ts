@@ -94,13 +94,13 @@ describe("a VM interface", () => {
     }[];
     expect(addrs[0]?.addr_info ?? []).toEqual([]);
     expect(await inNs(nsV, ["tc", "filter", "show", "dev", "eth0", "ingress"])).toMatch(
-      /mirred \(Egress Redirect to device evtap0\)/,
+      /mirred \(Egress Redirect to device tap0\)/,
     );
-    expect(await inNs(nsV, ["tc", "filter", "show", "dev", "evtap0", "ingress"])).toMatch(
+    expect(await inNs(nsV, ["tc", "filter", "show", "dev", "tap0", "ingress"])).toMatch(
       /mirred \(Egress Redirect to device eth0\)/,
     );
 
-    // A guest stand-in: qemu (no machine) joins evtap0 to a second tap through a hub; that tap,
+    // A guest stand-in: qemu (no machine) joins tap0 to a second tap through a hub; that tap,
     // moved into a "guest" netns, plays the guest's virtio NIC with the interface's MAC.
     const guest = await makeNetns(`nwt${t}-guest`);
     await inNs(nsV, ["ip", "tuntap", "add", "dev", "gst0", "mode", "tap"]);
@@ -117,7 +117,7 @@ describe("a VM interface", () => {
       "-serial",
       "none",
       "-netdev",
-      "tap,id=vm,ifname=evtap0,script=no,downscript=no,vhost=off",
+      "tap,id=vm,ifname=tap0,script=no,downscript=no,vhost=off",
       "-netdev",
       "tap,id=g,ifname=gst0,script=no,downscript=no,vhost=off",
       "-netdev",
@@ -126,9 +126,9 @@ describe("a VM interface", () => {
       "hubport,id=h1,hubid=0,netdev=g",
     ]);
     await waitFor(
-      () => inNs(nsV, ["ip", "-json", "link", "show", "evtap0"]).then((o) => o.includes("LOWER_UP")),
+      () => inNs(nsV, ["ip", "-json", "link", "show", "tap0"]).then((o) => o.includes("LOWER_UP")),
       {
-        message: "qemu attached to evtap0",
+        message: "qemu attached to tap0",
       },
     );
     await inNs(nsV, ["ip", "link", "set", "gst0", "netns", guest]);
