@@ -62,7 +62,11 @@ export const messageTypes = {
     schema: AnchorTaxRecordSchema,
   },
   HypervisorSeed: { agent: "hypervisor-seed-fetcher", key: "<node>.<name>", schema: SeedSchema },
-  ImageSeed: { agent: "hypervisor-seed-fetcher", key: "<node>.<sha256 of the ref>", schema: SeedSchema },
+  ImageSeed: {
+    agent: "hypervisor-seed-fetcher",
+    key: '<node>.<sha256 of "<ref> <arch>">',
+    schema: SeedSchema,
+  },
 } as const satisfies Record<string, MessageTypeInfo>;
 
 /** A KV message type name. */

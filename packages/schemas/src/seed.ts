@@ -1,7 +1,7 @@
 /**
  * Seeds: root filesystems unpacked on one node by the hypervisor-seed-fetcher, published at
  * `$KV.hypervisor-seed-fetcher.HypervisorSeed.<node>.<name>` (hypervisor tools) and
- * `$KV.hypervisor-seed-fetcher.ImageSeed.<node>.<sha256 of the ref>` (app images). Both types
+ * `$KV.hypervisor-seed-fetcher.ImageSeed.<node>.<sha256 of "<ref> <arch>">` (app images). Both types
  * share {@link SeedSchema}.
  */
 import { z } from "zod";

@@ -46,9 +46,7 @@ export const StopTasksReplySchema = z.object({
       exitCode: z.number().int().nullable(),
     }),
   ),
-  failed: z.array(
-    z.object({ uuid: ContainerIdSchema, taskId: NonNegativeIntSchema, error: z.string() }),
-  ),
+  failed: z.array(z.object({ uuid: ContainerIdSchema, taskId: NonNegativeIntSchema, error: z.string() })),
 });
 
 /** A stop reply. */

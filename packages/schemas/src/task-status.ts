@@ -91,7 +91,8 @@ export const TaskStatusSchema = z
         "the task's cgroup memory limit, (memoryMiB + anchor tax) · 2^20; null if no spec was built",
     }),
     anchorTaxBytes: NonNegativeIntSchema.nullable().meta({
-      description: "the anchor process tax in bytes (0 for a native container); null if no spec was built",
+      description:
+        "the anchor tax in bytes (for a native container 0, or the emulators image's tax when it runs emulated); null if no spec was built",
     }),
     logPath: z
       .string({ error: expected("must be a string") })
