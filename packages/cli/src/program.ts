@@ -183,7 +183,7 @@ export function buildProgram(ctx: CliContext): Command<[], { server?: string }> 
     .summary("list task events, optionally following new ones")
     .description(
       "List task events from the TASK_EVENTS stream (received, created, started, exited, restarting, " +
-        "not-restarting, stopping, killed, deleted, error), oldest first, each with its message and " +
+        "not-restarting, stopping, killed, deleted, error, accel-fallback), oldest first, each with its message and " +
         "fields. With --follow, keep printing new events until Ctrl-C.",
     )
     .argument("[app]", "only this app (a uuid, a display name, or a uuid prefix)")
