@@ -5,7 +5,7 @@
 // replicas of a bucket that already exists with fewer (e.g. one a worker created, replicas 1).
 // A bucket with another configuration is reported and left alone (exit 1), as the workers do.
 //
-//   NATS_URL=nats://127.0.0.1:4222 NATS_USER=admin NATS_PASSWORD_FILE=/etc/eve-tasks/nats-credentials/admin.password \
+//   NATS_URL=nats://127.0.0.1:4222 NATS_USER=admin NATS_PASSWORD_FILE=/var/lib/eve-tasks/nats-credentials/admin.password \
 //     node deploy/nats/create-buckets.mjs [--replicas N]
 //
 // The credentials are the workers' convention: NATS_USER with NATS_PASSWORD_FILE (or NATS_PASSWORD),

@@ -75,6 +75,7 @@ export interface StartSystemOptions {
   readonly keep?: boolean;
   /** More environment for the workers (EVE_VOLUME_ROOTS, EVE_NODE_MEMORY_MIB, LOG_LEVEL...). */
   readonly env?: Readonly<Record<string, string>>;
+  /** The kit's own log level, and the workers' LOG_LEVEL unless `env` sets one. Default `info`. */
   readonly logLevel?: LogLevel;
   /** How long the start may take. Default 60 s. */
   readonly timeoutMs?: number;
