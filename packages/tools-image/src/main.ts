@@ -106,8 +106,9 @@ async function main(argv: readonly string[]): Promise<number> {
       NATS_PASSWORD_FILE: true,
     }),
   );
-  // Checked before the build, which can take a while: a missing password is a usage error.
-  const nats = natsConnection(config);
+  // For register, checked before the build, which can take a while: a user without a password is
+  // a usage error. `build` needs no NATS.
+  const nats = args.command === "register" ? natsConnection(config) : undefined;
   const images: RuntimeImage[] = [];
   for (const name of args.runtimes) {
     const outDir =
@@ -125,7 +126,7 @@ async function main(argv: readonly string[]): Promise<number> {
     for (const image of images) process.stdout.write(`${image.name} ${image.ref}\n`);
     return 0;
   }
-  const bus = await connectBus({ ...nats, name: "eve-tasks-tools-image" });
+  const bus = await connectBus({ ...(nats ?? { servers: config.NATS_URL }), name: "eve-tasks-tools-image" });
   try {
     await ensureBucket(bus, "controller");
     for (const image of images) {
