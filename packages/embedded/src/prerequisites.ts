@@ -271,7 +271,9 @@ function readTextOr(path: string, fallback: string): string {
  * `jvm`, built by the test set-up, and the JARs the runtime tests compile); chromium (the status
  * page's browser test, driven by playwright-core); docker.io (the test kit's nats-server in a
  * container, through testcontainers); python3 (the standard-library NATS client of
- * examples/clients). Never installed by `npm start`.
+ * examples/clients). `npm start` installs none of them, except the packages of the built-in
+ * runtimes (qemu-system-x86, busybox-static, qemu-user-static, openjdk-17-jdk-headless), which it
+ * installs for those images.
  */
 export const TEST_DEBIAN_PACKAGES: readonly string[] = [
   "busybox-static",

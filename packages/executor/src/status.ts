@@ -1,3 +1,4 @@
+import { boundedMessage } from "@eve-tasks/schemas";
 import type { StageError, TaskStatus } from "@eve-tasks/schemas";
 
 /** The TaskStatus of an app the executor has not published anything for yet. */
@@ -35,7 +36,16 @@ export function initialStatus(o: {
   };
 }
 
-/** A task-executor error about `configRevision`, for TaskStatus.error. */
+/**
+ * A task-executor error about `configRevision`, for TaskStatus.error: at most
+ * MAX_DECODE_MESSAGE_CHARS characters like every stage's message (it may quote a host path of a
+ * config, up to 4096 characters itself).
+ */
 export function executorError(message: string, configRevision: number, now = new Date()): StageError {
-  return { source: "task-executor", message, configRevision, time: now.toISOString() };
+  return {
+    source: "task-executor",
+    message: boundedMessage(message),
+    configRevision,
+    time: now.toISOString(),
+  };
 }

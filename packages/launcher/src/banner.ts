@@ -69,7 +69,7 @@ export function buildBanner(b: BannerInfo): string {
     ``,
     b.keepTasks
       ? `Ctrl-C stops the workers, then containerd and nats-server if they were started here (--keep-tasks: tasks are left running).`
-      : `Ctrl-C stops the workers, the tasks, then containerd and nats-server if they were started here.`,
+      : `Ctrl-C has the task-executor stop the tasks, then stops the workers, then containerd and nats-server if they were started here.`,
     ``,
   );
   return lines.join("\n");
