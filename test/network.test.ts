@@ -61,7 +61,7 @@ describe("apps with network interfaces", () => {
     volumes = join(dir, "volumes");
     rootfs = join(volumes, "rootfs");
     await makeRootfs(rootfs);
-    for (const applet of ["httpd", "nc", "nslookup", "awk", "mv", "tail", "printf", "["])
+    for (const applet of ["httpd", "nc", "nslookup", "awk", "mv", "tail", "printf", "[", "ping"])
       await symlink("busybox", join(rootfs, "bin", applet)).catch(() => undefined);
     // Mount points of the task's own resolv.conf and hosts (the root is bound read-only).
     await writeFile(join(rootfs, "etc", "resolv.conf"), "");
@@ -133,14 +133,23 @@ describe("apps with network interfaces", () => {
   }
 
   /**
-   * A shell loop writing what each GET of `/` from host `hostExpr` port 80 gave to /out/<file>:
-   * "<n> ok <body>" or "<n> fail" (busybox nc: Debian's static busybox wget crashes).
+   * A shell loop writing what each GET of `/` from host `hostExpr` port `port` gave to
+   * /out/<file>: "<n> ok <body>" or "<n> fail" (busybox nc: Debian's static busybox wget crashes).
    */
-  function fetcher(file: string, hostExpr: string): string {
+  function fetcher(file: string, hostExpr: string, port = 80): string {
     return (
       `i=0; while true; do i=$((i+1)); h=${hostExpr}; ` +
-      `b=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 "$h" 80 | tail -n 1); ` +
+      `b=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 "$h" ${port} | tail -n 1); ` +
       `if [ -n "$b" ]; then r="ok $b"; else r=fail; fi; ` +
+      `echo "$i $r" > /out/${file}.new; mv /out/${file}.new /out/${file}; sleep 0.2; done`
+    );
+  }
+
+  /** A shell loop writing whether each ping of `address` was answered to /out/<file>: "<n> ok" or "<n> fail". */
+  function pinger(file: string, address: string): string {
+    return (
+      `i=0; while true; do i=$((i+1)); ` +
+      `if ping -c 1 -W 1 ${address} >/dev/null 2>&1; then r=ok; else r=fail; fi; ` +
       `echo "$i $r" > /out/${file}.new; mv /out/${file}.new /out/${file}; sleep 0.2; done`
     );
   }
@@ -262,6 +271,32 @@ describe("apps with network interfaces", () => {
     expect(Object.keys(ipam.leases).some((k) => k.startsWith(b))).toBe(false);
     expect(Object.values(ipam.leases)).toContain("10.88.0.77");
     expect((await netnsWithPrefix(prefix)).some((n) => n.endsWith(b))).toBe(false);
+  });
+
+  it("lets an app reach only DHCP, DNS and ping on the node itself: a service of the node's is refused to it, not to the uplink", async () => {
+    await niStatus("apps", (s) => s.state === "READY", "the first test's instance is not READY");
+    // A service of the node's own, listening on every address of the node's (host) netns.
+    startIn(host, [
+      process.execPath,
+      "-e",
+      "require('node:http').createServer((q, r) => r.end('node-service')).listen(2323)",
+    ]);
+    // Controls: it answers on the bridge's address from the node itself, and on the uplink.
+    expect(
+      await waitFor(() => httpGet(host, "http://10.88.0.1:2323/").catch(() => undefined), {
+        message: "the node's service never answered",
+      }),
+    ).toBe("node-service");
+    expect(await httpGet(client, "http://192.168.77.1:2323/")).toBe("node-service");
+
+    const c = newUuid();
+    const script = `${fetcher(`node-tcp-${c}`, "10.88.0.1", 2323)} & ${pinger(`node-ping-${c}`, "10.88.0.1")}`;
+    await node.put(node.build(app(c, "prober-c", script, [{ name: "eth0", network: "apps" }]), 1));
+    await node.settled(c);
+    expect(await nextResult(`node-ping-${c}`), "ping of the gateway").toBe("ok");
+    expect(await nextResult(`node-tcp-${c}`), "the node's own TCP service from the app").toBe("fail");
+    await node.remove(c);
+    apps.delete(c);
   });
 
   it("puts an app on a switch instance's uplink L2: it and a client there reach each other, no NAT", async () => {
