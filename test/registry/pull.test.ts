@@ -4,6 +4,7 @@ import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile, readdir, readlink, stat, writeFile } from "node:fs/promises";
 import http from "node:http";
+import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -347,6 +348,30 @@ describe("bad input", () => {
     );
     // Refused before any layer byte was fetched: only the manifest is stored.
     expect(await readdir(join(data, "content/blobs/sha256"))).toEqual([images.busybox.digest.slice(7)]);
+  });
+
+  it("speaks plain HTTP only to a host in EVE_INSECURE_REGISTRIES: any other gets a TLS hello, never a request", async () => {
+    // A listener that keeps the first bytes of each connection and hangs up.
+    const firstBytes: Buffer[] = [];
+    const server = net.createServer((socket) => {
+      socket.once("data", (b) => {
+        firstBytes.push(b);
+        socket.destroy();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    deferCleanup(() => new Promise<void>((r) => server.close(() => r())));
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const data = await tempDir("data-");
+
+    await expect(store(data, []).pull(`${host}/bb:1`, { arch: "x86_64" })).rejects.toThrow(`https://${host}`);
+    expect(firstBytes.length).toBeGreaterThan(0);
+    for (const b of firstBytes) expect(b[0], "a TLS handshake record, not plain text").toBe(0x16);
+
+    // The control: listed, the same pull sends its request in plain text.
+    firstBytes.length = 0;
+    await expect(store(data, [host]).pull(`${host}/bb:1`, { arch: "x86_64" })).rejects.toThrow();
+    expect(firstBytes[0]?.toString("latin1")).toMatch(/^GET \/v2\//);
   });
 
   it("reports a registry that is down, a 404 and an invalid reference clearly", async () => {
