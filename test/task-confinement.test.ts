@@ -3,14 +3,19 @@
 // the same probes run on the host first, so each shows it would have noticed the thing it looks
 // for. The task tries to reach the node's NATS and containerd, to get past its capabilities, to
 // mount, to open a device the node did not give it, to read a masked /proc file, to write
-// /proc/sys, and looks at what its pid and network namespaces show. Nothing here writes on the host.
+// /proc/sys, and looks at what its pid and network namespaces show; a task of 1 vCPU runs two busy
+// loops against its CPU quota. Nothing here writes on the host.
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_CAPABILITIES } from "@eve-tasks/oci-spec";
+import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
+import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
 import { makeRootfs, startNode, uuidMaker, waitFor } from "./harness/index.js";
 import type { TestNode } from "./harness/index.js";
 
@@ -175,5 +180,49 @@ describe("a task, from inside", () => {
     expect(task.netdevs, "network devices of a task without interfaces").toBe("lo,");
     expect(task.pid1, "PID 1 is the task's own anchor").toMatch(/^\/bin\/busybox sh -c/);
     expect(Number(task.pids), "processes the task sees").toBeLessThan(10);
+  }, 120_000);
+
+  it("cannot use more CPU than its vcpus: two busy loops in a 1-vCPU task stay near one core", async (ctx) => {
+    if (availableParallelism() < 2) ctx.skip();
+    const busy = newUuid();
+    await node.configs.publish(busy, {
+      schemaVersion: 1,
+      uuid: busy,
+      version: "1",
+      displayName: "confinement-cpu",
+      virtualization: "NOHYPER",
+      resources: { memoryMiB: 32, vcpus: 1 },
+      root: { volume: { path: rootfs, readOnly: true } },
+      process: {
+        args: [
+          "/bin/busybox",
+          "sh",
+          "-c",
+          "trap 'exit 0' TERM; (while :; do :; done) & (while :; do :; done) & wait",
+        ],
+        cwd: "/",
+        user: "0:0",
+      },
+    });
+    await node.until(busy, (s) => s.state === "RUNNING", "never RUNNING", 60_000);
+    const cgroup = new CgroupReader(cgroupDirsFor(detectCgroupLayout(), `/${CONTAINERD_NAMESPACE}/${busy}`), [
+      "cpuNs",
+    ]);
+    try {
+      await sleep(500); // both loops running
+      const before = cgroup.read().values.cpuNs;
+      const t0 = process.hrtime.bigint();
+      await sleep(2000);
+      const after = cgroup.read().values.cpuNs;
+      const wallNs = Number(process.hrtime.bigint() - t0);
+      expect(before, "the task's CPU time").toBeTypeOf("number");
+      const cores = ((after as number) - (before as number)) / wallNs;
+      // Unlimited, the two loops would take two cores here; the quota holds them to one.
+      expect(cores).toBeLessThan(1.2);
+      expect(cores).toBeGreaterThan(0.3);
+    } finally {
+      cgroup.close();
+      await node.configs.unpublish(busy);
+    }
   }, 120_000);
 });
