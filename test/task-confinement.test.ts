@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_CAPABILITIES } from "@eve-tasks/oci-spec";
 import { CgroupReader, cgroupDirsFor, detectCgroupLayout } from "@eve-tasks/procfs";
 import { CONTAINERD_NAMESPACE } from "@eve-tasks/schemas";
+import type { AppInstanceConfigInput } from "@eve-tasks/schemas";
 import { makeRootfs, startNode, uuidMaker, waitFor } from "./harness/index.js";
 import type { TestNode } from "./harness/index.js";
 
@@ -73,6 +74,27 @@ function capBits(hex: string): number[] {
   return bits;
 }
 
+/** A native app of 1 vCPU whose root is the busybox volume, running `/bin/busybox sh -c <args>`. */
+function busyboxApp(
+  uuid: string,
+  name: string,
+  rootfs: string,
+  shArgs: string[],
+  volumes: { path: string; mountPoint: string; readOnly: boolean }[] = [],
+): AppInstanceConfigInput {
+  return {
+    schemaVersion: 1,
+    uuid,
+    version: "1",
+    displayName: name,
+    virtualization: "NOHYPER",
+    resources: { memoryMiB: 32, vcpus: 1 },
+    root: { volume: { path: rootfs, readOnly: true } },
+    volumes,
+    process: { args: ["/bin/busybox", "sh", "-c", ...shArgs], cwd: "/", user: "0:0" },
+  };
+}
+
 describe("a task, from inside", () => {
   let node: TestNode;
   let rootfs: string;
@@ -123,29 +145,21 @@ describe("a task, from inside", () => {
   it("cannot reach the node's NATS or containerd, get past its capabilities, mount, open a device, or see the host", async () => {
     const out = join(node.volumes, "out", "probes.txt");
     const script = [...PROBES, ...TASK_ONLY_PROBES, `echo done=1`].join("\n");
-    await node.configs.publish(uuid, {
-      schemaVersion: 1,
+    await node.configs.publish(
       uuid,
-      version: "1",
-      displayName: "confinement-probe",
-      virtualization: "NOHYPER",
-      resources: { memoryMiB: 32, vcpus: 1 },
-      root: { volume: { path: rootfs, readOnly: true } },
-      volumes: [{ path: join(node.volumes, "out"), mountPoint: "/out", readOnly: false }],
-      process: {
-        args: [
-          "/bin/busybox",
-          "sh",
-          "-c",
+      busyboxApp(
+        uuid,
+        "confinement-probe",
+        rootfs,
+        [
           `(${script}) > /out/probes.tmp 2>&1; /bin/busybox mv /out/probes.tmp /out/probes.txt; trap 'exit 0' TERM; /bin/busybox sleep 3600 & wait`,
           "probe",
           String(node.nats.port),
           containerdSocket,
         ],
-        cwd: "/",
-        user: "0:0",
-      },
-    });
+        [{ path: join(node.volumes, "out"), mountPoint: "/out", readOnly: false }],
+      ),
+    );
     const running = await node.until(
       uuid,
       (s) => s.state === "RUNNING" || s.state === "FAILED",
@@ -185,25 +199,12 @@ describe("a task, from inside", () => {
   it("cannot use more CPU than its vcpus: two busy loops in a 1-vCPU task stay near one core", async (ctx) => {
     if (availableParallelism() < 2) ctx.skip();
     const busy = newUuid();
-    await node.configs.publish(busy, {
-      schemaVersion: 1,
-      uuid: busy,
-      version: "1",
-      displayName: "confinement-cpu",
-      virtualization: "NOHYPER",
-      resources: { memoryMiB: 32, vcpus: 1 },
-      root: { volume: { path: rootfs, readOnly: true } },
-      process: {
-        args: [
-          "/bin/busybox",
-          "sh",
-          "-c",
-          "trap 'exit 0' TERM; (while :; do :; done) & (while :; do :; done) & wait",
-        ],
-        cwd: "/",
-        user: "0:0",
-      },
-    });
+    await node.configs.publish(
+      busy,
+      busyboxApp(busy, "confinement-cpu", rootfs, [
+        "trap 'exit 0' TERM; (while :; do :; done) & (while :; do :; done) & wait",
+      ]),
+    );
     await node.until(busy, (s) => s.state === "RUNNING", "never RUNNING", 60_000);
     const cgroup = new CgroupReader(cgroupDirsFor(detectCgroupLayout(), `/${CONTAINERD_NAMESPACE}/${busy}`), [
       "cpuNs",
