@@ -122,11 +122,12 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`${describe(image)}\n`);
     images.push(image);
   }
-  if (args.command === "build") {
+  // `build` (the only command without NATS settings) ends here.
+  if (nats === undefined) {
     for (const image of images) process.stdout.write(`${image.name} ${image.ref}\n`);
     return 0;
   }
-  const bus = await connectBus({ ...(nats ?? { servers: config.NATS_URL }), name: "eve-tasks-tools-image" });
+  const bus = await connectBus({ ...nats, name: "eve-tasks-tools-image" });
   try {
     await ensureBucket(bus, "controller");
     for (const image of images) {
